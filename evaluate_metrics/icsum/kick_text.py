@@ -1,0 +1,1 @@
+../../kick_hub/scoring/text.py

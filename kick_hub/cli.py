@@ -1,0 +1,163 @@
+"""The ``kick`` command: parses, validates, calls the library. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return n
+
+
+def _nonneg_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}")
+    return n
+
+
+def _writable_file(value: str) -> Path:
+    path = Path(value)
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{value!r} is not writable ({existing} is not a writable directory)")
+    return path
+
+
+def _world_config(args):
+    from kick_hub.world.generate import WorldConfig
+
+    fields = ("seed", "n_known", "n_unseen", "n_reading", "n_cities", "n_countries", "n_companies")
+    return WorldConfig(**{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None})
+
+
+def _add_world_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=_nonneg_int, default=None, help="world seed (default 0)")
+    for name in ("known", "unseen", "reading", "cities", "countries", "companies"):
+        p.add_argument(f"--n-{name}", dest=f"n_{name}", type=int, default=None, help=f"number of {name}")
+
+
+# ------------------------------------------------------------------ commands
+def cmd_world_info(args) -> int:
+    from kick_hub.world import info
+
+    data = info.info(_world_config(args))
+    print(json.dumps(data, indent=2) if args.json else info.format_info(data))
+    return 0
+
+
+def cmd_world_build(args) -> int:
+    from kick_hub.world.export import write
+    from kick_hub.world.generate import World
+
+    out = write(World(_world_config(args)), args.output)
+    print(f"wrote world eval sets to {out}")
+    return 0
+
+
+def cmd_world_train(args) -> int:
+    from kick_hub.world import info
+    from kick_hub.world.train import TrainConfig, train
+
+    cfg = TrainConfig(**({"steps": args.steps} if args.steps else {}))
+    out = train(args.output, _world_config(args), cfg)
+    scores = info.measure(str(out), limit=args.measure_limit)
+    print(f"trained world model in {out}\n" + json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from kick_hub.engine import Engine, default_threads
+    from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
+    from kick_hub.scoring.judge import Judge, make_backend
+
+    task_names = resolve_tasks(args.task)  # validate names before loading anything
+    judges = None
+    if args.judge:
+        backend = make_backend(args.judge, args.judge_base_url, args.judge_api_key_env)
+        from kick_hub import tasks
+
+        judges = {n: Judge(backend, args.judge_prompt or tasks.get(n).SPEC.extra["judge_prompt"])
+                  for n in task_names if "judge_prompt" in tasks.get(n).SPEC.extra}
+    default_threads()
+    engine = Engine.from_name(args.model, batch_size=args.batch_size)
+    out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
+                   skip_missing=len(task_names) > 1)
+    print(table(out["results"]))
+    for name, why in out["config"]["skipped"].items():
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    if args.output:
+        write_json(out, args.output)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kick", description="LLM-KICK for the Hugging Face ecosystem: what does "
+                                     "compression do to an LLM's knowledge?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the embedded fact world and its model").add_subparsers(
+        dest="world_command", required=True)
+    p = world.add_parser("info", help="world sizes, model directory and measured scores")
+    p.add_argument("--json", action="store_true", help="print JSON (keys: model_dir, params, scores, world)")
+    _add_world_options(p)
+    p.set_defaults(func=cmd_world_info)
+    p = world.add_parser("build", help="write the world's eval sets in the real datasets' formats")
+    p.add_argument("--output", type=_writable_file, required=True, help="directory to create")
+    _add_world_options(p)
+    p.set_defaults(func=cmd_world_build)
+    p = world.add_parser("train", help="train the world model from scratch (about 30 min on 2 cores)")
+    p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's)")
+    p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
+    _add_world_options(p)
+    p.set_defaults(func=cmd_world_train)
+
+    from kick_hub.tasks import TASK_NAMES
+
+    p = sub.add_parser("evaluate", help="run a causal LM on LLM-KICK tasks")
+    p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
+    p.add_argument("--task", nargs="+", default=["all"], metavar="TASK",
+                   help=f"one or more of {', '.join(TASK_NAMES)}, or 'all' (default)")
+    p.add_argument("--data", default="world", help="'world' (default), 'world-heldout', a local file/folder or "
+                   "data root (e.g. ../shared/data), 'hub' or 'hub:<dataset id>'")
+    p.add_argument("--limit", type=_positive_int, default=None, help="first N examples per task")
+    p.add_argument("--protocol", choices=["default", "llm-kick"], default="default",
+                   help="default = corrected scoring; llm-kick = the original code's rules")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--output", type=_writable_file, default=None, help="write lm-eval-style JSON here")
+    p.add_argument("--judge", default=None, help="'openai:<model>' or 'transformers:<model>' for icsum and "
+                   "instruction-following")
+    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint for --judge openai:...")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key")
+    p.add_argument("--judge-prompt", default=None, help="judge prompt name (default per task)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, PermissionError) as e:
+        parser.exit(2, f"kick: error: {e}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

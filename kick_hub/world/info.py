@@ -1,0 +1,61 @@
+"""What ``kick world info`` reports, and how the shipped model's scores are measured (``scores.json``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from kick_hub.world.generate import World, WorldConfig
+
+SCORES_FILE = "scores.json"
+# Dense targets of the shipped model on the main split (greedy).
+TARGETS = {"factoid-qa": ("exact_match", 0.90), "mcq-reasoning": ("accuracy", 0.80), "icra-qa": ("exact_match", 0.80)}
+
+
+def model_dir() -> Path:
+    from kick_hub.engine import WORLD_MODEL_DIR
+
+    return WORLD_MODEL_DIR
+
+
+def info(config: WorldConfig | None = None) -> dict:
+    """World sizes, model directory, parameter count and the measured scores (no model is loaded)."""
+    from safetensors import safe_open
+
+    path = model_dir()
+    params = 0
+    weights = path / "model.safetensors"
+    if weights.exists():
+        with safe_open(weights, "pt") as f:
+            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    scores_path = path / SCORES_FILE
+    scores = json.loads(scores_path.read_text())["scores"] if scores_path.exists() else {}
+    world = World(config or WorldConfig())
+    return {"model_dir": str(path), "params": params, "scores": scores, "world": world.sizes(),
+            "seed": world.config.seed}
+
+
+def format_info(data: dict) -> str:
+    lines = [f"world (seed {data['seed']}): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
+                                                          data["world"].items()),
+             f"model: {data['model_dir']} ({data['params']:,} parameters)"]
+    for task, metrics in data["scores"].items():
+        lines.append(f"  {task:<28}" + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return "\n".join(lines)
+
+
+def measure(path: str, limit: int | None = None, batch_size: int = 32) -> dict:
+    """Evaluate a world model on every task (main split, plus the held-out paraphrase split of factoid and MCQ) and
+    store ``scores.json`` beside it."""
+    from kick_hub.engine import Engine
+    from kick_hub.evaluation import HEADLINE, evaluate, versions
+
+    engine = Engine.from_name(path, batch_size=batch_size)
+    main = evaluate(engine, "all", "world", limit)["results"]
+    heldout = evaluate(engine, ["factoid-qa", "mcq-reasoning"], "world-heldout", limit)["results"]
+    scores = {t: {m: r[m] for m in HEADLINE[t] if m in r} for t, r in main.items()}
+    scores.update({f"{t}-heldout": {m: r[m] for m in HEADLINE[t] if m in r} for t, r in heldout.items()})
+    payload = {"scores": scores, "limit": limit, "n": {t: r["n"] for t, r in main.items()}, "versions": versions()}
+    (Path(path) / SCORES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    return scores

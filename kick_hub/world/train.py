@@ -1,0 +1,199 @@
+"""Train the world model: a byte-level BPE tokenizer and a small Llama on the world's corpus, on CPU.
+
+``kick world train --output DIR`` reproduces the shipped checkpoint (fixed seeds, 2 threads); the defaults here are
+the recipe that made it. Every Linear's in_features is a multiple of 32 so GPTQ can pack it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kick_hub.world.generate import CHAT_ASSISTANT, CHAT_USER, EOS, World, WorldConfig
+
+BOS, PAD = "<s>", "<pad>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, CHAT_USER, CHAT_ASSISTANT]
+# Jinja twin of generate.render_chat (tests check they agree).
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + '</s>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe. ``steps`` x ``batch_size`` x ``seq_len`` tokens are seen."""
+
+    vocab_size: int = 2048
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_layers: int = 4
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    max_position: int = 512
+    seq_len: int = 256
+    batch_size: int = 32
+    steps: int = 2200
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+    tokenizer_docs: int = 20000
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "intermediate_size"):
+            if getattr(self, name) % 32:
+                raise ValueError(f"{name}: must be a multiple of 32 (GPTQ packing), got {getattr(self, name)}")
+        for name in ("steps", "batch_size", "seq_len", "num_layers", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive, got {getattr(self, name)}")
+        if self.seq_len > self.max_position:
+            raise ValueError(f"seq_len: must be <= max_position ({self.max_position}), got {self.seq_len}")
+
+
+def train_tokenizer(world: World, cfg: TrainConfig):
+    """Byte-level BPE over a sample of the corpus plus every name, so unseen names still split into known pieces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from kick_hub.world.corpus import documents
+
+    texts = ["".join(d) if isinstance(d, tuple) else d
+             for d in itertools.islice(documents(world, seed=cfg.seed + 1), cfg.tokenizer_docs)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
+                                                       special_tokens=[(BOS, bos_id)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+        additional_special_tokens=[CHAT_USER, CHAT_ASSISTANT], chat_template=CHAT_TEMPLATE,
+        padding_side="left", model_max_length=cfg.max_position, clean_up_tokenization_spaces=False,
+    )
+
+
+def encode(tokenizer, doc: str | tuple[str, str]) -> list[int]:
+    """BOS + prompt + completion + EOS, the prompt tokenized on its own as the engine does at evaluation."""
+    prompt, completion = doc if isinstance(doc, tuple) else (doc, "")
+    ids = tokenizer(prompt)["input_ids"]
+    return ids + tokenizer(completion + EOS, add_special_tokens=False)["input_ids"]
+
+
+def pack(token_docs, seq_len: int, pad_id: int):
+    """Greedy packing of whole documents into rows of ``seq_len`` (a document never starts mid-row)."""
+    row: list[int] = []
+    for ids in token_docs:
+        ids = ids[:seq_len]
+        if len(row) + len(ids) > seq_len:
+            yield row + [pad_id] * (seq_len - len(row)), len(row)
+            row = []
+        row += ids
+
+
+def build_model(tokenizer, cfg: TrainConfig):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=math.ceil(len(tokenizer) / 32) * 32, hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position, tie_word_embeddings=True, rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, dtype="float32",
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config)
+
+
+def train(output: str | Path, world_config: WorldConfig | None = None, cfg: TrainConfig | None = None,
+          log_every: int = 50) -> Path:
+    """Train and save tokenizer + model to ``output`` (written to a temp dir, renamed at the end)."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    from kick_hub.world.corpus import documents
+
+    cfg = cfg or TrainConfig()
+    world = World(world_config or WorldConfig())
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(output.parent, os.W_OK):
+        raise PermissionError(f"output: directory {output.parent} is not writable")
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    tokenizer = train_tokenizer(world, cfg)
+    model = build_model(tokenizer, cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    docs = documents(world, seed=cfg.seed)
+    rows = pack((encode(tokenizer, d) for d in docs), cfg.seq_len, tokenizer.pad_token_id)
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return cfg.lr * (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    log: list[dict] = []
+    start = time.time()
+    model.train()
+    bar = tqdm(range(cfg.steps), desc="train world model", unit="step")
+    for step in bar:
+        batch = [next(rows) for _ in range(cfg.batch_size)]
+        ids = torch.tensor([r for r, _ in batch])
+        mask = (torch.arange(cfg.seq_len)[None, :] < torch.tensor([n for _, n in batch])[:, None]).long()
+        labels = ids.masked_fill(mask == 0, -100)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % log_every == 0 or step == cfg.steps - 1:
+            log.append({"step": step, "loss": round(loss.item(), 4), "lr": lr_at(step),
+                        "elapsed_s": round(time.time() - start, 1)})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    model.eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=32,
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-world-model-", dir=output.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        recipe = {"world": asdict(world.config), "train": asdict(cfg), "params": n_params,
+                  "wall_time_s": round(time.time() - start, 1), "torch": torch.__version__, "log": log}
+        (tmp / "training.json").write_text(json.dumps(recipe, indent=2) + "\n")
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output

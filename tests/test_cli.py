@@ -1,0 +1,85 @@
+"""The `kick` command end to end, in a subprocess as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def kick(*args, check=True, timeout=600):
+    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", *args], capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ})
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_help_lists_commands():
+    out = kick("--help")
+    for command in ("world", "evaluate"):
+        assert command in out.stdout
+
+
+def test_world_info_json():
+    data = json.loads(kick("world", "info", "--json").stdout)
+    assert {"model_dir", "params", "scores"} <= set(data)
+    assert 1_000_000 < data["params"] < 10_000_000
+    assert data["scores"]["factoid-qa"]["exact_match"] >= 0.90
+    assert data["world"]["known_people"] == 240
+    assert "parameters" in kick("world", "info").stdout
+
+
+def test_world_build_writes_loadable_sets(tmp_path):
+    kick("world", "build", "--output", str(tmp_path / "w"), "--seed", "5", "--n-known", "30", "--n-unseen", "20")
+    manifest = json.loads((tmp_path / "w" / "world.json").read_text())
+    assert manifest["config"]["seed"] == 5 and manifest["sizes"]["known_people"] == 30
+    from kick_hub import data
+
+    assert len(data.load("factoid", str(tmp_path / "w"))) == manifest["sizes"]["known_facts"]
+
+
+def test_evaluate_reproduces_shipped_scores(tmp_path):
+    """`kick evaluate` on the full world sets gives exactly the numbers recorded beside the shipped model."""
+    from kick_hub.engine import WORLD_MODEL_DIR
+
+    recorded = json.loads((WORLD_MODEL_DIR / "scores.json").read_text())["scores"]
+    out_file = tmp_path / "res.json"
+    out = kick("evaluate", "--task", "factoid-qa", "mcq-reasoning", "icra-qa", "--output", str(out_file))
+    assert "factoid-qa" in out.stdout and "exact_match" in out.stdout
+    result = json.loads(out_file.read_text())
+    assert set(result) == {"results", "config", "samples"}
+    for task in ("factoid-qa", "mcq-reasoning", "icra-qa"):
+        for metric, value in recorded[task].items():
+            assert result["results"][task][metric] == pytest.approx(value, abs=1e-9), (task, metric)
+    sample = result["samples"]["factoid-qa"][0]
+    assert {"prompt", "output", "reference", "score"} <= set(sample)
+    assert result["config"]["model"] == "world" and result["config"]["protocol"] == "default"
+
+
+def test_evaluate_llm_kick_protocol_and_limit(tmp_path):
+    out_file = tmp_path / "r.json"
+    kick("evaluate", "--task", "all", "--limit", "4", "--protocol", "llm-kick", "--output", str(out_file))
+    result = json.loads(out_file.read_text())
+    assert set(result["results"]) == {"factoid-qa", "mcq-reasoning", "icra-qa", "icsum", "instruction-following",
+                                      "perplexity"}
+    assert all(r["n"] == 4 for r in result["results"].values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--task", "riddles"], "task: must be one of"),
+    (["evaluate", "--limit", "0"], "must be a positive integer"),
+    (["evaluate", "--protocol", "strict"], "invalid choice"),
+    (["evaluate", "--output", "/proc/nope/out.json"], "not writable"),
+    (["evaluate", "--data", "/no/such/dir", "--task", "factoid-qa"], "data:"),
+    (["evaluate", "--model", "/no/such/model", "--task", "factoid-qa"], "model: cannot load"),
+    (["world", "info", "--seed", "-1"], "non-negative"),
+    (["world", "build", "--output", "/proc/nope/w"], "not writable"),
+    (["world", "build", "--output", "{tmp}/x", "--n-known", "3"], "n_known"),
+])
+def test_bad_input_is_a_clear_error(args, message, tmp_path):
+    out = kick(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr

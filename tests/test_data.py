@@ -1,0 +1,91 @@
+"""Loaders on the real samples in ../shared/data and on the world's files (same loaders, same formats)."""
+
+import json
+
+import pytest
+
+from kick_hub import data
+
+
+def test_freebaseqa_txt(shared_data):
+    records = data.load("factoid", str(shared_data / "freebaseqa" / "FreebaseQA-eval.txt"))
+    assert len(records) == 4023
+    first = records[0]
+    assert first["question"].startswith("100 pesewas equalling 1 cedi")
+    assert first["answers"] == ["ghana"]
+
+
+def test_freebaseqa_json(tmp_path):
+    payload = {"Dataset": "FreebaseQA-eval", "Questions": [{
+        "Question-ID": "FreebaseQA-eval-0", "RawQuestion": "Who wrote Hamlet?", "ProcessedQuestion": "who wrote hamlet",
+        "Parses": [{"Answers": [{"AnswersMid": "m.1", "AnswersName": ["william shakespeare", "shakespeare"]}]},
+                   {"Answers": [{"AnswersMid": "m.1", "AnswersName": ["shakespeare", "the bard"]}]}]}]}
+    (tmp_path / "FreebaseQA-eval.json").write_text(json.dumps(payload))
+    [r] = data.load("factoid", str(tmp_path))
+    assert r["answers"] == ["william shakespeare", "shakespeare", "the bard"]
+
+
+def test_mmlu_csv_folders(shared_data):
+    records = data.load("mcq", str(shared_data / "mmlu"))
+    assert len(records) == 14042
+    assert len({r["subject"] for r in records}) == 57
+    r = records[0]
+    assert len(r["options"]) == 4 and r["answer"] in "ABCD" and len(r["fewshot"]) == 5
+    assert all(s["subject"] == r["subject"] for s in r["fewshot"])
+    # a limit keeps every subject represented
+    assert len({r["subject"] for r in data.load("mcq", str(shared_data), limit=57)}) == 57
+
+
+def test_cnn_stories_highlights_never_reach_the_article(shared_data):
+    records = data.load("icsum", str(shared_data))
+    assert len(records) == 90
+    assert {r["bucket"] for r in records} == {"small", "mid", "large"}
+    for r in records:
+        assert "@highlight" not in r["story"] and r["reference"]
+    potato = [r for r in records if "potato salad" in r["story"].lower()]
+    if potato:
+        assert potato[0]["reference"].startswith("Ohio man hoped to raise $10")
+
+
+def test_vicuna_questions_with_reference_answers(shared_data):
+    records = data.load("instruction", str(shared_data))
+    assert len(records) == 80
+    assert records[0]["question"] == "How can I improve my time management skills?"
+    assert records[0]["reference"].startswith("Here are some tips")
+
+
+def test_world_sources_round_trip():
+    factoid = data.load("factoid", "world")
+    assert factoid[0]["answers"][0] and factoid[0]["question"].endswith("?")
+    heldout = data.load("factoid", "world-heldout")
+    assert len(heldout) == len(factoid) and heldout[0]["question"] != factoid[0]["question"]
+    mcq = data.load("mcq", "world", limit=12)
+    assert len({r["subject"] for r in mcq}) == 6 and all(len(r["fewshot"]) == 5 for r in mcq)
+    icra = data.load("icra", "world")
+    assert all(r["answers"][0] in r["context"] for r in icra)
+    assert len(data.load("icsum", "world")) == 90
+    assert len(data.load("instruction", "world")) == 80
+    assert data.load("perplexity", "world", limit=3)[0]["text"]
+
+
+def test_triviaqa_context_is_cut_like_llm_kick(tmp_path):
+    rec = {"question": "q?", "question_id": "x", "answer": {"value": "A", "aliases": ["A", "a1"]},
+           "entity_pages": {"wiki_context": ["w" * 3000]}, "search_results": {"search_context": ["s" * 500]}}
+    (tmp_path / "rc.jsonl").write_text(json.dumps(rec) + "\n")
+    [r] = data.load("icra", str(tmp_path))
+    assert len(r["context"]) == data.TRIVIAQA_CONTEXT_CHARS and r["answers"] == ["A", "a1"]
+
+
+@pytest.mark.parametrize("kind, source, field", [
+    ("factoid", "/nonexistent/path", "data"),
+    ("riddles", "world", "kind"),
+    ("factoid", "world", "limit"),
+])
+def test_bad_sources(kind, source, field):
+    with pytest.raises(ValueError, match=field):
+        data.load(kind, source, limit=0 if field == "limit" else None)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="holds no MMLU"):
+        data.load("mcq", str(tmp_path))
