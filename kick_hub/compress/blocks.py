@@ -1,0 +1,96 @@
+"""The block-by-block calibration loop shared by every calibration-based method.
+
+Capture the first decoder block's inputs (hidden states plus whatever keyword arguments the model passes its
+blocks: attention mask, position ids, rotary ``position_embeddings`` in current transformers), then for each block:
+collect statistics on its Linear inputs with forward hooks, let the method rewrite the weights, recompute the
+block's outputs with the new weights and feed them to the next block. Peak memory is one model copy plus one block's
+activations for the calibration set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+_BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "model.blocks")
+
+
+def decoder_layers(model) -> nn.ModuleList:
+    """The model's decoder blocks, or a clear error naming the paths tried."""
+    for path in _BLOCK_PATHS:
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList) and len(obj):
+            return obj
+    raise ValueError(f"model: cannot find decoder blocks in {type(model).__name__} (looked for {list(_BLOCK_PATHS)})")
+
+
+def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
+    """Every Linear inside one decoder block, by qualified name (q/k/v/o, gate/up/down, ...)."""
+    return {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+
+
+class _Captured(Exception):
+    pass
+
+
+@torch.no_grad()
+def capture_inputs(model, ids: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
+    """Run the model up to the first block for each calibration row; return its inputs and call kwargs."""
+    layers = decoder_layers(model)
+    inputs: list[torch.Tensor] = []
+    kwargs: dict = {}
+
+    def hook(module, args, kw):
+        inputs.append(args[0] if args else kw["hidden_states"])
+        kwargs.update({k: v for k, v in kw.items() if k != "hidden_states"})
+        raise _Captured
+
+    handle = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for row in ids:
+            try:
+                model(input_ids=row[None].to(next(model.parameters()).device), use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+    kwargs.pop("past_key_values", None)
+    kwargs.pop("past_key_value", None)
+    kwargs["use_cache"] = False
+    return inputs, kwargs
+
+
+def _block_out(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Linear], object],
+                  rewrite: Callable[[str, nn.Linear, object], None], desc: str = "blocks",
+                  progress: bool = True) -> None:
+    """Drive ``make_stats`` (one accumulator per Linear, fed with ``add_batch(inp)``) and ``rewrite`` (changes the
+    Linear's weight from its statistics) over every decoder block in order."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    inputs, kwargs = capture_inputs(model, ids)
+    for block in tqdm(decoder_layers(model), desc=desc, unit="block", disable=not progress):
+        linears = linear_layers(block)
+        stats = {name: make_stats(lin) for name, lin in linears.items()}
+        handles = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
+                   for name, lin in linears.items()]
+        for x in inputs:
+            block(x, **kwargs)
+        for h in handles:
+            h.remove()
+        for name, lin in linears.items():
+            rewrite(name, lin, stats.pop(name))
+        inputs = [_block_out(block(x, **kwargs)) for x in inputs]
+    model.train(was_training)

@@ -1,0 +1,52 @@
+"""Magnitude pruning (layer-wise and global) and random pruning: no calibration data.
+
+- ``magnitude``: one threshold per weight matrix over |W| (wanda ``prune_magnitude``); N:M per group of M columns.
+- ``magnitude-global``: one threshold over |W| of all pruned matrices together, found exactly by bisection on the
+  float bit patterns so no concatenated copy of the weights is ever made (memory stays at one matrix).
+- ``random``: scores drawn uniformly at random (seeded), then the layer-wise rules: the floor baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kick_hub.compress.blocks import decoder_layers, linear_layers
+from kick_hub.compress.masks import nm_mask, threshold_mask
+
+
+def _targets(model) -> list[torch.nn.Linear]:
+    return [lin for block in decoder_layers(model) for lin in linear_layers(block).values()]
+
+
+def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
+    """The value at index ``int(N * sparsity)`` of all |w| sorted, without concatenating them."""
+    total = sum(w.numel() for w in weights)
+    k = int(total * sparsity)  # we want the smallest t with count(|w| <= t) >= k + 1
+    lo, hi = 0, 0x7F800000  # non-negative float32 bit patterns are ordered like the floats
+    while lo < hi:
+        mid = (lo + hi) // 2
+        t = torch.tensor(mid, dtype=torch.int32).view(torch.float32)
+        count = sum(int((w.abs().float() <= t).sum()) for w in weights)
+        if count >= k + 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(torch.tensor(lo, dtype=torch.int32).view(torch.float32))
+
+
+@torch.no_grad()
+def prune(model, spec) -> None:
+    linears = _targets(model)
+    if spec.method == "magnitude-global" and not spec.pattern:
+        if spec.sparsity == 0:
+            return
+        thresh = global_threshold([lin.weight.data for lin in linears], spec.sparsity)
+        for lin in linears:
+            lin.weight.data[lin.weight.data.abs().float() <= thresh] = 0
+        return
+    gen = torch.Generator().manual_seed(spec.seed)
+    for lin in linears:
+        W = lin.weight.data
+        metric = torch.rand(W.shape, generator=gen) if spec.method == "random" else W.abs()
+        mask = nm_mask(metric, *spec.pattern) if spec.pattern else threshold_mask(metric, spec.sparsity)
+        W[mask] = 0

@@ -1,0 +1,119 @@
+"""A compressed variant on disk: ``save_pretrained`` weights + tokenizer, ``kick_manifest.json`` and the calibration
+ids, written to a temp dir and renamed into place, so a failure never leaves a half-written variant."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+MANIFEST = "kick_manifest.json"
+CALIBRATION_FILE = "calibration_ids.safetensors"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def layer_sparsity(model) -> dict[str, float]:
+    """Share of exact zeros in every decoder-block Linear weight, by parameter name."""
+    from kick_hub.compress.blocks import decoder_layers, linear_layers
+
+    out = {}
+    prefix = {id(b): i for i, b in enumerate(decoder_layers(model))}
+    for block in decoder_layers(model):
+        for name, lin in linear_layers(block).items():
+            w = lin.weight.data
+            out[f"layers.{prefix[id(block)]}.{name}"] = float((w == 0).sum()) / w.numel()
+    return out
+
+
+def overall(sparsity: dict[str, float], model) -> float:
+    from kick_hub.compress.blocks import decoder_layers, linear_layers
+
+    sizes = [lin.weight.numel() for b in decoder_layers(model) for lin in linear_layers(b).values()]
+    return sum(s * n for s, n in zip(sparsity.values(), sizes)) / max(sum(sizes), 1)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("kick-hub", "torch", "transformers", "safetensors", "optimum", "gptqmodel"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def prepare_output(output: str | Path, overwrite: bool) -> Path:
+    """Validate the output dir before any work: it must not exist unless ``overwrite``; its parent must be
+    writable."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ValueError(f"output: {output} exists; pass --overwrite to replace it")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".kick-probe-", dir=output.parent)
+        Path(probe).rmdir()
+    except OSError as e:
+        raise ValueError(f"output: cannot write in {output.parent} ({e.strerror})") from e
+    return output
+
+
+def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torch.Tensor | None = None,
+         overwrite: bool = False) -> Path:
+    """Write the variant atomically: temp dir beside ``output``, then rename (replacing only with ``overwrite``)."""
+    from safetensors.torch import save_file
+
+    output = Path(output)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if calibration is not None:
+            save_file({"input_ids": calibration.contiguous()}, str(tmp / CALIBRATION_FILE))
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if output.exists():
+            if not overwrite:
+                raise ValueError(f"output: {output} appeared while compressing; pass --overwrite")
+            old = output.with_name(f".old-{output.name}-{int(time.time())}")
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output
+
+
+def load_manifest(path: str | Path) -> dict:
+    file = Path(path) / MANIFEST
+    if not file.exists():
+        raise ValueError(f"variant: {path} has no {MANIFEST}; it was not written by `kick compress`")
+    return json.loads(file.read_text())
+
+
+def check_sparsity(path: str | Path, tolerance: float = 1e-6) -> list[dict]:
+    """Re-measure every layer's sparsity from the saved weights and compare with the manifest."""
+    from transformers import AutoModelForCausalLM
+
+    manifest = load_manifest(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    measured = layer_sparsity(model)
+    rows = []
+    for name, expected in manifest.get("layer_sparsity", {}).items():
+        got = measured.get(name)
+        rows.append({"layer": name, "manifest": expected, "measured": got,
+                     "ok": got is not None and abs(got - expected) <= tolerance})
+    return rows
