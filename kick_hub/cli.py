@@ -106,6 +106,46 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _ratio(value: str) -> float:
+    try:
+        r = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {value!r}") from None
+    if not 0 <= r < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value!r}")
+    return r
+
+
+def cmd_compress(args) -> int:
+    from kick_hub.compress import CompressSpec, make_variant
+    from kick_hub.engine import default_threads
+
+    spec = CompressSpec(method=args.method, sparsity=args.sparsity, pattern=args.pattern, bits=args.bits,
+                        group_size=args.group_size, desc_act=args.desc_act, sym=not args.asym, damp=args.damp,
+                        seed=args.seed)
+    default_threads()
+    out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
+                       overwrite=args.overwrite)
+    from kick_hub.variant import load_manifest
+
+    m = load_manifest(out)
+    print(f"wrote {out}: {m['label']}, sparsity {m['sparsity']:.4f}, {m['wall_time_s']} s, "
+          f"peak RSS {m['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+def cmd_sparsity(args) -> int:
+    from kick_hub.variant import check_sparsity
+
+    rows = check_sparsity(args.variant)
+    bad = [r for r in rows if not r["ok"]]
+    for r in rows if args.verbose else bad:
+        print(f"{r['layer']:<40} manifest {r['manifest']:.6f}  measured {r['measured']:.6f}  "
+              f"{'ok' if r['ok'] else 'MISMATCH'}")
+    print(f"{len(rows) - len(bad)}/{len(rows)} layers match the manifest")
+    return 1 if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kick", description="LLM-KICK for the Hugging Face ecosystem: what does "
                                      "compression do to an LLM's knowledge?")
@@ -147,6 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key")
     p.add_argument("--judge-prompt", default=None, help="judge prompt name (default per task)")
     p.set_defaults(func=cmd_evaluate)
+
+    from kick_hub.compress import GPTQ_BITS, METHODS
+
+    p = sub.add_parser("compress", help="prune or quantize a model into a loadable variant directory")
+    p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--sparsity", type=_ratio, default=None, help="unstructured ratio in [0, 1)")
+    p.add_argument("--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4, 4:8, 1:2")
+    p.add_argument("--bits", type=int, default=None, help=f"GPTQ bits, one of {list(GPTQ_BITS)}")
+    p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1 = per row)")
+    p.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
+    p.add_argument("--asym", action="store_true", help="GPTQ asymmetric quantization")
+    p.add_argument("--damp", type=float, default=0.01, help="Hessian dampening (SparseGPT / GPTQ)")
+    p.add_argument("--calibration", default="world", help="c4 | wikitext2 | world (default) | PATH "
+                   "(.txt, or .pt/.safetensors ids [nsamples, seqlen])")
+    p.add_argument("--nsamples", type=_positive_int, default=128)
+    p.add_argument("--seqlen", type=_positive_int, default=None, help="default: min(2048, model context)")
+    p.add_argument("--seed", type=_nonneg_int, default=0)
+    p.add_argument("--output", type=_writable_file, required=True, help="variant directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("sparsity", help="check a variant's per-layer sparsity against its manifest")
+    p.add_argument("variant", help="variant directory")
+    p.add_argument("--verbose", action="store_true", help="print every layer")
+    p.set_defaults(func=cmd_sparsity)
     return parser
 
 

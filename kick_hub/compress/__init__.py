@@ -94,10 +94,25 @@ class CompressSpec:
         return d
 
 
+def check_model(model, spec: CompressSpec) -> None:
+    """Fail before any work when the model cannot take ``spec``: no decoder blocks, or an N:M pattern whose M does
+    not divide a Linear's input width (the reference code would silently prune a short last group)."""
+    from kick_hub.compress.blocks import decoder_layers, linear_layers
+
+    blocks = decoder_layers(model)
+    if spec.pattern:
+        m = spec.pattern[1]
+        bad = sorted({f"{n} ({lin.in_features})" for b in blocks for n, lin in linear_layers(b).items()
+                      if lin.in_features % m})
+        if bad:
+            raise ValueError(f"pattern: M={m} must divide every pruned Linear's in_features; not: {', '.join(bad)}")
+
+
 def compress(model, spec: CompressSpec, calibration=None, progress: bool = True):
     """Apply ``spec``; pruning modifies ``model`` in place and returns it, quantization returns a new model."""
     if spec.calibrated and calibration is None:
         raise ValueError(f"calibration: method {spec.method!r} needs calibration ids")
+    check_model(model, spec)
     if spec.method in ("magnitude", "magnitude-global", "random"):
         from kick_hub.compress import magnitude
 
@@ -128,14 +143,13 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     import torch
 
     from kick_hub import variant
-    from kick_hub.compress.blocks import decoder_layers
     from kick_hub.compress.calibration import calibration_ids, ids_hash
     from kick_hub.engine import load_model, resolve_model
 
     output = variant.prepare_output(output, overwrite)
     start = time.perf_counter()
     model, tokenizer = load_model(model_name)
-    decoder_layers(model)  # a clear error now if the blocks cannot be found
+    check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit
     max_pos = getattr(model.config, "max_position_embeddings", None) or 2048
     seqlen = seqlen or min(2048, max_pos)
     if seqlen > max_pos:
