@@ -1,0 +1,60 @@
+"""GPTQ quantization through the ecosystem's own path: transformers ``GPTQConfig`` -> optimum -> GPTQModel, on CPU.
+
+The calibration ids are handed to optimum pre-tokenized (so a run is reproducible from the saved ids) and removed
+from the config before saving, so ``config.json`` never carries the calibration data. GPTQModel packs 2/3/4/8-bit
+weights; symmetric checkpoints are saved in the v1 ``gptq`` format auto-gptq readers expect (see ``to_v1_format``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+INSTALL = "pip install 'kick-hub[gptq]'  (optimum>=2.3 and gptqmodel==7.6.0, the newest accepting torch 2.13)"
+
+
+def check_available() -> None:
+    """Fail early, naming the install command, when the GPTQ stack is missing."""
+    import importlib.util
+
+    missing = [m for m in ("optimum", "gptqmodel") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"gptq needs {', '.join(missing)}: {INSTALL}")
+
+
+def quantize(model, calibration: torch.Tensor, spec):
+    """Quantize a loaded model; returns the GPTQ model (weights packed, ready for ``save_pretrained``)."""
+    check_available()
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+
+    source = getattr(model, "name_or_path", None)
+    dataset = [{"input_ids": row[None], "attention_mask": torch.ones_like(row)[None]} for row in calibration]
+    with tempfile.TemporaryDirectory(prefix="kick-gptq-") as tmp:
+        # from_pretrained is where transformers runs the optimum quantizer; go through a plain checkpoint of `model`
+        model.save_pretrained(tmp)
+        tokenizer = AutoTokenizer.from_pretrained(source) if source else None
+        config = GPTQConfig(bits=spec.bits, dataset=dataset, tokenizer=tokenizer, group_size=spec.group_size,
+                            desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
+                            model_seqlen=calibration.shape[1], batch_size=1)
+        try:
+            quantized = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=config, device_map="cpu",
+                                                             dtype=torch.float16)
+        except NameError as e:  # optimum without gptqmodel fails with `NameError: QuantizeConfig`
+            raise ImportError(f"gptq: optimum could not reach GPTQModel ({e}): {INSTALL}") from e
+    quantized.config.quantization_config.dataset = None  # never ship calibration data in config.json
+    return to_v1_format(quantized)
+
+
+def to_v1_format(model):
+    """GPTQModel works in its ``gptq_v2`` layout; symmetric checkpoints are converted back to ``gptq`` (v1), the
+    format auto-gptq and older readers load (optimum's own ``save`` does this; transformers' save path does not).
+    Asymmetric checkpoints stay ``gptq_v2`` (v1 cannot represent them). Call right before saving."""
+    from gptqmodel.utils.model import hf_convert_gptq_v2_to_v1_format
+
+    q = model.hf_quantizer.optimum_quantizer
+    model, converted = hf_convert_gptq_v2_to_v1_format(model, q.sym, q.bits, q.quant_linear, q.format, q.meta)
+    if converted:
+        model.config.quantization_config.format = "gptq"
+        model.config.quantization_config.checkpoint_format = "gptq"
+    return model
