@@ -83,16 +83,9 @@ def cmd_world_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from kick_hub.engine import Engine, default_threads
     from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
-    from kick_hub.scoring.judge import Judge, make_backend
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
-    judges = None
-    if args.judge:
-        backend = make_backend(args.judge, args.judge_base_url, args.judge_api_key_env)
-        from kick_hub import tasks
-
-        judges = {n: Judge(backend, args.judge_prompt or tasks.get(n).SPEC.extra["judge_prompt"])
-                  for n in task_names if "judge_prompt" in tasks.get(n).SPEC.extra}
+    judges = _judges(args, task_names)
     default_threads()
     engine = Engine.from_name(args.model, batch_size=args.batch_size)
     out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
@@ -146,6 +139,48 @@ def cmd_sparsity(args) -> int:
     return 1 if bad else 0
 
 
+def cmd_bench(args) -> int:
+    from kick_hub.bench import plan, report, sweep
+    from kick_hub.evaluation import resolve_tasks
+
+    cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits)
+    run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
+    if args.status:
+        print(sweep.status(run_dir, cells))
+        return 0
+    task_names = resolve_tasks(args.tasks)
+    judges = _judges(args, task_names)
+    from kick_hub.engine import default_threads
+
+    default_threads()
+    store = sweep.run(args.model, run_dir, cells, task_names, args.data, args.limit, args.protocol, judges,
+                      force=args.force, calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
+                      batch_size=args.batch_size)
+    path = report.write(store, run_dir)
+    print(path.read_text().split("## Scores")[0])
+    print(f"report: {path} and {run_dir / 'report.html'}")
+    return 0
+
+
+def _judges(args, task_names):
+    if not args.judge:
+        return None
+    from kick_hub import tasks
+    from kick_hub.scoring.judge import Judge, make_backend
+
+    backend = make_backend(args.judge, args.judge_base_url, args.judge_api_key_env)
+    return {n: Judge(backend, args.judge_prompt or tasks.get(n).SPEC.extra["judge_prompt"])
+            for n in task_names if "judge_prompt" in tasks.get(n).SPEC.extra}
+
+
+def _add_judge_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default=None, help="'openai:<model>' or 'transformers:<model>' for icsum and "
+                   "instruction-following")
+    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint for --judge openai:...")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key")
+    p.add_argument("--judge-prompt", default=None, help="judge prompt name (default per task)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kick", description="LLM-KICK for the Hugging Face ecosystem: what does "
                                      "compression do to an LLM's knowledge?")
@@ -181,11 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default = corrected scoring; llm-kick = the original code's rules")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--output", type=_writable_file, default=None, help="write lm-eval-style JSON here")
-    p.add_argument("--judge", default=None, help="'openai:<model>' or 'transformers:<model>' for icsum and "
-                   "instruction-following")
-    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint for --judge openai:...")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key")
-    p.add_argument("--judge-prompt", default=None, help="judge prompt name (default per task)")
+    _add_judge_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     from kick_hub.compress import GPTQ_BITS, METHODS
@@ -209,6 +240,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.set_defaults(func=cmd_compress)
 
+    from kick_hub.bench import plan
+
+    p = sub.add_parser("bench", help="the LLM-KICK sweep: compress x evaluate, resumable, with a report")
+    p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
+    p.add_argument("--run-dir", default=None, help="results, variants and report (default runs/<model>)")
+    p.add_argument("--methods", nargs="+", default=list(plan.DEFAULT_METHODS), metavar="METHOD",
+                   help=f"from {', '.join(METHODS)}")
+    p.add_argument("--sparsities", nargs="*", type=_ratio, default=list(plan.DEFAULT_SPARSITIES))
+    p.add_argument("--patterns", nargs="*", default=list(plan.DEFAULT_PATTERNS), help="N:M patterns")
+    p.add_argument("--bits", nargs="*", type=int, default=list(plan.DEFAULT_BITS), help="GPTQ bits")
+    p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
+    p.add_argument("--limit", type=_positive_int, default=None, help="examples per task (default: all)")
+    p.add_argument("--data", default="world", help="as for kick evaluate")
+    p.add_argument("--protocol", choices=["default", "llm-kick"], default="default")
+    p.add_argument("--calibration", default="world", help="as for kick compress")
+    p.add_argument("--nsamples", type=_positive_int, default=128)
+    p.add_argument("--seqlen", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--force", action="store_true", help="reuse a run dir that holds another model's results")
+    p.add_argument("--status", action="store_true", help="show what is done and exit")
+    _add_judge_options(p)
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("sparsity", help="check a variant's per-layer sparsity against its manifest")
     p.add_argument("variant", help="variant directory")
     p.add_argument("--verbose", action="store_true", help="print every layer")
@@ -221,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, PermissionError) as e:
+    except (ValueError, PermissionError, ImportError) as e:
         parser.exit(2, f"kick: error: {e}\n")
 
 

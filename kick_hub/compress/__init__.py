@@ -1,5 +1,5 @@
 """Compression methods, one file each: pruning (magnitude, magnitude-global, random, Wanda, SparseGPT; unstructured
-or N:M) and quantization (GPTQ via transformers -> optimum -> GPTQModel).
+or N:M) and quantization (GPTQ via transformers -> optimum -> GPTQModel; int8 / LLM.int8 / NF4 weight-only).
 
 ``CompressSpec`` validates a request before any work; ``compress(model, spec, calib)`` applies it in place (pruning)
 or returns the quantized model.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 PRUNING_METHODS = ("magnitude", "magnitude-global", "random", "wanda", "sparsegpt")
-QUANT_METHODS = ("gptq",)
+QUANT_METHODS = ("gptq", "int8", "bnb-int8", "nf4")
 METHODS = PRUNING_METHODS + QUANT_METHODS
 CALIBRATED = ("wanda", "sparsegpt", "gptq")
 GPTQ_BITS = (2, 3, 4, 8)
@@ -68,8 +68,13 @@ class CompressSpec:
         else:
             if self.sparsity is not None or self.pattern is not None:
                 raise ValueError(f"sparsity/pattern: not used by {self.method!r}; give --bits")
-            if self.bits not in GPTQ_BITS:
+            if self.method == "gptq" and self.bits not in GPTQ_BITS:
                 raise ValueError(f"bits: must be one of {list(GPTQ_BITS)} for gptq, got {self.bits!r}")
+            implied = {"int8": 8, "bnb-int8": 8, "nf4": 4}.get(self.method)
+            if implied is not None:
+                if self.bits not in (None, implied):
+                    raise ValueError(f"bits: {self.method} is {implied}-bit, got {self.bits!r}")
+                object.__setattr__(self, "bits", implied)
             if not (self.group_size == -1 or self.group_size > 0):
                 raise ValueError(f"group_size: must be -1 (per row) or positive, got {self.group_size}")
         if not 0 < self.damp < 1:
@@ -82,8 +87,10 @@ class CompressSpec:
     @property
     def label(self) -> str:
         """Short name, e.g. ``wanda-50``, ``sparsegpt-2of4``, ``gptq-4bit``."""
+        if self.method == "gptq":
+            return f"gptq-{self.bits}bit"
         if self.method in QUANT_METHODS:
-            return f"{self.method}-{self.bits}bit"
+            return self.method
         if self.pattern:
             return f"{self.method}-{self.pattern[0]}of{self.pattern[1]}"
         return f"{self.method}-{round(self.sparsity * 100):g}"
@@ -125,10 +132,14 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True)
         from kick_hub.compress import sparsegpt
 
         sparsegpt.prune(model, calibration, spec, progress)
-    else:
+    elif spec.method == "gptq":
         from kick_hub.compress import gptq
 
         return gptq.quantize(model, calibration, spec)
+    else:
+        from kick_hub.compress import weight_only
+
+        return weight_only.quantize(model, spec)
     return model
 
 
@@ -147,6 +158,14 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     from kick_hub.engine import load_model, resolve_model
 
     output = variant.prepare_output(output, overwrite)
+    if spec.method == "gptq":
+        from kick_hub.compress.gptq import check_available
+
+        check_available()
+    elif spec.method in QUANT_METHODS:
+        from kick_hub.compress.weight_only import check_available
+
+        check_available(spec.method)
     start = time.perf_counter()
     model, tokenizer = load_model(model_name)
     check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit

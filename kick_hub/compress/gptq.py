@@ -16,9 +16,12 @@ INSTALL = "pip install 'kick-hub[gptq]'  (optimum>=2.3 and gptqmodel==7.6.0, the
 
 def check_available() -> None:
     """Fail early, naming the install command, when the GPTQ stack is missing."""
-    import importlib.util
-
-    missing = [m for m in ("optimum", "gptqmodel") if importlib.util.find_spec(m) is None]
+    missing = []
+    for module in ("optimum", "gptqmodel"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         raise ImportError(f"gptq needs {', '.join(missing)}: {INSTALL}")
 

@@ -1,0 +1,90 @@
+"""Compression cost: wall time, peak RSS and bytes on disk per method, each run in its own process.
+
+    python benchmarks/bench_compress.py [--models world,random-110m] [--nsamples 16] [--seqlen 256]
+
+``random-110m`` is a randomly initialised Llama (768 hidden, 12 layers, ~110 M params, world tokenizer) written to a
+temp dir. Peak RSS counts the whole process; "RSS over base" subtracts the process's RSS after imports and before
+the model is loaded, and its ratio to the model's fp32 bytes is the memory target (<= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+METHODS = [("magnitude", ["--sparsity", "0.5"]), ("magnitude-global", ["--sparsity", "0.5"]),
+           ("random", ["--sparsity", "0.5"]), ("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--sparsity", "0.5"]),
+           ("wanda", ["--pattern", "2:4"]), ("sparsegpt", ["--pattern", "2:4"]), ("gptq", ["--bits", "4"]),
+           ("gptq", ["--bits", "8"])]
+
+CHILD = """
+import json, resource, sys
+from kick_hub.cli import main
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import torch, transformers  # noqa: F401  (imports counted in the base)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+code = main(sys.argv[1:])
+print(json.dumps({"base_rss_mb": base}))
+"""
+
+
+def make_random_llama(path: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from kick_hub.engine import WORLD_MODEL_DIR
+
+    tok = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=2048, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                         num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=1024,
+                         tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.suffix == ".safetensors" and "calibration" not in p.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="world,random-110m")
+    parser.add_argument("--nsamples", type=int, default=16)
+    parser.add_argument("--seqlen", type=int, default=256)
+    args = parser.parse_args()
+    from kick_hub.engine import resolve_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="kick-bench-"))
+    print(f"\n{args.nsamples} calibration samples x {args.seqlen} tokens (world text), {os.cpu_count()} cores\n")
+    print("| model | params | method | wall s | peak RSS MB | RSS over base MB | / model bytes | disk MB | vs dense |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        path = make_random_llama(tmp / name) if name.startswith("random") else Path(resolve_model(name))
+        model_bytes = dir_bytes(path)
+        params = model_bytes // 4
+        for method, extra in METHODS:
+            out = tmp / f"{name}-{method}-{'-'.join(extra).replace(':', 'of')}"
+            cmd = [sys.executable, "-c", CHILD, "compress", "--model", str(path), "--method", method, *extra,
+                   "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--output", str(out)]
+            run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            if run.returncode != 0:
+                print(f"| {name} | | {method} {' '.join(extra)} | failed: {run.stderr.strip().splitlines()[-1]} |")
+                continue
+            base = json.loads(run.stdout.strip().splitlines()[-1])["base_rss_mb"]
+            m = json.loads((out / "kick_manifest.json").read_text())
+            over = m["peak_rss_mb"] - base
+            disk = dir_bytes(out)
+            print(f"| {name} | {params / 1e6:.1f} M | {m['label']} | {m['wall_time_s']:.1f} | {m['peak_rss_mb']:.0f} | "
+                  f"{over:.0f} | {over * 2**20 / model_bytes:.2f} | {disk / 2**20:.1f} | {disk / model_bytes:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

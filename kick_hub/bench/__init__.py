@@ -1,0 +1,1 @@
+"""The LLM-KICK sweep: plan cells (variants), compress + evaluate each, store results in SQLite, report."""

@@ -1,0 +1,264 @@
+"""The sweep report: tables (absolute and relative to dense), plots, and findings computed from the numbers.
+
+Relative score = variant / dense for every task, except perplexity, where it is dense / variant: 1.0 means "as good
+as dense" on every axis and lower means worse, so perplexity sits on the same relative axis as the tasks.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from kick_hub.bench.store import Store
+
+HEADLINE = {"factoid-qa": "exact_match", "mcq-reasoning": "accuracy", "icra-qa": "exact_match",
+            "icsum": "rougeL", "instruction-following": "rougeL", "perplexity": "perplexity"}
+KNOWLEDGE = ("factoid-qa", "mcq-reasoning")
+LOSS = 0.05  # "loses more than 5 % relative to dense"
+
+
+def relative(task: str, value: float, dense: float) -> float:
+    if task == "perplexity":
+        return dense / value if value else 0.0
+    return value / dense if dense else 0.0
+
+
+def table_data(store: Store) -> tuple[list[dict], dict]:
+    """Rows (one per variant: label, method, sparsity, pattern, bits, abs/rel per task) and the dense scores."""
+    scores = store.scores()
+    if "dense" not in scores:
+        raise ValueError("report: the store has no dense baseline yet")
+    dense = {t: scores["dense"][t][m] for t, m in HEADLINE.items() if t in scores["dense"]}
+    rows = []
+    for v in store.variants():
+        s = scores.get(v["label"], {})
+        row = {k: v[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
+        row["abs"] = {t: s[t][m] for t, m in HEADLINE.items() if t in s and m in s[t]}
+        row["rel"] = {t: relative(t, x, dense[t]) for t, x in row["abs"].items() if t in dense}
+        if "icra-qa" in s:
+            row["closed_book"] = s["icra-qa"].get("closed_book_exact_match")
+        rows.append(row)
+    return rows, dense
+
+
+def knowledge(row: dict) -> float | None:
+    vals = [row["rel"][t] for t in KNOWLEDGE if t in row["rel"]]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _unstructured(rows: list[dict], method: str) -> list[dict]:
+    return sorted([r for r in rows if r["method"] == method and r["pattern"] is None and r["sparsity"] is not None],
+                  key=lambda r: r["sparsity"])
+
+
+def first_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float | None]]:
+    """task -> method -> first sparsity at which the task loses > 5 % relative to dense (None: never)."""
+    out: dict = {}
+    methods = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
+    for task in tasks:
+        out[task] = {}
+        for m in methods:
+            hit = next((r["sparsity"] for r in _unstructured(rows, m) if r["rel"].get(task, 1.0) < 1 - LOSS), None)
+            out[task][m] = hit
+    return out
+
+
+def findings(rows: list[dict]) -> list[dict]:
+    """One entry per LLM-KICK claim: claim, verdict (confirmed / not confirmed / not measured), evidence."""
+    out = []
+    pruning = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
+
+    # 1. knowledge degrades at low sparsity while perplexity barely moves
+    ev, ok = [], []
+    for m in pruning:
+        first = next((r for r in _unstructured(rows, m) if (knowledge(r) or 1) < 1 - LOSS), None)
+        if first is None:
+            ev.append(f"{m}: knowledge never lost > 5 %")
+            ok.append(False)
+            continue
+        ppl_loss = 1 - first["rel"].get("perplexity", 1.0)
+        k_loss = 1 - knowledge(first)
+        ev.append(f"{m}: at {first['sparsity']:.0%} knowledge -{k_loss:.1%} while perplexity -{ppl_loss:.1%}")
+        ok.append(first["sparsity"] <= 0.5 and ppl_loss < k_loss / 2)
+    out.append(_finding("Knowledge degrades at low sparsity while perplexity barely moves", ok, ev))
+
+    # 2. N:M sparsity fails
+    ev, ok = [], []
+    for m in pruning:
+        nm = [r for r in rows if r["method"] == m and r["pattern"] == "2:4"]
+        half = next((r for r in _unstructured(rows, m) if abs(r["sparsity"] - 0.5) < 1e-9), None)
+        if nm and half and knowledge(nm[0]) is not None:
+            ev.append(f"{m}: 2:4 keeps {knowledge(nm[0]):.1%} of dense knowledge vs {knowledge(half):.1%} "
+                      f"unstructured 50 %")
+            ok.append(knowledge(nm[0]) < 1 - LOSS and knowledge(nm[0]) <= knowledge(half))
+    out.append(_finding("N:M (2:4) sparsity fails on knowledge tasks, worse than unstructured at the same ratio",
+                        ok, ev))
+
+    # 3. quantization beats pruning at equal memory (4-bit GPTQ = 1/4 of fp16 bytes; 50 % pruning = 1/2 + mask)
+    q4 = next((r for r in rows if r["method"] == "gptq" and r["bits"] == 4), None)
+    halves = [r for m in pruning for r in _unstructured(rows, m) if abs(r["sparsity"] - 0.5) < 1e-9]
+    if q4 and halves and knowledge(q4) is not None:
+        best = max(halves, key=lambda r: knowledge(r) or 0)
+        out.append(_finding("Quantization beats pruning at equal or smaller memory",
+                            [knowledge(q4) >= (knowledge(best) or 0)],
+                            [f"GPTQ 4-bit keeps {knowledge(q4):.1%} of dense knowledge at ~25 % of fp16 bytes; best "
+                             f"50 % pruning ({best['label']}) keeps {knowledge(best):.1%} at >= 50 %"]))
+    else:
+        out.append(_finding("Quantization beats pruning at equal or smaller memory", [], []))
+
+    # 4. in-context retrieval is more robust than closed-book recall
+    ev, ok = [], []
+    for r in halves:
+        if "icra-qa" in r["rel"] and "factoid-qa" in r["rel"]:
+            ev.append(f"{r['label']}: in-context QA keeps {r['rel']['icra-qa']:.1%}, closed-book factoid "
+                      f"{r['rel']['factoid-qa']:.1%}")
+            ok.append(r["rel"]["icra-qa"] > r["rel"]["factoid-qa"])
+    out.append(_finding("In-context retrieval is more robust to pruning than closed-book recall", ok, ev))
+
+    # 5. pruned models stay decent at in-context summarization
+    ev, ok = [], []
+    for r in halves:
+        if "icsum" in r["rel"] and "factoid-qa" in r["rel"]:
+            ev.append(f"{r['label']}: summarization ROUGE-L keeps {r['rel']['icsum']:.1%} vs factoid "
+                      f"{r['rel']['factoid-qa']:.1%}")
+            ok.append(r["rel"]["icsum"] > r["rel"]["factoid-qa"])
+    out.append(_finding("Pruned models stay decent at in-context summarization", ok, ev))
+    return out
+
+
+def _finding(claim: str, ok: list[bool], evidence: list[str]) -> dict:
+    verdict = "not measured" if not ok else ("confirmed" if all(ok) else "not confirmed")
+    return {"claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+# ------------------------------------------------------------------ plots
+def plot(rows: list[dict], out_dir: Path) -> list[str]:
+    """PNG files: relative score vs sparsity per pruning method (perplexity dashed on the same axis), and bars
+    for N:M and quantization variants."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    pruning = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
+    tasks = [t for t in HEADLINE if any(t in r["rel"] for r in rows)]
+    if pruning:
+        fig, axes = plt.subplots(1, len(pruning), figsize=(5 * len(pruning), 4), sharey=True, squeeze=False)
+        for ax, m in zip(axes[0], pruning):
+            pts = [{"sparsity": 0.0, "rel": {t: 1.0 for t in tasks}}] + _unstructured(rows, m)
+            for t in tasks:
+                ax.plot([p["sparsity"] * 100 for p in pts], [p["rel"].get(t, float("nan")) for p in pts],
+                        marker="o", linestyle="--" if t == "perplexity" else "-", linewidth=2.5 if t in KNOWLEDGE
+                        else 1.5, label=t + (" (dense/ppl)" if t == "perplexity" else ""))
+            ax.axhline(1 - LOSS, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_title(m)
+            ax.set_xlabel("sparsity (%)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("score relative to dense")
+        axes[0][-1].legend(fontsize=8, loc="lower left")
+        fig.suptitle("What perplexity hides: task scores vs sparsity")
+        fig.tight_layout()
+        fig.savefig(out_dir / "sparsity.png", dpi=110)
+        plt.close(fig)
+        files.append("sparsity.png")
+    others = [r for r in rows if r["pattern"] is not None or r["bits"] is not None]
+    if others:
+        import numpy as np
+
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(others)), 4))
+        width = 0.8 / max(len(tasks), 1)
+        x = np.arange(len(others))
+        for i, t in enumerate(tasks):
+            ax.bar(x + i * width, [r["rel"].get(t, 0) for r in others], width, label=t)
+        ax.set_xticks(x + width * (len(tasks) - 1) / 2, [r["label"] for r in others], rotation=30, ha="right")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_ylabel("score relative to dense")
+        ax.set_title("N:M sparsity and quantization")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "nm_quant.png", dpi=110)
+        plt.close(fig)
+        files.append("nm_quant.png")
+    return files
+
+
+# ----------------------------------------------------------------- writing
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losses: dict, images: list[str]) -> str:
+    tasks = [t for t in HEADLINE if t in dense]
+    head = "| variant | " + " | ".join(f"{t} ({HEADLINE[t]})" for t in tasks) + " |"
+    lines = [f"# LLM-KICK sweep: {model}", "", "## Findings", ""]
+    for f in facts:
+        lines.append(f"- **{f['verdict']}**: {f['claim']}" + (f" ({'; '.join(f['evidence'])})" if f["evidence"]
+                                                              else ""))
+    lines += ["", "## First sparsity losing > 5 % relative to dense", "",
+              "| task | " + " | ".join(sorted(next(iter(losses.values()), {}))) + " |",
+              "|---|" + "---|" * len(next(iter(losses.values()), {}))]
+    for t, per in losses.items():
+        lines.append(f"| {t} | " + " | ".join("never" if v is None else f"{v:.0%}" for _, v in sorted(per.items()))
+                     + " |")
+    lines += ["", "## Scores (absolute, and relative to dense in brackets; perplexity relative = dense / variant)",
+              "", head, "|---|" + "---|" * len(tasks)]
+    for r in rows:
+        cells = [f"{r['abs'][t]:.4g} ({r['rel'][t]:.2f})" if t in r["abs"] else "-" for t in tasks]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"![{img}]({img})" for img in images]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], losses: dict, images: list[str]) -> str:
+    tasks = [t for t in HEADLINE if t in dense]
+    esc = html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>LLM-KICK sweep: {esc(model)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
+             ".confirmed{color:#1a7f37}.not{color:#b42318}</style>",
+             f"<h1>LLM-KICK sweep: {esc(model)}</h1><h2>Findings</h2><ul>"]
+    for f in facts:
+        cls = "confirmed" if f["verdict"] == "confirmed" else "not"
+        parts.append(f"<li><b class='{cls}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
+                     f"{esc('; '.join(f['evidence']))}</small></li>")
+    parts.append("</ul><h2>Scores</h2><table><tr><th>variant</th>" +
+                 "".join(f"<th>{esc(t)}<br>{esc(HEADLINE[t])}</th>" for t in tasks) + "</tr>")
+    for r in md_rows:
+        parts.append(f"<tr><td>{esc(r['label'])}</td>" + "".join(
+            f"<td>{r['abs'][t]:.4g} ({r['rel'][t]:.2f})</td>" if t in r["abs"] else "<td>-</td>" for t in tasks)
+            + "</tr>")
+    parts.append("</table>")
+    parts += [f"<p><img src='{esc(i)}' style='max-width:100%'></p>" for i in images]
+    return "\n".join(parts) + "\n"
+
+
+def lm_eval_export(store: Store, out_dir: Path) -> None:
+    """One lm-evaluation-harness-style results JSON per variant under ``lm_eval/``."""
+    out_dir.mkdir(exist_ok=True)
+    scores = store.scores()
+    for v in store.variants():
+        payload = {"results": scores.get(v["label"], {}),
+                   "config": {"model": store.model, "variant": v["label"], "model_args": f"pretrained={v['path']}",
+                              "compression": json.loads(v["spec"]) if v["spec"] else None}}
+        _atomic_write(out_dir / f"{v['label']}.json", json.dumps(payload, indent=2) + "\n")
+
+
+def write(store: Store, run_dir: str | Path) -> Path:
+    """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in the run dir."""
+    run_dir = Path(run_dir)
+    rows, dense = table_data(store)
+    facts = findings(rows)
+    losses = first_loss(rows, [t for t in HEADLINE if t in dense])
+    images = plot(rows, run_dir)
+    _atomic_write(run_dir / "report.md", markdown(store.model, rows, dense, facts, losses, images))
+    _atomic_write(run_dir / "report.html", to_html(rows, store.model, dense, facts, losses, images))
+    _atomic_write(run_dir / "findings.json", json.dumps({"findings": facts, "first_loss": losses}, indent=2) + "\n")
+    lm_eval_export(store, run_dir / "lm_eval")
+    return run_dir / "report.md"

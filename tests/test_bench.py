@@ -1,0 +1,132 @@
+"""`kick bench`: resumable after SIGKILL, one transaction per cell, report and findings from the numbers."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kick_hub.bench import report
+from kick_hub.bench.store import Store, StoreError
+
+SMALL = ["--methods", "magnitude", "wanda", "--sparsities", "0.3", "0.6", "--patterns", "2:4", "--bits",
+         "--tasks", "factoid-qa", "icra-qa", "perplexity", "--limit", "24", "--nsamples", "8", "--seqlen", "128"]
+
+
+def bench(run_dir, *extra, wait=True):
+    cmd = [sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(run_dir), *SMALL, *extra]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def scores(run_dir):
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    rows = db.execute("SELECT label, task, metric, value FROM scores ORDER BY 1, 2, 3").fetchall()
+    labels = db.execute("SELECT label FROM variants").fetchall()
+    db.close()
+    return rows, [l[0] for l in labels]
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+    clean = tmp_path / "clean"
+    bench(clean)
+    killed = tmp_path / "killed"
+    proc = bench(killed, wait=False)
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill once at least two cells are committed, mid-sweep
+        if (killed / "results.sqlite").exists():
+            try:
+                db = sqlite3.connect(f"file:{killed / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
+                n = db.execute("SELECT count(*) FROM variants").fetchone()[0]
+                db.close()
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 2:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, partial = scores(killed)
+    assert 2 <= len(partial) < 7
+    out = bench(killed)
+    rows, labels = scores(killed)
+    clean_rows, clean_labels = scores(clean)
+    assert sorted(labels) == sorted(clean_labels) and len(labels) == len(set(labels)) == 7
+    assert rows == clean_rows  # same numbers, nothing duplicated
+    assert "Findings" in out.stdout
+    for name in ("report.md", "report.html", "sparsity.png", "nm_quant.png", "findings.json", "lm_eval/dense.json"):
+        assert (killed / name).exists(), name
+    status = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(killed), *SMALL,
+                             "--status"], capture_output=True, text=True)
+    assert "7 cells done" in status.stdout and "todo" not in status.stdout
+    lm = json.loads((killed / "lm_eval" / "wanda-60.json").read_text())
+    assert "factoid-qa" in lm["results"] and lm["config"]["variant"] == "wanda-60"
+
+
+def test_other_models_store_is_refused(tmp_path):
+    Store(tmp_path, "world").close()
+    with pytest.raises(StoreError, match="holds results for model 'world'"):
+        Store(tmp_path, "other-model")
+    Store(tmp_path, "other-model", force=True).close()
+
+
+def test_corrupt_store_is_left_untouched(tmp_path):
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a readable kick-hub store"):
+        Store(tmp_path, "world")
+    assert path.read_bytes() == before
+    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path), "--tasks",
+                          "factoid-qa", "--limit", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "not a readable kick-hub store" in out.stderr
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "obs"], "methods: unknown ['obs']"),
+    (["--tasks", "poetry"], "task: must be one of"),
+    (["--bits", "5"], "bits: each must be one of"),
+    (["--patterns", "4:2"], "pattern"),
+])
+def test_bad_bench_input(args, message, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"), *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and message in out.stderr
+    assert not (tmp_path / "r" / "results.sqlite").exists()
+
+
+def _row(label, method, sparsity, pattern, bits, rel):
+    return {"label": label, "method": method, "sparsity": sparsity, "pattern": pattern, "bits": bits,
+            "abs": dict(rel), "rel": dict(rel)}
+
+
+def test_findings_on_constructed_numbers():
+    k = lambda f, m, i, s, p: {"factoid-qa": f, "mcq-reasoning": m, "icra-qa": i, "icsum": s, "perplexity": p}  # noqa
+    rows = [
+        _row("dense", "dense", None, None, None, k(1, 1, 1, 1, 1)),
+        _row("wanda-30", "wanda", 0.3, None, None, k(0.85, 0.9, 0.99, 0.98, 0.98)),
+        _row("wanda-50", "wanda", 0.5, None, None, k(0.5, 0.6, 0.9, 0.9, 0.9)),
+        _row("wanda-2of4", "wanda", 0.5, "2:4", None, k(0.3, 0.4, 0.7, 0.8, 0.8)),
+        _row("gptq-4bit", "gptq", None, None, 4, k(0.95, 0.97, 1, 1, 0.99)),
+    ]
+    verdicts = {f["claim"].split()[0]: f["verdict"] for f in report.findings(rows)}
+    assert verdicts == {"Knowledge": "confirmed", "N:M": "confirmed", "Quantization": "confirmed",
+                        "In-context": "confirmed", "Pruned": "confirmed"}
+    # flip the numbers: perplexity collapses as fast as knowledge, N:M better than unstructured
+    rows[1]["rel"]["perplexity"] = 0.8
+    rows[3]["rel"].update({"factoid-qa": 0.9, "mcq-reasoning": 0.9})
+    rows[4]["rel"].update({"factoid-qa": 0.1, "mcq-reasoning": 0.1})
+    verdicts = {f["claim"].split()[0]: f["verdict"] for f in report.findings(rows)}
+    assert verdicts["Knowledge"] == "not confirmed" and verdicts["N:M"] == "not confirmed"
+    assert verdicts["Quantization"] == "not confirmed"
+    losses = report.first_loss(rows, ["factoid-qa", "icra-qa"])
+    assert losses == {"factoid-qa": {"wanda": 0.3}, "icra-qa": {"wanda": 0.5}}
+    assert report.findings(rows[:1])[1]["verdict"] == "not measured"

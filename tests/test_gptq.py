@@ -1,0 +1,49 @@
+"""GPTQ through transformers -> optimum -> GPTQModel on CPU, on the world model."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("gptqmodel", reason="install kick-hub[gptq]")
+
+
+@pytest.fixture(scope="module")
+def gptq_variant(tmp_path_factory):
+    from kick_hub.compress import CompressSpec, make_variant
+
+    out = tmp_path_factory.mktemp("gptq") / "world-gptq4"
+    return make_variant("world", CompressSpec("gptq", bits=4), out, calibration="world", nsamples=16, seqlen=128,
+                        progress=False)
+
+
+def test_gptq_4bit_world_model_loads_and_answers(gptq_variant):
+    from kick_hub import data
+    from kick_hub.engine import Engine
+    from kick_hub.tasks import factoid_qa
+
+    config = json.loads((gptq_variant / "config.json").read_text())["quantization_config"]
+    assert config["quant_method"] == "gptq" and config["bits"] == 4 and config["format"] == "gptq"
+    assert config.get("dataset") is None  # calibration data never left in config.json
+    engine = Engine.from_name(str(gptq_variant))
+    assert type(engine.model.model.layers[0].mlp.down_proj).__name__ != "Linear"
+    scores, _ = factoid_qa.run(engine, data.load("factoid", "world", limit=64))
+    assert scores["exact_match"] >= 0.8
+
+
+def test_gptq_bytes_smaller_than_dense(gptq_variant):
+    from kick_hub.engine import WORLD_MODEL_DIR
+
+    dense = (WORLD_MODEL_DIR / "model.safetensors").stat().st_size
+    assert (gptq_variant / "model.safetensors").stat().st_size < 0.75 * dense
+
+
+def test_missing_gptqmodel_is_a_clear_error(tmp_path):
+    code = ("import sys; sys.modules['gptqmodel'] = None\n"
+            "from kick_hub.cli import main\n"
+            f"main(['compress', '--method', 'gptq', '--bits', '4', '--output', {str(tmp_path / 'v')!r}])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert "pip install 'kick-hub[gptq]'" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "v").exists()

@@ -1,0 +1,37 @@
+"""Weight-only quantization (torchao int8, bitsandbytes LLM.int8 and NF4) on CPU: saved variants reload exactly."""
+
+import pytest
+import torch
+
+from kick_hub import variant
+from kick_hub.compress import CompressSpec, compress
+from kick_hub.engine import load_model
+
+X = torch.tensor([[1, 50, 60, 70, 80, 90]])
+
+
+@pytest.mark.parametrize("method, module", [("int8", "torchao"), ("bnb-int8", "bitsandbytes"),
+                                            ("nf4", "bitsandbytes")])
+def test_saved_variant_reloads_with_identical_logits(method, module, tmp_path):
+    pytest.importorskip(module)
+    from transformers import AutoModelForCausalLM
+
+    dense, tok = load_model("world")
+    with torch.no_grad():
+        ref = dense(X).logits
+    spec = CompressSpec(method)
+    quantized = compress(dense, spec)
+    # saved before any forward pass: bitsandbytes repacks 4-bit weights in place on the first one
+    out = variant.save(quantized, tok, tmp_path / method, {"method": method, "label": spec.label})
+    with torch.no_grad():
+        in_memory = quantized(X).logits.float()
+        reloaded = AutoModelForCausalLM.from_pretrained(out, device_map="cpu")(X).logits.float()
+    assert torch.equal(in_memory, reloaded)
+    assert (in_memory - ref).abs().max() < 0.25 * ref.abs().max()  # close to dense, not identical
+    assert not torch.equal(in_memory, ref)
+
+
+def test_weight_only_bits_are_fixed():
+    assert CompressSpec("nf4").bits == 4 and CompressSpec("int8").label == "int8"
+    with pytest.raises(ValueError, match="bits: nf4 is 4-bit"):
+        CompressSpec("nf4", bits=8)
