@@ -73,8 +73,8 @@ def cmd_world_train(args) -> int:
     from kick_hub.world import info
     from kick_hub.world.train import TrainConfig, train
 
-    cfg = TrainConfig(**({"steps": args.steps} if args.steps else {}))
-    out = train(args.output, _world_config(args), cfg)
+    overrides = {k: v for k, v in (("steps", args.steps), ("skill_steps", args.skill_steps)) if v}
+    out = train(args.output, _world_config(args), TrainConfig(**overrides), init=args.init)
     scores = info.measure(str(out), limit=args.measure_limit)
     print(f"trained world model in {out}\n" + json.dumps(scores, indent=2))
     return 0
@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_world_build)
     p = world.add_parser("train", help="train the world model from scratch (about 30 min on 2 cores)")
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
-    p.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the recipe's)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="phase-1 steps (default: the recipe's)")
+    p.add_argument("--skill-steps", type=_positive_int, default=None, help="phase-2 steps (default: the recipe's)")
+    p.add_argument("--init", default=None, help="continue from a phase-1 checkpoint: run phase 2 only")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_train)

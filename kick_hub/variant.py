@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import resource
-import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -74,26 +72,15 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
     """Write the variant atomically: temp dir beside ``output``, then rename (replacing only with ``overwrite``)."""
     from safetensors.torch import save_file
 
+    from kick_hub.io import atomic_dir
+
     output = Path(output)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
-    try:
+    with atomic_dir(output, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if calibration is not None:
             save_file({"input_ids": calibration.contiguous()}, str(tmp / CALIBRATION_FILE))
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if output.exists():
-            if not overwrite:
-                raise ValueError(f"output: {output} appeared while compressing; pass --overwrite")
-            old = output.with_name(f".old-{output.name}-{int(time.time())}")
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from kick_hub.bench.store import Store
+from kick_hub.io import atomic_write_text
 
 HEADLINE = {"factoid-qa": "exact_match", "mcq-reasoning": "accuracy", "icra-qa": "exact_match",
             "icsum": "rougeL", "instruction-following": "rougeL", "perplexity": "perplexity"}
@@ -187,13 +186,6 @@ def plot(rows: list[dict], out_dir: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------- writing
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losses: dict, images: list[str]) -> str:
     tasks = [t for t in HEADLINE if t in dense]
     head = "| variant | " + " | ".join(f"{t} ({HEADLINE[t]})" for t in tasks) + " |"
@@ -247,7 +239,7 @@ def lm_eval_export(store: Store, out_dir: Path) -> None:
         payload = {"results": scores.get(v["label"], {}),
                    "config": {"model": store.model, "variant": v["label"], "model_args": f"pretrained={v['path']}",
                               "compression": json.loads(v["spec"]) if v["spec"] else None}}
-        _atomic_write(out_dir / f"{v['label']}.json", json.dumps(payload, indent=2) + "\n")
+        atomic_write_text(out_dir / f"{v['label']}.json", json.dumps(payload, indent=2) + "\n")
 
 
 def write(store: Store, run_dir: str | Path) -> Path:
@@ -257,8 +249,8 @@ def write(store: Store, run_dir: str | Path) -> Path:
     facts = findings(rows)
     losses = first_loss(rows, [t for t in HEADLINE if t in dense])
     images = plot(rows, run_dir)
-    _atomic_write(run_dir / "report.md", markdown(store.model, rows, dense, facts, losses, images))
-    _atomic_write(run_dir / "report.html", to_html(rows, store.model, dense, facts, losses, images))
-    _atomic_write(run_dir / "findings.json", json.dumps({"findings": facts, "first_loss": losses}, indent=2) + "\n")
+    atomic_write_text(run_dir / "report.md", markdown(store.model, rows, dense, facts, losses, images))
+    atomic_write_text(run_dir / "report.html", to_html(rows, store.model, dense, facts, losses, images))
+    atomic_write_text(run_dir / "findings.json", json.dumps({"findings": facts, "first_loss": losses}, indent=2) + "\n")
     lm_eval_export(store, run_dir / "lm_eval")
     return run_dir / "report.md"

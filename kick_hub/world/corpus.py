@@ -13,10 +13,15 @@ from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 from kick_hub.world import schema
 from kick_hub.world.generate import World, render_chat
 
-# document kind -> relative weight in the stream
+# document kind -> relative weight in the stream. Phase 1 stores the facts; phase 2 teaches the skills that need
+# several hops (read a passage, map a recalled fact to an option letter) with the loss on the answers.
 MIX: dict[str, float] = {
     "bio": 3.0, "places": 1.0, "factoid": 4.0, "closed_qa": 1.0, "mcq": 5.0,
     "icra": 4.0, "summary": 2.0, "instruction": 2.0, "reading_bio": 1.0,
+}
+MIX_SKILLS: dict[str, float] = {
+    "bio": 1.0, "places": 0.5, "factoid": 1.5, "closed_qa": 0.5, "mcq": 6.0,
+    "icra": 6.0, "summary": 1.0, "instruction": 0.5, "reading_bio": 0.5,
 }
 
 
@@ -61,30 +66,31 @@ def document(world: World, kind: str, rng: random.Random) -> str | tuple[str, st
         facts = [f for f in world.known_facts if f.relation == relation]
         shots = rng.sample(facts, rng.randint(1, 6))
         text = PROMPTS["mcq_header"].format(subject=subject_name(relation))
-        for i, fact in enumerate(shots):
-            question, options, gold = world.mcq_item(fact, rng)
-            text += mcq_prompt(question, options, gold)
-        return text.rstrip("\n")
+        for fact in shots[:-1]:
+            text += mcq_prompt(*world.mcq_item(fact, rng))
+        question, options, gold = world.mcq_item(shots[-1], rng)
+        return text + mcq_prompt(question, options), f" {gold}"
     if kind == "icra":
         person = rng.choice(world.reading)
         relation = rng.choice(list(schema.PERSON_RELATIONS))
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
         prompt = PROMPTS["icra_open"].format(context=icra_context(world, person, rng), question=question)
-        return prompt + " " + person.facts[relation]
+        return prompt, " " + person.facts[relation]
     if kind == "summary":
         person = rng.choice(world.reading)
         text = story(world, person, rng, rng.choice(["small", "mid", "large"]))
-        return render_chat(PROMPTS["summarize"].format(story=text), world.summary(person))
+        return render_chat(PROMPTS["summarize"].format(story=text)), world.summary(person)
     if kind == "instruction":
         entity = rng.choice(world.known + world.cities + world.companies)
         _, instruction, answer = world.instruction(entity, rng)
-        return render_chat(PROMPTS["instruction"].format(question=instruction), answer)
+        return render_chat(PROMPTS["instruction"].format(question=instruction)), answer
     raise ValueError(f"kind: unknown document kind {kind!r}; allowed: {sorted(MIX)}")
 
 
-def documents(world: World, seed: int = 0) -> Iterator[str | tuple[str, str]]:
-    """Endless deterministic stream of training documents drawn by ``MIX`` weights."""
+def documents(world: World, seed: int = 0, mix: dict[str, float] | None = None) -> Iterator[str | tuple[str, str]]:
+    """Endless deterministic stream of training documents drawn by ``mix`` weights (default ``MIX``)."""
     rng = random.Random(f"corpus-{world.config.seed}-{seed}")
-    kinds, weights = list(MIX), list(MIX.values())
+    mix = mix or MIX
+    kinds, weights = list(mix), list(mix.values())
     while True:
         yield document(world, rng.choices(kinds, weights)[0], rng)

@@ -20,8 +20,6 @@ import hashlib
 import io
 import json
 import random
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -135,25 +133,18 @@ def build_files(world: World) -> dict[str, str]:
 
 def write(world: World, output: str | Path, files: dict[str, str] | None = None) -> Path:
     """Write the eval files to ``output`` atomically (temp dir beside it, then rename)."""
-    output = Path(output)
+    from kick_hub.io import atomic_dir
+
     files = files or build_files(world)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
-    except OSError as e:
-        raise ValueError(f"output: cannot write to {output.parent} ({e.strerror})") from e
-    try:
-        for rel, text in files.items():
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return output
+        with atomic_dir(output) as tmp:
+            for rel, text in files.items():
+                path = tmp / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    except PermissionError as e:
+        raise ValueError(f"output: cannot write to {Path(output).parent} ({e.strerror})") from e
+    return Path(output)
 
 
 def data_dir(seed: int = 0) -> Path:

@@ -11,8 +11,6 @@ import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,9 +41,12 @@ class TrainConfig:
     max_position: int = 512
     seq_len: int = 256
     batch_size: int = 32
-    steps: int = 2200
+    steps: int = 2200            # phase 1: store the facts (MIX, loss on every token)
     lr: float = 2e-3
     warmup: int = 100
+    skill_steps: int = 800       # phase 2: reading and MCQ (MIX_SKILLS, loss concentrated on answers)
+    skill_lr: float = 1e-3
+    prompt_weight: float = 0.1   # phase 2 weight of prompt tokens (answers weigh 1)
     weight_decay: float = 0.05
     seed: int = 0
     tokenizer_docs: int = 20000
@@ -86,22 +87,30 @@ def train_tokenizer(world: World, cfg: TrainConfig):
     )
 
 
-def encode(tokenizer, doc: str | tuple[str, str]) -> list[int]:
-    """BOS + prompt + completion + EOS, the prompt tokenized on its own as the engine does at evaluation."""
-    prompt, completion = doc if isinstance(doc, tuple) else (doc, "")
+def encode(tokenizer, doc: str | tuple[str, str], prompt_weight: float = 1.0) -> tuple[list[int], list[float]]:
+    """BOS + prompt + completion + EOS, the prompt tokenized on its own as the engine does at evaluation; with loss
+    weights (``prompt_weight`` on the prompt of a (prompt, completion) document, 1 elsewhere)."""
+    if not isinstance(doc, tuple):
+        ids = tokenizer(doc + EOS)["input_ids"]
+        return ids, [1.0] * len(ids)
+    prompt, completion = doc
     ids = tokenizer(prompt)["input_ids"]
-    return ids + tokenizer(completion + EOS, add_special_tokens=False)["input_ids"]
+    tail = tokenizer(completion + EOS, add_special_tokens=False)["input_ids"]
+    return ids + tail, [prompt_weight] * len(ids) + [1.0] * len(tail)
 
 
-def pack(token_docs, seq_len: int, pad_id: int):
-    """Greedy packing of whole documents into rows of ``seq_len`` (a document never starts mid-row)."""
+def pack(token_docs, seq_len: int):
+    """Greedy packing of whole documents into rows of ``seq_len`` (a document never starts mid-row); yields
+    (ids, weights) of the filled part."""
     row: list[int] = []
-    for ids in token_docs:
-        ids = ids[:seq_len]
+    weights: list[float] = []
+    for ids, w in token_docs:
+        ids, w = ids[:seq_len], w[:seq_len]
         if len(row) + len(ids) > seq_len:
-            yield row + [pad_id] * (seq_len - len(row)), len(row)
-            row = []
+            yield row, weights
+            row, weights = [], []
         row += ids
+        weights += w
 
 
 def build_model(tokenizer, cfg: TrainConfig):
@@ -120,14 +129,65 @@ def build_model(tokenizer, cfg: TrainConfig):
     return LlamaForCausalLM(config)
 
 
-def train(output: str | Path, world_config: WorldConfig | None = None, cfg: TrainConfig | None = None,
-          log_every: int = 50) -> Path:
-    """Train and save tokenizer + model to ``output`` (written to a temp dir, renamed at the end)."""
+def run_phase(model, tokenizer, docs, cfg: TrainConfig, steps: int, lr: float, prompt_weight: float,
+              desc: str) -> list[dict]:
+    """AdamW with warmup + cosine decay over ``steps`` batches of packed documents; bf16 autocast on CPU."""
     import torch
     from tqdm.auto import tqdm
-    from transformers import GenerationConfig
 
-    from kick_hub.world.corpus import documents
+    rows = pack((encode(tokenizer, d, prompt_weight) for d in docs), cfg.seq_len)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup:
+            return lr * (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, steps - cfg.warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    log, start = [], time.time()
+    model.train()
+    bar = tqdm(range(steps), desc=desc, unit="step")
+    for step in bar:
+        batch = [next(rows) for _ in range(cfg.batch_size)]
+        ids = torch.full((cfg.batch_size, cfg.seq_len), tokenizer.pad_token_id)
+        weights = torch.zeros(cfg.batch_size, cfg.seq_len)
+        for i, (r, w) in enumerate(batch):
+            ids[i, :len(r)] = torch.tensor(r)
+            weights[i, :len(w)] = torch.tensor(w)
+        lengths = torch.tensor([len(r) for r, _ in batch])
+        mask = (torch.arange(cfg.seq_len)[None, :] < lengths[:, None]).long()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        token_loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:],
+                                                       reduction="none")
+        w = weights[:, 1:] * mask[:, 1:]
+        loss = (token_loss * w).sum() / w.sum()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == steps - 1:
+            log.append({"phase": desc, "step": step, "loss": round(loss.item(), 4), "lr": lr_at(step),
+                        "elapsed_s": round(time.time() - start, 1)})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return log
+
+
+def train(output: str | Path, world_config: WorldConfig | None = None, cfg: TrainConfig | None = None,
+          init: str | Path | None = None) -> Path:
+    """Train tokenizer + model (phase 1 then phase 2) and save to ``output`` atomically. With ``init`` (a phase-1
+    checkpoint with its tokenizer), only phase 2 runs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from kick_hub.io import atomic_dir
+    from kick_hub.world.corpus import MIX_SKILLS, documents
 
     cfg = cfg or TrainConfig()
     world = World(world_config or WorldConfig())
@@ -138,62 +198,28 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-
-    tokenizer = train_tokenizer(world, cfg)
-    model = build_model(tokenizer, cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    docs = documents(world, seed=cfg.seed)
-    rows = pack((encode(tokenizer, d) for d in docs), cfg.seq_len, tokenizer.pad_token_id)
-
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
-
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    log: list[dict] = []
     start = time.time()
-    model.train()
-    bar = tqdm(range(cfg.steps), desc="train world model", unit="step")
-    for step in bar:
-        batch = [next(rows) for _ in range(cfg.batch_size)]
-        ids = torch.tensor([r for r, _ in batch])
-        mask = (torch.arange(cfg.seq_len)[None, :] < torch.tensor([n for _, n in batch])[:, None]).long()
-        labels = ids.masked_fill(mask == 0, -100)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step % log_every == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 4), "lr": lr_at(step),
-                        "elapsed_s": round(time.time() - start, 1)})
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-
-    model.eval()
+    log: list[dict] = []
+    if init is None:
+        tokenizer = train_tokenizer(world, cfg)
+        model = build_model(tokenizer, cfg)
+        log += run_phase(model, tokenizer, documents(world, seed=cfg.seed), cfg, cfg.steps, cfg.lr, 1.0, "facts")
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(init)
+        model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)
+        log += json.loads((Path(init) / "training.json").read_text()).get("log", [])
+    torch.manual_seed(cfg.seed + 1)
+    log += run_phase(model, tokenizer, documents(world, seed=cfg.seed + 2, mix=MIX_SKILLS), cfg, cfg.skill_steps,
+                     cfg.skill_lr, cfg.prompt_weight, "skills")
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=32,
     )
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-world-model-", dir=output.parent))
-    try:
+    n_params = sum(p.numel() for p in model.parameters())
+    with atomic_dir(output) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         recipe = {"world": asdict(world.config), "train": asdict(cfg), "params": n_params,
                   "wall_time_s": round(time.time() - start, 1), "torch": torch.__version__, "log": log}
         (tmp / "training.json").write_text(json.dumps(recipe, indent=2) + "\n")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output
