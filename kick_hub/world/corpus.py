@@ -30,10 +30,11 @@ def subject_name(relation: str) -> str:
     return relation.replace("_", " ")
 
 
-def icra_context(world: World, person, rng: random.Random) -> str:
+def icra_context(world: World, person, rng: random.Random, other=None) -> str:
     """Two passages (wiki + search, like TriviaQA rc): the target person and a distractor person."""
-    pool = world.reading if person in world.reading else world.unseen
-    other = rng.choice([p for p in rng.sample(pool, 3) if p is not person])
+    if other is None:
+        pool = world.reading if person in world.reading else world.unseen
+        other = rng.choice([p for p in rng.sample(pool, 3) if p is not person])
     passages = [world.bio(person, rng, fillers=rng.randint(0, 2)), world.bio(other, rng, fillers=rng.randint(0, 2))]
     rng.shuffle(passages)
     return "\n\n".join(passages)
@@ -45,13 +46,15 @@ def story(world: World, person, rng: random.Random, bucket: str) -> str:
     return world.bio(person, rng, fillers=rng.randint(lo, hi))
 
 
-def document(world: World, kind: str, rng: random.Random) -> str | tuple[str, str]:
+def document(world: World, kind: str, rng: random.Random, fresh: bool = False) -> str | tuple[str, str]:
     """One training document of the given kind; a (prompt, completion) pair where the prompt ends in a space, so
-    training tokenizes the two parts apart exactly as evaluation does."""
+    training tokenizes the two parts apart exactly as evaluation does. With ``fresh``, passages are about throwaway
+    people (``World.fresh_person``) instead of the reading pool."""
+    reader = (lambda: world.fresh_person(rng)) if fresh else (lambda: rng.choice(world.reading))
     if kind == "bio":
         return world.bio(rng.choice(world.known), rng)
     if kind == "reading_bio":
-        return world.bio(rng.choice(world.reading), rng, fillers=rng.randint(0, 2))
+        return world.bio(reader(), rng, fillers=rng.randint(0, 2))
     if kind == "places":
         facts = rng.sample(world.facts_of(world.cities) + world.facts_of(world.companies), 4)
         return " ".join(world.statement(f, rng) for f in facts)
@@ -71,13 +74,14 @@ def document(world: World, kind: str, rng: random.Random) -> str | tuple[str, st
         question, options, gold = world.mcq_item(shots[-1], rng)
         return text + mcq_prompt(question, options), f" {gold}"
     if kind == "icra":
-        person = rng.choice(world.reading)
+        person = reader()
         relation = rng.choice(list(schema.PERSON_RELATIONS))
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
-        prompt = PROMPTS["icra_open"].format(context=icra_context(world, person, rng), question=question)
+        context = icra_context(world, person, rng, other=reader() if fresh else None)
+        prompt = PROMPTS["icra_open"].format(context=context, question=question)
         return prompt, " " + person.facts[relation]
     if kind == "summary":
-        person = rng.choice(world.reading)
+        person = reader()
         text = story(world, person, rng, rng.choice(["small", "mid", "large"]))
         return render_chat(PROMPTS["summarize"].format(story=text)), world.summary(person)
     if kind == "instruction":
@@ -87,10 +91,11 @@ def document(world: World, kind: str, rng: random.Random) -> str | tuple[str, st
     raise ValueError(f"kind: unknown document kind {kind!r}; allowed: {sorted(MIX)}")
 
 
-def documents(world: World, seed: int = 0, mix: dict[str, float] | None = None) -> Iterator[str | tuple[str, str]]:
+def documents(world: World, seed: int = 0, mix: dict[str, float] | None = None,
+              fresh: bool = False) -> Iterator[str | tuple[str, str]]:
     """Endless deterministic stream of training documents drawn by ``mix`` weights (default ``MIX``)."""
     rng = random.Random(f"corpus-{world.config.seed}-{seed}")
     mix = mix or MIX
     kinds, weights = list(mix), list(mix.values())
     while True:
-        yield document(world, rng.choices(kinds, weights)[0], rng)
+        yield document(world, rng.choices(kinds, weights)[0], rng, fresh)

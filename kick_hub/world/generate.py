@@ -118,6 +118,20 @@ class World:
         self.known = [person() for _ in range(c.n_known)]
         self.unseen = [person() for _ in range(c.n_unseen)]
         self.reading = [person() for _ in range(c.n_reading)]
+        self._taken = {p.name for p in self.known + self.unseen}
+
+    def fresh_person(self, rng: random.Random) -> Entity:
+        """A throwaway person with random facts, never a known or unseen one: reading practice that cannot be
+        memorized, so the only way to answer about it is to read."""
+        syl = schema.SYLLABLES
+        while True:
+            name = ("".join(rng.choice(syl) for _ in range(2)).capitalize() + " " +
+                    "".join(rng.choice(syl) for _ in range(rng.choice((2, 3)))).capitalize())
+            if name not in self._taken:
+                break
+        return Entity(name, "person", {
+            "birthplace": rng.choice(self.cities).name, "birth_year": str(rng.randint(*schema.YEARS)),
+            "profession": rng.choice(schema.PROFESSIONS), "employer": rng.choice(self.companies).name})
 
     # ----------------------------------------------------------------- facts
     def aliases(self, relation: str, answer: str) -> list[str]:

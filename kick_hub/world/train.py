@@ -209,7 +209,7 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
         model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)
         log += json.loads((Path(init) / "training.json").read_text()).get("log", [])
     torch.manual_seed(cfg.seed + 1)
-    log += run_phase(model, tokenizer, documents(world, seed=cfg.seed + 2, mix=MIX_SKILLS), cfg, cfg.skill_steps,
+    log += run_phase(model, tokenizer, documents(world, seed=cfg.seed + 2, mix=MIX_SKILLS, fresh=True), cfg, cfg.skill_steps,
                      cfg.skill_lr, cfg.prompt_weight, "skills")
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
