@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -33,8 +34,10 @@ def _writable_file(value: str) -> Path:
     path = Path(value)
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise argparse.ArgumentTypeError(f"{value!r} is not writable ({existing} is not a writable directory)")
+    try:  # a real probe: os.access says yes to root even where nothing can be created (e.g. /proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".kick-probe-", dir=existing))
+    except OSError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not writable ({existing} is not a writable directory)") from None
     return path
 
 
@@ -253,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patterns", nargs="*", default=list(plan.DEFAULT_PATTERNS), help="N:M patterns")
     p.add_argument("--bits", nargs="*", type=int, default=list(plan.DEFAULT_BITS), help="GPTQ bits")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
-    p.add_argument("--limit", type=_positive_int, default=None, help="examples per task (default: all)")
+    p.add_argument("--limit", type=_positive_int, default=100,
+                   help="examples per task (default 100, which keeps the default world sweep within 10 min)")
     p.add_argument("--data", default="world", help="as for kick evaluate")
     p.add_argument("--protocol", choices=["default", "llm-kick"], default="default")
     p.add_argument("--calibration", default="world", help="as for kick compress")

@@ -27,6 +27,7 @@ def test_world_info_json():
     assert {"model_dir", "params", "scores"} <= set(data)
     assert 1_000_000 < data["params"] < 10_000_000
     assert data["scores"]["factoid-qa"]["exact_match"] >= 0.90
+    assert {"mcq-reasoning", "icra-qa", "factoid-qa-heldout"} <= set(data["scores"])
     assert data["world"]["known_people"] == 240
     assert "parameters" in kick("world", "info").stdout
 

@@ -41,7 +41,11 @@ def format_info(data: dict) -> str:
                                                           data["world"].items()),
              f"model: {data['model_dir']} ({data['params']:,} parameters)"]
     for task, metrics in data["scores"].items():
-        lines.append(f"  {task:<28}" + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        line = f"  {task:<28}" + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        if task in TARGETS:
+            metric, target = TARGETS[task]
+            line += f"   target {metric} >= {target}: {'met' if metrics.get(metric, 0) >= target else 'NOT met'}"
+        lines.append(line)
     return "\n".join(lines)
 
 
