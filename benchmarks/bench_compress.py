@@ -2,7 +2,7 @@
 
     python benchmarks/bench_compress.py [--models world,random-110m] [--nsamples 16] [--seqlen 256]
 
-``random-110m`` is a randomly initialised Llama (768 hidden, 12 layers, ~110 M params, world tokenizer) written to a
+``random-110m`` is a randomly initialised Llama (768 hidden, 12 layers, ~107 M params, world tokenizer) written to a
 temp dir. Peak RSS counts the whole process; "RSS over base" subtracts the process's RSS after imports and before
 the model is loaded, and its ratio to the model's fp32 bytes is the memory target (<= 1.5).
 """
@@ -41,7 +41,7 @@ def make_random_llama(path: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=2048, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+    config = LlamaConfig(vocab_size=2048, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                          num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=1024,
                          tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                          pad_token_id=tok.pad_token_id)
