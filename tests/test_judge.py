@@ -68,3 +68,14 @@ def test_unknown_prompt_lists_allowed():
 def test_pairwise_needs_references():
     with pytest.raises(ValueError, match="references"):
         Judge(backend=None, prompt="pairwise-v1").score(["q"], ["a"])
+
+
+def test_transformers_backend_counts_unparsable_replies():
+    """The local backend runs a real chat model (the world model, which cannot judge): every reply is generated,
+    none parses, and nothing is turned into a number."""
+    from kick_hub.scoring.judge import TransformersBackend
+
+    backend = make_backend("transformers:world")
+    assert isinstance(backend, TransformersBackend)
+    result = Judge(backend, "single-v1").score(["Describe Kelford."], ["Kelford is a city."])
+    assert result.replies[0] and result.unparsable == 1 and result.means == {}
