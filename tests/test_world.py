@@ -44,7 +44,11 @@ def test_pools_are_disjoint_and_unseen_never_trained():
     w = World()
     known, unseen, reading = ({p.name for p in pool} for pool in (w.known, w.unseen, w.reading))
     assert not (known & unseen) and not (known & reading) and not (unseen & reading)
-    corpus = "\n".join("".join(d) if isinstance(d, tuple) else d for d in itertools.islice(documents(w), 20000))
+    from kick_hub.world.corpus import MIX_SKILLS
+
+    docs = itertools.chain(itertools.islice(documents(w), 20000),
+                           itertools.islice(documents(w, seed=2, mix=MIX_SKILLS, fresh=True), 5000))
+    corpus = "\n".join("".join(d) if isinstance(d, tuple) else d for d in docs)
     assert not [name for name in unseen if name in corpus]
     assert sum(name in corpus for name in known) > 0.95 * len(known)
 

@@ -16,6 +16,7 @@ Layout of a world data dir (``kick world build --output DIR``)::
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -147,8 +148,10 @@ def write(world: World, output: str | Path, files: dict[str, str] | None = None)
     return Path(output)
 
 
+@functools.lru_cache(maxsize=None)
 def data_dir(seed: int = 0) -> Path:
-    """The world's eval files for ``seed``, built once into the user cache (``KICK_HUB_CACHE`` overrides)."""
+    """The world's eval files for ``seed``, built once into the user cache (``KICK_HUB_CACHE`` overrides); the
+    path is memoised so a sweep does not regenerate the world for every task of every cell."""
     import os
 
     from kick_hub.world.generate import WorldConfig
