@@ -148,6 +148,13 @@ def cmd_bench(args) -> int:
 
     cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
+    if args.push:  # checked before the sweep, not after an hour of work
+        from kick_hub.hub import check_org, check_repo_id, token
+
+        check_org(args.push, "push")
+        if args.results_repo:
+            check_repo_id(args.results_repo, "results-repo")
+        token()
     if args.status:
         print(sweep.status(run_dir, cells))
         return 0
@@ -162,6 +169,54 @@ def cmd_bench(args) -> int:
     path = report.write(store, run_dir)
     print(path.read_text().split("## Scores")[0])
     print(f"report: {path} and {run_dir / 'report.html'}")
+    if args.push:
+        from kick_hub.hub.push import push_sweep
+
+        for label, url in push_sweep(run_dir, args.push, args.private).items():
+            print(f"pushed {label}: {url}")
+    if args.results_repo:
+        from kick_hub.hub.results import push_results
+
+        print(f"results: {args.results_repo}/{push_results(run_dir, args.results_repo, args.private)}")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from kick_hub.hub.push import push_variant
+
+    print(push_variant(args.variant, args.repo_id, args.private, args.run_dir, args.base_model))
+    return 0
+
+
+def cmd_publish_tasks(args) -> int:
+    from kick_hub.hub.tasks import publish_tasks
+
+    for space, url in publish_tasks(args.org, args.private, only=args.tasks).items():
+        print(f"{space}: {url}")
+    return 0
+
+
+def cmd_space(args) -> int:
+    from kick_hub import space
+
+    if args.run_dir and not (Path(args.run_dir) / "results.sqlite").exists():
+        raise ValueError(f"run-dir: {args.run_dir} holds no results.sqlite (run `kick bench --run-dir "
+                         f"{args.run_dir}` first)")
+    _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False)
+    print(f"kick-hub Space running at {url} (Ctrl+C to stop)")
+    try:
+        import time
+
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_push_results(args) -> int:
+    from kick_hub.hub.results import push_results
+
+    print(push_results(args.run_dir, args.repo_id, args.private))
     return 0
 
 
@@ -266,8 +321,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--force", action="store_true", help="reuse a run dir that holds another model's results")
     p.add_argument("--status", action="store_true", help="show what is done and exit")
+    p.add_argument("--push", default=None, metavar="ORG", help="push every variant to ORG/<model>-<label>")
+    p.add_argument("--results-repo", default=None, metavar="ORG/NAME", help="also add the run to this results "
+                   "dataset repo")
+    p.add_argument("--private", action="store_true", help="create pushed repos private")
     _add_judge_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("push", help="upload a variant with its model card to a Hub model repo (one commit)")
+    p.add_argument("variant", help="variant directory written by kick compress or kick bench")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--run-dir", default=None, help="a kick bench run dir: adds results vs dense and plots to the card")
+    p.add_argument("--base-model", default=None, help="Hub id of the base model for the card (default: manifest's)")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("publish-tasks", help="publish every evaluate module as a Space (evaluate.load('ORG/task'))")
+    p.add_argument("--org", default="llmkick")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"subset of {', '.join(TASK_NAMES)}")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_publish_tasks)
+
+    p = sub.add_parser("space", help="serve the comparison app (the Space) locally")
+    p.add_argument("--run-dir", default=None, help="a kick bench run dir (its variants become choosable)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_positive_int, default=7860)
+    p.add_argument("--allow", nargs="*", default=[], metavar="REPO_ID", help="Hub repo ids users may load")
+    p.add_argument("--data", nargs="+", default=["world"], help="example sources (world, world-heldout, a data root)")
+    p.add_argument("--results-repo", default=None, help="results dataset repo for the leaderboard")
+    p.set_defaults(func=cmd_space)
+
+    p = sub.add_parser("push-results", help="add a run's results to a Hub dataset repo (one JSON per run)")
+    p.add_argument("run_dir", help="a kick bench run dir")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=cmd_push_results)
 
     p = sub.add_parser("sparsity", help="check a variant's per-layer sparsity against its manifest")
     p.add_argument("variant", help="variant directory")
@@ -283,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, PermissionError, ImportError) as e:
         parser.exit(2, f"kick: error: {e}\n")
+    except RuntimeError as e:
+        from kick_hub.hub import HubError
+
+        if not isinstance(e, HubError):
+            raise
+        parser.exit(1, f"kick: error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -114,6 +114,27 @@ class Engine:
                 outputs[i] = cut_at_stop(text, stop)
         return outputs
 
+    def stream(self, prompt: str, max_new_tokens: int = 32, stop: Sequence[str] = (), chat: bool = False):
+        """The same greedy continuation as ``generate`` for one prompt, yielded as the text grows token by token
+        (``TextIteratorStreamer`` on a worker thread); the last value equals ``generate([prompt], ...)[0]``."""
+        from threading import Thread
+
+        from transformers import TextIteratorStreamer
+
+        ids = self.encode([self.render(prompt, chat)], max(1, self.max_length - max_new_tokens))[0]
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(input_ids=torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
+                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
+                      eos_token_id=self.tokenizer.eos_token_id, stop_strings=list(stop) or None,
+                      tokenizer=self.tokenizer if stop else None, streamer=streamer)
+        worker = Thread(target=torch.inference_mode()(self.model.generate), kwargs=kwargs, daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield cut_at_stop(text, stop)
+        worker.join()
+
     # ----------------------------------------------------- log-likelihood
     @torch.inference_mode()
     def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -37,3 +37,17 @@ def world_engine():
     from kick_hub.engine import Engine
 
     return Engine.from_name("world", batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """A real little sweep of the world model (dense + magnitude 70 %) with its report, for the Hub and Space."""
+    from kick_hub.bench import plan, report, sweep
+
+    run_dir = tmp_path_factory.mktemp("run")
+    cells = plan.plan(["magnitude"], [0.7], [], [])
+    store = sweep.run("world", run_dir, cells, ["factoid-qa", "mcq-reasoning", "perplexity"], limit=24,
+                      progress=False)
+    report.write(store, run_dir)
+    store.close()
+    return run_dir

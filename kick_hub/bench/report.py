@@ -19,6 +19,8 @@ _SPECS = {name: tasks.get(name).SPEC for name in tasks.TASK_NAMES}
 HEADLINE = {name: spec.metric for name, spec in _SPECS.items()}
 KNOWLEDGE = tuple(name for name, spec in _SPECS.items() if spec.knowledge)
 LOSS = 0.05  # "loses more than 5 % relative to dense"
+# "knowledge collapsed while perplexity did not": knowledge below 80 % of dense, perplexity within 10 % of dense
+COLLAPSE_KNOWLEDGE, COLLAPSE_PERPLEXITY = 0.80, 0.90
 
 
 def relative(task: str, value: float, dense: float) -> float:
@@ -46,6 +48,16 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
 def knowledge(row: dict) -> float | None:
     vals = [row["rel"][t] for t in KNOWLEDGE if t in row["rel"]]
     return sum(vals) / len(vals) if vals else None
+
+
+def knowledge_collapse(row: dict) -> str | None:
+    """A plain warning when the knowledge tasks fell far while perplexity barely moved (LLM-KICK's point)."""
+    k, ppl = knowledge(row), row["rel"].get("perplexity")
+    if k is None or ppl is None or k >= COLLAPSE_KNOWLEDGE or ppl < COLLAPSE_PERPLEXITY:
+        return None
+    return (f"Knowledge tasks ({', '.join(t for t in KNOWLEDGE if t in row['rel'])}) fell to {k:.0%} of the dense "
+            f"model while perplexity stayed within {1 / ppl - 1:.0%} of dense: perplexity hides what this "
+            f"compression destroyed.")
 
 
 def _unstructured(rows: list[dict], method: str) -> list[dict]:

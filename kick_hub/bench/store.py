@@ -36,9 +36,10 @@ class StoreError(ValueError):
 class Store:
     """Open (or create) the store of a run dir; refuses a store made for another model unless ``force``."""
 
-    def __init__(self, run_dir: str | Path, model: str, force: bool = False, create: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, model: str | None, force: bool = False, create: bool = True) -> None:
+        """``model=None`` opens an existing store whatever model it holds (for readers: push, report, Space)."""
         self.path = Path(run_dir) / FILENAME
-        if not self.path.exists() and not create:
+        if not self.path.exists() and (model is None or not create):
             raise StoreError(f"run-dir: {run_dir} holds no {FILENAME}")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -49,7 +50,9 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"run-dir: {self.path} is not a readable kick-hub store ({e}); it was left untouched, "
                              f"move it away or choose another --run-dir") from e
-        if not stored:
+        if model is None:
+            model = stored.get("model", "")
+        elif not stored:
             self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
                                 [("model", model), ("schema_version", str(SCHEMA_VERSION))])
         elif stored.get("model") != model:
@@ -58,6 +61,13 @@ class Store:
                                  f"{model!r}; use another --run-dir or pass --force")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model,))
         self.model = model
+
+    def meta(self) -> dict[str, str]:
+        """Run-wide settings (model, schema version, data source, limit, protocol)."""
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, **values) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])
 
     def start_run(self, argv: list[str]) -> int:
         cur = self.db.execute("INSERT INTO runs (started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))

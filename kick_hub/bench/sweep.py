@@ -30,6 +30,7 @@ def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], da
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(run_dir, model, force=force)
     run_id = store.start_run(sys.argv)
+    store.set_meta(data=data, limit=limit, protocol=protocol)
     done = store.done()
     todo = [c for c in cells if c.label not in done]
     for cell in tqdm(todo, desc="cells", unit="cell", disable=not progress):

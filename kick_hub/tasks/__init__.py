@@ -22,6 +22,7 @@ class TaskSpec:
     chat: bool = False        # wrap the prompt in the model's chat template when it has one
     lower_is_better: bool = False
     protocols: tuple[str, ...] = ("default", "llm-kick")
+    hub_task: str = "text-generation"  # task type in a model card's model-index
     extra: dict = field(default_factory=dict)
 
 

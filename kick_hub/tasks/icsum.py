@@ -9,7 +9,16 @@ from kick_hub.tasks.prompts import PROMPTS
 
 SPEC = TaskSpec(name="icsum", kind="icsum", metric="rougeL", knowledge=False, chat=True,
                 description="In-context summarization (CNN/DM): ROUGE per length bucket, optional LLM judge.",
-                max_new_tokens=192, protocols=("default", "llm-kick"), extra={"judge_prompt": "summary-v1"})
+                max_new_tokens=192, protocols=("default", "llm-kick"), extra={"judge_prompt": "summary-v1"},
+                hub_task="summarization")
+
+
+def prompt(record: dict) -> str:
+    return PROMPTS["summarize"].format(story=record["story"])
+
+
+def score(record: dict, output: str) -> float:
+    return rouge_per_example([output.strip()], [record["reference"]])[0]
 
 
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:

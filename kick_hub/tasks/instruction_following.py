@@ -12,9 +12,17 @@ SPEC = TaskSpec(name="instruction-following", kind="instruction", metric="rougeL
                 max_new_tokens=256, protocols=("default", "llm-kick"), extra={"judge_prompt": "pairwise-v1"})
 
 
+def prompt(record: dict) -> str:
+    return PROMPTS["instruction"].format(question=record["question"])
+
+
+def score(record: dict, output: str) -> float:
+    return rouge_per_example([output.strip()], [record["reference"]])[0]
+
+
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
     check_protocol(SPEC, protocol)
-    prompts = [PROMPTS["instruction"].format(question=r["question"]) for r in records]
+    prompts = [prompt(r) for r in records]
     outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.name)]
     refs = [r["reference"] for r in records]
     scores: dict = {"rougeL": rouge(outputs, refs)["rougeL"], **diversity(outputs)}

@@ -12,7 +12,8 @@ from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 
 SPEC = TaskSpec(name="mcq-reasoning", kind="mcq", metric="accuracy", knowledge=True,
                 description="Multiple-choice reasoning (MMLU 5-shot): accuracy overall, per subject and category.",
-                max_new_tokens=1, extra={"num_fewshot": 5})
+                max_new_tokens=1, extra={"num_fewshot": 5},
+                hub_task="multiple-choice")
 
 
 def build_prompt(record: dict, num_fewshot: int = 5) -> str:
@@ -21,6 +22,15 @@ def build_prompt(record: dict, num_fewshot: int = 5) -> str:
     for shot in record.get("fewshot", [])[:num_fewshot]:
         text += mcq_prompt(shot["question"], shot["options"], shot["answer"])
     return text + mcq_prompt(record["question"], record["options"])
+
+
+def prompt(record: dict) -> str:
+    return build_prompt(record, SPEC.extra["num_fewshot"])
+
+
+def score(record: dict, output: str) -> float:
+    """One generated answer's score: its option letter against the gold letter."""
+    return float(extract_letter(output) == record["answer"])
 
 
 def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int | None = None,

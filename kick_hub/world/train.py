@@ -208,9 +208,12 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
         tokenizer = AutoTokenizer.from_pretrained(init)
         model = AutoModelForCausalLM.from_pretrained(init, dtype=torch.float32)
         log += json.loads((Path(init) / "training.json").read_text()).get("log", [])
-    torch.manual_seed(cfg.seed + 1)
-    log += run_phase(model, tokenizer, documents(world, seed=cfg.seed + 2, mix=MIX_SKILLS, fresh=True), cfg, cfg.skill_steps,
-                     cfg.skill_lr, cfg.prompt_weight, "skills")
+    # a continued run (--init on a finished model) draws a new stream instead of replaying the earlier one
+    rounds = sum(1 for entry in log if str(entry.get("phase", "")).startswith("skills") and entry["step"] == 0)
+    torch.manual_seed(cfg.seed + 1 + rounds)
+    docs = documents(world, seed=cfg.seed + 2 + 1000 * rounds, mix=MIX_SKILLS, fresh=True)
+    log += run_phase(model, tokenizer, docs, cfg, cfg.skill_steps, cfg.skill_lr, cfg.prompt_weight,
+                     "skills" if rounds == 0 else f"skills-{rounds + 1}")
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, do_sample=False, max_new_tokens=32,

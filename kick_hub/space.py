@@ -1,0 +1,327 @@
+"""The kick-hub Space: dense and compressed outputs side by side, the sweep's results, a leaderboard.
+
+A client of the library: prompts and scores come from the task modules, generation from ``Engine.stream`` (greedy,
+the same settings for every model), tables from ``bench.report`` and ``hub.results``. ``space/app.py`` (the Hub
+Space) and ``kick space`` both call ``build``.
+
+Limits: prompts longer than ``MAX_INPUT_CHARS`` or the model's context are refused with a message; at most
+``MAX_NEW_TOKENS`` new tokens and ``MAX_PANES`` models per comparison; a bounded queue; models load once and stay
+cached (``CACHE_SIZE``); only the run dir's models and an allowlist of Hub repo ids can be chosen (no free paths);
+``trust_remote_code`` is never set (``engine.load_model``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from kick_hub import tasks
+
+MAX_INPUT_CHARS = 6000
+MAX_NEW_TOKENS = 256
+MAX_PANES = 4
+CACHE_SIZE = 4
+CONCURRENCY, QUEUE_SIZE = 2, 16
+EXAMPLES_PER_TASK = 50
+COMPARE_TASKS = ("factoid-qa", "mcq-reasoning", "icra-qa", "icsum", "instruction-following")
+RIGHT = 0.5  # a per-example score >= 0.5 counts as right (EM / accuracy are 0 or 1; ROUGE-L is continuous)
+
+
+class Models:
+    """The allowlist (display name -> model id or variant dir) and an LRU cache of loaded engines."""
+
+    def __init__(self, run_dir: str | Path | None, allow: list[str] = ()) -> None:
+        from kick_hub.hub import check_repo_id
+
+        self.choices: dict[str, str] = {"world": "world"}
+        if run_dir and (Path(run_dir) / "results.sqlite").exists():
+            from kick_hub.bench.store import Store
+
+            store = Store(run_dir, None)
+            self.choices = {"dense": store.model}
+            self.choices.update({v["label"]: v["path"] for v in store.variants()
+                                 if v["label"] != "dense" and v["path"] and Path(v["path"]).exists()})
+            store.close()
+        for repo_id in allow:
+            self.choices[check_repo_id(repo_id, "allow")] = repo_id
+        self._cache: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def resolve(self, name: str) -> str:
+        if name not in self.choices:
+            raise ValueError(f"model: {name!r} is not offered here; choose one of {sorted(self.choices)}")
+        return self.choices[name]
+
+    def engine(self, name: str):
+        """The cached engine for ``name`` (loaded once; the least recently used is dropped beyond CACHE_SIZE)."""
+        from kick_hub.engine import Engine
+
+        path = self.resolve(name)
+        with self._lock:
+            if path not in self._cache:
+                self._cache[path] = (Engine.from_name(path, batch_size=1), threading.Lock())
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(path)
+            return self._cache[path]
+
+
+def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict[str, dict[str, list[dict]]]:
+    """source -> task -> records, for every comparable task a source has (missing sets are skipped)."""
+    from kick_hub import data
+
+    out: dict = {}
+    for source in sources:
+        for name in COMPARE_TASKS:
+            try:
+                out.setdefault(source, {})[name] = data.load(tasks.get(name).SPEC.kind, source, per_task)
+            except (ValueError, FileNotFoundError):
+                continue
+    return out
+
+
+def check_prompt(prompt: str, max_new_tokens: int) -> None:
+    if not prompt or not prompt.strip():
+        raise ValueError("prompt: type a prompt or pick an example")
+    if len(prompt) > MAX_INPUT_CHARS:
+        raise ValueError(f"prompt: {len(prompt)} characters is over the limit of {MAX_INPUT_CHARS}; shorten it")
+    if not 1 <= int(max_new_tokens) <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens: must be between 1 and {MAX_NEW_TOKENS}, got {max_new_tokens}")
+
+
+def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens: int, task: str | None = None,
+                   record: dict | None = None):
+    """Yield the list of outputs of every model as they grow (one thread per model, greedy, same settings); the
+    last item also carries each output's score when ``record`` comes from ``task``."""
+    check_prompt(prompt, max_new_tokens)
+    if not names:
+        raise ValueError(f"models: pick at least one of {sorted(models.choices)}")
+    if len(names) > MAX_PANES:
+        raise ValueError(f"models: at most {MAX_PANES} side by side, got {len(names)}")
+    spec = tasks.get(task).SPEC if task else None
+    stop, chat = (spec.stop, spec.chat) if spec else ((), True)
+    engines = [models.engine(n) for n in names]
+    for name, (engine, _) in zip(names, engines):
+        n_tokens = len(engine.encode([engine.render(prompt, chat)], 10**9)[0])
+        if n_tokens + max_new_tokens > engine.max_length:
+            raise ValueError(f"prompt: {n_tokens} tokens + {max_new_tokens} new exceed {name}'s context of "
+                             f"{engine.max_length} tokens; shorten the prompt or lower max_new_tokens")
+    texts = [""] * len(names)
+    errors: list[BaseException] = []
+
+    def work(i: int, engine, lock) -> None:
+        try:
+            with lock:
+                for text in engine.stream(prompt, max_new_tokens, stop, chat):
+                    texts[i] = text
+        except BaseException as e:  # noqa: BLE001 - surfaced to the user below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i, e, lock), daemon=True) for i, (e, lock) in enumerate(engines)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.05)
+        yield list(texts), None
+    if errors:
+        raise errors[0]
+    scores = [tasks.get(task).score(record, t) for t in texts] if task and record else None
+    yield list(texts), scores
+
+
+def results_frame(run_dir: str | Path | None):
+    """The sweep table (absolute and relative-to-dense headline metrics) as a DataFrame."""
+    import pandas as pd
+
+    from kick_hub.bench import report
+    from kick_hub.bench.store import Store
+
+    if not run_dir or not (Path(run_dir) / "results.sqlite").exists():
+        return pd.DataFrame()
+    store = Store(run_dir, None)
+    try:
+        rows, _ = report.table_data(store)
+    finally:
+        store.close()
+    flat = []
+    for r in rows:
+        row = {k: r[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
+        row.update({t: round(v, 4) for t, v in r["abs"].items()})
+        row.update({f"{t} rel": round(v, 3) for t, v in r["rel"].items()})
+        flat.append(row)
+    return pd.DataFrame(flat)
+
+
+def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool):
+    """Per-example dense vs variant outputs of a task; optionally only where dense is right and the variant wrong."""
+    import pandas as pd
+
+    from kick_hub.bench.store import Store
+
+    if not run_dir or not (Path(run_dir) / "results.sqlite").exists():
+        raise ValueError("run-dir: this Space was started without a run dir (kick space --run-dir DIR)")
+    if task not in tasks.TASK_NAMES:
+        raise ValueError(f"task: must be one of {list(tasks.TASK_NAMES)}, got {task!r}")
+    store = Store(run_dir, None)
+    try:
+        labels = {v["label"] for v in store.variants()}
+        if label not in labels:
+            raise ValueError(f"variant: must be one of {sorted(labels)}, got {label!r}")
+        dense, variant = store.samples("dense", task), store.samples(label, task)
+    finally:
+        store.close()
+    rows = []
+    for d, v in zip(dense, variant):
+        if "score" not in d:
+            continue
+        if only_regressions and not (d["score"] >= RIGHT > v["score"]):
+            continue
+        rows.append({"id": d.get("id"), "prompt": str(d.get("prompt", ""))[-300:], "reference": str(d.get("reference")),
+                     "dense": d.get("output"), "dense score": round(d["score"], 3), label: v.get("output"),
+                     f"{label} score": round(v["score"], 3)})
+    return pd.DataFrame(rows)
+
+
+def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = None):
+    """Leaderboard rows from a results dataset repo or, without one, the run dir's store; best knowledge first."""
+    import pandas as pd
+
+    from kick_hub.hub import results
+
+    if results_repo:
+        frame = results.load_results(results_repo).to_pandas()
+    elif run_dir and (Path(run_dir) / "results.sqlite").exists():
+        frame = pd.DataFrame(results.run_record(run_dir)[1]["rows"])
+    else:
+        return pd.DataFrame()
+    keep = ["model", "variant", "method", "sparsity", "pattern", "bits", "knowledge_rel", "perplexity_rel",
+            "knowledge_collapse", *[t for t in tasks.TASK_NAMES if t in frame]]
+    frame = frame[[c for c in keep if c in frame]].sort_values("knowledge_rel", ascending=False)
+    return frame.round(4).reset_index(drop=True)
+
+
+def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources: list[str] = ("world",),
+          results_repo: str | None = None):
+    """The Gradio Blocks app (call ``.queue(...).launch(...)`` or use ``launch``)."""
+    import gradio as gr
+
+    models = Models(run_dir, list(allow))
+    examples = load_examples(list(data_sources))
+    names = list(models.choices)
+    variant_names = [n for n in names if n not in ("dense", "world")]
+
+    def pick_example(source: str, task: str, index: float):
+        records = examples.get(source, {}).get(task, [])
+        if not records:
+            raise gr.Error(f"No {task} examples in {source!r}; sources: {sorted(examples)}")
+        i = int(index)
+        if not 0 <= i < len(records):
+            raise gr.Error(f"index: must be between 0 and {len(records) - 1}, got {i}")
+        rec = records[i]
+        ref = rec.get("answers") or rec.get("answer") or rec.get("reference")
+        return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
+
+    def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
+                index: float, from_example: bool):
+        chosen = [base, *[v for v in (variants or []) if v != base]]
+        record = None
+        if from_example:
+            record = examples.get(source, {}).get(task, [None] * (int(index) + 1))[int(index)]
+            if record is None or tasks.get(task).prompt(record) != prompt:
+                record = None  # the prompt was edited: no reference to score against
+        try:
+            for texts, scores in compare_stream(models, chosen, prompt, int(max_new_tokens),
+                                                task if record else None, record):
+                boxes = []
+                for i in range(MAX_PANES):
+                    if i < len(chosen):
+                        label = chosen[i] + (f" · score {scores[i]:.2f}" if scores else "")
+                        boxes.append(gr.update(value=texts[i], label=label, visible=True))
+                    else:
+                        boxes.append(gr.update(value="", visible=False))
+                yield boxes
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
+
+    with gr.Blocks(title="kick-hub: what compression does to an LLM's knowledge") as demo:
+        gr.Markdown("# kick-hub\nDense and compressed models side by side on the LLM-KICK tasks: knowledge, "
+                    "reasoning, in-context retrieval, summarization, instructions.")
+        with gr.Tab("Compare"):
+            with gr.Row():
+                base = gr.Dropdown(names, value=names[0], label="base model")
+                variants = gr.Dropdown(variant_names, value=variant_names[:1], multiselect=True,
+                                       label=f"compressed variants (up to {MAX_PANES - 1})")
+            with gr.Row():
+                source = gr.Dropdown(sorted(examples), value=next(iter(sorted(examples)), None), label="examples from")
+                task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
+                index = gr.Number(value=0, precision=0, label="example #")
+                load = gr.Button("Load example")
+            prompt = gr.Textbox(lines=6, label="prompt", max_length=MAX_INPUT_CHARS * 2)
+            reference = gr.Textbox(label="reference answer", interactive=False)
+            from_example = gr.Checkbox(value=False, label="score against the example's reference", visible=False)
+            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="max new tokens")
+            run = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            with gr.Row():
+                panes = [gr.Textbox(label=f"output {i + 1}", lines=6, visible=i < 2, elem_id=f"pane-{i}")
+                         for i in range(MAX_PANES)]
+            load.click(pick_example, [source, task, index], [prompt, reference], api_name="example").then(
+                lambda: True, None, from_example, api_name=False)
+            prompt.input(lambda: False, None, from_example, api_name=False)
+            run.click(compare, [base, variants, prompt, max_new, source, task, index, from_example], panes,
+                      api_name="compare")
+        with gr.Tab("Results"):
+            table = gr.Dataframe(results_frame(run_dir), label="sweep: headline metric per task, absolute and "
+                                 "relative to dense (1.0 = as good as dense)", interactive=False)
+            plots = [str(p) for p in sorted(Path(run_dir).glob("*.png"))] if run_dir else []
+            gr.Gallery(plots, label="plots", columns=2, visible=bool(plots))
+            with gr.Row():
+                b_variant = gr.Dropdown(variant_names, value=next(iter(variant_names), None), label="variant")
+                b_task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
+                b_only = gr.Checkbox(value=True, label="only dense right, variant wrong")
+            b_go = gr.Button("Show examples")
+            b_out = gr.Dataframe(interactive=False, wrap=True)
+
+            def do_browse(label, task_name, only):
+                try:
+                    return browse(run_dir, label, task_name, only)
+                except ValueError as e:
+                    raise gr.Error(str(e)) from None
+
+            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse")
+            refresh = gr.Button("Reload table", size="sm")
+            refresh.click(lambda: results_frame(run_dir), None, table, api_name="results")
+        with gr.Tab("Leaderboard"):
+            board = leaderboard_frame(run_dir, results_repo)
+            lb = gr.Dataframe(board, label="sorted by knowledge kept (relative to dense); click a header to re-sort",
+                              interactive=False)
+            if len(board):
+                gr.ScatterPlot(board, x="perplexity_rel", y="knowledge_rel", color="method",
+                               title="knowledge kept vs perplexity kept (1.0 = dense)",
+                               x_title="perplexity kept (dense / variant)", y_title="knowledge kept")
+            lb_refresh = gr.Button("Reload", size="sm")
+            lb_refresh.click(lambda: leaderboard_frame(run_dir, results_repo), None, lb, api_name="leaderboard")
+    return demo
+
+
+def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
+           allow: list[str] = (), data_sources: list[str] = ("world",), results_repo: str | None = None,
+           block: bool = True):
+    """Build, queue (bounded) and serve the app; returns (demo, local URL)."""
+    demo = build(run_dir, allow, data_sources, results_repo)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    plots_dir = [str(Path(run_dir).resolve())] if run_dir else None
+    _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
+                            allowed_paths=plots_dir, show_error=True)
+    return demo, url
+
+
+def from_env() -> dict:
+    """Settings of the deployed Space from its variables: KICK_RUN_DIR, KICK_ALLOW (comma-separated repo ids),
+    KICK_DATA (comma-separated sources), KICK_RESULTS_REPO."""
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
+    return {"run_dir": os.environ.get("KICK_RUN_DIR") or None, "allow": split(os.environ.get("KICK_ALLOW", "")),
+            "data_sources": split(os.environ.get("KICK_DATA", "world")),
+            "results_repo": os.environ.get("KICK_RESULTS_REPO") or None}
