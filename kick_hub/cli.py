@@ -30,6 +30,15 @@ def _nonneg_int(value: str) -> int:
     return n
 
 
+def _task_limit(value: str) -> tuple[str, int]:
+    from kick_hub.tasks import TASK_NAMES
+
+    task, _, n = value.partition("=")
+    if task not in TASK_NAMES:
+        raise argparse.ArgumentTypeError(f"task must be one of {list(TASK_NAMES)}, got {task!r}")
+    return task, _positive_int(n)
+
+
 def _writable_file(value: str) -> Path:
     path = Path(value)
     parent = path.parent if str(path.parent) else Path(".")
@@ -121,7 +130,7 @@ def cmd_compress(args) -> int:
                         seed=args.seed)
     default_threads()
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, storage=args.storage)
     from kick_hub.variant import load_manifest
 
     m = load_manifest(out)
@@ -163,7 +172,8 @@ def cmd_bench(args) -> int:
     from kick_hub.engine import default_threads
 
     default_threads()
-    store = sweep.run(args.model, run_dir, cells, task_names, args.data, args.limit, args.protocol, judges,
+    limit = {"*": args.limit, **dict(args.task_limit or [])} if args.task_limit else args.limit
+    store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
                       force=args.force, calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
                       batch_size=args.batch_size)
     path = report.write(store, run_dir)
@@ -298,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--output", type=_writable_file, required=True, help="variant directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--storage", choices=["dense", "sparse"], default="dense", help="sparse: pruned weights in "
+                   "the sparse-bitmask layout (loads after `import kick_hub.compress.sparse_storage`)")
     p.set_defaults(func=cmd_compress)
 
     from kick_hub.bench import plan
@@ -311,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patterns", nargs="*", default=list(plan.DEFAULT_PATTERNS), help="N:M patterns")
     p.add_argument("--bits", nargs="*", type=int, default=list(plan.DEFAULT_BITS), help="GPTQ bits")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
+    p.add_argument("--task-limit", type=_task_limit, action="append", metavar="TASK=N",
+                   help="per-task override of --limit (repeatable), e.g. icsum=6 for slow generation tasks")
     p.add_argument("--limit", type=_positive_int, default=100,
                    help="examples per task (default 100, which keeps the default world sweep within 10 min)")
     p.add_argument("--data", default="world", help="as for kick evaluate")

@@ -32,6 +32,8 @@ def load_model(name: str, dtype: torch.dtype = torch.float32):
     except OSError as e:
         raise ValueError(f"model: cannot load {name!r} (not a local model directory, a known alias "
                          f"{sorted(MODEL_ALIASES)}, or a Hub id reachable now): {e}") from e
+    if (getattr(config, "quantization_config", None) or {}).get("quant_method") == "sparse-bitmask":
+        from kick_hub.compress import sparse_storage  # noqa: F401 - registers the format with transformers
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"model: {name!r} is a {config.model_type!r} model, not a causal LM "
                          f"(AutoModelForCausalLM cannot load it)")

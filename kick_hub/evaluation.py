@@ -23,7 +23,8 @@ def resolve_tasks(names: list[str] | str) -> list[str]:
     return names
 
 
-def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = "world", limit: int | None = None,
+def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = "world",
+             limit: int | dict[str, int] | None = None,
              protocol: str = "default", judge=None, model_name: str = "", skip_missing: bool = False) -> dict:
     """Run tasks and return ``{"results", "config", "samples"}`` (lm-evaluation-harness layout)."""
     names = resolve_tasks(task_names)
@@ -33,7 +34,7 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
     for name in names:
         module = tasks.get(name)
         try:
-            records = data.load(module.SPEC.kind, source, limit)
+            records = data.load(module.SPEC.kind, source, task_limit(limit, name))
         except ValueError as e:
             if not skip_missing:
                 raise
@@ -52,6 +53,13 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
         "versions": versions(), "judge": {k: v.backend.name for k, v in (judge or {}).items()},
     }
     return {"results": results, "config": config, "samples": samples}
+
+
+def task_limit(limit: int | dict[str, int] | None, task: str) -> int | None:
+    """``limit`` for one task: an int for all, or a dict of task -> int with an optional ``"*"`` default."""
+    if isinstance(limit, dict):
+        return limit.get(task, limit.get("*"))
+    return limit
 
 
 def versions() -> dict[str, str]:

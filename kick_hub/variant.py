@@ -67,16 +67,33 @@ def prepare_output(output: str | Path, overwrite: bool) -> Path:
     return output
 
 
+STORAGES = ("dense", "sparse")
+
+
+def pruned_linear_names(model) -> list[str]:
+    """Module names of the decoder-block Linear layers (the ones pruning touches)."""
+    from kick_hub.compress.blocks import decoder_layers, linear_layers
+
+    names = {id(m): n for n, m in model.named_modules()}
+    return [names[id(lin)] for b in decoder_layers(model) for lin in linear_layers(b).values()]
+
+
 def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torch.Tensor | None = None,
-         overwrite: bool = False) -> Path:
-    """Write the variant atomically: temp dir beside ``output``, then rename (replacing only with ``overwrite``)."""
+         overwrite: bool = False, storage: str = "dense") -> Path:
+    """Write the variant atomically: temp dir beside ``output``, then rename (replacing only with ``overwrite``).
+    ``storage="sparse"`` stores the pruned Linear weights in the sparse-bitmask layout (``sparse_storage``)."""
     from safetensors.torch import save_file
 
     from kick_hub.io import atomic_dir
 
     output = Path(output)
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if storage == "sparse":
+            from kick_hub.compress import sparse_storage
+
+            sparse_storage.save(model, tmp, pruned_linear_names(model))
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         if calibration is not None:
             save_file({"input_ids": calibration.contiguous()}, str(tmp / CALIBRATION_FILE))
@@ -94,6 +111,8 @@ def load_manifest(path: str | Path) -> dict:
 def check_sparsity(path: str | Path, tolerance: float = 1e-6) -> list[dict]:
     """Re-measure every layer's sparsity from the saved weights and compare with the manifest."""
     from transformers import AutoModelForCausalLM
+
+    from kick_hub.compress import sparse_storage  # noqa: F401 - registers the sparse-bitmask format
 
     manifest = load_manifest(path)
     model = AutoModelForCausalLM.from_pretrained(path)

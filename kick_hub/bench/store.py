@@ -62,9 +62,12 @@ class Store:
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model,))
         self.model = model
 
-    def meta(self) -> dict[str, str]:
-        """Run-wide settings (model, schema version, data source, limit, protocol)."""
-        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+    def meta(self) -> dict:
+        """Run-wide settings (model, schema version, data source, limit, protocol); ``limit`` decoded from JSON."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if "limit" in meta:
+            meta["limit"] = json.loads(meta["limit"])
+        return meta
 
     def set_meta(self, **values) -> None:
         self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])

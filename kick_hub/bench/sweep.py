@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ def variant_dir(run_dir: Path, label: str) -> Path:
 
 
 def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], data: str = "world",
-        limit: int | None = None, protocol: str = "default", judge=None, force: bool = False,
+        limit: int | dict[str, int] | None = None, protocol: str = "default", judge=None, force: bool = False,
         calibration: str = "world", nsamples: int = 128, seqlen: int | None = None, batch_size: int = 32,
         progress: bool = True) -> Store:
     """Evaluate every cell not yet stored; each finished cell is committed at once (resumable after a kill)."""
@@ -30,7 +31,7 @@ def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], da
     run_dir.mkdir(parents=True, exist_ok=True)
     store = Store(run_dir, model, force=force)
     run_id = store.start_run(sys.argv)
-    store.set_meta(data=data, limit=limit, protocol=protocol)
+    store.set_meta(data=data, limit=json.dumps(limit), protocol=protocol)
     done = store.done()
     todo = [c for c in cells if c.label not in done]
     for cell in tqdm(todo, desc="cells", unit="cell", disable=not progress):

@@ -144,7 +144,7 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True)
 
 
 def make_variant(model_name: str, spec: CompressSpec, output, calibration: str = "world", nsamples: int = 128,
-                 seqlen: int | None = None, overwrite: bool = False, progress: bool = True):
+                 seqlen: int | None = None, overwrite: bool = False, progress: bool = True, storage: str = "dense"):
     """Load ``model_name``, compress it by ``spec`` and save the variant with its manifest to ``output``.
 
     Everything that can be checked is checked before the model is touched; the variant is written atomically.
@@ -157,6 +157,10 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     from kick_hub.compress.calibration import calibration_ids, ids_hash
     from kick_hub.engine import load_model, resolve_model
 
+    if storage not in variant.STORAGES:
+        raise ValueError(f"storage: must be one of {list(variant.STORAGES)}, got {storage!r}")
+    if storage == "sparse" and spec.method not in PRUNING_METHODS:
+        raise ValueError(f"storage: 'sparse' stores pruned weights; {spec.method!r} is a quantization method")
     output = variant.prepare_output(output, overwrite)
     if spec.method == "gptq":
         from kick_hub.compress.gptq import check_available
@@ -186,6 +190,6 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
         "layer_sparsity": sparsity,
         "sparsity": variant.overall(sparsity, model) if sparsity else 0.0,
         "wall_time_s": round(time.perf_counter() - start, 2), "peak_rss_mb": round(variant.peak_rss_mb(), 1),
-        "versions": variant.versions(),
+        "versions": variant.versions(), "storage": storage,
     }
-    return variant.save(model, tokenizer, output, manifest, ids, overwrite)
+    return variant.save(model, tokenizer, output, manifest, ids, overwrite, storage)

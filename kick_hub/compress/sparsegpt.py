@@ -44,6 +44,7 @@ def fasterprune(layer: torch.nn.Linear, H: torch.Tensor, sparsity: float, patter
     H = torch.linalg.cholesky(H)
     H = torch.cholesky_inverse(H)
     Hinv = torch.linalg.cholesky(H, upper=True)
+    del H
     for i1 in range(0, W.shape[1], blocksize):
         i2 = min(i1 + blocksize, W.shape[1])
         W1 = W[:, i1:i2].clone()
@@ -78,6 +79,7 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> None
         return
 
     def rewrite(name, layer, stats):
-        fasterprune(layer, stats.H, spec.sparsity, spec.pattern, spec.blocksize, spec.damp)
+        H, stats.H = stats.H, None  # fasterprune's factorisations then replace H instead of piling up beside it
+        fasterprune(layer, H, spec.sparsity, spec.pattern, spec.blocksize, spec.damp)
 
     run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress)

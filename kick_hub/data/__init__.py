@@ -34,7 +34,7 @@ WORLD_SOURCES = ("world", "world-heldout")
 # task kind -> sub-folder names looked for when the source is a data root such as ../shared/data
 ROOT_SUBDIRS = {"factoid": ("freebaseqa",), "mcq": ("mmlu",), "icra": ("triviaqa",),
                 "icsum": ("cnn_dailymail_stories",), "instruction": ("vicuna", "vicuna80"),
-                "perplexity": ("perplexity", "wikitext")}
+                "perplexity": ("perplexity", "wikitext", "cnn_dailymail_stories")}
 
 
 def interleave(records: list[dict], key: str) -> list[dict]:
@@ -185,9 +185,17 @@ def load_vicuna(path: str | Path) -> list[dict]:
 
 # --------------------------------------------------------------- perplexity
 def load_text(path: str | Path) -> list[dict]:
-    """Raw text: a .txt file (or folder of them), one record per non-empty line (wikitext-style)."""
+    """Raw text, one record per non-empty line (wikitext-style): a .txt file or folder of them, or else a folder of
+    CNN/DM ``.story`` files, whose article paragraphs are real news text (each story once, highlights dropped)."""
     path = Path(path)
     files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    if path.is_dir() and not files:
+        stories = {f.name: f for f in sorted(path.rglob("*.story"))}
+        lines = [l for f in stories.values() for l in parse_story(f.read_text(encoding="utf-8"))[0].splitlines()
+                 if l.strip()]
+        if not lines:
+            raise _missing(path, "data", "text")
+        return [{"id": f"line-{i}", "text": l} for i, l in enumerate(lines)]
     lines = [l for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
     if not lines:
         raise _missing(path, "data", "text")

@@ -158,7 +158,10 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         _layer_table(manifest),
     ]
     if results:
-        limit = f", first {results['limit']} examples per task" if results.get("limit") not in (None, "None") else ""
+        limit = results.get("limit")
+        if isinstance(limit, dict):
+            limit = ", ".join(f"{'others' if t == '*' else t}: {n}" for t, n in limit.items())
+        limit = f", examples per task: {limit}" if limit else ""
         body += ["## LLM-KICK results\n",
                  f"Scored on `{results['data'] or 'world'}`{limit}, greedy decoding, beside the dense base model.\n",
                  _results_table(results) + "\n"]
