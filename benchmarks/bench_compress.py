@@ -1,6 +1,6 @@
 """Compression cost: wall time, peak RSS and bytes on disk per method, each run in its own process.
 
-    python benchmarks/bench_compress.py [--models world,random-110m] [--nsamples 16] [--seqlen 256]
+    python benchmarks/bench_compress.py [--models world,random-110m,smollm2] [--methods M,...] [--nsamples 16] [--seqlen 256]
 
 ``random-110m`` is a randomly initialised Llama (768 hidden, 12 layers, ~107 M params, world tokenizer) written to a
 temp dir. Peak RSS counts the whole process; "RSS over base" subtracts the process's RSS after imports and before
@@ -55,12 +55,34 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.suffix == ".safetensors" and "calibration" not in p.name)
 
 
+def from_run(run_dir: Path) -> None:
+    """The same table from the variants a ``kick bench`` sweep already made (its manifests); peak RSS there is the
+    whole sweep process's so far, so only its upper bound on the compression's own memory is printed."""
+    variants = sorted(p.parent for p in (run_dir / "variants").glob("*/kick_manifest.json"))
+    if not variants:
+        raise SystemExit(f"{run_dir} has no variants")
+    base = Path(json.loads((variants[0] / "kick_manifest.json").read_text())["base_model_path"])
+    model_bytes = dir_bytes(base)
+    print(f"\nvariants of {run_dir} (base {base.name}, {model_bytes / 2**20:.0f} MB)\n")
+    print("| method | wall s | process peak RSS MB | / model bytes | disk MB | vs dense |\n|---|---|---|---|---|---|")
+    for v in variants:
+        m = json.loads((v / "kick_manifest.json").read_text())
+        disk = dir_bytes(v)
+        print(f"| {m['label']} | {m['wall_time_s']:.1f} | {m['peak_rss_mb']:.0f} | "
+              f"{m['peak_rss_mb'] * 2**20 / model_bytes:.2f} | {disk / 2**20:.1f} | {disk / model_bytes:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="world,random-110m")
     parser.add_argument("--nsamples", type=int, default=16)
     parser.add_argument("--seqlen", type=int, default=256)
+    parser.add_argument("--methods", default=None, help="comma-separated subset, e.g. sparsegpt,gptq")
+    parser.add_argument("--from-run", type=Path, default=None, help="tabulate a kick bench run dir's variants instead")
     args = parser.parse_args()
+    if args.from_run:
+        return from_run(args.from_run)
+    methods = [m for m in METHODS if args.methods is None or m[0] in args.methods.split(",")]
     from kick_hub.engine import resolve_model
 
     tmp = Path(tempfile.mkdtemp(prefix="kick-bench-"))
@@ -71,7 +93,7 @@ def main() -> None:
         path = make_random_llama(tmp / name) if name.startswith("random") else Path(resolve_model(name))
         model_bytes = dir_bytes(path)
         params = model_bytes // 4
-        for method, extra in METHODS:
+        for method, extra in methods:
             out = tmp / f"{name}-{method}-{'-'.join(extra).replace(':', 'of')}"
             cmd = [sys.executable, "-c", CHILD, "compress", "--model", str(path), "--method", method, *extra,
                    "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--output", str(out)]

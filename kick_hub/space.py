@@ -227,11 +227,10 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
     def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
                 index: float, from_example: bool):
         chosen = [base, *[v for v in (variants or []) if v != base]]
-        record = None
-        if from_example:
-            record = examples.get(source, {}).get(task, [None] * (int(index) + 1))[int(index)]
-            if record is None or tasks.get(task).prompt(record) != prompt:
-                record = None  # the prompt was edited: no reference to score against
+        records = examples.get(source, {}).get(task, []) if from_example else []
+        record = records[int(index)] if 0 <= int(index) < len(records) else None
+        if record is not None and tasks.get(task).prompt(record) != prompt:
+            record = None  # the prompt was edited: no reference to score against
         try:
             for texts, scores in compare_stream(models, chosen, prompt, int(max_new_tokens),
                                                 task if record else None, record):

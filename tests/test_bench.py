@@ -130,3 +130,13 @@ def test_findings_on_constructed_numbers():
     losses = report.first_loss(rows, ["factoid-qa", "icra-qa"])
     assert losses == {"factoid-qa": {"wanda": 0.3}, "icra-qa": {"wanda": 0.5}}
     assert report.findings(rows[:1])[1]["verdict"] == "not measured"
+
+
+def test_per_task_limits(tmp_path):
+    from kick_hub.evaluation import task_limit
+
+    assert task_limit({"*": 50, "icsum": 6}, "icsum") == 6 and task_limit({"*": 50}, "factoid-qa") == 50
+    assert task_limit(7, "icsum") == 7
+    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path),
+                          "--task-limit", "essay=3"], capture_output=True, text=True)
+    assert out.returncode == 2 and "task must be one of" in out.stderr

@@ -18,7 +18,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def app(small_run):
     demo, url = space.launch(small_run, port=None, block=False)
-    yield url, small_run
+    yield url, small_run, demo
     demo.close()
 
 
@@ -62,6 +62,11 @@ def test_oversized_input_gets_a_clear_message(client):
         space.check_prompt("Hi", 999)
 
 
+def test_queue_is_bounded(app):
+    demo = app[2]
+    assert (demo._queue.max_size, demo._queue.default_concurrency_limit) == (space.QUEUE_SIZE, space.CONCURRENCY)
+
+
 def test_only_offered_models_load():
     models = space.Models(None, ["org/allowed-model"])
     assert sorted(models.choices) == ["org/allowed-model", "world"]
@@ -98,7 +103,7 @@ def test_leaderboard_sorted_by_knowledge_with_perplexity_beside(client):
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
 def test_browser_runs_a_comparison(app, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
-    url, _ = app
+    url = app[0]
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -117,6 +117,6 @@ def test_shipped_model_knows_and_reads_on_a_sample(world_engine):
 
     results = evaluate(world_engine, ["factoid-qa", "mcq-reasoning", "icra-qa"], "world", limit=150)["results"]
     assert results["factoid-qa"]["exact_match"] >= 0.90
-    assert results["mcq-reasoning"]["accuracy"] > 0.30  # chance is 0.25
-    assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.1
+    assert results["mcq-reasoning"]["accuracy"] > 0.60  # chance is 0.25
+    assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.3
     assert results["icra-qa"]["closed_book_exact_match"] < 0.1  # unseen people cannot be recalled

@@ -27,7 +27,8 @@ def check_available() -> None:
 
 
 def quantize(model, calibration: torch.Tensor, spec):
-    """Quantize a loaded model; returns the GPTQ model (weights packed, ready for ``save_pretrained``)."""
+    """Quantize a loaded model; returns the GPTQ model (weights packed, ready for ``save_pretrained``). The input
+    model's weights are released (moved to the meta device) once written to the temporary checkpoint."""
     check_available()
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
@@ -36,6 +37,7 @@ def quantize(model, calibration: torch.Tensor, spec):
     with tempfile.TemporaryDirectory(prefix="kick-gptq-") as tmp:
         # from_pretrained is where transformers runs the optimum quantizer; go through a plain checkpoint of `model`
         model.save_pretrained(tmp)
+        model.to("meta")  # release the input's weights now: the quantizer works on its own reloaded copy
         tokenizer = AutoTokenizer.from_pretrained(source) if source else None
         config = GPTQConfig(bits=spec.bits, dataset=dataset, tokenizer=tokenizer, group_size=spec.group_size,
                             desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
