@@ -155,7 +155,7 @@ def cmd_bench(args) -> int:
     from kick_hub.bench import plan, report, sweep
     from kick_hub.evaluation import resolve_tasks
 
-    cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits)
+    cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits, args.group_size)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
     if args.push:  # checked before the sweep, not after an hour of work
         from kick_hub.hub import check_org, check_repo_id, token
@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsities", nargs="*", type=_ratio, default=list(plan.DEFAULT_SPARSITIES))
     p.add_argument("--patterns", nargs="*", default=list(plan.DEFAULT_PATTERNS), help="N:M patterns")
     p.add_argument("--bits", nargs="*", type=int, default=list(plan.DEFAULT_BITS), help="GPTQ bits")
+    p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1: per row)")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
     p.add_argument("--task-limit", type=_task_limit, action="append", metavar="TASK=N",
                    help="per-task override of --limit (repeatable), e.g. icsum=6 for slow generation tasks")

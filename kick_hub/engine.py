@@ -139,7 +139,9 @@ class Engine:
     @torch.inference_mode()
     def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1, :]
+        # only the last position's logits: a 49 k vocabulary over 2 k-token MMLU prompts would otherwise take GBs
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=1).logits[:, -1, :]
         return torch.log_softmax(logits.float(), dim=-1)
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str], chat: bool = False,

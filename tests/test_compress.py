@@ -237,3 +237,17 @@ def test_sparse_storage_refused_for_quantization(tmp_path):
     with pytest.raises(ValueError, match=r"storage: must be one of \['dense', 'sparse'\]"):
         make_variant("world", CompressSpec("magnitude", sparsity=0.5), tmp_path / "v", storage="zip")
     assert not (tmp_path / "v").exists()
+
+
+def test_gptq_group_size_must_divide_in_features():
+    """SmolLM2's 576-wide layers with group 128 quantize, then crash GPTQModel's CPU int4 kernel: refuse upfront."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=576, intermediate_size=1536, num_hidden_layers=1,
+                                         num_attention_heads=9, num_key_value_heads=3))
+    with pytest.raises(ValueError, match=r"group_size: 128 must divide every quantized Linear's in_features; not: "
+                                         r"mlp.gate_proj \(576\)"):
+        from kick_hub.compress import check_model
+
+        check_model(model, CompressSpec("gptq", bits=4))
+    check_model(model, CompressSpec("gptq", bits=4, group_size=64))

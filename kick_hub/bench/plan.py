@@ -23,7 +23,7 @@ class Cell:
 
 
 def plan(methods=DEFAULT_METHODS, sparsities=DEFAULT_SPARSITIES, patterns=DEFAULT_PATTERNS,
-         bits=DEFAULT_BITS) -> list[Cell]:
+         bits=DEFAULT_BITS, group_size: int = 128) -> list[Cell]:
     """Dense first, then every pruning method x (sparsities + patterns), then quantization x bits."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -41,7 +41,7 @@ def plan(methods=DEFAULT_METHODS, sparsities=DEFAULT_SPARSITIES, patterns=DEFAUL
             specs = [CompressSpec(method, sparsity=s) for s in sparsities]
             specs += [CompressSpec(method, pattern=p) for p in patterns]
         elif method == "gptq":
-            specs = [CompressSpec(method, bits=b) for b in bits]
+            specs = [CompressSpec(method, bits=b, group_size=group_size) for b in bits]
         else:
             specs = [CompressSpec(method)]
         cells += [Cell(s.label, s) for s in specs]

@@ -23,10 +23,11 @@ LOSS = 0.05  # "loses more than 5 % relative to dense"
 COLLAPSE_KNOWLEDGE, COLLAPSE_PERPLEXITY = 0.80, 0.90
 
 
-def relative(task: str, value: float, dense: float) -> float:
+def relative(task: str, value: float, dense: float) -> float | None:
+    """Share of dense kept; None when dense scored 0 (nothing to keep: the task says nothing about this model)."""
     if _SPECS[task].lower_is_better:
         return dense / value if value else 0.0
-    return value / dense if dense else 0.0
+    return value / dense if dense else None
 
 
 def table_data(store: Store) -> tuple[list[dict], dict]:
@@ -40,7 +41,8 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
         s = scores.get(v["label"], {})
         row = {k: v[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
         row["abs"] = {t: s[t][m] for t, m in HEADLINE.items() if t in s and m in s[t]}
-        row["rel"] = {t: relative(t, x, dense[t]) for t, x in row["abs"].items() if t in dense}
+        rel = {t: relative(t, x, dense[t]) for t, x in row["abs"].items() if t in dense}
+        row["rel"] = {t: r for t, r in rel.items() if r is not None}
         rows.append(row)
     return rows, dense
 
@@ -58,6 +60,10 @@ def knowledge_collapse(row: dict) -> str | None:
     return (f"Knowledge tasks ({', '.join(t for t in KNOWLEDGE if t in row['rel'])}) fell to {k:.0%} of the dense "
             f"model while perplexity stayed within {1 / ppl - 1:.0%} of dense: perplexity hides what this "
             f"compression destroyed.")
+
+
+def _rel(row: dict, task: str) -> str:
+    return f"{row['rel'][task]:.2f}" if task in row["rel"] else "dense scored 0"
 
 
 def _unstructured(rows: list[dict], method: str) -> list[dict]:
@@ -205,7 +211,7 @@ def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losse
     lines += ["", "## Scores (absolute, and relative to dense in brackets; perplexity relative = dense / variant)",
               "", head, "|---|" + "---|" * len(tasks)]
     for r in rows:
-        cells = [f"{r['abs'][t]:.4g} ({r['rel'][t]:.2f})" if t in r["abs"] else "-" for t in tasks]
+        cells = [f"{r['abs'][t]:.4g} ({_rel(r, t)})" if t in r["abs"] else "-" for t in tasks]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     lines += [""] + [f"![{img}]({img})" for img in images]
     return "\n".join(lines) + "\n"
@@ -227,7 +233,7 @@ def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], los
                  "".join(f"<th>{esc(t)}<br>{esc(HEADLINE[t])}</th>" for t in tasks) + "</tr>")
     for r in md_rows:
         parts.append(f"<tr><td>{esc(r['label'])}</td>" + "".join(
-            f"<td>{r['abs'][t]:.4g} ({r['rel'][t]:.2f})</td>" if t in r["abs"] else "<td>-</td>" for t in tasks)
+            f"<td>{r['abs'][t]:.4g} ({_rel(r, t)})</td>" if t in r["abs"] else "<td>-</td>" for t in tasks)
             + "</tr>")
     parts.append("</table>")
     parts += [f"<p><img src='{esc(i)}' style='max-width:100%'></p>" for i in images]

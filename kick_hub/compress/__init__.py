@@ -107,6 +107,12 @@ def check_model(model, spec: CompressSpec) -> None:
     from kick_hub.compress.blocks import decoder_layers, linear_layers
 
     blocks = decoder_layers(model)
+    if spec.method == "gptq" and spec.group_size != -1:
+        bad = sorted({f"{n} ({lin.in_features})" for b in blocks for n, lin in linear_layers(b).items()
+                      if lin.in_features % spec.group_size})
+        if bad:  # GPTQModel quantizes these, but its CPU int4 kernel then fails at the first forward pass
+            raise ValueError(f"group_size: {spec.group_size} must divide every quantized Linear's in_features; not: "
+                             f"{', '.join(bad)} (try --group-size 64 or 32)")
     if spec.pattern:
         m = spec.pattern[1]
         bad = sorted({f"{n} ({lin.in_features})" for b in blocks for n, lin in linear_layers(b).items()
