@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from kick_hub import tasks
+from kick_hub.compress import QUANT_METHODS
 from kick_hub.variant import CALIBRATION_FILE, load_manifest
 
-QUANT_METHODS = ("gptq", "int8", "bnb-int8", "nf4", "awq")
 # model-index dataset ids for the embedded world and for Vicuna-80 (the other tasks use data.HUB_SOURCES)
 WORLD_DATASET = "kick-hub/world"
 INSTRUCTION_DATASET = "lmsys/vicuna-80"
