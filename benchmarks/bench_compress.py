@@ -1,10 +1,12 @@
 """Compression cost: wall time, peak RSS and bytes on disk per method, each run in its own process.
 
     python benchmarks/bench_compress.py [--models world,random-110m,smollm2] [--methods M,...] [--nsamples 16] [--seqlen 256]
+        [--group-size 128]
 
 ``random-110m`` is a randomly initialised Llama (768 hidden, 12 layers, ~107 M params, world tokenizer) written to a
-temp dir. Peak RSS counts the whole process; "RSS over base" subtracts the process's RSS after imports and before
-the model is loaded, and its ratio to the model's fp32 bytes is the memory target (<= 1.5).
+temp dir. Peak RSS counts the whole process (Linux VmHWM); "RSS over base" subtracts the process's peak after it
+has imported every library the method uses, before the model is loaded, so it is the memory of the work itself
+(model copy, statistics, activations); its ratio to the model's fp32 bytes is the memory target (<= 1.5).
 """
 
 from __future__ import annotations
@@ -20,18 +22,28 @@ from pathlib import Path
 METHODS = [("magnitude", ["--sparsity", "0.5"]), ("magnitude-global", ["--sparsity", "0.5"]),
            ("random", ["--sparsity", "0.5"]), ("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--sparsity", "0.5"]),
            ("wanda", ["--pattern", "2:4"]), ("sparsegpt", ["--pattern", "2:4"]), ("gptq", ["--bits", "4"]),
-           ("gptq", ["--bits", "8"]), ("magnitude", ["--sparsity", "0.5", "--storage", "sparse"]),
-           ("wanda", ["--pattern", "2:4", "--storage", "sparse"])]
+           ("gptq", ["--bits", "8"]), ("int8", []), ("bnb-int8", []), ("nf4", []),
+           ("magnitude", ["--sparsity", "0.5", "--storage", "sparse"]), ("wanda", ["--pattern", "2:4", "--storage", "sparse"])]
 
 CHILD = """
-import json, resource, sys
+import importlib, json, sys
 from kick_hub.cli import main
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-import torch, transformers  # noqa: F401  (imports counted in the base)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from kick_hub.variant import peak_rss_mb
+method = sys.argv[sys.argv.index("--method") + 1]
+# every library the run will import, so the base holds code and the difference holds the work
+for mod in ["kick_hub.engine", "kick_hub.compress.calibration", "kick_hub.compress.blocks",
+            "kick_hub.compress.magnitude", "kick_hub.compress.wanda", "kick_hub.compress.sparsegpt",
+            "kick_hub.compress.sparse_storage", "datasets", "evaluate", *LIBS.get(method, [])]:
+    importlib.import_module(mod)
+base = peak_rss_mb()
 code = main(sys.argv[1:])
 print(json.dumps({"base_rss_mb": base}))
 """
+
+LIBS = {"gptq": ["optimum.gptq", "gptqmodel", "kick_hub.compress.gptq"],
+        "int8": ["torchao", "kick_hub.compress.weight_only"],
+        "bnb-int8": ["bitsandbytes", "kick_hub.compress.weight_only"],
+        "nf4": ["bitsandbytes", "kick_hub.compress.weight_only"]}
 
 
 def make_random_llama(path: Path) -> Path:
@@ -78,6 +90,8 @@ def main() -> None:
     parser.add_argument("--nsamples", type=int, default=16)
     parser.add_argument("--seqlen", type=int, default=256)
     parser.add_argument("--methods", default=None, help="comma-separated subset, e.g. sparsegpt,gptq")
+    parser.add_argument("--group-size", type=int, default=128,
+                        help="GPTQ group size (must divide every in_features: 64 for SmolLM2's 576)")
     parser.add_argument("--from-run", type=Path, default=None, help="tabulate a kick bench run dir's variants instead")
     args = parser.parse_args()
     if args.from_run:
@@ -94,8 +108,11 @@ def main() -> None:
         model_bytes = dir_bytes(path)
         params = model_bytes // 4
         for method, extra in methods:
+            if method == "gptq":
+                extra = [*extra, "--group-size", str(args.group_size)]
             out = tmp / f"{name}-{method}-{'-'.join(extra).replace(':', 'of')}"
-            cmd = [sys.executable, "-c", CHILD, "compress", "--model", str(path), "--method", method, *extra,
+            child = f"LIBS = {LIBS!r}\n" + CHILD
+            cmd = [sys.executable, "-c", child, "compress", "--model", str(path), "--method", method, *extra,
                    "--nsamples", str(args.nsamples), "--seqlen", str(args.seqlen), "--output", str(out)]
             run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             if run.returncode != 0:

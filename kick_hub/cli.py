@@ -85,7 +85,8 @@ def cmd_world_train(args) -> int:
     from kick_hub.world import info
     from kick_hub.world.train import TrainConfig, train
 
-    overrides = {k: v for k, v in (("steps", args.steps), ("skill_steps", args.skill_steps)) if v}
+    overrides = {k: v for k, v in (("steps", args.steps), ("skill_steps", args.skill_steps),
+                                   ("curriculum", args.curriculum)) if v}
     out = train(args.output, _world_config(args), TrainConfig(**overrides), init=args.init)
     scores = info.measure(str(out), limit=args.measure_limit)
     print(f"trained world model in {out}\n" + json.dumps(scores, indent=2))
@@ -264,11 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=_writable_file, required=True, help="directory to create")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_build)
+    from kick_hub.world.corpus import CURRICULA
+
     p = world.add_parser("train", help="train the world model from scratch (about 30 min on 2 cores)")
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
     p.add_argument("--steps", type=_positive_int, default=None, help="phase-1 steps (default: the recipe's)")
     p.add_argument("--skill-steps", type=_positive_int, default=None, help="phase-2 steps (default: the recipe's)")
     p.add_argument("--init", default=None, help="continue from a phase-1 checkpoint: run phase 2 only")
+    p.add_argument("--curriculum", choices=sorted(CURRICULA), default=None,
+                   help="phase-2 curriculum (default 'base'; 'binding' adds namesake distractor passages)")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_train)

@@ -16,7 +16,17 @@ CALIBRATION_FILE = "calibration_ids.safetensors"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux's ``VmHWM`` counts from this process's own start; ``ru_maxrss`` (the fallback elsewhere) survives
+    ``execve``, so a child process would report its parent's peak if that were higher.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -251,3 +251,17 @@ def test_gptq_group_size_must_divide_in_features():
 
         check_model(model, CompressSpec("gptq", bits=4))
     check_model(model, CompressSpec("gptq", bits=4, group_size=64))
+
+
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """A child process's peak must not inherit its parent's (``ru_maxrss`` survives exec; the manifest's peak RSS
+    and the compression benchmark run in child processes)."""
+    from kick_hub.variant import peak_rss_mb
+
+    ballast = b"\x01" * (400 * 2**20)  # written, so resident: the parent's peak is now >= 400 MB
+    parent = peak_rss_mb()
+    child = subprocess.run([sys.executable, "-c", "from kick_hub.variant import peak_rss_mb; print(peak_rss_mb())"],
+                           capture_output=True, text=True, check=True)
+    del ballast
+    assert parent >= 400
+    assert float(child.stdout) < parent - 300

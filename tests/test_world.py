@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import re
+from collections import Counter
 
 import pytest
 
@@ -44,10 +46,10 @@ def test_pools_are_disjoint_and_unseen_never_trained():
     w = World()
     known, unseen, reading = ({p.name for p in pool} for pool in (w.known, w.unseen, w.reading))
     assert not (known & unseen) and not (known & reading) and not (unseen & reading)
-    from kick_hub.world.corpus import MIX_SKILLS
+    from kick_hub.world.corpus import CURRICULA
 
     docs = itertools.chain(itertools.islice(documents(w), 20000),
-                           itertools.islice(documents(w, seed=2, mix=MIX_SKILLS, fresh=True), 5000))
+                           itertools.islice(documents(w, seed=2, curriculum=CURRICULA['binding'], fresh=True), 5000))
     corpus = "\n".join("".join(d) if isinstance(d, tuple) else d for d in docs)
     assert not [name for name in unseen if name in corpus]
     assert sum(name in corpus for name in known) > 0.95 * len(known)
@@ -91,6 +93,36 @@ def test_mix_covers_every_document_kind():
         document(w, "poetry", rng)
 
 
+def test_binding_curriculum_adds_namesake_distractors():
+    """The "binding" curriculum's in-context QA documents have 1-3 distractor people, some sharing a name part with
+    the target, and the answer is always the target's own fact."""
+    from kick_hub.world.corpus import CURRICULA
+
+    w = World()
+    docs = itertools.islice(documents(w, seed=5, curriculum=CURRICULA["binding"], fresh=True), 3000)
+    icra = [d for d in docs if isinstance(d, tuple) and "Based on these texts" in d[0]]
+    counts, namesakes = set(), 0
+    for prompt, answer in icra[:300]:
+        passages = prompt.split("\n\nBased on these texts")[0].split("\n\n")
+        counts.add(len(passages))
+        # a person's name is the capitalised pair every fact sentence of their passage repeats
+        names = [Counter(re.findall(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b", p)).most_common(1)[0][0] for p in passages]
+        question = prompt.split("Q: ")[1]
+        target = [p for p, n in zip(passages, names) if n in question]
+        assert len(target) == 1 and answer.strip() in target[0]
+        parts = [part for n in names for part in n.split()]
+        namesakes += len(parts) != len(set(parts))
+    assert counts == {2, 3, 4}
+    assert namesakes > 30
+
+
+def test_train_config_rejects_unknown_curriculum():
+    from kick_hub.world.train import TrainConfig
+
+    with pytest.raises(ValueError, match="curriculum"):
+        TrainConfig(curriculum="nope")
+
+
 def test_shipped_model_loads_plainly_and_fits_gptq():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -110,13 +142,13 @@ def test_shipped_model_loads_plainly_and_fits_gptq():
 
 
 def test_shipped_model_knows_and_reads_on_a_sample(world_engine):
-    """What the shipped model measurably does (see README for the full numbers and the unmet targets): it recalls
-    trained facts, answers MCQ above chance, and reads passages about people it never saw better than it guesses
-    without them."""
+    """What the shipped model measurably does (see README for the full numbers and the unmet in-context target): it
+    recalls trained facts, maps them to MCQ letters, and reads passages about people it never saw better than it
+    guesses without them."""
     from kick_hub.evaluation import evaluate
 
     results = evaluate(world_engine, ["factoid-qa", "mcq-reasoning", "icra-qa"], "world", limit=150)["results"]
     assert results["factoid-qa"]["exact_match"] >= 0.90
-    assert results["mcq-reasoning"]["accuracy"] > 0.60  # chance is 0.25
+    assert results["mcq-reasoning"]["accuracy"] >= 0.80  # the target; chance is 0.25
     assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.3
     assert results["icra-qa"]["closed_book_exact_match"] < 0.1  # unseen people cannot be recalled

@@ -122,7 +122,8 @@ def check_model(model, spec: CompressSpec) -> None:
 
 
 def compress(model, spec: CompressSpec, calibration=None, progress: bool = True):
-    """Apply ``spec``; pruning modifies ``model`` in place and returns it, quantization returns a new model."""
+    """Apply ``spec``; pruning modifies ``model`` in place and returns it, quantization returns a new model and
+    leaves the input on the meta device (its weights released, so memory stays near one model copy)."""
     if spec.calibrated and calibration is None:
         raise ValueError(f"calibration: method {spec.method!r} needs calibration ids")
     check_model(model, spec)
@@ -160,6 +161,7 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     import torch
 
     from kick_hub import variant
+    from kick_hub.compress.blocks import release_freed_memory
     from kick_hub.compress.calibration import calibration_ids, ids_hash
     from kick_hub.engine import load_model, resolve_model
 
@@ -184,6 +186,7 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     if seqlen > max_pos:
         raise ValueError(f"seqlen: {seqlen} exceeds the model's context ({max_pos})")
     ids = calibration_ids(calibration, tokenizer, nsamples, seqlen, spec.seed) if spec.calibrated else None
+    release_freed_memory()  # the tokenized calibration text is gone; do not carry its heap into the compression
     torch.manual_seed(spec.seed)
     model = compress(model, spec, ids, progress=progress)
     sparsity = variant.layer_sparsity(model) if spec.method in PRUNING_METHODS else {}

@@ -9,6 +9,8 @@ activations for the calibration set.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from collections.abc import Callable
 
 import torch
@@ -33,6 +35,16 @@ def decoder_layers(model) -> nn.ModuleList:
 def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
     """Every Linear inside one decoder block, by qualified name (q/k/v/o, gate/up/down, ...)."""
     return {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+
+
+def release_freed_memory() -> None:
+    """Hand memory Python and torch have freed back to the OS. glibc keeps freed chunks below its (self-raising)
+    mmap threshold in the heap, so without this the per-block temporaries of a calibration loop pile up in RSS."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 class _Captured(Exception):
@@ -92,5 +104,6 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Linear], ob
             h.remove()
         for name, lin in linears.items():
             rewrite(name, lin, stats.pop(name))
+            release_freed_memory()
         inputs = [_block_out(block(x, **kwargs)) for x in inputs]
     model.train(was_training)

@@ -11,6 +11,8 @@ import tempfile
 
 import torch
 
+from kick_hub.compress.blocks import release_freed_memory
+
 INSTALL = "pip install 'kick-hub[gptq]'  (optimum>=2.3 and gptqmodel==7.6.0, the newest accepting torch 2.13)"
 
 
@@ -38,6 +40,7 @@ def quantize(model, calibration: torch.Tensor, spec):
         # from_pretrained is where transformers runs the optimum quantizer; go through a plain checkpoint of `model`
         model.save_pretrained(tmp)
         model.to("meta")  # release the input's weights now: the quantizer works on its own reloaded copy
+        release_freed_memory()
         tokenizer = AutoTokenizer.from_pretrained(source) if source else None
         config = GPTQConfig(bits=spec.bits, dataset=dataset, tokenizer=tokenizer, group_size=spec.group_size,
                             desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,

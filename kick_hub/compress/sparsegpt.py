@@ -20,6 +20,11 @@ class Hessian:
         self.H = torch.zeros(layer.in_features, layer.in_features, dtype=torch.float32)
         self.nsamples = 0
 
+    def take(self) -> torch.Tensor:
+        """Hand over H and forget it."""
+        H, self.H = self.H, None
+        return H
+
     def add_batch(self, inp: torch.Tensor) -> None:
         inp = inp.unsqueeze(0) if inp.dim() == 2 else inp
         batch = inp.shape[0]
@@ -71,7 +76,8 @@ def fasterprune(layer: torch.nn.Linear, H: torch.Tensor, sparsity: float, patter
             Err1[:, i] = err1
         W[:, i1:i2] = Q1
         W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
-    layer.weight.data = W.reshape(layer.weight.shape).to(layer.weight.dtype)
+    # In place: a new tensor would leave the loaded (possibly file-mapped) storage resident beside it.
+    layer.weight.data.copy_(W.reshape(layer.weight.shape))
 
 
 def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> None:
@@ -79,7 +85,7 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> None
         return
 
     def rewrite(name, layer, stats):
-        H, stats.H = stats.H, None  # fasterprune's factorisations then replace H instead of piling up beside it
-        fasterprune(layer, H, spec.sparsity, spec.pattern, spec.blocksize, spec.damp)
+        # fasterprune gets the only reference, so its factorisations replace H instead of piling up beside it
+        fasterprune(layer, stats.take(), spec.sparsity, spec.pattern, spec.blocksize, spec.damp)
 
     run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress)

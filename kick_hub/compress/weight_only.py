@@ -14,6 +14,8 @@ import tempfile
 
 import torch
 
+from kick_hub.compress.blocks import release_freed_memory
+
 INSTALL = {"int8": "pip install torchao", "bnb-int8": "pip install bitsandbytes", "nf4": "pip install bitsandbytes"}
 
 
@@ -38,11 +40,14 @@ def check_available(method: str) -> None:
 
 
 def quantize(model, spec):
-    """Reload ``model``'s weights with the method's quantization config (CPU); returns the quantized model."""
+    """Reload ``model``'s weights with the method's quantization config (CPU); returns the quantized model. The
+    input model's weights are released (moved to the meta device) once written to the temporary checkpoint."""
     from transformers import AutoModelForCausalLM
 
     check_available(spec.method)
     with tempfile.TemporaryDirectory(prefix="kick-quant-") as tmp:
         model.save_pretrained(tmp)
+        model.to("meta")  # release the input's weights: the quantized copy is loaded from the checkpoint
+        release_freed_memory()
         return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=quantization_config(spec.method),
                                                     device_map="cpu", dtype=torch.float32)

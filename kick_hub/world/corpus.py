@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 from kick_hub.world import schema
@@ -25,19 +26,57 @@ MIX_SKILLS: dict[str, float] = {
 }
 
 
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """How a phase draws its documents: kind weights, how many distractor people an in-context QA passage has,
+    how often a distractor shares a name part with the target (``namesake_rate``), and whether an MCQ document
+    picks its relation uniformly (``"relation"``) or through a random known fact (``"fact"``, the eval's mix)."""
+
+    mix: dict[str, float] = field(default_factory=lambda: dict(MIX))
+    distractors: tuple[int, int] = (1, 1)
+    namesake_rate: float = 0.0
+    mcq_by: str = "relation"
+
+
+# Phase-2 curricula by name. "base" made skill rounds 1-3 of the shipped model. "binding" makes answering an
+# in-context question from the relation alone stop paying (1-3 distractor people, 30 % of them sharing the target's
+# first or last name), because the model had learned to read the right relation but from either person.
+CURRICULA: dict[str, Curriculum] = {
+    "base": Curriculum(MIX_SKILLS),
+    "binding": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact"),
+}
+
+
 def subject_name(relation: str) -> str:
     """MCQ subject as the MMLU loader derives it from a file name (``birth_year_test.csv`` -> ``birth year``)."""
     return relation.replace("_", " ")
 
 
-def icra_context(world: World, person, rng: random.Random, other=None) -> str:
-    """Two passages (wiki + search, like TriviaQA rc): the target person and a distractor person."""
-    if other is None:
+def icra_context(world: World, person, rng: random.Random, others: list | None = None) -> str:
+    """Passages about the target person and distractor people in random order (wiki + search, like TriviaQA rc);
+    without ``others``, one distractor from the target's pool."""
+    if others is None:
         pool = world.reading if person in world.reading else world.unseen
-        other = rng.choice([p for p in rng.sample(pool, 3) if p is not person])
-    passages = [world.bio(person, rng, fillers=rng.randint(0, 2)), world.bio(other, rng, fillers=rng.randint(0, 2))]
+        others = [rng.choice([p for p in rng.sample(pool, 3) if p is not person])]
+    passages = [world.bio(p, rng, fillers=rng.randint(0, 2)) for p in [person, *others]]
     rng.shuffle(passages)
     return "\n\n".join(passages)
+
+
+def distractors(world: World, person, rng: random.Random, cur: Curriculum) -> list:
+    """Throwaway distractor people for one in-context QA document; some share a name part with ``person``."""
+    lo, hi = cur.distractors
+    out = []
+    for _ in range(lo if lo == hi else rng.randint(lo, hi)):  # no draw when fixed: keeps "base" streams unchanged
+        if cur.namesake_rate and rng.random() < cur.namesake_rate:
+            first, last = person.name.split(" ", 1)
+            part = {"first": first} if rng.random() < 0.5 else {"last": last}
+            out.append(world.fresh_person(rng, avoid=person.name, **part))
+        else:
+            out.append(world.fresh_person(rng))
+    return out
 
 
 def story(world: World, person, rng: random.Random, bucket: str) -> str:
@@ -46,7 +85,8 @@ def story(world: World, person, rng: random.Random, bucket: str) -> str:
     return world.bio(person, rng, fillers=rng.randint(lo, hi))
 
 
-def document(world: World, kind: str, rng: random.Random, fresh: bool = False) -> str | tuple[str, str]:
+def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
+             cur: Curriculum = Curriculum()) -> str | tuple[str, str]:
     """One training document of the given kind; a (prompt, completion) pair where the prompt ends in a space, so
     training tokenizes the two parts apart exactly as evaluation does. With ``fresh``, passages are about throwaway
     people (``World.fresh_person``) instead of the reading pool."""
@@ -65,7 +105,8 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False) -
             return PROMPTS["factoid"].format(question=question), fact.answer + "."
         return PROMPTS["icra_closed"].format(question=question) + " " + fact.answer
     if kind == "mcq":
-        relation = rng.choice(list(schema.RELATIONS))
+        relation = (rng.choice(world.known_facts).relation if cur.mcq_by == "fact"
+                    else rng.choice(list(schema.RELATIONS)))
         facts = [f for f in world.known_facts if f.relation == relation]
         shots = rng.sample(facts, rng.randint(1, 6))
         text = PROMPTS["mcq_header"].format(subject=subject_name(relation))
@@ -77,7 +118,7 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False) -
         person = reader()
         relation = rng.choice(list(schema.PERSON_RELATIONS))
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
-        context = icra_context(world, person, rng, other=reader() if fresh else None)
+        context = icra_context(world, person, rng, distractors(world, person, rng, cur) if fresh else None)
         prompt = PROMPTS["icra_open"].format(context=context, question=question)
         return prompt, " " + person.facts[relation]
     if kind == "summary":
@@ -91,11 +132,11 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False) -
     raise ValueError(f"kind: unknown document kind {kind!r}; allowed: {sorted(MIX)}")
 
 
-def documents(world: World, seed: int = 0, mix: dict[str, float] | None = None,
+def documents(world: World, seed: int = 0, curriculum: Curriculum | None = None,
               fresh: bool = False) -> Iterator[str | tuple[str, str]]:
-    """Endless deterministic stream of training documents drawn by ``mix`` weights (default ``MIX``)."""
+    """Endless deterministic stream of training documents drawn by the curriculum (default: phase 1's ``MIX``)."""
     rng = random.Random(f"corpus-{world.config.seed}-{seed}")
-    mix = mix or MIX
-    kinds, weights = list(mix), list(mix.values())
+    cur = curriculum or Curriculum()
+    kinds, weights = list(cur.mix), list(cur.mix.values())
     while True:
-        yield document(world, rng.choices(kinds, weights)[0], rng, fresh)
+        yield document(world, rng.choices(kinds, weights)[0], rng, fresh, cur)

@@ -120,14 +120,17 @@ class World:
         self.reading = [person() for _ in range(c.n_reading)]
         self._taken = {p.name for p in self.known + self.unseen}
 
-    def fresh_person(self, rng: random.Random) -> Entity:
+    def fresh_person(self, rng: random.Random, first: str | None = None, last: str | None = None,
+                     avoid: str | None = None) -> Entity:
         """A throwaway person with random facts, never a known or unseen one: reading practice that cannot be
-        memorized, so the only way to answer about it is to read."""
+        memorized, so the only way to answer about it is to read. ``first`` / ``last`` fix one name part (a
+        namesake distractor) and the other is drawn until the full name differs from ``avoid``."""
         syl = schema.SYLLABLES
         while True:
-            name = ("".join(rng.choice(syl) for _ in range(2)).capitalize() + " " +
-                    "".join(rng.choice(syl) for _ in range(rng.choice((2, 3)))).capitalize())
-            if name not in self._taken:
+            given = first or "".join(rng.choice(syl) for _ in range(2)).capitalize()
+            family = last or "".join(rng.choice(syl) for _ in range(rng.choice((2, 3)))).capitalize()
+            name = given + " " + family
+            if name not in self._taken and name != avoid:
                 break
         return Entity(name, "person", {
             "birthplace": rng.choice(self.cities).name, "birth_year": str(rng.randint(*schema.YEARS)),

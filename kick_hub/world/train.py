@@ -44,14 +44,19 @@ class TrainConfig:
     steps: int = 2200            # phase 1: store the facts (MIX, loss on every token)
     lr: float = 2e-3
     warmup: int = 100
-    skill_steps: int = 800       # phase 2: reading and MCQ (MIX_SKILLS, loss concentrated on answers)
+    skill_steps: int = 800       # phase 2: reading and MCQ (a CURRICULA entry, loss concentrated on answers)
     skill_lr: float = 1e-3
     prompt_weight: float = 0.1   # phase 2 weight of prompt tokens (answers weigh 1)
+    curriculum: str = "base"     # phase 2 document curriculum (corpus.CURRICULA)
     weight_decay: float = 0.05
     seed: int = 0
     tokenizer_docs: int = 20000
 
     def __post_init__(self) -> None:
+        from kick_hub.world.corpus import CURRICULA
+
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum: must be one of {sorted(CURRICULA)}, got {self.curriculum!r}")
         for name in ("hidden_size", "intermediate_size"):
             if getattr(self, name) % 32:
                 raise ValueError(f"{name}: must be a multiple of 32 (GPTQ packing), got {getattr(self, name)}")
@@ -187,7 +192,7 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from kick_hub.io import atomic_dir
-    from kick_hub.world.corpus import MIX_SKILLS, documents
+    from kick_hub.world.corpus import CURRICULA, documents
 
     cfg = cfg or TrainConfig()
     world = World(world_config or WorldConfig())
@@ -211,7 +216,7 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
     # a continued run (--init on a finished model) draws a new stream instead of replaying the earlier one
     rounds = sum(1 for entry in log if str(entry.get("phase", "")).startswith("skills") and entry["step"] == 0)
     torch.manual_seed(cfg.seed + 1 + rounds)
-    docs = documents(world, seed=cfg.seed + 2 + 1000 * rounds, mix=MIX_SKILLS, fresh=True)
+    docs = documents(world, seed=cfg.seed + 2 + 1000 * rounds, curriculum=CURRICULA[cfg.curriculum], fresh=True)
     log += run_phase(model, tokenizer, docs, cfg, cfg.skill_steps, cfg.skill_lr, cfg.prompt_weight,
                      "skills" if rounds == 0 else f"skills-{rounds + 1}")
     model.generation_config = GenerationConfig(
