@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_world_build)
     from kick_hub.world.corpus import CURRICULA
 
-    p = world.add_parser("train", help="train the world model from scratch (about 30 min on 2 cores)")
+    p = world.add_parser("train", help="train the world model: phase 1 + one skills round from scratch (~45 min "
+                         "on 2 cores), or one more skills round with --init (the full recipe is in the README)")
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
     p.add_argument("--steps", type=_positive_int, default=None, help="phase-1 steps (default: the recipe's)")
     p.add_argument("--skill-steps", type=_positive_int, default=None, help="phase-2 steps (default: the recipe's)")
