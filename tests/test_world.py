@@ -152,3 +152,25 @@ def test_shipped_model_knows_and_reads_on_a_sample(world_engine):
     assert results["mcq-reasoning"]["accuracy"] >= 0.80  # the target; chance is 0.25
     assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.3
     assert results["icra-qa"]["closed_book_exact_match"] < 0.1  # unseen people cannot be recalled
+
+
+def test_contrast_curriculum_asks_the_same_relation_of_another_person():
+    """"contrast" follows a passage with 2-4 questions; the second asks the first's relation of a distractor, so
+    the two answers differ only by the name asked about. Training weighs every answer, not the prompts."""
+    from transformers import AutoTokenizer
+
+    from kick_hub.engine import WORLD_MODEL_DIR
+    from kick_hub.world.corpus import CURRICULA
+    from kick_hub.world.train import encode
+
+    w = World()
+    docs = itertools.islice(documents(w, seed=7, curriculum=CURRICULA["contrast"], fresh=True), 2000)
+    multi = [d for d in docs if isinstance(d, tuple) and "Based on these texts" in d[0]]
+    assert multi and {len(d) // 2 for d in multi} == {2, 3, 4}
+    for d in multi[:100]:
+        q1, q2 = d[0].rsplit("Q: ", 1)[1], d[2].split("Q: ", 1)[1]
+        assert q1 != q2 and all(ans.strip() in d[0] for ans in d[1::2])  # every answer is in the passages
+    tok = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
+    ids, weights = encode(tok, multi[0], prompt_weight=0.1)
+    answers = "".join(tok.decode(i) for i, wt in zip(ids, weights) if wt == 1.0)
+    assert answers == "".join(multi[0][1::2]) + "</s>"

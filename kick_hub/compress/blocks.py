@@ -37,10 +37,12 @@ def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
     return {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(collect: bool = True) -> None:
     """Hand memory Python and torch have freed back to the OS. glibc keeps freed chunks below its (self-raising)
-    mmap threshold in the heap, so without this the per-block temporaries of a calibration loop pile up in RSS."""
-    gc.collect()
+    mmap threshold in the heap, so without this the per-block temporaries of a calibration loop pile up in RSS.
+    ``collect`` runs the garbage collector first (slow with a large heap: once, not per layer)."""
+    if collect:
+        gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to trim
@@ -104,6 +106,6 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Linear], ob
             h.remove()
         for name, lin in linears.items():
             rewrite(name, lin, stats.pop(name))
-            release_freed_memory()
+            release_freed_memory(collect=False)
         inputs = [_block_out(block(x, **kwargs)) for x in inputs]
     model.train(was_training)

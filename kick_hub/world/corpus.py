@@ -31,21 +31,27 @@ MIX_SKILLS: dict[str, float] = {
 @dataclass(frozen=True)
 class Curriculum:
     """How a phase draws its documents: kind weights, how many distractor people an in-context QA passage has,
-    how often a distractor shares a name part with the target (``namesake_rate``), and whether an MCQ document
-    picks its relation uniformly (``"relation"``) or through a random known fact (``"fact"``, the eval's mix)."""
+    how often a distractor shares a name part with the target (``namesake_rate``), whether an MCQ document picks its
+    relation uniformly (``"relation"``) or through a random known fact (``"fact"``, the eval's mix), and how many
+    questions follow one in-context passage (the second asks the first's relation of a distractor person)."""
 
     mix: dict[str, float] = field(default_factory=lambda: dict(MIX))
     distractors: tuple[int, int] = (1, 1)
     namesake_rate: float = 0.0
     mcq_by: str = "relation"
+    questions: tuple[int, int] = (1, 1)
 
 
 # Phase-2 curricula by name. "base" made skill rounds 1-3 of the shipped model. "binding" makes answering an
 # in-context question from the relation alone stop paying (1-3 distractor people, 30 % of them sharing the target's
 # first or last name), because the model had learned to read the right relation but from either person.
+# "contrast" also asks 2-4 questions per passage, the second the same relation of a distractor person, so one
+# passage shows that the answer follows the name (and gives several supervised answers for its tokens).
 CURRICULA: dict[str, Curriculum] = {
     "base": Curriculum(MIX_SKILLS),
     "binding": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact"),
+    "contrast": Curriculum({**MIX_SKILLS, "icra": 8.0, "mcq": 4.0}, distractors=(1, 3), namesake_rate=0.3,
+                           mcq_by="fact", questions=(2, 4)),
 }
 
 
@@ -86,10 +92,10 @@ def story(world: World, person, rng: random.Random, bucket: str) -> str:
 
 
 def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
-             cur: Curriculum = Curriculum()) -> str | tuple[str, str]:
-    """One training document of the given kind; a (prompt, completion) pair where the prompt ends in a space, so
-    training tokenizes the two parts apart exactly as evaluation does. With ``fresh``, passages are about throwaway
-    people (``World.fresh_person``) instead of the reading pool."""
+             cur: Curriculum = Curriculum()) -> str | tuple[str, ...]:
+    """One training document of the given kind: plain text, or (prompt, completion[, prompt, completion ...])
+    segments, tokenized apart exactly as evaluation tokenizes a prompt and its answer. With ``fresh``, passages are
+    about throwaway people (``World.fresh_person``) instead of the reading pool."""
     reader = (lambda: world.fresh_person(rng)) if fresh else (lambda: rng.choice(world.reading))
     if kind == "bio":
         return world.bio(rng.choice(world.known), rng)
@@ -118,9 +124,18 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         person = reader()
         relation = rng.choice(list(schema.PERSON_RELATIONS))
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
-        context = icra_context(world, person, rng, distractors(world, person, rng, cur) if fresh else None)
-        prompt = PROMPTS["icra_open"].format(context=context, question=question)
-        return prompt, " " + person.facts[relation]
+        others = distractors(world, person, rng, cur) if fresh else None
+        context = icra_context(world, person, rng, others)
+        doc = (PROMPTS["icra_open"].format(context=context, question=question), " " + person.facts[relation])
+        lo, hi = cur.questions
+        for i in range(1, lo if lo == hi else rng.randint(lo, hi)):
+            # the next question asks the same relation of another person in the passages, then anything: the
+            # answer visibly depends on the name asked about
+            who = rng.choice(others) if i == 1 and others else rng.choice([person, *(others or [])])
+            rel = relation if i == 1 else rng.choice(list(schema.PERSON_RELATIONS))
+            q = rng.choice(schema.PERSON_RELATIONS[rel]["questions"]).format(s=who.name)
+            doc += (f"\n\nQ: {q}\nA:", " " + who.facts[rel])
+        return doc
     if kind == "summary":
         person = reader()
         text = story(world, person, rng, rng.choice(["small", "mid", "large"]))
@@ -133,7 +148,7 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
 
 
 def documents(world: World, seed: int = 0, curriculum: Curriculum | None = None,
-              fresh: bool = False) -> Iterator[str | tuple[str, str]]:
+              fresh: bool = False) -> Iterator[str | tuple[str, ...]]:
     """Endless deterministic stream of training documents drawn by the curriculum (default: phase 1's ``MIX``)."""
     rng = random.Random(f"corpus-{world.config.seed}-{seed}")
     cur = curriculum or Curriculum()

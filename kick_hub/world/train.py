@@ -92,16 +92,20 @@ def train_tokenizer(world: World, cfg: TrainConfig):
     )
 
 
-def encode(tokenizer, doc: str | tuple[str, str], prompt_weight: float = 1.0) -> tuple[list[int], list[float]]:
-    """BOS + prompt + completion + EOS, the prompt tokenized on its own as the engine does at evaluation; with loss
-    weights (``prompt_weight`` on the prompt of a (prompt, completion) document, 1 elsewhere)."""
+def encode(tokenizer, doc: str | tuple[str, ...], prompt_weight: float = 1.0) -> tuple[list[int], list[float]]:
+    """BOS + prompt + completion [+ prompt + completion ...] + EOS, each segment tokenized on its own as the engine
+    tokenizes a prompt and its answer; with loss weights (``prompt_weight`` on prompts, 1 on completions)."""
     if not isinstance(doc, tuple):
         ids = tokenizer(doc + EOS)["input_ids"]
         return ids, [1.0] * len(ids)
-    prompt, completion = doc
-    ids = tokenizer(prompt)["input_ids"]
-    tail = tokenizer(completion + EOS, add_special_tokens=False)["input_ids"]
-    return ids + tail, [prompt_weight] * len(ids) + [1.0] * len(tail)
+    ids: list[int] = []
+    weights: list[float] = []
+    for i, segment in enumerate(doc):
+        is_prompt, last = i % 2 == 0, i == len(doc) - 1
+        seg = tokenizer(segment + (EOS if last else ""), add_special_tokens=i == 0)["input_ids"]
+        ids += seg
+        weights += [prompt_weight if is_prompt else 1.0] * len(seg)
+    return ids, weights
 
 
 def pack(token_docs, seq_len: int):
