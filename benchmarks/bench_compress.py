@@ -23,7 +23,8 @@ METHODS = [("magnitude", ["--sparsity", "0.5"]), ("magnitude-global", ["--sparsi
            ("random", ["--sparsity", "0.5"]), ("wanda", ["--sparsity", "0.5"]), ("sparsegpt", ["--sparsity", "0.5"]),
            ("wanda", ["--pattern", "2:4"]), ("sparsegpt", ["--pattern", "2:4"]), ("gptq", ["--bits", "4"]),
            ("gptq", ["--bits", "8"]), ("int8", []), ("bnb-int8", []), ("nf4", []),
-           ("magnitude", ["--sparsity", "0.5", "--storage", "sparse"]), ("wanda", ["--pattern", "2:4", "--storage", "sparse"])]
+           ("magnitude", ["--sparsity", "0.5", "--storage", "sparse"]),
+           ("wanda", ["--pattern", "2:4", "--storage", "sparse"])]
 
 CHILD = """
 import importlib, json, sys

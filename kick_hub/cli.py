@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skill-steps", type=_positive_int, default=None, help="phase-2 steps (default: the recipe's)")
     p.add_argument("--init", default=None, help="continue from a phase-1 checkpoint: run phase 2 only")
     p.add_argument("--curriculum", choices=sorted(CURRICULA), default=None,
-                   help="phase-2 curriculum (default 'base'; 'binding' adds namesake distractor passages)")
+                   help="phase-2 curriculum (default 'base'; 'binding' adds namesake distractor people; "
+                        "'contrast' also asks several questions per passage)")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_train)
