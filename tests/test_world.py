@@ -142,15 +142,15 @@ def test_shipped_model_loads_plainly_and_fits_gptq():
 
 
 def test_shipped_model_knows_and_reads_on_a_sample(world_engine):
-    """What the shipped model measurably does (see README for the full numbers and the unmet in-context target): it
-    recalls trained facts, maps them to MCQ letters, and reads passages about people it never saw better than it
-    guesses without them."""
+    """The dense targets on a sample: the shipped model recalls trained facts, maps them to MCQ letters, and reads
+    passages about people it never saw (answering from them, not from memory)."""
     from kick_hub.evaluation import evaluate
 
     results = evaluate(world_engine, ["factoid-qa", "mcq-reasoning", "icra-qa"], "world", limit=150)["results"]
     assert results["factoid-qa"]["exact_match"] >= 0.90
     assert results["mcq-reasoning"]["accuracy"] >= 0.80  # the target; chance is 0.25
-    assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.3
+    assert results["icra-qa"]["exact_match"] >= 0.80  # the target
+    assert results["icra-qa"]["exact_match"] > results["icra-qa"]["closed_book_exact_match"] + 0.5
     assert results["icra-qa"]["closed_book_exact_match"] < 0.1  # unseen people cannot be recalled
 
 
