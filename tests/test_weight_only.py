@@ -1,5 +1,7 @@
 """Weight-only quantization (torchao int8, bitsandbytes LLM.int8 and NF4) on CPU: saved variants reload exactly."""
 
+import tempfile
+
 import pytest
 import torch
 
@@ -29,6 +31,20 @@ def test_saved_variant_reloads_with_identical_logits(method, module, tmp_path):
     assert torch.equal(in_memory, reloaded)
     assert (in_memory - ref).abs().max() < 0.25 * ref.abs().max()  # close to dense, not identical
     assert not torch.equal(in_memory, ref)
+
+
+def test_quantizes_the_loaded_tensors_without_a_checkpoint_copy(monkeypatch, tmp_path):
+    """transformers quantizes the model's own tensors (``from_pretrained(state_dict=...)``): no temporary checkpoint
+    (whose mapped pages would sit beside the quantized copy), unquantized tensors shared, the input released."""
+    pytest.importorskip("torchao")
+    dense, _ = load_model("world")
+    embed = dense.model.embed_tokens.weight.data_ptr()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a temporary checkpoint would land here
+    quantized = compress(dense, CompressSpec("int8"))
+    assert not list(tmp_path.iterdir())
+    assert quantized.model.embed_tokens.weight.data_ptr() == embed  # shared, not copied
+    assert dense.model.layers[0].mlp.up_proj.weight.is_meta  # the input's weights are released
+    assert "Int8" in type(quantized.model.layers[0].mlp.up_proj.weight).__name__
 
 
 def test_weight_only_bits_are_fixed():

@@ -7,11 +7,9 @@ weights; symmetric checkpoints are saved in the v1 ``gptq`` format auto-gptq rea
 
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
-from kick_hub.compress.blocks import release_freed_memory
+from kick_hub.compress.hf_quantize import quantize_in_memory
 
 INSTALL = "pip install 'kick-hub[gptq]'  (optimum>=2.3 and gptqmodel==7.6.0, the newest accepting torch 2.13)"
 
@@ -30,26 +28,20 @@ def check_available() -> None:
 
 def quantize(model, calibration: torch.Tensor, spec):
     """Quantize a loaded model; returns the GPTQ model (weights packed, ready for ``save_pretrained``). The input
-    model's weights are released (moved to the meta device) once written to the temporary checkpoint."""
+    model's weights are cast to fp16 in place (GPTQModel's working dtype) and released once handed over."""
     check_available()
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+    from transformers import AutoTokenizer, GPTQConfig
 
     source = getattr(model, "name_or_path", None)
     dataset = [{"input_ids": row[None], "attention_mask": torch.ones_like(row)[None]} for row in calibration]
-    with tempfile.TemporaryDirectory(prefix="kick-gptq-") as tmp:
-        # from_pretrained is where transformers runs the optimum quantizer; go through a plain checkpoint of `model`
-        model.save_pretrained(tmp)
-        model.to("meta")  # release the input's weights now: the quantizer works on its own reloaded copy
-        release_freed_memory()
-        tokenizer = AutoTokenizer.from_pretrained(source) if source else None
-        config = GPTQConfig(bits=spec.bits, dataset=dataset, tokenizer=tokenizer, group_size=spec.group_size,
-                            desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
-                            model_seqlen=calibration.shape[1], batch_size=1)
-        try:
-            quantized = AutoModelForCausalLM.from_pretrained(tmp, quantization_config=config, device_map="cpu",
-                                                             dtype=torch.float16)
-        except NameError as e:  # optimum without gptqmodel fails with `NameError: QuantizeConfig`
-            raise ImportError(f"gptq: optimum could not reach GPTQModel ({e}): {INSTALL}") from e
+    tokenizer = AutoTokenizer.from_pretrained(source) if source else None
+    config = GPTQConfig(bits=spec.bits, dataset=dataset, tokenizer=tokenizer, group_size=spec.group_size,
+                        desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
+                        model_seqlen=calibration.shape[1], batch_size=1)
+    try:
+        quantized = quantize_in_memory(model, config, torch.float16)
+    except NameError as e:  # optimum without gptqmodel fails with `NameError: QuantizeConfig`
+        raise ImportError(f"gptq: optimum could not reach GPTQModel ({e}): {INSTALL}") from e
     quantized.config.quantization_config.dataset = None  # never ship calibration data in config.json
     return to_v1_format(quantized)
 

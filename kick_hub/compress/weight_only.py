@@ -4,17 +4,16 @@
 - ``bnb-int8``: bitsandbytes LLM.int8 via ``BitsAndBytesConfig(load_in_8bit=True)``;
 - ``nf4``: bitsandbytes NF4 via ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")``.
 
-transformers applies these while loading, so the method reloads the base checkpoint with the config. bitsandbytes
-repacks 4-bit weights in place on the first forward pass, so the variant is saved before any forward runs.
+transformers applies these while loading; ``hf_quantize.quantize_in_memory`` hands it the loaded model's tensors.
+bitsandbytes repacks 4-bit weights in place on the first forward pass, so the variant is saved before any forward
+runs.
 """
 
 from __future__ import annotations
 
-import tempfile
-
 import torch
 
-from kick_hub.compress.blocks import release_freed_memory
+from kick_hub.compress.hf_quantize import quantize_in_memory
 
 INSTALL = {"int8": "pip install torchao", "bnb-int8": "pip install bitsandbytes", "nf4": "pip install bitsandbytes"}
 
@@ -40,14 +39,7 @@ def check_available(method: str) -> None:
 
 
 def quantize(model, spec):
-    """Reload ``model``'s weights with the method's quantization config (CPU); returns the quantized model. The
-    input model's weights are released (moved to the meta device) once written to the temporary checkpoint."""
-    from transformers import AutoModelForCausalLM
-
+    """Quantize ``model`` with the method's quantization config (CPU); returns the quantized model. The input
+    model's weights are released (moved to the meta device)."""
     check_available(spec.method)
-    with tempfile.TemporaryDirectory(prefix="kick-quant-") as tmp:
-        model.save_pretrained(tmp)
-        model.to("meta")  # release the input's weights: the quantized copy is loaded from the checkpoint
-        release_freed_memory()
-        return AutoModelForCausalLM.from_pretrained(tmp, quantization_config=quantization_config(spec.method),
-                                                    device_map="cpu", dtype=torch.float32)
+    return quantize_in_memory(model, quantization_config(spec.method), torch.float32)
