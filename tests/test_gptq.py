@@ -47,3 +47,29 @@ def test_missing_gptqmodel_is_a_clear_error(tmp_path):
     assert out.returncode == 2
     assert "pip install 'kick-hub[gptq]'" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "v").exists()
+
+
+def test_in_memory_quantization_matches_the_checkpoint_reload(tmp_path):
+    """``hf_quantize`` quantizes the loaded tensors (cast to fp16 one by one, originals' pages dropped) instead of
+    reloading a written checkpoint with the GPTQConfig; the packed weights must be the reload path's, bit for bit."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
+
+    from kick_hub.compress import CompressSpec, compress
+    from kick_hub.engine import WORLD_MODEL_DIR, load_model
+
+    ids = torch.randint(5, 2000, (8, 64), generator=torch.Generator().manual_seed(0))
+    spec = CompressSpec("gptq", bits=4)
+    model, _ = load_model("world")
+    ours = compress(model, spec, ids, progress=False).state_dict()
+    dataset = [{"input_ids": row[None], "attention_mask": torch.ones_like(row)[None]} for row in ids]
+    config = GPTQConfig(bits=4, dataset=dataset, tokenizer=AutoTokenizer.from_pretrained(WORLD_MODEL_DIR),
+                        group_size=spec.group_size, desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
+                        model_seqlen=64, batch_size=1)
+    reloaded = AutoModelForCausalLM.from_pretrained(WORLD_MODEL_DIR, quantization_config=config, device_map="cpu",
+                                                    dtype=torch.float16)
+    from kick_hub.compress.gptq import to_v1_format
+
+    theirs = to_v1_format(reloaded).state_dict()
+    assert ours.keys() == theirs.keys() and any(k.endswith("qweight") for k in ours)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
