@@ -49,7 +49,7 @@ def test_missing_gptqmodel_is_a_clear_error(tmp_path):
     assert not (tmp_path / "v").exists()
 
 
-def test_in_memory_quantization_matches_the_checkpoint_reload(tmp_path):
+def test_in_memory_quantization_matches_the_checkpoint_reload():
     """``hf_quantize`` quantizes the loaded tensors (cast to fp16 one by one, originals' pages dropped) instead of
     reloading a written checkpoint with the GPTQConfig; the packed weights must be the reload path's, bit for bit."""
     import torch
