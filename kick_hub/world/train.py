@@ -141,7 +141,7 @@ def build_model(tokenizer, cfg: TrainConfig):
 
 
 def can_compile() -> bool:
-    """torch.compile on CPU needs a C++ compiler (inductor); without one, train eagerly (about 25 % slower)."""
+    """torch.compile on CPU needs a C++ compiler (inductor); without one, train eagerly (0.98, not 0.77 s/step)."""
     import shutil
     import warnings
 
