@@ -3,7 +3,8 @@ memory, through the public loading API: ``from_pretrained(None, config=..., stat
 
 transformers quantizes while it loads, tensor by tensor; handing it the model's own tensors instead of a checkpoint
 means no temporary copy on disk whose memory-mapped pages would stay resident beside the quantized copy (that reload
-peaked at 1.6-1.9x the fp32 model bytes). Tensors that stay unquantized are shared, not copied.
+peaked at 1.6-1.9x the fp32 model bytes). Tensors that stay unquantized are shared, not copied, and a quantizer
+that replaces weights after loading (GPTQ) frees each original as it goes: nothing else owns them by then.
 """
 
 from __future__ import annotations
@@ -49,16 +50,25 @@ def quantize_in_memory(model, quantization_config, dtype: torch.dtype = torch.fl
                 drop_pages(old)
             del old
     release_freed_memory()
-    source = model.name_or_path
+    source, generation_config = model.name_or_path, model.generation_config
     state_dict = model.state_dict()
+    model.to("meta")  # the input model is spent either way: the caller works with the returned copy
+    # Quantizers that calibrate (GPTQ) run forward passes after loading, inside from_pretrained, and replace each
+    # weight as they go; the originals must then have no owner left but the new model. transformers keeps our dict
+    # for the whole call, so the first forward pass (loading is done by then) empties it.
+    def release_originals(*_) -> None:
+        state_dict.clear()
+        hook.remove()  # once: a global hook would keep every module call off torch's fast path
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(release_originals)
     try:
         quantized = type(model).from_pretrained(None, config=model.config, state_dict=state_dict,
                                                 quantization_config=quantization_config, device_map="cpu",
                                                 dtype=dtype)
     finally:
-        del state_dict
-        model.to("meta")  # the input model is spent either way: the caller works with the returned copy
+        hook.remove()
+        state_dict.clear()
         release_freed_memory()
     quantized.name_or_path = source
-    quantized.generation_config = model.generation_config
+    quantized.generation_config = generation_config
     return quantized
