@@ -10,6 +10,24 @@ import tempfile
 from pathlib import Path
 
 
+def _phase(spec: str):
+    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase; a curriculum of the recipe keeps its other settings."""
+    import dataclasses
+
+    from kick_hub.world.train import RECIPE, Phase
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"--phase: expected CURRICULUM:STEPS[:LR], got {spec!r}")
+    try:
+        steps, lr = int(parts[1]), (float(parts[2]) if len(parts) == 3 else None)
+        template = next((p for p in RECIPE if p.curriculum == parts[0]), None)
+        phase = Phase(parts[0], steps) if template is None else dataclasses.replace(template, steps=steps)
+        return phase if lr is None else dataclasses.replace(phase, lr=lr)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--phase {spec!r}: {e}") from None
+
+
 def _positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -85,8 +103,13 @@ def cmd_world_train(args) -> int:
     from kick_hub.world import info
     from kick_hub.world.train import TrainConfig, train
 
-    overrides = {k: v for k, v in (("steps", args.steps), ("skill_steps", args.skill_steps),
-                                   ("curriculum", args.curriculum), ("compile", args.compile)) if v}
+    if args.init and not args.phase:
+        raise ValueError("--init: give the phases to continue with (--phase CURRICULUM:STEPS ...)")
+    if args.init and not (Path(args.init) / "training.json").is_file():
+        raise ValueError(f"--init: {args.init} is not a world model checkpoint (no training.json)")
+    overrides = {"compile": not args.no_compile}
+    if args.phase:
+        overrides["phases"] = tuple(args.phase)
     out = train(args.output, _world_config(args), TrainConfig(**overrides), init=args.init)
     scores = info.measure(str(out), limit=args.measure_limit)
     print(f"trained world model in {out}\n" + json.dumps(scores, indent=2))
@@ -267,18 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_world_build)
     from kick_hub.world.corpus import CURRICULA
 
-    p = world.add_parser("train", help="train the world model: phase 1 + one skills round from scratch (~45 min "
-                         "on 2 cores), or one more skills round with --init (the full recipe is in the README)")
+    p = world.add_parser("train", help="train a world model from scratch with the one-command recipe (about 42 min on "
+                         "2 cores), or run the given --phase list, from scratch or continuing an --init checkpoint")
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
-    p.add_argument("--steps", type=_positive_int, default=None, help="phase-1 steps (default: the recipe's)")
-    p.add_argument("--skill-steps", type=_positive_int, default=None, help="phase-2 steps (default: the recipe's)")
-    p.add_argument("--init", default=None, help="continue from a phase-1 checkpoint: run phase 2 only")
-    p.add_argument("--curriculum", choices=sorted(CURRICULA), default=None,
-                   help="phase-2 curriculum (default 'base'; 'binding' adds namesake distractor people; "
-                        "'contrast' also asks several questions per passage)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the training forward (0.77, not 0.98 s/step on 2 cores; needs a C++ compiler; "
-                        "the shipped rounds ran without it)")
+    p.add_argument("--phase", type=_phase, action="append", metavar="CURRICULUM:STEPS[:LR]",
+                   help="a training phase, repeatable, replacing the recipe; CURRICULUM is one of "
+                        f"{sorted(CURRICULA)} (a curriculum the recipe uses keeps the recipe's other settings)")
+    p.add_argument("--init", default=None, help="continue from this checkpoint instead of starting from scratch")
+    p.add_argument("--no-compile", action="store_true", help="train eagerly instead of through torch.compile")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_train)

@@ -78,9 +78,23 @@ def test_evaluate_llm_kick_protocol_and_limit(tmp_path):
     (["world", "info", "--seed", "-1"], "non-negative"),
     (["world", "build", "--output", "/proc/nope/w"], "not writable"),
     (["world", "build", "--output", "{tmp}/x", "--n-known", "3"], "n_known"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "poetry:10"], "curriculum: must be one of"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "base:0"], "steps: must be a positive integer"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "base"], "CURRICULUM:STEPS"),
+    (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}"], "--init: give the phases"),
+    (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}", "--phase", "base:5"], "not a world model"),
 ])
 def test_bad_input_is_a_clear_error(args, message, tmp_path):
     out = kick(*[a.format(tmp=tmp_path) for a in args], check=False)
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_phase_option_keeps_the_recipe_settings_of_its_curriculum():
+    from kick_hub.cli import _phase
+    from kick_hub.world.train import Phase
+
+    assert _phase("facts:10") == Phase("facts", 10, lr=2e-3, prompt_weight=1.0, fresh=False)
+    assert _phase("mixed:50:0.0005") == Phase("mixed", 50, lr=5e-4)
+    assert _phase("binding:7") == Phase("binding", 7)  # not in the recipe: skill-phase defaults

@@ -117,8 +117,8 @@ def test_binding_curriculum_adds_namesake_distractors():
 
 
 def test_base_curriculum_stream_is_pinned():
-    """Skill rounds 1-3 of the shipped model were drawn by "base"; new curriculum options must not change its stream
-    (digest of the pre-curriculum code's output for the same seed)."""
+    """The recipe's "base" phase reads this stream; new curriculum options must not change it (digest of the
+    pre-curriculum code's output for the same seed)."""
     import hashlib
 
     from kick_hub.world.corpus import CURRICULA
@@ -128,11 +128,57 @@ def test_base_curriculum_stream_is_pinned():
         "87fa9e0130c1bc3b5b78cba7d8955b6ff7e0b37c69e8b089654add30ae914c28")
 
 
-def test_train_config_rejects_unknown_curriculum():
-    from kick_hub.world.train import TrainConfig
+def test_train_config_rejects_bad_phases():
+    from kick_hub.world.train import Phase, TrainConfig
 
-    with pytest.raises(ValueError, match="curriculum"):
-        TrainConfig(curriculum="nope")
+    with pytest.raises(ValueError, match="curriculum: must be one of"):
+        Phase("nope", 10)
+    with pytest.raises(ValueError, match="steps"):
+        Phase("base", 0)
+    with pytest.raises(ValueError, match="phases"):
+        TrainConfig(phases=())
+    assert TrainConfig(phases=({"curriculum": "base", "steps": 3},)).phases == (Phase("base", 3),)
+
+
+def test_packing_keeps_documents_whole_and_fills_rows():
+    """First-fit packing puts every document, whole, in exactly one row, never past ``seq_len``, and fills far
+    more of each row than closing a row at the first document that does not fit."""
+    from transformers import AutoTokenizer
+
+    from kick_hub.engine import WORLD_MODEL_DIR
+    from kick_hub.world.train import encode, pack
+
+    tok = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
+    docs = [encode(tok, d) for d in itertools.islice(documents(World(), seed=0), 600)]
+    rows = list(pack(iter(docs), 256))
+    assert all(len(r) == len(w) <= 256 for r, w in rows)
+    pieces = Counter()  # each document starts with the one BOS it holds: split rows there
+    for row, _ in rows:
+        starts = [i for i, t in enumerate(row) if t == tok.bos_token_id] + [len(row)]
+        assert starts[0] == 0
+        pieces.update(tuple(row[i:j]) for i, j in zip(starts, starts[1:]))
+    assert not pieces - Counter(tuple(ids) for ids, _ in docs)  # only whole input documents, none twice
+    assert pieces.total() > 550  # all but those still in the open rows
+    assert sum(len(r) for r, _ in rows) / (256 * len(rows)) > 0.93
+
+
+def test_right_padding_needs_no_attention_mask():
+    """Training passes no attention mask: in a right-padded row causal attention already keeps every real token
+    from seeing the padding, so real positions get the same logits as with the mask."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from kick_hub.engine import WORLD_MODEL_DIR
+
+    model = AutoModelForCausalLM.from_pretrained(WORLD_MODEL_DIR)
+    ids = torch.randint(5, 1000, (2, 40))
+    ids[0, 25:] = model.config.pad_token_id
+    mask = torch.ones_like(ids)
+    mask[0, 25:] = 0
+    with torch.no_grad():
+        masked, unmasked = model(input_ids=ids, attention_mask=mask).logits, model(input_ids=ids).logits
+    torch.testing.assert_close(masked[0, :25], unmasked[0, :25])
+    torch.testing.assert_close(masked[1], unmasked[1])
 
 
 def test_shipped_model_loads_plainly_and_fits_gptq():
@@ -191,16 +237,17 @@ def test_contrast_curriculum_asks_the_same_relation_of_another_person():
 
 
 def test_compiled_training_computes_what_eager_training_does(tmp_path):
-    """``kick world train --compile`` runs the forward through torch.compile: on a tiny config both runs train,
+    """Training runs forward + loss through torch.compile: on a tiny config compiled and eager runs both train,
     save a loadable model, and start from the same loss (same weights, same first batch)."""
     import torch
 
-    from kick_hub.world.train import TrainConfig, can_compile, train
+    from kick_hub.world.train import Phase, TrainConfig, can_compile, train
 
     if not can_compile():
         pytest.skip("torch.compile on CPU needs a C++ compiler")
     tiny = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
-                max_position=64, seq_len=64, batch_size=2, steps=2, warmup=1, skill_steps=2, tokenizer_docs=300)
+                max_position=64, seq_len=64, batch_size=2, warmup=1, tokenizer_docs=300,
+                phases=(Phase("facts", 2, lr=2e-3, prompt_weight=1.0, fresh=False), Phase("base", 2)))
     logs = {}
     for compiled in (False, True):
         out = train(tmp_path / str(compiled), cfg=TrainConfig(compile=compiled, **tiny))
@@ -212,6 +259,20 @@ def test_compiled_training_computes_what_eager_training_does(tmp_path):
         assert torch.isfinite(AutoModelForCausalLM.from_pretrained(out).model.embed_tokens.weight).all()
     assert len(logs[True]) == len(logs[False]) == 4  # two logged steps per phase
     assert abs(logs[True][0]["loss"] - logs[False][0]["loss"]) < 0.05
+
+
+def test_init_continues_a_checkpoint_with_new_phases(tmp_path):
+    """``--init`` loads a trained checkpoint and runs only the given phases on it; the log keeps the earlier phases
+    and the new phase draws its own document stream (numbered after them)."""
+    from kick_hub.world.train import Phase, TrainConfig, train
+
+    tiny = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
+                max_position=64, seq_len=64, batch_size=2, warmup=1, tokenizer_docs=300, compile=False)
+    first = train(tmp_path / "a", cfg=TrainConfig(phases=(Phase("facts", 2, fresh=False),), **tiny))
+    second = train(tmp_path / "b", cfg=TrainConfig(phases=(Phase("mixed", 2),), **tiny), init=first)
+    log = json.loads((second / "training.json").read_text())["log"]
+    assert [e["phase"] for e in log] == ["0-facts", "0-facts", "1-mixed", "1-mixed"]
+    assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
 
 
 def test_training_without_a_compiler_falls_back_to_eager(monkeypatch):

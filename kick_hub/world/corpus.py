@@ -42,16 +42,20 @@ class Curriculum:
     questions: tuple[int, int] = (1, 1)
 
 
-# Phase-2 curricula by name. "base" made skill rounds 1-3 of the shipped model. "binding" makes answering an
-# in-context question from the relation alone stop paying (1-3 distractor people, 30 % of them sharing the target's
-# first or last name), because the model had learned to read the right relation but from either person.
-# "contrast" also asks 2-4 questions per passage, the second the same relation of a distractor person, so one
-# passage shows that the answer follows the name (and gives several supervised answers for its tokens).
+# Curricula by name (train.RECIPE runs facts -> base -> binding -> contrast). "facts" is phase 1's mix: every
+# kind, to store the facts. "base" teaches reading and MCQ with one distractor person per passage. "binding" makes
+# answering an in-context question from the relation alone stop paying (1-3 distractor people, 30 % of them
+# sharing the target's first or last name), because the model had learned to read the right relation but from
+# either person. "contrast" also asks 2-4 questions per passage, the second the same relation of a distractor
+# person, so one passage shows that the answer follows the name, with fewer MCQ documents; "mixed" is contrast
+# with base's share of MCQ (about a third), tried as one long final phase (README, run 3).
 CURRICULA: dict[str, Curriculum] = {
+    "facts": Curriculum(MIX),
     "base": Curriculum(MIX_SKILLS),
     "binding": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact"),
     "contrast": Curriculum({**MIX_SKILLS, "icra": 8.0, "mcq": 4.0}, distractors=(1, 3), namesake_rate=0.3,
                            mcq_by="fact", questions=(2, 4)),
+    "mixed": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact", questions=(2, 4)),
 }
 
 
