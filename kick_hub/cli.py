@@ -20,7 +20,14 @@ def _phase(spec: str):
     if len(parts) not in (2, 3):
         raise argparse.ArgumentTypeError(f"--phase: expected CURRICULUM:STEPS[:LR], got {spec!r}")
     try:
-        steps, lr = int(parts[1]), (float(parts[2]) if len(parts) == 3 else None)
+        steps = int(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--phase {spec!r}: steps must be a positive integer") from None
+    try:
+        lr = float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--phase {spec!r}: lr must be a positive number") from None
+    try:
         template = next((p for p in RECIPE if p.curriculum == parts[0]), None)
         phase = Phase(parts[0], steps) if template is None else dataclasses.replace(template, steps=steps)
         return phase if lr is None else dataclasses.replace(phase, lr=lr)

@@ -81,6 +81,8 @@ def test_evaluate_llm_kick_protocol_and_limit(tmp_path):
     (["world", "train", "--output", "{tmp}/m", "--phase", "poetry:10"], "curriculum: must be one of"),
     (["world", "train", "--output", "{tmp}/m", "--phase", "base:0"], "steps: must be a positive integer"),
     (["world", "train", "--output", "{tmp}/m", "--phase", "base"], "CURRICULUM:STEPS"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "base:ten"], "steps must be a positive integer"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "base:10:-1"], "lr: must be positive"),
     (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}"], "--init: give the phases"),
     (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}", "--phase", "base:5"], "not a world model"),
 ])

@@ -160,6 +160,8 @@ def test_packing_keeps_documents_whole_and_fills_rows():
     assert not pieces - Counter(tuple(ids) for ids, _ in docs)  # only whole input documents, none twice
     assert pieces.total() > 550  # all but those still in the open rows
     assert sum(len(r) for r, _ in rows) / (256 * len(rows)) > 0.93
+    one_open = list(pack(iter(docs), 256, open_rows=1))
+    assert sum(len(r) for r, _ in one_open) / (256 * len(one_open)) < 0.85
 
 
 def test_right_padding_needs_no_attention_mask():
