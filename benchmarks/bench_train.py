@@ -1,7 +1,7 @@
 """World-model training speed: seconds per step and how full the packed rows are, the numbers behind the recipe's
 wall time (``kick world train`` must fit 45 min on 2 cores).
 
-    python benchmarks/bench_train.py [--steps 10] [--batches-from facts]
+    python benchmarks/bench_train.py [--steps 10]
 
 Each row trains a fresh model from the shipped tokenizer on real packed batches of the corpus (warm-up steps,
 including torch.compile's, are not timed). Run it on an idle machine: the step is compute-bound on both cores.
@@ -10,31 +10,25 @@ including torch.compile's, are not timed). Run it on an idle machine: the step i
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 import warnings
 
 
 def batches(tokenizer, curriculum: str, cfg, open_rows: int, n: int):
-    import torch
-
+    """``n`` training batches of a curriculum's stream packed with ``open_rows``: (batches, row fill, s/batch)."""
     from kick_hub.world.corpus import CURRICULA, documents
     from kick_hub.world.generate import World
-    from kick_hub.world.train import encode, pack
+    from kick_hub.world.train import encode, next_batch, pack
 
     fresh = curriculum != "facts"
     docs = documents(World(), seed=0, curriculum=CURRICULA[curriculum], fresh=fresh)
-    rows = pack((encode(tokenizer, d, 1.0 if not fresh else 0.1) for d in docs), cfg.seq_len, open_rows)
+    rows = pack((encode(tokenizer, d, 0.1 if fresh else 1.0) for d in docs), cfg.seq_len, open_rows)
     out, filled, start = [], 0, time.perf_counter()
     for _ in range(n):
-        ids = torch.full((cfg.batch_size, cfg.seq_len), tokenizer.pad_token_id)
-        weights = torch.zeros(cfg.batch_size, cfg.seq_len)
-        for i, (r, w) in enumerate(itertools.islice(rows, cfg.batch_size)):
-            ids[i, :len(r)] = torch.tensor(r)
-            weights[i, :len(w)] = torch.tensor(w)
-            filled += len(r)
+        ids, weights, used = next_batch(rows, tokenizer, cfg)
         out.append((ids, weights))
+        filled += used
     return out, filled / (n * cfg.batch_size * cfg.seq_len), (time.perf_counter() - start) / n
 
 
