@@ -50,12 +50,14 @@ def test_missing_gptqmodel_is_a_clear_error(tmp_path):
 
 
 def test_in_memory_quantization_matches_the_checkpoint_reload():
-    """``hf_quantize`` quantizes the loaded tensors (cast to fp16 one by one, originals' pages dropped) instead of
-    reloading a written checkpoint with the GPTQConfig; the packed weights must be the reload path's, bit for bit."""
+    """``hf_quantize`` quantizes the loaded tensors (cast to the working dtype one by one, originals' pages dropped)
+    instead of reloading a written checkpoint with the GPTQConfig; the packed weights must be the reload path's, bit
+    for bit, and the result fp16 like a GPTQ checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
     from kick_hub.compress import CompressSpec, compress
+    from kick_hub.compress.gptq import WORK_DTYPE, _to_fp16, to_v1_format
     from kick_hub.engine import WORLD_MODEL_DIR, load_model
 
     ids = torch.randint(5, 2000, (8, 64), generator=torch.Generator().manual_seed(0))
@@ -67,25 +69,26 @@ def test_in_memory_quantization_matches_the_checkpoint_reload():
                         group_size=spec.group_size, desc_act=spec.desc_act, sym=spec.sym, damp_percent=spec.damp,
                         model_seqlen=64, batch_size=1)
     reloaded = AutoModelForCausalLM.from_pretrained(WORLD_MODEL_DIR, quantization_config=config, device_map="cpu",
-                                                    dtype=torch.float16)
-    from kick_hub.compress.gptq import to_v1_format
-
+                                                    dtype=WORK_DTYPE)
+    _to_fp16(reloaded)
     theirs = to_v1_format(reloaded).state_dict()
     assert ours.keys() == theirs.keys() and any(k.endswith("qweight") for k in ours)
+    assert {v.dtype for v in ours.values() if v.is_floating_point()} == {torch.float16}
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):
     """GPTQ replaces each weight as it quantizes, inside ``from_pretrained``; the originals must be freed then, not
-    held by the input model or the state dict handed to transformers (that held a second fp16 model to the end,
-    1.52x instead of 1.04x the fp32 bytes on a 107 M Llama). Checked when optimum starts packing: no fp16 matrix of a
-    Linear's shape lives outside the model."""
+    held by the input model or the state dict handed to transformers (that held a second half-precision model to
+    the end, 1.52x instead of 1.04x the fp32 bytes on a 107 M Llama). Checked when optimum starts packing: no matrix
+    of a Linear's shape in the working dtype lives outside the model."""
     import gc
 
     import torch
     from optimum.gptq.quantizer import GPTQQuantizer
 
     from kick_hub.compress import CompressSpec, compress
+    from kick_hub.compress.gptq import WORK_DTYPE
     from kick_hub.engine import load_model
 
     model, _ = load_model("world")
@@ -99,7 +102,7 @@ def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):
         owned = {t.untyped_storage().data_ptr() for t in model.state_dict().values()}
         gc.collect()
         strays.extend(tuple(o.shape) for o in gc.get_objects()
-                      if isinstance(o, torch.Tensor) and o.device.type == "cpu" and o.dtype == torch.float16
+                      if isinstance(o, torch.Tensor) and o.device.type == "cpu" and o.dtype == WORK_DTYPE
                       and tuple(o.shape) in shapes and o.untyped_storage().data_ptr() not in owned)
         return pack(self, model=model, quantizers=quantizers)
 

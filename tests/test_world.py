@@ -116,16 +116,72 @@ def test_binding_curriculum_adds_namesake_distractors():
     assert namesakes > 30
 
 
-def test_base_curriculum_stream_is_pinned():
-    """The recipe's "base" phase reads this stream; new curriculum options must not change it (digest of the
-    pre-curriculum code's output for the same seed)."""
+@pytest.mark.parametrize("curriculum, fresh, digest", [
+    ("facts", False, "1a24f92343fc833606f4e0b37db328c2a9c77421c4dbe8c792a918ebf00fde47"),
+    ("skills", True, "84785585ad9bdc6dd1570fbb613fec847a9e969db2f1bfa8c31a8fe781703d2e"),
+    ("base", True, "6c54cee0823d2c49f2297d4ab22dc9ef7adc88936ada41ede1ef4004b93a3905"),
+])
+def test_training_streams_are_pinned(curriculum, fresh, digest):
+    """The shipped checkpoint trained on the "facts" and "skills" streams (train.RECIPE) and the earlier recipes on
+    "base" (its digest predates the curriculum options); a change to the corpus code that alters their text (segments
+    joined) breaks reproducing them, so it must show up here."""
     import hashlib
 
     from kick_hub.world.corpus import CURRICULA
 
-    docs = list(itertools.islice(documents(World(), seed=2, curriculum=CURRICULA["base"], fresh=True), 2000))
-    assert hashlib.sha256(repr(docs).encode()).hexdigest() == (
-        "87fa9e0130c1bc3b5b78cba7d8955b6ff7e0b37c69e8b089654add30ae914c28")
+    docs = itertools.islice(documents(World(), seed=2, curriculum=CURRICULA[curriculum], fresh=fresh), 2000)
+    text = ["".join(d) if isinstance(d, tuple) else d for d in docs]
+    assert hashlib.sha256(repr(text).encode()).hexdigest() == digest
+
+
+def test_mcq_documents_weigh_every_shot_answer_and_tokenize_like_the_eval():
+    """An MCQ document is (prompt, letter) pairs, one per solved item, so each letter carries answer weight; split
+    into segments it still gives the tokens of the one-string few-shot prompt the eval builds."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from kick_hub.world.corpus import document
+    from kick_hub.engine import WORLD_MODEL_DIR
+    from kick_hub.world.train import encode
+
+    w, rng = World(), random.Random(3)
+    tok = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
+    for _ in range(100):
+        doc = document(w, "mcq", rng)
+        prompts, letters = doc[0::2], doc[1::2]
+        assert len(prompts) == len(letters) and set(letters) <= {" A", " B", " C", " D"}
+        assert all(p.endswith("Answer:") for p in prompts) and "".join(doc).count("Answer:") == len(letters)
+        ids, weights = encode(tok, doc, prompt_weight=0.1)
+        assert ids == tok("".join(doc) + tok.eos_token)["input_ids"]
+        assert weights.count(1.0) == len(letters) + 1  # each letter is one token, plus the final EOS
+
+
+def test_mcq_hint_states_the_asked_fact_before_some_questions():
+    """Open-book MCQ items (``mcq_hint``) put the asked fact's statement right before the question, and the gold
+    option is that fact's answer; the eval-shaped items around them stay closed-book."""
+    import random
+
+    from kick_hub.world import schema
+    from kick_hub.world.corpus import Curriculum, document
+
+    w, rng = World(), random.Random(5)
+    hinted = closed = 0
+    for _ in range(200):
+        doc = document(w, "mcq", rng, cur=Curriculum(mcq_hint=0.5))
+        for prompt, letter in zip(doc[0::2], doc[1::2]):
+            *before, question, a, b, c, d, _ = prompt.split("\n")
+            options = {o[0]: o[3:] for o in (a, b, c, d)}
+            fact = next(f for f in w.known_facts
+                        if schema.RELATIONS[f.relation]["mcq_question"].format(s=f.subject) == question)
+            if before and before[-1] and not before[-1].startswith("The following"):
+                assert fact.subject in before[-1] and fact.answer in before[-1]
+                hinted += 1
+            else:
+                closed += 1
+            assert options[letter.strip()] == fact.answer
+    assert hinted > 100 and closed > 100
+    assert abs(hinted / (hinted + closed) - 0.5) < 0.1
 
 
 def test_train_config_rejects_bad_phases():

@@ -33,22 +33,25 @@ class Curriculum:
     """How a phase draws its documents: kind weights, how many distractor people an in-context QA passage has,
     how often a distractor shares a name part with the target (``namesake_rate``), whether an MCQ document picks its
     relation uniformly (``"relation"``) or through a random known fact (``"fact"``, the eval's mix), and how many
-    questions follow one in-context passage (the second asks the first's relation of a distractor person)."""
+    questions follow one in-context passage (the second asks the first's relation of a distractor person), and how
+    often an MCQ item is open-book (``mcq_hint``: its fact stated just before the question, so the option-to-letter
+    lookup can be learned while recall from the weights is still weak)."""
 
     mix: dict[str, float] = field(default_factory=lambda: dict(MIX))
     distractors: tuple[int, int] = (1, 1)
     namesake_rate: float = 0.0
     mcq_by: str = "relation"
     questions: tuple[int, int] = (1, 1)
+    mcq_hint: float = 0.0
 
 
-# Curricula by name (train.RECIPE runs facts -> base -> binding -> contrast). "facts" is phase 1's mix: every
-# kind, to store the facts. "base" teaches reading and MCQ with one distractor person per passage. "binding" makes
-# answering an in-context question from the relation alone stop paying (1-3 distractor people, 30 % of them
-# sharing the target's first or last name), because the model had learned to read the right relation but from
-# either person. "contrast" also asks 2-4 questions per passage, the second the same relation of a distractor
-# person, so one passage shows that the answer follows the name, with fewer MCQ documents; "mixed" is contrast
-# with base's share of MCQ (about a third), tried as one long final phase (README, run 3).
+# Curricula by name (train.RECIPE runs facts -> skills). "facts" is phase 1's mix: every kind, to store the facts.
+# "skills" teaches reading and MCQ at once: in-context passages with 1-3 distractor people (30 % of them sharing the
+# target's first or last name) and 2-4 questions each, the second the same relation of a distractor, so the answer
+# must follow the name; MCQ is 55 % of the documents, half of its items open-book. The rest are the earlier
+# recipes' phases (README): "base" (one distractor per passage), "binding" (1-3 distractors, namesakes, MCQ drawn
+# per fact), "contrast" (binding plus 2-4 questions per passage, fewer MCQ documents) and "mixed" (contrast with
+# base's share of MCQ).
 CURRICULA: dict[str, Curriculum] = {
     "facts": Curriculum(MIX),
     "base": Curriculum(MIX_SKILLS),
@@ -56,6 +59,8 @@ CURRICULA: dict[str, Curriculum] = {
     "contrast": Curriculum({**MIX_SKILLS, "icra": 8.0, "mcq": 4.0}, distractors=(1, 3), namesake_rate=0.3,
                            mcq_by="fact", questions=(2, 4)),
     "mixed": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact", questions=(2, 4)),
+    "skills": Curriculum({**MIX_SKILLS, "mcq": 14.0}, distractors=(1, 3), namesake_rate=0.3, questions=(2, 4),
+                         mcq_hint=0.5),
 }
 
 
@@ -119,11 +124,17 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
                     else rng.choice(list(schema.RELATIONS)))
         facts = [f for f in world.known_facts if f.relation == relation]
         shots = rng.sample(facts, rng.randint(1, 6))
+        # every solved shot's letter is a completion too (weighted as an answer): same tokens as the eval's
+        # few-shot prompt, up to six answer letters per document instead of one
+        doc: tuple[str, ...] = ()
         text = PROMPTS["mcq_header"].format(subject=subject_name(relation))
-        for fact in shots[:-1]:
-            text += mcq_prompt(*world.mcq_item(fact, rng))
-        question, options, gold = world.mcq_item(shots[-1], rng)
-        return text + mcq_prompt(question, options), f" {gold}"
+        for fact in shots:
+            question, options, gold = world.mcq_item(fact, rng)
+            if cur.mcq_hint and rng.random() < cur.mcq_hint:  # no draw at 0: keeps the other streams unchanged
+                text += world.statement(fact, rng) + "\n"
+            doc += (text + mcq_prompt(question, options), f" {gold}")
+            text = "\n\n"
+        return doc
     if kind == "icra":
         person = reader()
         relation = rng.choice(list(schema.PERSON_RELATIONS))
