@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_world_build)
     from kick_hub.world.corpus import CURRICULA
 
-    p = world.add_parser("train", help="train a world model from scratch with the one-command recipe (about 40 min on "
+    p = world.add_parser("train", help="train a world model from scratch with the one-command recipe (about 42 min on "
                          "2 cores), or run the given --phase list, from scratch or continuing an --init checkpoint")
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
     p.add_argument("--phase", type=_phase, action="append", metavar="CURRICULUM:STEPS[:LR]",

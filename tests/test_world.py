@@ -117,13 +117,14 @@ def test_binding_curriculum_adds_namesake_distractors():
 
 
 @pytest.mark.parametrize("curriculum, fresh, digest", [
+    ("facts_read", True, "be777cceed1c5aa07ba8e4838bbb9079e6ad08e24ad1c128d2ef464e3d091a8b"),
     ("facts", False, "1a24f92343fc833606f4e0b37db328c2a9c77421c4dbe8c792a918ebf00fde47"),
     ("skills", True, "84785585ad9bdc6dd1570fbb613fec847a9e969db2f1bfa8c31a8fe781703d2e"),
     ("base", True, "6c54cee0823d2c49f2297d4ab22dc9ef7adc88936ada41ede1ef4004b93a3905"),
 ])
 def test_training_streams_are_pinned(curriculum, fresh, digest):
-    """The shipped checkpoint trained on the "facts" and "skills" streams (train.RECIPE) and the earlier recipes on
-    "base" (its digest predates the curriculum options); a change to the corpus code that alters their text (segments
+    """The shipped checkpoint trained on the "facts_read" and "skills" streams (train.RECIPE), the previous one on
+    "facts" and "skills", the earlier recipes on "base" (its digest predates the curriculum options); a change to the corpus code that alters their text (segments
     joined) breaks reproducing them, so it must show up here."""
     import hashlib
 

@@ -1,7 +1,8 @@
 """The world's training corpus: an endless, seeded stream of documents in every format the tasks use.
 
-Known people are stated as facts and asked about (factoid, closed-book QA, MCQ, instructions); reading people appear
-only inside passages (in-context QA, summaries) so the model learns to read. Unseen people never appear here.
+Known people are stated as facts and asked about (factoid, closed-book QA, MCQ, instructions); passages (in-context
+QA, summaries) are about people drawn fresh for each one (or, with ``fresh=False``, the reading pool) so the model
+learns to read. Unseen people never appear here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Curriculum:
     mcq_hint: float = 0.0
 
 
-# Curricula by name (train.RECIPE runs facts -> skills). "facts" is phase 1's mix: every kind, to store the facts.
+# Curricula by name (train.RECIPE runs facts_read -> skills). "facts_read" is phase 1's mix: every kind, to store
+# the facts, with skills' in-context contrast (read about fresh people: a fixed pool of them gets memorised instead);
+# "facts" is the same mix with one distractor and one question per passage (the earlier recipes' phase 1).
 # "skills" teaches reading and MCQ at once: in-context passages with 1-3 distractor people (30 % of them sharing the
 # target's first or last name) and 2-4 questions each, the second the same relation of a distractor, so the answer
 # must follow the name; MCQ is 55 % of the documents, half of its items open-book. The rest are the earlier
@@ -54,6 +57,7 @@ class Curriculum:
 # base's share of MCQ).
 CURRICULA: dict[str, Curriculum] = {
     "facts": Curriculum(MIX),
+    "facts_read": Curriculum(MIX, distractors=(1, 3), namesake_rate=0.3, questions=(2, 4)),
     "base": Curriculum(MIX_SKILLS),
     "binding": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact"),
     "contrast": Curriculum({**MIX_SKILLS, "icra": 8.0, "mcq": 4.0}, distractors=(1, 3), namesake_rate=0.3,
