@@ -11,10 +11,11 @@ from pathlib import Path
 
 
 def _phase(spec: str):
-    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase; a curriculum of the recipe keeps its other settings."""
+    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase; a curriculum of the recipe (or of the previous one) keeps its other
+    settings, any other gets skill-phase defaults."""
     import dataclasses
 
-    from kick_hub.world.train import RECIPE, Phase
+    from kick_hub.world.train import PREVIOUS_RECIPE, RECIPE, Phase
 
     parts = spec.split(":")
     if len(parts) not in (2, 3):
@@ -28,7 +29,7 @@ def _phase(spec: str):
     except ValueError:
         raise argparse.ArgumentTypeError(f"--phase {spec!r}: lr must be a positive number") from None
     try:
-        template = next((p for p in RECIPE if p.curriculum == parts[0]), None)
+        template = next((p for p in (*RECIPE, *PREVIOUS_RECIPE) if p.curriculum == parts[0]), None)
         phase = Phase(parts[0], steps) if template is None else dataclasses.replace(template, steps=steps)
         return phase if lr is None else dataclasses.replace(phase, lr=lr)
     except ValueError as e:
@@ -302,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
     p.add_argument("--phase", type=_phase, action="append", metavar="CURRICULUM:STEPS[:LR]",
                    help="a training phase, repeatable, replacing the recipe; CURRICULUM is one of "
-                        f"{sorted(CURRICULA)} (a curriculum the recipe uses keeps the recipe's other settings)")
+                        f"{sorted(CURRICULA)} (a curriculum the recipe or the previous one uses keeps its settings "
+                        "there)")
     p.add_argument("--init", default=None, help="continue from this checkpoint instead of starting from scratch")
     p.add_argument("--no-compile", action="store_true", help="train eagerly instead of through torch.compile")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")

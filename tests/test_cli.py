@@ -98,6 +98,6 @@ def test_phase_option_keeps_the_recipe_settings_of_its_curriculum():
     from kick_hub.world.train import Phase
 
     assert _phase("facts_read:10") == Phase("facts_read", 10, lr=2e-3, prompt_weight=1.0)
-    assert _phase("facts:10") == Phase("facts", 10)  # no longer in the recipe: skill-phase defaults
+    assert _phase("facts:10") == Phase("facts", 10, lr=2e-3, prompt_weight=1.0, fresh=False)  # previous recipe
     assert _phase("mixed:50:0.0005") == Phase("mixed", 50, lr=5e-4)
     assert _phase("binding:7") == Phase("binding", 7)  # not in the recipe: skill-phase defaults

@@ -59,6 +59,12 @@ RECIPE: tuple[Phase, ...] = (
     Phase("facts_read", 1400, lr=2e-3, prompt_weight=1.0),
     Phase("skills", 2800, lr=2e-3),
 )
+# The recipe before (runs D, E, E2 in the README): phase 1 read about the fixed reading pool. Kept so that
+# ``--phase facts:STEPS`` still means this phase 1.
+PREVIOUS_RECIPE: tuple[Phase, ...] = (
+    Phase("facts", 1400, lr=2e-3, prompt_weight=1.0, fresh=False),
+    Phase("skills", 2800, lr=2e-3),
+)
 
 
 @dataclass(frozen=True)
