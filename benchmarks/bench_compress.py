@@ -74,7 +74,12 @@ def from_run(run_dir: Path) -> None:
     variants = sorted(p.parent for p in (run_dir / "variants").glob("*/kick_manifest.json"))
     if not variants:
         raise SystemExit(f"{run_dir} has no variants")
-    base = Path(json.loads((variants[0] / "kick_manifest.json").read_text())["base_model_path"])
+    from kick_hub.bench.store import Store
+    from kick_hub.models import resolve
+
+    store = Store(run_dir, None)  # the sweep's model as given locally (manifests name it without local paths)
+    base = Path(resolve(store.model))
+    store.close()
     model_bytes = dir_bytes(base)
     print(f"\nvariants of {run_dir} (base {base.name}, {model_bytes / 2**20:.0f} MB)\n")
     print("| method | wall s | process peak RSS MB | / model bytes | disk MB | vs dense |\n|---|---|---|---|---|---|")

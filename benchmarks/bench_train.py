@@ -16,14 +16,15 @@ import warnings
 
 
 def batches(tokenizer, curriculum: str, cfg, open_rows: int, n: int):
-    """``n`` training batches of a curriculum's stream packed with ``open_rows``: (batches, row fill, s/batch)."""
+    """``n`` training batches of a recipe curriculum's stream packed with ``open_rows``: (batches, row fill,
+    s/batch)."""
     from kick_hub.world.corpus import CURRICULA, documents
     from kick_hub.world.generate import World
-    from kick_hub.world.train import encode, next_batch, pack
+    from kick_hub.world.train import RECIPE, encode, next_batch, pack
 
-    fresh = curriculum != "facts"
-    docs = documents(World(), seed=0, curriculum=CURRICULA[curriculum], fresh=fresh)
-    rows = pack((encode(tokenizer, d, 0.1 if fresh else 1.0) for d in docs), cfg.seq_len, open_rows)
+    phase = next(p for p in RECIPE if p.curriculum == curriculum)
+    docs = documents(World(), seed=0, curriculum=CURRICULA[curriculum], fresh=True)
+    rows = pack((encode(tokenizer, d, phase.prompt_weight) for d in docs), cfg.seq_len, open_rows)
     out, filled, start = [], 0, time.perf_counter()
     for _ in range(n):
         ids, weights, used = next_batch(rows, tokenizer, cfg)
@@ -33,6 +34,7 @@ def batches(tokenizer, curriculum: str, cfg, open_rows: int, n: int):
 
 
 def seconds_per_step(tokenizer, cfg, data, steps: int) -> float:
+    """Seconds per optimizer step of a fresh model of ``cfg`` on ``data``, after three untimed warm-up steps."""
     import torch
 
     from kick_hub.world.train import build_model, make_loss
@@ -70,6 +72,7 @@ def attention_ms(batch: int, seq_len: int, heads: int, dim: int, repeats: int = 
 
 
 def main() -> None:
+    """Print the tables: row fill per stream, attention cost per head shape, step time eager vs compiled."""
     import torch
     from transformers import AutoTokenizer
 
@@ -86,9 +89,9 @@ def main() -> None:
 
     print("| stream | open rows | row fill | data s/step |\n|---|---|---|---|")
     data = None
-    for curriculum, open_rows in [("facts", 1), ("facts", 8), ("mixed", 1), ("mixed", 8)]:
+    for curriculum, open_rows in [("facts_read", 1), ("facts_read", 8), ("skills", 1), ("skills", 8)]:
         got, fill, data_s = batches(tokenizer, curriculum, cfg, open_rows, args.steps + 3)
-        data = got if (curriculum, open_rows) == ("facts", 8) else data
+        data = got if (curriculum, open_rows) == ("facts_read", 8) else data
         print(f"| {curriculum} | {open_rows} | {fill:.3f} | {data_s:.3f} |", flush=True)
 
     print("\n| attention heads x dim | causal SDPA forward + backward per layer |\n|---|---|")

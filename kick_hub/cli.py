@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -11,11 +10,10 @@ from pathlib import Path
 
 
 def _phase(spec: str):
-    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase; a curriculum of the recipe (or of the previous one) keeps its other
-    settings, any other gets skill-phase defaults."""
+    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase with the recipe's other settings for that curriculum."""
     import dataclasses
 
-    from kick_hub.world.train import PREVIOUS_RECIPE, RECIPE, Phase
+    from kick_hub.world.train import RECIPE
 
     parts = spec.split(":")
     if len(parts) not in (2, 3):
@@ -28,9 +26,12 @@ def _phase(spec: str):
         lr = float(parts[2]) if len(parts) == 3 else None
     except ValueError:
         raise argparse.ArgumentTypeError(f"--phase {spec!r}: lr must be a positive number") from None
+    recipe = {p.curriculum: p for p in RECIPE}
+    if parts[0] not in recipe:
+        raise argparse.ArgumentTypeError(f"--phase {spec!r}: curriculum: must be one of {sorted(recipe)}, "
+                                         f"got {parts[0]!r}")
     try:
-        template = next((p for p in (*RECIPE, *PREVIOUS_RECIPE) if p.curriculum == parts[0]), None)
-        phase = Phase(parts[0], steps) if template is None else dataclasses.replace(template, steps=steps)
+        phase = dataclasses.replace(recipe[parts[0]], steps=steps)
         return phase if lr is None else dataclasses.replace(phase, lr=lr)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"--phase {spec!r}: {e}") from None
@@ -91,10 +92,11 @@ def _add_world_options(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ commands
 def cmd_world_info(args) -> int:
+    from kick_hub.io import dumps
     from kick_hub.world import info
 
     data = info.info(_world_config(args))
-    print(json.dumps(data, indent=2) if args.json else info.format_info(data))
+    print(dumps(data, indent=2) if args.json else info.format_info(data))
     return 0
 
 
@@ -108,6 +110,7 @@ def cmd_world_build(args) -> int:
 
 
 def cmd_world_train(args) -> int:
+    from kick_hub.io import dumps
     from kick_hub.world import info
     from kick_hub.world.train import TrainConfig, train
 
@@ -120,7 +123,7 @@ def cmd_world_train(args) -> int:
         overrides["phases"] = tuple(args.phase)
     out = train(args.output, _world_config(args), TrainConfig(**overrides), init=args.init)
     scores = info.measure(str(out), limit=args.measure_limit)
-    print(f"trained world model in {out}\n" + json.dumps(scores, indent=2))
+    print(f"trained world model in {out}\n" + dumps(scores, indent=2))
     return 0
 
 
@@ -153,14 +156,26 @@ def _ratio(value: str) -> float:
     return r
 
 
+def compress_spec(args: argparse.Namespace):
+    """The ``CompressSpec`` of parsed ``kick compress`` options."""
+    from kick_hub.compress import CompressSpec
+
+    return CompressSpec(method=args.method, sparsity=args.sparsity, pattern=args.pattern, bits=args.bits,
+                        group_size=args.group_size, desc_act=args.desc_act, sym=not args.asym, damp=args.damp,
+                        blocksize=args.blocksize, seed=args.seed)
+
+
 def cmd_compress(args) -> int:
-    from kick_hub.compress import CompressSpec, make_variant
+    from kick_hub.compress import make_variant
     from kick_hub.engine import default_threads
 
-    spec = CompressSpec(method=args.method, sparsity=args.sparsity, pattern=args.pattern, bits=args.bits,
-                        group_size=args.group_size, desc_act=args.desc_act, sym=not args.asym, damp=args.damp,
-                        seed=args.seed)
-    default_threads()
+    spec = compress_spec(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    else:
+        default_threads()
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
                        overwrite=args.overwrite, storage=args.storage)
     from kick_hub.variant import load_manifest
@@ -174,13 +189,14 @@ def cmd_compress(args) -> int:
 def cmd_sparsity(args) -> int:
     from kick_hub.variant import check_sparsity
 
-    rows = check_sparsity(args.variant)
+    rows = check_sparsity(args.variant)  # raises (exit 2) when there is nothing to compare
     bad = [r for r in rows if not r["ok"]]
+    show = lambda v: "missing " if v is None else f"{v:.6f}"  # noqa: E731
     for r in rows if args.verbose else bad:
-        print(f"{r['layer']:<40} manifest {r['manifest']:.6f}  measured {r['measured']:.6f}  "
+        print(f"{r['layer']:<40} manifest {show(r['manifest'])}  measured {show(r['measured'])}  "
               f"{'ok' if r['ok'] else 'MISMATCH'}")
     print(f"{len(rows) - len(bad)}/{len(rows)} layers match the manifest")
-    return 1 if bad else 0
+    return 1 if bad or not rows else 0
 
 
 def cmd_bench(args) -> int:
@@ -196,30 +212,34 @@ def cmd_bench(args) -> int:
         if args.results_repo:
             check_repo_id(args.results_repo, "results-repo")
         token()
-    if args.status:
-        print(sweep.status(run_dir, cells))
-        return 0
     task_names = resolve_tasks(args.tasks)
+    if args.status:  # reads only: no lock, works while a sweep runs
+        print(sweep.status(run_dir, cells, task_names))
+        return 0
     judges = _judges(args, task_names)
     from kick_hub.engine import default_threads
 
     default_threads()
     limit = {"*": args.limit, **dict(args.task_limit or [])} if args.task_limit else args.limit
-    store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
-                      force=args.force, calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
-                      batch_size=args.batch_size)
-    path = report.write(store, run_dir)
-    print(path.read_text().split("## Scores")[0])
-    print(f"report: {path} and {run_dir / 'report.html'}")
-    if args.push:
-        from kick_hub.hub.push import push_sweep
+    with sweep.hold(run_dir):  # one driver per run dir, from the sweep through the report and the pushes
+        store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
+                          force=args.force, calibration=args.calibration, nsamples=args.nsamples,
+                          seqlen=args.seqlen, batch_size=args.batch_size)
+        try:
+            path = report.write(store, run_dir)
+        finally:
+            store.close()
+        print(path.read_text().split("## Scores")[0])
+        print(f"report: {path} and {run_dir / 'report.html'}")
+        if args.push:
+            from kick_hub.hub.push import push_sweep
 
-        for label, url in push_sweep(run_dir, args.push, args.private).items():
-            print(f"pushed {label}: {url}")
-    if args.results_repo:
-        from kick_hub.hub.results import push_results
+            for label, url in push_sweep(run_dir, args.push, args.private).items():
+                print(f"pushed {label}: {url}")
+        if args.results_repo:
+            from kick_hub.hub.results import push_results
 
-        print(f"results: {args.results_repo}/{push_results(run_dir, args.results_repo, args.private)}")
+            print(f"results: {args.results_repo}/{push_results(run_dir, args.results_repo, args.private)}")
     return 0
 
 
@@ -303,8 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
     p.add_argument("--phase", type=_phase, action="append", metavar="CURRICULUM:STEPS[:LR]",
                    help="a training phase, repeatable, replacing the recipe; CURRICULUM is one of "
-                        f"{sorted(CURRICULA)} (a curriculum the recipe or the previous one uses keeps its settings "
-                        "there)")
+                        f"{sorted(CURRICULA)}, with the recipe's settings for it (LR overrides its learning rate)")
     p.add_argument("--init", default=None, help="continue from this checkpoint instead of starting from scratch")
     p.add_argument("--no-compile", action="store_true", help="train eagerly instead of through torch.compile")
     p.add_argument("--measure-limit", type=_positive_int, default=None, help="examples per task when measuring")
@@ -339,13 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
     p.add_argument("--asym", action="store_true", help="GPTQ asymmetric quantization")
     p.add_argument("--damp", type=float, default=0.01, help="Hessian dampening (SparseGPT / GPTQ)")
+    p.add_argument("--blocksize", type=_positive_int, default=128, help="SparseGPT columns per block")
     p.add_argument("--calibration", default="world", help="c4 | wikitext2 | world (default) | PATH "
                    "(.txt, or .pt/.safetensors ids [nsamples, seqlen])")
-    p.add_argument("--nsamples", type=_positive_int, default=128)
-    p.add_argument("--seqlen", type=_positive_int, default=None, help="default: min(2048, model context)")
+    p.add_argument("--nsamples", type=_positive_int, default=None,
+                   help="calibration rows (default: 128; for a .pt/.safetensors file, its rows)")
+    p.add_argument("--seqlen", type=_positive_int, default=None,
+                   help="calibration tokens per row (default: min(2048, model context); for a .pt/.safetensors "
+                        "file, its row length)")
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--output", type=_writable_file, required=True, help="variant directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: every core this "
+                   "process may use); SparseGPT and GPTQ weights depend on it bit for bit")
     p.add_argument("--storage", choices=["dense", "sparse"], default="dense", help="sparse: pruned weights in "
                    "the sparse-bitmask layout (loads after `import kick_hub.compress.sparse_storage`)")
     p.set_defaults(func=cmd_compress)
@@ -369,10 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="world", help="as for kick evaluate")
     p.add_argument("--protocol", choices=["default", "llm-kick"], default="default")
     p.add_argument("--calibration", default="world", help="as for kick compress")
-    p.add_argument("--nsamples", type=_positive_int, default=128)
-    p.add_argument("--seqlen", type=_positive_int, default=None)
+    p.add_argument("--nsamples", type=_positive_int, default=None, help="as for kick compress")
+    p.add_argument("--seqlen", type=_positive_int, default=None, help="as for kick compress")
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--force", action="store_true", help="reuse a run dir that holds another model's results")
+    p.add_argument("--force", action="store_true", help="when the run dir holds results measured with other "
+                   "settings (model, data, limits, protocol, calibration, judge, batch size, a cell's spec), move "
+                   "them aside to RUN_DIR/superseded/<time>/ and start over (without it such a run is refused)")
     p.add_argument("--status", action="store_true", help="show what is done and exit")
     p.add_argument("--push", default=None, metavar="ORG", help="push every variant to ORG/<model>-<label>")
     p.add_argument("--results-repo", default=None, metavar="ORG/NAME", help="also add the run to this results "

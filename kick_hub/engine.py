@@ -2,6 +2,16 @@
 
 One ``Engine`` wraps a loaded ``(model, tokenizer)``. Prompts are sorted by length into batches (left padding) and
 results come back in the caller's order; decoding is greedy, so runs are deterministic.
+
+Stop rule: generation ends where the model's own generation config says, at any id in
+``generation_config.eos_token_id`` (an int or a list, as Llama-3-style instruct models write it); only when the
+generation config names none does the tokenizer's ``eos_token`` stop it. Batch generation, ``stream`` and the judge's
+local backend share this rule, and the generated text ends before the first stop id. Everything else in the model's
+generation config that would change greedy decoding (sampling, beams, repetition penalties) is overridden (``GREEDY``).
+
+Context rule: the engine never cuts a prompt. A prompt that does not fit the context (``max_length`` tokens, less the
+room its continuation needs) raises ``ValueError``; the tasks fit their prompts first with the rules in
+``kick_hub.tasks.fit`` (docs/context.md). Perplexity scores long texts in strided windows, so every token is scored.
 """
 
 from __future__ import annotations
@@ -9,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -17,7 +26,40 @@ from kick_hub.models import ALIASES as MODEL_ALIASES
 from kick_hub.models import WORLD_MODEL_DIR
 from kick_hub.models import resolve as resolve_model
 
-__all__ = ["Engine", "load_model", "resolve_model", "MODEL_ALIASES", "WORLD_MODEL_DIR"]
+__all__ = ["Engine", "load_model", "resolve_model", "MODEL_ALIASES", "WORLD_MODEL_DIR", "stop_token_ids",
+           "choose_pad_token_id", "until_stop", "until_stop_streamer", "GREEDY"]
+
+# Passed to every ``model.generate`` call, above the model's generation config: plain greedy decoding, one sequence.
+GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
+          "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
+          "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+          "forced_eos_token_id": None, "sequence_bias": None, "exponential_decay_length_penalty": None}
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a generation: every id of the model's ``generation_config.eos_token_id`` (an int or a
+    list), or, only when the generation config names none, the tokenizer's ``eos_token_id``. In first-seen order,
+    without repeats; empty when neither names one."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [eos] if isinstance(eos, int) else list(eos or [])
+    if not ids and tokenizer.eos_token_id is not None:
+        ids = [tokenizer.eos_token_id]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None and int(i) >= 0))
+
+
+def choose_pad_token_id(model, tokenizer, stop_ids: Sequence[int]) -> int:
+    """The id that left-pads prompts in a batch (always masked out): the tokenizer's pad token when it has one;
+    otherwise the first of the generation config's pad, the model config's pad and the tokenizer's unk token that is
+    a valid id and not a stop id; otherwise the first stop id (pad = eos), else 0."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
+    candidates = [getattr(getattr(model, "generation_config", None), "pad_token_id", None),
+                  getattr(model.config, "pad_token_id", None), tokenizer.unk_token_id]
+    for cand in candidates:
+        if isinstance(cand, int) and 0 <= cand < vocab and cand not in stop_ids:
+            return cand
+    return stop_ids[0] if stop_ids else 0
 
 
 def load_model(name: str, dtype: torch.dtype = torch.float32):
@@ -53,8 +95,8 @@ class Engine:
         if batch_size <= 0:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        self.stop_token_ids = stop_token_ids(model, tokenizer)
+        self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
         tokenizer.padding_side = "left"
         limit = getattr(model.config, "max_position_embeddings", None) or 2048
         self.max_length = min(max_length or limit, limit)
@@ -62,7 +104,19 @@ class Engine:
 
     @classmethod
     def from_name(cls, name: str, **kwargs) -> "Engine":
+        """An engine over ``load_model(name)``; ``kwargs`` go to ``Engine``."""
         return cls(*load_model(name), **kwargs)
+
+    def generation_settings(self) -> dict:
+        """How this engine decodes, for a results file's config: the stop token ids, the pad id and greedy."""
+        return {"stop_token_ids": list(self.stop_token_ids), "pad_token_id": self.pad_token_id,
+                "do_sample": False}
+
+    def _generate_kwargs(self, max_new_tokens: int, stop: Sequence[str]) -> dict:
+        """``model.generate`` keyword arguments shared by ``generate`` and ``stream``."""
+        return dict(max_new_tokens=max_new_tokens, **GREEDY, pad_token_id=self.pad_token_id,
+                    eos_token_id=list(self.stop_token_ids) or None, stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None)
 
     # ------------------------------------------------------------ prompts
     def render(self, prompt: str, chat: bool) -> str:
@@ -72,13 +126,36 @@ class Engine:
                                                       add_generation_prompt=True)
         return prompt
 
-    def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
-        """Token ids; keeps the *end* of a prompt that is too long (the question sits at the end)."""
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids of an already rendered text, with the tokenizer's special tokens (BOS) unless the text already
+        starts with BOS (chat templates that write it themselves)."""
         bos = self.tokenizer.bos_token
+        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+    def count_tokens(self, prompt: str, chat: bool = False) -> int:
+        """Tokens the model reads for ``prompt`` (after the chat template when ``chat``), BOS included."""
+        return len(self.token_ids(self.render(prompt, chat)))
+
+    def room(self, reserve: int) -> int:
+        """Prompt tokens that fit when ``reserve`` tokens (new tokens to generate, or a scored continuation) must fit
+        after the prompt in the ``max_length``-token context."""
+        if not 0 <= reserve < self.max_length:
+            raise ValueError(f"max_new_tokens: must be between 0 and {self.max_length - 1} so that a prompt still fits "
+                             f"the model's {self.max_length}-token context, got {reserve}")
+        return self.max_length - reserve
+
+    def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Token ids of each text. A text longer than ``max_length`` tokens raises ``ValueError``: the engine never
+        cuts a prompt (cutting from the left would silently drop the task header and instructions); callers fit
+        their prompts first (``kick_hub.tasks.fit``)."""
         out = []
-        for t in texts:
-            ids = self.tokenizer(t, add_special_tokens=not (bos and t.startswith(bos)))["input_ids"]
-            out.append(ids[-max_length:])
+        for i, t in enumerate(texts):
+            ids = self.token_ids(t)
+            if len(ids) > max_length:
+                raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's "
+                                 f"{self.max_length}-token context with the room its continuation needs; shorten it "
+                                 f"(the engine never cuts a prompt)")
+            out.append(ids)
         return out
 
     def _batches(self, encoded: list[list[int]]):
@@ -86,7 +163,7 @@ class Engine:
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             width = max(len(encoded[i]) for i in idx)
-            pad = self.tokenizer.pad_token_id
+            pad = self.pad_token_id
             ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx], device=self.device)
             mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx],
                                 device=self.device)
@@ -96,44 +173,53 @@ class Engine:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, stop: Sequence[str] = (),
                  chat: bool = False, progress: str | None = None) -> list[str]:
-        """Greedy continuations (prompt excluded), each cut at its first stop string, in input order."""
+        """Greedy continuations (prompt excluded), each ended at the model's stop token ids (``stop_token_ids``) and
+        cut at its first stop string, in input order. Each prompt plus ``max_new_tokens`` must fit the context
+        (``ValueError`` otherwise)."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
-        encoded = self.encode(texts, max(1, self.max_length - max_new_tokens))
+        encoded = self.encode(texts, self.room(max_new_tokens))
         outputs: list[str] = [""] * len(texts)
         batches = list(self._batches(encoded))
         for idx, ids, mask in tqdm(batches, desc=progress or "generate", unit="batch", disable=progress is None):
-            gen = self.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
-                stop_strings=list(stop) or None, tokenizer=self.tokenizer if stop else None,
-            )
+            gen = self.model.generate(input_ids=ids, attention_mask=mask,
+                                      **self._generate_kwargs(max_new_tokens, stop))
             for row, i in enumerate(idx):
-                text = self.tokenizer.decode(gen[row, ids.shape[1]:], skip_special_tokens=True)
+                new_ids = until_stop(gen[row, ids.shape[1]:].tolist(), self.stop_token_ids)
+                text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
                 outputs[i] = cut_at_stop(text, stop)
         return outputs
 
     def stream(self, prompt: str, max_new_tokens: int = 32, stop: Sequence[str] = (), chat: bool = False):
         """The same greedy continuation as ``generate`` for one prompt, yielded as the text grows token by token
-        (``TextIteratorStreamer`` on a worker thread); the last value equals ``generate([prompt], ...)[0]``."""
+        (``TextIteratorStreamer`` on a worker thread); the last value equals ``generate([prompt], ...)[0]``. An error
+        inside ``model.generate`` ends the stream and is raised here."""
         from threading import Thread
 
-        from transformers import TextIteratorStreamer
+        ids = self.encode([self.render(prompt, chat)], self.room(max_new_tokens))[0]
+        streamer = until_stop_streamer(self.tokenizer, self.stop_token_ids)
+        kwargs = dict(input_ids=torch.tensor([ids], device=self.device), streamer=streamer,
+                      **self._generate_kwargs(max_new_tokens, stop))
+        errors: list[BaseException] = []
 
-        ids = self.encode([self.render(prompt, chat)], max(1, self.max_length - max_new_tokens))[0]
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(input_ids=torch.tensor([ids], device=self.device), max_new_tokens=max_new_tokens,
-                      do_sample=False, pad_token_id=self.tokenizer.pad_token_id,
-                      eos_token_id=self.tokenizer.eos_token_id, stop_strings=list(stop) or None,
-                      tokenizer=self.tokenizer if stop else None, streamer=streamer)
-        worker = Thread(target=torch.inference_mode()(self.model.generate), kwargs=kwargs, daemon=True)
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        worker = Thread(target=work, daemon=True)
         worker.start()
         text = ""
         for piece in streamer:
             text += piece
             yield cut_at_stop(text, stop)
         worker.join()
+        if errors:
+            raise errors[0]
 
     # ----------------------------------------------------- log-likelihood
     @torch.inference_mode()
@@ -147,7 +233,8 @@ class Engine:
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str], chat: bool = False,
                         progress: str | None = None) -> list[list[float]]:
         """log P(choice | prompt) for each prompt and each choice. When every choice is one token after the prompt
-        (option letters) this is one forward pass per prompt; otherwise each option is scored by its own pass."""
+        (option letters) this is one forward pass per prompt; otherwise each option is scored by its own pass.
+        Prompt plus choice must fit the context (``ValueError`` otherwise)."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
@@ -155,7 +242,7 @@ class Engine:
         if not all(len(c) == 1 for c in choice_ids):
             return [[self.continuation_logprob(t, c) for c in choices] for t in texts]
         token_ids = torch.tensor([c[0] for c in choice_ids], device=self.device)
-        encoded = self.encode(texts, self.max_length - 1)
+        encoded = self.encode(texts, self.room(1))
         out: list[list[float]] = [[] for _ in texts]
         for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "score", unit="batch",
                                    disable=progress is None):
@@ -167,8 +254,9 @@ class Engine:
     @torch.inference_mode()
     def continuation_logprob(self, context: str, continuation: str) -> float:
         """Sum of log P(continuation tokens | context), tokenized as lm-evaluation-harness does (whole string, then
-        split at the context's length)."""
-        ctx = self.encode([context], self.max_length)[0]
+        split at the context's length). Context plus continuation must fit ``max_length`` (``ValueError``
+        otherwise; lm-evaluation-harness would cut the context from the left)."""
+        ctx = self.token_ids(context)
         whole = self.encode([context + continuation], self.max_length)[0]
         n_ctx = len(ctx) if whole[: len(ctx)] == ctx else len(ctx) - 1
         ids = torch.tensor([whole], device=self.device)
@@ -178,28 +266,102 @@ class Engine:
 
     # ---------------------------------------------------------- perplexity
     @torch.inference_mode()
-    def perplexity(self, texts: Sequence[str], progress: str | None = None) -> dict[str, float]:
+    def perplexity(self, texts: Sequence[str], progress: str | None = None,
+                   stride: int | None = None) -> dict[str, float | int | list]:
         """Token-level perplexity: exp(total NLL / predicted tokens), each text scored on its own (first token
-        conditioned on BOS where the tokenizer adds one); texts longer than the context are cut."""
+        conditioned on BOS where the tokenizer adds one).
+
+        A text longer than the context is scored in windows of ``max_length`` tokens that start ``stride`` tokens
+        apart (default ``max_length // 2``), each window scoring only the tokens no earlier window scored, so every
+        token after the first is scored exactly once with at least ``max_length - stride`` tokens of context (the
+        strided evaluation of Hugging Face's "Perplexity of fixed-length models" guide). Nothing is cut.
+
+        Returns ``perplexity`` (``inf`` when exp overflows; ``nll`` stays finite), ``nll`` (mean per token),
+        ``tokens`` (predicted tokens), ``per_example`` (each text's perplexity) and ``per_example_windows``.
+        """
         from tqdm.auto import tqdm
 
-        encoded = self.encode(texts, self.max_length)
-        nll, count = 0.0, 0
-        per_text = [0.0] * len(texts)
+        stride = self.max_length // 2 if stride is None else stride
+        if not 1 <= stride < self.max_length:
+            raise ValueError(f"stride: must be between 1 and {self.max_length - 1}, got {stride}")
+        # segments: (text index, window ids, index of the first window token whose prediction is scored)
+        segments: list[tuple[int, list[int], int]] = []
+        windows = [0] * len(texts)
+        for i, text in enumerate(texts):
+            ids = self.token_ids(text)
+            scored_until = 0
+            for begin in range(0, len(ids), stride):
+                end = min(begin + self.max_length, len(ids))
+                segments.append((i, ids[begin:end], max(scored_until - begin, 1)))
+                windows[i] += 1
+                scored_until = end
+                if end >= len(ids):
+                    break
+        encoded = [seg[1] for seg in segments]
+        text_nll = [0.0] * len(texts)
+        text_count = [0] * len(texts)
         for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "perplexity", unit="batch",
                                    disable=progress is None):
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1].float()
             token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            valid = mask[:, 1:] * mask[:, :-1]
+            # target column c holds window token c + 1 - pad; score it from the segment's first scored token on
+            first = torch.tensor([ids.shape[1] - len(encoded[i]) + segments[i][2] for i in idx], device=ids.device)
+            columns = torch.arange(1, ids.shape[1], device=ids.device)
+            valid = mask[:, 1:] * mask[:, :-1] * (columns[None, :] >= first[:, None])
             token_nll = token_nll * valid
             for row, i in enumerate(idx):
-                n = int(valid[row].sum())
-                per_text[i] = math.exp(float(token_nll[row].sum()) / max(n, 1))
-            nll += float(token_nll.sum())
-            count += int(valid.sum())
-        return {"perplexity": math.exp(nll / max(count, 1)), "nll": nll / max(count, 1), "tokens": count,
-                "per_example": per_text}
+                text = segments[i][0]
+                text_nll[text] += float(token_nll[row].sum())
+                text_count[text] += int(valid[row].sum())
+        nll, count = sum(text_nll), sum(text_count)
+        per_text = [safe_exp(n / max(c, 1)) for n, c in zip(text_nll, text_count)]
+        return {"perplexity": safe_exp(nll / max(count, 1)), "nll": nll / max(count, 1), "tokens": count,
+                "per_example": per_text, "per_example_windows": windows}
+
+
+def safe_exp(x: float) -> float:
+    """``math.exp`` that returns ``inf`` instead of raising ``OverflowError`` (perplexity of a broken model)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def until_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
+    """Generated ids up to (excluding) the first stop token id."""
+    stops = set(stop_ids)
+    out: list[int] = []
+    for i in ids:
+        if i in stops:
+            break
+        out.append(i)
+    return out
+
+
+def until_stop_streamer(tokenizer, stop_ids: Sequence[int]):
+    """A ``TextIteratorStreamer`` (prompt and special tokens skipped) that passes on only the generated tokens before
+    the first stop token id, so a stream's text ends where ``Engine.generate``'s does."""
+    from transformers import TextIteratorStreamer
+
+    class UntilStopStreamer(TextIteratorStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.stopped = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if self.stopped:
+                return
+            if self.next_tokens_are_prompt:
+                super().put(value)
+                return
+            tokens = value.reshape(-1).tolist()
+            kept = until_stop(tokens, stop_ids)
+            self.stopped = len(kept) < len(tokens)
+            if kept:
+                super().put(torch.tensor(kept))
+
+    return UntilStopStreamer()
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -1,7 +1,17 @@
-"""Atomic writes: everything kick-hub writes goes to a temp path beside its target and is renamed into place."""
+"""What kick-hub writes: atomically (a temp path beside the target, renamed into place), as strict JSON, and
+without the paths of the machine it ran on.
+
+Strict JSON: ``json`` would write a non-finite float (a broken model's perplexity) as the bare token ``Infinity`` or
+``NaN``, which is not JSON and which strict parsers (browsers, ``jq``, pyarrow) refuse. ``dumps`` writes every
+non-finite float as ``null`` and records what it was under the top-level key ``non_finite``: a map from the value's
+JSON Pointer (RFC 6901) to ``"inf"``, ``"-inf"`` or ``"nan"``; ``loads`` puts the values back. Numeric fields stay
+numbers or null, so lm-evaluation-harness readers and ``datasets`` JSON loading keep working.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -46,3 +56,97 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+NON_FINITE_KEY = "non_finite"  # top-level key of a JSON document: JSON Pointer -> "inf" / "-inf" / "nan"
+
+
+def non_finite_token(value: float) -> str:
+    """``"inf"``, ``"-inf"`` or ``"nan"`` for a non-finite float."""
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _pointer_part(key) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def strict(obj, pointer: str = "") -> tuple[object, dict[str, str]]:
+    """A copy of ``obj`` with every non-finite float replaced by ``None``, and ``{JSON Pointer: token}`` for each
+    replaced value (tuples become lists, as ``json`` writes them)."""
+    notes: dict[str, str] = {}
+
+    def walk(value, at: str):
+        if isinstance(value, float) and not math.isfinite(value):
+            notes[at] = non_finite_token(value)
+            return None
+        if isinstance(value, dict):
+            return {k: walk(v, f"{at}/{_pointer_part(k)}") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v, f"{at}/{i}") for i, v in enumerate(value)]
+        return value
+
+    return walk(obj, pointer), notes
+
+
+def dumps(obj, indent: int | None = None) -> str:
+    """Strict JSON text of ``obj`` (no ``Infinity`` / ``NaN``): non-finite floats become ``null`` and are listed
+    under the top-level ``non_finite`` key, so a top-level object holding one must be a dict."""
+    clean, notes = strict(obj)
+    if notes:
+        if not isinstance(clean, dict):
+            raise TypeError(f"JSON: non-finite values {notes} need a dict at the top level to record them")
+        clean = {k: v for k, v in clean.items() if k != NON_FINITE_KEY}
+        clean[NON_FINITE_KEY] = notes
+    return json.dumps(clean, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str | bytes):
+    """Parse JSON written by ``dumps`` and put its non-finite values back (``non_finite`` is removed)."""
+    obj = json.loads(text)
+    if not isinstance(obj, dict) or not isinstance(obj.get(NON_FINITE_KEY), dict):
+        return obj
+    notes = obj.pop(NON_FINITE_KEY)
+    for pointer, token in notes.items():
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.split("/")[1:]]
+        try:
+            parent = obj
+            for part in parts[:-1]:
+                parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+            last = parts[-1]
+            if isinstance(parent, list):
+                parent[int(last)] = float(token)
+            else:
+                parent[last] = float(token)
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue  # a pointer that no longer matches the document is ignored
+    return obj
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """Write ``obj`` as strict, indented JSON (``dumps``), atomically."""
+    return atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def format_number(value, spec: str = ".4g", infinity: str = "∞") -> str:
+    """``value`` formatted with ``spec``; a non-finite float as ``∞`` / ``-∞`` (or ``infinity``) or ``NaN``, and
+    ``None`` as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else (infinity if value > 0 else f"-{infinity}")
+    return format(value, spec)
+
+
+def public_name(name: str | None) -> str | None:
+    """How a model or data source given on the command line appears in anything published: a local path (absolute,
+    relative, ``~``, or an existing file or directory) becomes its last component; an alias (``world``), a Hub id
+    (``ORG/NAME``) or a source name (``c4``) stays as it is."""
+    if not name:
+        return name
+    text = str(name)
+    path = Path(text).expanduser()
+    local = (path.is_absolute() or text.startswith(("~", ".")) or text.count("/") > 1 or "\\" in text
+             or path.exists())
+    if not local:
+        return text
+    return (path.resolve().name if text.startswith(".") else path.name) or text.strip("/\\") or "model"

@@ -4,14 +4,19 @@ A client of the library: prompts and scores come from the task modules, generati
 the same settings for every model), tables from ``bench.report`` and ``hub.results``. ``space/app.py`` (the Hub
 Space) and ``kick space`` both call ``build``.
 
-Limits: prompts longer than ``MAX_INPUT_CHARS`` or the model's context are refused with a message; at most
+Limits: prompts longer than ``MAX_INPUT_CHARS``, or whose tokens plus the new tokens exceed a chosen model's context,
+are refused with a message and never cut (every model reads exactly the prompt shown; an example whose few-shot or
+passage prompt is too long can be edited down by hand, docs/context.md); at most
 ``MAX_NEW_TOKENS`` new tokens and ``MAX_PANES`` models per comparison; a bounded queue; models load once and stay
 cached (``CACHE_SIZE``); only the run dir's models and an allowlist of Hub repo ids can be chosen (no free paths);
-``trust_remote_code`` is never set (``engine.load_model``).
+``trust_remote_code`` is never set (``engine.load_model``). The handlers check every input themselves and answer in
+kick's words (``max_new_tokens: must be between 1 and 256 ...``), since the API can be called without the UI's slider,
+dropdowns and number box. Tables show an infinite score (a broken model's perplexity) as ``∞``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -51,7 +56,8 @@ class Models:
         self._lock = threading.Lock()
 
     def resolve(self, name: str) -> str:
-        if name not in self.choices:
+        """The model id or variant dir of an offered display name; ValueError naming ``model`` otherwise."""
+        if not isinstance(name, str) or name not in self.choices:
             raise ValueError(f"model: {name!r} is not offered here; choose one of {sorted(self.choices)}")
         return self.choices[name]
 
@@ -83,29 +89,56 @@ def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict
     return out
 
 
-def check_prompt(prompt: str, max_new_tokens: int) -> None:
-    if not prompt or not prompt.strip():
+def check_whole(field: str, value, low: int, high: int) -> int:
+    """``value`` as an int when it is a whole number in [low, high] (an integral float such as 12.0 counts, as
+    gradio's Number and Slider send them); otherwise a ValueError naming ``field`` and the allowed range."""
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and value == int(value) and low <= value <= high)
+    if not ok:
+        raise ValueError(f"{field}: must be between {low} and {high} (a whole number), got {value!r}")
+    return int(value)
+
+
+def check_choice(field: str, value, allowed) -> str:
+    """``value`` when it is one of ``allowed``; otherwise a ValueError naming ``field`` and the allowed values."""
+    allowed = list(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{field}: must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_flag(field: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{field}: must be true or false, got {value!r}")
+    return value
+
+
+def check_prompt(prompt: str, max_new_tokens: int) -> int:
+    """The Space's own limits on a comparison's text input, whatever the UI allows: a non-empty prompt of at most
+    ``MAX_INPUT_CHARS`` characters and 1..``MAX_NEW_TOKENS`` new tokens (returned as an int)."""
+    if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: type a prompt or pick an example")
     if len(prompt) > MAX_INPUT_CHARS:
         raise ValueError(f"prompt: {len(prompt)} characters is over the limit of {MAX_INPUT_CHARS}; shorten it")
-    if not 1 <= int(max_new_tokens) <= MAX_NEW_TOKENS:
-        raise ValueError(f"max_new_tokens: must be between 1 and {MAX_NEW_TOKENS}, got {max_new_tokens}")
+    return check_whole("max_new_tokens", max_new_tokens, 1, MAX_NEW_TOKENS)
 
 
 def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens: int, task: str | None = None,
                    record: dict | None = None):
     """Yield the list of outputs of every model as they grow (one thread per model, greedy, same settings); the
     last item also carries each output's score when ``record`` comes from ``task``."""
-    check_prompt(prompt, max_new_tokens)
+    max_new_tokens = check_prompt(prompt, max_new_tokens)
     if not names:
         raise ValueError(f"models: pick at least one of {sorted(models.choices)}")
     if len(names) > MAX_PANES:
         raise ValueError(f"models: at most {MAX_PANES} side by side, got {len(names)}")
+    for n in names:  # every name checked before any model loads
+        models.resolve(n)
     spec = tasks.get(task).SPEC if task else None
     stop, chat = (spec.stop, spec.chat) if spec else ((), True)
     engines = [models.engine(n) for n in names]
     for name, (engine, _) in zip(names, engines):
-        n_tokens = len(engine.encode([engine.render(prompt, chat)], 10**9)[0])
+        n_tokens = engine.count_tokens(prompt, chat)
         if n_tokens + max_new_tokens > engine.max_length:
             raise ValueError(f"prompt: {n_tokens} tokens + {max_new_tokens} new exceed {name}'s context of "
                              f"{engine.max_length} tokens; shorten the prompt or lower max_new_tokens")
@@ -132,6 +165,63 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
     yield list(texts), scores
 
 
+def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task: str, index) -> tuple[str, str]:
+    """The Example endpoint: (prompt, reference) of example ``index`` of ``task`` from ``source``, every input checked
+    in the Space's own words (the API can be called without the UI's dropdowns and number box)."""
+    check_choice("source", source, sorted(examples))
+    check_choice("task", task, COMPARE_TASKS)
+    records = examples[source].get(task, [])
+    if not records:
+        raise ValueError(f"task: {source!r} has no {task} examples; it has {sorted(examples[source])}")
+    rec = records[check_whole("index", index, 0, len(records) - 1)]
+    ref = rec.get("answers") or rec.get("answer") or rec.get("reference")
+    return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
+
+
+def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
+                    prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool):
+    """The Compare endpoint: every input checked in the Space's own words (the API can be called without the UI's
+    slider and dropdowns), then ``compare_stream``; yields (model names, outputs, scores or None). ``source``,
+    ``task`` and ``index`` name the example the prompt came from and matter only with ``from_example``; the output
+    is scored only while the prompt is that example's."""
+    check_choice("base", base, models.choices)
+    variants = [] if variants is None else variants
+    if not isinstance(variants, (list, tuple)):
+        raise ValueError(f"variants: must be a list of model names from {sorted(models.choices)}, got {variants!r}")
+    for v in variants:
+        check_choice("variants", v, models.choices)
+    chosen = [base, *dict.fromkeys(v for v in variants if v != base)]
+    if len(chosen) > MAX_PANES:
+        raise ValueError(f"variants: at most {MAX_PANES - 1} beside the base model, got {len(chosen) - 1}")
+    max_new_tokens = check_prompt(prompt, max_new_tokens)
+    record = None
+    if check_flag("from_example", from_example):
+        check_choice("source", source, sorted(examples))
+        check_choice("task", task, COMPARE_TASKS)
+        records = examples[source].get(task, [])
+        if not records:
+            raise ValueError(f"task: {source!r} has no {task} examples; it has {sorted(examples[source])}")
+        record = records[check_whole("index", index, 0, len(records) - 1)]
+        if tasks.get(task).prompt(record) != prompt:
+            record = None  # the prompt was edited: no reference to score against
+    for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task if record else None, record):
+        yield chosen, texts, scores
+
+
+def display_frame(frame):
+    """A table for gradio, which sends a non-finite float as an empty cell: ``inf`` cells become the text ``∞`` /
+    ``-∞`` (NaN stays empty: a missing value)."""
+    from kick_hub.io import format_number
+
+    def cell(v):
+        return format_number(v) if isinstance(v, float) and math.isinf(v) else v
+
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, float) and math.isinf(v)).any():
+            frame[column] = frame[column].astype(object).map(cell)
+    return frame
+
+
 def results_frame(run_dir: str | Path | None):
     """The sweep table (absolute and relative-to-dense headline metrics) as a DataFrame."""
     import pandas as pd
@@ -152,7 +242,7 @@ def results_frame(run_dir: str | Path | None):
         row.update({t: round(v, 4) for t, v in r["abs"].items()})
         row.update({f"{t} rel": round(v, 3) for t, v in r["rel"].items()})
         flat.append(row)
-    return pd.DataFrame(flat)
+    return display_frame(pd.DataFrame(flat))
 
 
 def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool):
@@ -163,26 +253,26 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
 
     if not run_dir or not (Path(run_dir) / "results.sqlite").exists():
         raise ValueError("run-dir: this Space was started without a run dir (kick space --run-dir DIR)")
-    if task not in tasks.TASK_NAMES:
-        raise ValueError(f"task: must be one of {list(tasks.TASK_NAMES)}, got {task!r}")
+    check_choice("task", task, COMPARE_TASKS)
+    check_flag("only_regressions", only_regressions)
     store = Store(run_dir, None)
     try:
         labels = {v["label"] for v in store.variants()}
-        if label not in labels:
-            raise ValueError(f"variant: must be one of {sorted(labels)}, got {label!r}")
+        check_choice("variant", label, sorted(labels))
         dense, variant = store.samples("dense", task), store.samples(label, task)
     finally:
         store.close()
     rows = []
+    number = (int, float)
     for d, v in zip(dense, variant):
-        if "score" not in d:
-            continue
+        if not (isinstance(d.get("score"), number) and isinstance(v.get("score"), number)):
+            continue  # an example that was not scored (skipped) on either side
         if only_regressions and not (d["score"] >= RIGHT > v["score"]):
             continue
         rows.append({"id": d.get("id"), "prompt": str(d.get("prompt", ""))[-300:], "reference": str(d.get("reference")),
                      "dense": d.get("output"), "dense score": round(d["score"], 3), label: v.get("output"),
                      f"{label} score": round(v["score"], 3)})
-    return pd.DataFrame(rows)
+    return display_frame(pd.DataFrame(rows))
 
 
 def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = None):
@@ -200,7 +290,7 @@ def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = Non
     keep = ["model", "variant", "method", "sparsity", "pattern", "bits", "knowledge_rel", "perplexity_rel",
             "knowledge_collapse", *[t for t in tasks.TASK_NAMES if t in frame]]
     frame = frame[[c for c in keep if c in frame]].sort_values("knowledge_rel", ascending=False)
-    return frame.round(4).reset_index(drop=True)
+    return display_frame(frame.round(4).reset_index(drop=True))
 
 
 def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources: list[str] = ("world",),
@@ -214,26 +304,16 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
     variant_names = [n for n in names if n not in ("dense", "world")]
 
     def pick_example(source: str, task: str, index: float):
-        records = examples.get(source, {}).get(task, [])
-        if not records:
-            raise gr.Error(f"No {task} examples in {source!r}; sources: {sorted(examples)}")
-        i = int(index)
-        if not 0 <= i < len(records):
-            raise gr.Error(f"index: must be between 0 and {len(records) - 1}, got {i}")
-        rec = records[i]
-        ref = rec.get("answers") or rec.get("answer") or rec.get("reference")
-        return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
+        try:
+            return example_prompt(examples, source, task, index)
+        except ValueError as e:
+            raise gr.Error(str(e)) from None
 
     def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
                 index: float, from_example: bool):
-        chosen = [base, *[v for v in (variants or []) if v != base]]
-        records = examples.get(source, {}).get(task, []) if from_example else []
-        record = records[int(index)] if 0 <= int(index) < len(records) else None
-        if record is not None and tasks.get(task).prompt(record) != prompt:
-            record = None  # the prompt was edited: no reference to score against
         try:
-            for texts, scores in compare_stream(models, chosen, prompt, int(max_new_tokens),
-                                                task if record else None, record):
+            for chosen, texts, scores in compare_outputs(models, examples, base, variants, prompt, max_new_tokens,
+                                                         source, task, index, from_example):
                 boxes = []
                 for i in range(MAX_PANES):
                     if i < len(chosen):

@@ -1,7 +1,6 @@
 """`kick bench`: resumable after SIGKILL, one transaction per cell, report and findings from the numbers."""
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -71,10 +70,18 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
 
 
 def test_other_models_store_is_refused(tmp_path):
-    Store(tmp_path, "world").close()
-    with pytest.raises(StoreError, match="holds results for model 'world'"):
-        Store(tmp_path, "other-model")
-    Store(tmp_path, "other-model", force=True).close()
+    store = Store(tmp_path, "world")
+    store.close()
+    store = Store(tmp_path, "other-model")  # nothing measured yet: the store takes the model asked for
+    assert store.model == "other-model" and store.meta()["model"] == "other-model"
+    store.write_cell("dense", "dense", None, None, None, {"factoid-qa": {"n": 1, "exact_match": 1.0}},
+                     {"factoid-qa": [{"id": 0, "score": 1.0}]}, run_id=1, seconds=1.0)
+    store.close()
+    with pytest.raises(StoreError, match="holds results for model 'other-model', not 'world'"):
+        Store(tmp_path, "world")
+    reader = Store(tmp_path, None)
+    assert reader.model == "other-model" and reader.scores()["dense"]["factoid-qa"]["exact_match"] == 1.0
+    reader.close()
 
 
 def test_corrupt_store_is_left_untouched(tmp_path):
@@ -140,3 +147,69 @@ def test_per_task_limits(tmp_path):
     out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path),
                           "--task-limit", "essay=3"], capture_output=True, text=True)
     assert out.returncode == 2 and "task must be one of" in out.stderr
+
+
+def _hold_in_subprocess(run_dir):
+    """A process holding the run dir's driver lock until killed (its pid is the holder's)."""
+    code = ("import sys, time\nfrom kick_hub.bench.sweep import hold\nwith hold(sys.argv[1]):\n"
+            "    print('held', flush=True)\n    time.sleep(300)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+TINY = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa",
+        "--limit", "2"]
+
+
+def kick(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "kick_hub.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_run_dir_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path):
+    from kick_hub.bench.sweep import OWNER_FILE
+
+    run_dir = tmp_path / "run"
+    assert kick("bench", "--run-dir", str(run_dir), *TINY).returncode == 0
+    before = scores(run_dir)
+    holder = _hold_in_subprocess(run_dir)
+    try:
+        start = time.time()
+        out = kick("bench", "--run-dir", str(run_dir), *TINY)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert f"is in use by another kick bench (pid {holder.pid} on host" in out.stderr
+        assert time.time() - start < 60 and "Traceback" not in out.stderr
+        status = kick("bench", "--run-dir", str(run_dir), *TINY, "--status")  # readers take no lock
+        assert status.returncode == 0 and "2 cells done" in status.stdout
+        store = Store(run_dir, None)
+        assert report.write(store, tmp_path / "copy").name == "report.md"
+        store.close()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (run_dir / OWNER_FILE).exists()  # the killed holder's note stays behind; its lock does not
+    out = kick("bench", "--run-dir", str(run_dir), *TINY)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert scores(run_dir) == before
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 2  # the refused run recorded nothing
+    db.close()
+
+
+def test_two_sweeps_started_together(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(run_dir), *TINY]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], [o[1][-2000:] for o in outs]
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert f"is in use by another kick bench (pid {procs[winner].pid} on host" in outs[loser][1]
+    assert "Traceback" not in outs[loser][1]
+    db = sqlite3.connect(run_dir / "results.sqlite")
+    assert sorted(db.execute("SELECT label, task FROM evaluated").fetchall()) == [
+        ("dense", "factoid-qa"), ("magnitude-50", "factoid-qa")]
+    assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 4
+    db.close()
+    assert (run_dir / "variants" / "magnitude-50" / "kick_manifest.json").exists()

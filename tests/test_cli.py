@@ -79,12 +79,13 @@ def test_evaluate_llm_kick_protocol_and_limit(tmp_path):
     (["world", "build", "--output", "/proc/nope/w"], "not writable"),
     (["world", "build", "--output", "{tmp}/x", "--n-known", "3"], "n_known"),
     (["world", "train", "--output", "{tmp}/m", "--phase", "poetry:10"], "curriculum: must be one of"),
-    (["world", "train", "--output", "{tmp}/m", "--phase", "base:0"], "steps: must be a positive integer"),
-    (["world", "train", "--output", "{tmp}/m", "--phase", "base"], "CURRICULUM:STEPS"),
-    (["world", "train", "--output", "{tmp}/m", "--phase", "base:ten"], "steps must be a positive integer"),
-    (["world", "train", "--output", "{tmp}/m", "--phase", "base:10:-1"], "lr: must be positive"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "mixed:10"], "must be one of ['facts_read', 'skills']"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "skills:0"], "steps: must be a positive integer"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "skills"], "CURRICULUM:STEPS"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "skills:ten"], "steps must be a positive integer"),
+    (["world", "train", "--output", "{tmp}/m", "--phase", "skills:10:-1"], "lr: must be positive"),
     (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}"], "--init: give the phases"),
-    (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}", "--phase", "base:5"], "not a world model"),
+    (["world", "train", "--output", "{tmp}/m", "--init", "{tmp}", "--phase", "skills:5"], "not a world model"),
 ])
 def test_bad_input_is_a_clear_error(args, message, tmp_path):
     out = kick(*[a.format(tmp=tmp_path) for a in args], check=False)
@@ -98,6 +99,4 @@ def test_phase_option_keeps_the_recipe_settings_of_its_curriculum():
     from kick_hub.world.train import Phase
 
     assert _phase("facts_read:10") == Phase("facts_read", 10, lr=2e-3, prompt_weight=1.0)
-    assert _phase("facts:10") == Phase("facts", 10, lr=2e-3, prompt_weight=1.0, fresh=False)  # previous recipe
-    assert _phase("mixed:50:0.0005") == Phase("mixed", 50, lr=5e-4)
-    assert _phase("binding:7") == Phase("binding", 7)  # not in the recipe: skill-phase defaults
+    assert _phase("skills:50:0.0005") == Phase("skills", 50, lr=5e-4)

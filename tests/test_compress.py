@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -94,7 +93,8 @@ def test_wanda_matches_direct_score_on_first_block(model_tok, calib):
     model, _ = model_tok
     block = decoder_layers(model)[0]
     linears = linear_layers(block)
-    inputs, kwargs = capture_inputs(model, calib)
+    inputs, block_kwargs = capture_inputs(model, calib)
+    kwargs = block_kwargs[0]
     seen = {name: [] for name in linears}
     hooks = [lin.register_forward_hook(lambda m, i, o, n=name: seen[n].append(i[0].reshape(-1, i[0].shape[-1])))
              for name, lin in linears.items()]
@@ -120,7 +120,8 @@ def test_sparsegpt_reconstructs_better_than_magnitude(stories260k, calib):
     for method in ("magnitude", "sparsegpt"):
         model, _ = load_model(str(stories260k))
         block = decoder_layers(model)[0]
-        inputs, kwargs = capture_inputs(model, calib)
+        inputs, block_kwargs = capture_inputs(model, calib)
+        kwargs = block_kwargs[0]
         with torch.no_grad():
             dense = [block(x, **kwargs) for x in inputs]
         compress(model, CompressSpec(method, sparsity=0.5), calib, progress=False)

@@ -36,6 +36,16 @@ def test_stop_strings_cut_output(engine):
     assert cut_at_stop("abc", ["\n"]) == "abc"
 
 
+def test_stream_raises_the_error_of_generate(world_engine, monkeypatch):
+    """An error inside ``model.generate`` (on the stream's worker thread) ends the stream and reaches the caller."""
+    def broken_generate(**kwargs):
+        raise RuntimeError("generate failed")
+
+    monkeypatch.setattr(world_engine.model, "generate", broken_generate)
+    with pytest.raises(RuntimeError, match="generate failed"):
+        list(world_engine.stream("Where does Sada Holhar work?", 8, chat=True))
+
+
 def test_choice_logprobs_equal_naive_per_option(engine):
     prompts = ["Lily went to the", "The cat was very"]
     choices = [" park", " happy", " big", " sad"]

@@ -85,6 +85,7 @@ def test_push_variant_round_trip(hub, small_run, mode):
     assert tasks == {"factoid-qa", "mcq-reasoning", "perplexity"}
     assert "| factoid-qa (knowledge) | exact_match |" in got["text"] and "![sparsity](plots/sparsity.png)" in got["text"]
     assert f'from_pretrained("{REPO}")' in got["text"]
+    assert "\nkick compress --model world --method magnitude --sparsity 0.7 --output DIR\n" in got["text"]
     assert digest(variant) == before  # the local variant is untouched
 
 

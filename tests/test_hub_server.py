@@ -153,6 +153,34 @@ def test_failed_commit_changes_nothing(hub, tmp_path, mode):
     assert [p for m, p in hub.requests if p.endswith("/commit/main")] == ["/api/models/org/flaky/commit/main"] * 2
 
 
+def test_commit_with_additions_and_deletions(hub):
+    """One commit adds a file, deletes a file and a folder (CommitOperationDelete) and lists the rest; deleting a
+    path that is not there fails (404) and changes nothing."""
+    hub.create_repo("org/mixed")
+    hub.commit_files("org/mixed", {"keep.txt": b"k", "old.bin": b"o", "sub/a.txt": b"a", "sub/deep/b.txt": b"b"})
+    before = hub.commits("org/mixed")
+    result = client(hub, """
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+        api = HfApi()
+        head = api.repo_info("org/mixed").sha
+        ops = [CommitOperationAdd(path_in_repo="new.txt", path_or_fileobj=b"n"),
+               CommitOperationDelete(path_in_repo="old.bin"), CommitOperationDelete(path_in_repo="sub/")]
+        sha = api.create_commit("org/mixed", ops, commit_message="swap", parent_commit=head).oid
+        files = api.list_repo_files("org/mixed")
+        try:
+            api.create_commit("org/mixed", [CommitOperationDelete(path_in_repo="gone.txt")], commit_message="x")
+            missing = None
+        except HfHubHTTPError as e:
+            missing = [type(e).__name__, e.response.status_code]
+        emit({"head": head, "sha": sha, "files": files, "missing": missing})
+    """)
+    assert result["head"] == before[-1] and hub.commits("org/mixed") == [*before, result["sha"]]
+    assert sorted(result["files"]) == [".gitattributes", "keep.txt", "new.txt"]
+    assert set(hub.files("org/mixed")) == set(result["files"]) and hub.files("org/mixed")["new.txt"] == b"n"
+    assert result["missing"] == ["RemoteEntryNotFoundError", 404]
+
+
 def test_private_repo_errors_and_bad_token(hub):
     hub.create_repo("org/secret", private=True)
     hub.commit_files("org/secret", {"f.txt": b"x"})

@@ -75,7 +75,7 @@ def test_transformers_backend_counts_unparsable_replies():
     none parses, and nothing is turned into a number."""
     from kick_hub.scoring.judge import TransformersBackend
 
-    backend = make_backend("transformers:world")
-    assert isinstance(backend, TransformersBackend)
+    assert isinstance(make_backend("transformers:world"), TransformersBackend)
+    backend = TransformersBackend("world", max_new_tokens=64)  # prompt + reply fit the world model's 512 tokens
     result = Judge(backend, "single-v1").score(["Describe Kelford."], ["Kelford is a city."])
     assert result.replies[0] and result.unparsable == 1 and result.means == {}

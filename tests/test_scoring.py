@@ -44,10 +44,13 @@ def test_llm_kick_factoid_rule_matches_inside_prompt():
     assert qa.score_factoid(["Marlowe"], [["Hamlet"]])["exact_match"] == 0.0
 
 
-def test_llm_kick_lenient_em_quirks():
+def test_llm_kick_lenient_em_rule():
     assert qa.llm_kick_lenient_em("Paris France", ["Paris"]) == 1.0
-    assert qa.llm_kick_lenient_em("", ["Paris"]) == 1.0  # empty prediction is a substring of everything
-    assert qa.score_icra([""], [["Paris"]])["exact_match"] == 0.0
+    assert qa.llm_kick_lenient_em("Paris", ["Paris France"]) == 1.0
+    assert qa.llm_kick_lenient_em("Lyon", ["Paris"]) == 0.0
+    # an empty prediction is a substring of every alias, but saying nothing is never a hit
+    assert qa.llm_kick_lenient_em("", ["Paris"]) == 0.0
+    assert qa.score_icra([""], [["Paris"]], protocol="llm-kick")["exact_match"] == 0.0
 
 
 def test_score_factoid_and_icra_values():

@@ -1,7 +1,9 @@
 """The Space: launched on 127.0.0.1 and driven through its endpoints with gradio_client, then in headless
 Chromium (Playwright with Debian's /usr/bin/chromium)."""
 
+import re
 import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,86 @@ def test_oversized_input_gets_a_clear_message(client):
         client.predict("dense", [], "Hi", 999, "world", "factoid-qa", 0, False, api_name="/compare")
     with pytest.raises(ValueError, match="max_new_tokens: must be between 1 and 256"):  # the library's check
         space.check_prompt("Hi", 999)
+
+
+def _compare(models, examples, **over):
+    args = {"base": "dense", "variants": ["magnitude-70"], "prompt": "Hi", "max_new_tokens": 8, "source": "world",
+            "task": "factoid-qa", "index": 0, "from_example": False, **over}
+    return next(space.compare_outputs(models, examples, **args))
+
+
+COMPARE_LIMITS = [
+    ({"max_new_tokens": 100000}, "max_new_tokens: must be between 1 and 256 (a whole number), got 100000"),
+    ({"max_new_tokens": 0}, "max_new_tokens: must be between 1 and 256"),
+    ({"max_new_tokens": 12.5}, "max_new_tokens: must be between 1 and 256 (a whole number), got 12.5"),
+    ({"max_new_tokens": float("nan")}, "max_new_tokens: must be between 1 and 256"),
+    ({"max_new_tokens": True}, "max_new_tokens: must be between 1 and 256"),
+    ({"max_new_tokens": "12"}, "max_new_tokens: must be between 1 and 256"),
+    ({"prompt": ""}, "prompt: type a prompt or pick an example"),
+    ({"prompt": None}, "prompt: type a prompt or pick an example"),
+    ({"prompt": "x" * 6001}, "prompt: 6001 characters is over the limit of 6000"),
+    ({"base": "/etc"}, "base: must be one of ['dense', 'magnitude-70', 'org/a', 'org/b', 'org/c'], got '/etc'"),
+    ({"variants": ["../model"]}, "variants: must be one of"),
+    ({"variants": "magnitude-70"}, "variants: must be a list of model names"),
+    ({"variants": ["magnitude-70", "org/a", "org/b", "org/c"]}, "variants: at most 3 beside the base model, got 4"),
+    ({"from_example": "yes"}, "from_example: must be true or false, got 'yes'"),
+    ({"from_example": True, "source": "nowhere"}, "source: must be one of ['world'], got 'nowhere'"),
+    ({"from_example": True, "task": "perplexity"}, "task: must be one of ['factoid-qa', 'mcq-reasoning'"),
+    ({"from_example": True, "index": 50}, "index: must be between 0 and 49 (a whole number), got 50"),
+    ({"from_example": True, "index": -1}, "index: must be between 0 and 49"),
+    ({"from_example": True, "index": 1.5}, "index: must be between 0 and 49 (a whole number), got 1.5"),
+    ({"from_example": True, "index": None}, "index: must be between 0 and 49 (a whole number), got None"),
+]
+
+
+@pytest.mark.parametrize("over, message", COMPARE_LIMITS, ids=[m.split(":")[0] + str(i)
+                                                                for i, (_, m) in enumerate(COMPARE_LIMITS)])
+def test_compare_limits_in_kicks_words_without_the_ui(app, over, message):
+    """The handler itself refuses what the UI's slider, dropdowns and number box would, before any model loads."""
+    models = space.Models(app[1], ["org/a", "org/b", "org/c"])
+    examples = space.load_examples(["world"])
+    with pytest.raises(ValueError) as err:
+        _compare(models, examples, **over)
+    assert message in str(err.value)
+    assert models._cache == OrderedDict()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("hub", "factoid-qa", 0), "source: must be one of ['world'], got 'hub'"),
+    (("world", "essay", 0), "task: must be one of ['factoid-qa'"),
+    (("world", "factoid-qa", 999), "index: must be between 0 and 49 (a whole number), got 999"),
+    (("world", "factoid-qa", 2.5), "index: must be between 0 and 49 (a whole number), got 2.5"),
+])
+def test_example_limits(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        space.example_prompt(space.load_examples(["world"]), *args)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("magnitude-70", "perplexity", True), "task: must be one of ['factoid-qa'"),
+    (("nope", "factoid-qa", True), "variant: must be one of ['dense', 'magnitude-70'], got 'nope'"),
+    (("magnitude-70", "factoid-qa", "yes"), "only_regressions: must be true or false, got 'yes'"),
+])
+def test_browse_limits(app, args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        space.browse(app[1], *args)
+
+
+def test_registered_handlers_answer_in_kicks_words(app, client):
+    """The app's own event handlers (what an API call reaches after gradio's preprocessing) turn the checks into a
+    gr.Error with the same words; where no component bound intercepts (the example number), so does the client."""
+    fns = {f.api_name: f.fn for f in app[2].fns.values()}
+    with pytest.raises(gr.Error, match=re.escape("max_new_tokens: must be between 1 and 256 (a whole number), got "
+                                                 "100000")):
+        next(fns["compare"]("dense", [], "Hi", 100000, "world", "factoid-qa", 0, False))
+    with pytest.raises(gr.Error, match=re.escape("index: must be between 0 and 49")):
+        fns["example"]("world", "factoid-qa", 999)
+    with pytest.raises(gr.Error, match=re.escape("task: must be one of")):
+        fns["browse"]("magnitude-70", "poetry", True)
+    with pytest.raises(Exception, match=re.escape("index: must be between 0 and 49 (a whole number), got 999")):
+        client.predict("world", "factoid-qa", 999, api_name="/example")
+    with pytest.raises(Exception, match=re.escape("index: must be between 0 and 49 (a whole number), got 999")):
+        client.predict("dense", [], "Hi", 8, "world", "factoid-qa", 999, True, api_name="/compare")
 
 
 def test_queue_is_bounded(app):

@@ -21,7 +21,7 @@ def test_saved_variant_reloads_with_identical_logits(method, module, tmp_path):
         ref = dense(X).logits
     spec = CompressSpec(method)
     quantized = compress(dense, spec)
-    # saved before any forward pass: bitsandbytes repacks 4-bit weights in place on the first one
+    # saved before any forward pass (tests/test_quant_checks.py saves after one)
     out = variant.save(quantized, tok, tmp_path / method, {"method": method, "label": spec.label})
     with torch.no_grad():
         in_memory = quantized(X).logits.float()

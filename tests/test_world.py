@@ -49,7 +49,8 @@ def test_pools_are_disjoint_and_unseen_never_trained():
     from kick_hub.world.corpus import CURRICULA
 
     docs = itertools.chain(itertools.islice(documents(w), 20000),
-                           itertools.islice(documents(w, seed=2, curriculum=CURRICULA["contrast"], fresh=True), 5000))
+                           itertools.islice(documents(w, seed=2, curriculum=CURRICULA["facts_read"], fresh=True), 5000),
+                           itertools.islice(documents(w, seed=3, curriculum=CURRICULA["skills"], fresh=True), 5000))
     corpus = "\n".join("".join(d) if isinstance(d, tuple) else d for d in docs)
     assert not [name for name in unseen if name in corpus]
     assert sum(name in corpus for name in known) > 0.95 * len(known)
@@ -93,16 +94,16 @@ def test_mix_covers_every_document_kind():
         document(w, "poetry", rng)
 
 
-def test_binding_curriculum_adds_namesake_distractors():
-    """The "binding" curriculum's in-context QA documents have 1-3 distractor people, some sharing a name part with
-    the target, and the answer is always the target's own fact."""
+def test_fresh_passages_add_namesake_distractors():
+    """With fresh people, in-context QA documents have 1-3 distractor people, some sharing a name part with the
+    target, and the first answer is always the target's own fact."""
     from kick_hub.world.corpus import CURRICULA
 
     w = World()
-    docs = itertools.islice(documents(w, seed=5, curriculum=CURRICULA["binding"], fresh=True), 3000)
+    docs = itertools.islice(documents(w, seed=5, curriculum=CURRICULA["facts_read"], fresh=True), 3000)
     icra = [d for d in docs if isinstance(d, tuple) and "Based on these texts" in d[0]]
     counts, namesakes = set(), 0
-    for prompt, answer in icra[:300]:
+    for prompt, answer in (d[:2] for d in icra[:300]):
         passages = prompt.split("\n\nBased on these texts")[0].split("\n\n")
         counts.add(len(passages))
         # a person's name is the capitalised pair every fact sentence of their passage repeats
@@ -118,14 +119,11 @@ def test_binding_curriculum_adds_namesake_distractors():
 
 @pytest.mark.parametrize("curriculum, fresh, digest", [
     ("facts_read", True, "be777cceed1c5aa07ba8e4838bbb9079e6ad08e24ad1c128d2ef464e3d091a8b"),
-    ("facts", False, "1a24f92343fc833606f4e0b37db328c2a9c77421c4dbe8c792a918ebf00fde47"),
     ("skills", True, "84785585ad9bdc6dd1570fbb613fec847a9e969db2f1bfa8c31a8fe781703d2e"),
-    ("base", True, "6c54cee0823d2c49f2297d4ab22dc9ef7adc88936ada41ede1ef4004b93a3905"),
 ])
 def test_training_streams_are_pinned(curriculum, fresh, digest):
-    """The shipped checkpoint trained on the "facts_read" and "skills" streams (train.RECIPE), the previous one on
-    "facts" and "skills", the earlier recipes on "base" (its digest predates the curriculum options); a change to the corpus code that alters their text (segments
-    joined) breaks reproducing them, so it must show up here."""
+    """The shipped checkpoint trained on the "facts_read" and "skills" streams (train.RECIPE); a change to the
+    corpus code that alters their text (segments joined) breaks reproducing it, so it must show up here."""
     import hashlib
 
     from kick_hub.world.corpus import CURRICULA
@@ -133,6 +131,17 @@ def test_training_streams_are_pinned(curriculum, fresh, digest):
     docs = itertools.islice(documents(World(), seed=2, curriculum=CURRICULA[curriculum], fresh=fresh), 2000)
     text = ["".join(d) if isinstance(d, tuple) else d for d in docs]
     assert hashlib.sha256(repr(text).encode()).hexdigest() == digest
+
+
+def test_default_stream_is_pinned():
+    """The default stream (passages about the reading pool) is what the shipped tokenizer was trained on and what
+    ``world`` calibration text is drawn from; a change to its text must show up here."""
+    import hashlib
+
+    docs = itertools.islice(documents(World(), seed=2), 2000)
+    text = ["".join(d) if isinstance(d, tuple) else d for d in docs]
+    assert hashlib.sha256(repr(text).encode()).hexdigest() == (
+        "1a24f92343fc833606f4e0b37db328c2a9c77421c4dbe8c792a918ebf00fde47")
 
 
 def test_mcq_documents_weigh_every_shot_answer_and_tokenize_like_the_eval():
@@ -191,10 +200,10 @@ def test_train_config_rejects_bad_phases():
     with pytest.raises(ValueError, match="curriculum: must be one of"):
         Phase("nope", 10)
     with pytest.raises(ValueError, match="steps"):
-        Phase("base", 0)
+        Phase("skills", 0)
     with pytest.raises(ValueError, match="phases"):
         TrainConfig(phases=())
-    assert TrainConfig(phases=({"curriculum": "base", "steps": 3},)).phases == (Phase("base", 3),)
+    assert TrainConfig(phases=({"curriculum": "skills", "steps": 3},)).phases == (Phase("skills", 3),)
 
 
 def test_packing_keeps_documents_whole_and_fills_rows():
@@ -271,9 +280,10 @@ def test_shipped_model_knows_and_reads_on_a_sample(world_engine):
     assert results["icra-qa"]["closed_book_exact_match"] < 0.1  # unseen people cannot be recalled
 
 
-def test_contrast_curriculum_asks_the_same_relation_of_another_person():
-    """"contrast" follows a passage with 2-4 questions; the second asks the first's relation of a distractor, so
-    the two answers differ only by the name asked about. Training weighs every answer, not the prompts."""
+def test_fresh_passages_ask_the_same_relation_of_another_person():
+    """With fresh people, a passage is followed by 2-4 questions; the second asks the first's relation of a
+    distractor, so the two answers differ only by the name asked about. Training weighs every answer, not the
+    prompts."""
     from transformers import AutoTokenizer
 
     from kick_hub.engine import WORLD_MODEL_DIR
@@ -281,7 +291,7 @@ def test_contrast_curriculum_asks_the_same_relation_of_another_person():
     from kick_hub.world.train import encode
 
     w = World()
-    docs = itertools.islice(documents(w, seed=7, curriculum=CURRICULA["contrast"], fresh=True), 2000)
+    docs = itertools.islice(documents(w, seed=7, curriculum=CURRICULA["skills"], fresh=True), 2000)
     multi = [d for d in docs if isinstance(d, tuple) and "Based on these texts" in d[0]]
     assert multi and {len(d) // 2 for d in multi} == {2, 3, 4}
     name = re.compile(r"\b[A-Z][a-z]+ [A-Z][a-z]+\b")
@@ -306,7 +316,7 @@ def test_compiled_training_computes_what_eager_training_does(tmp_path):
         pytest.skip("torch.compile on CPU needs a C++ compiler")
     tiny = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
                 max_position=64, seq_len=64, batch_size=2, warmup=1, tokenizer_docs=300,
-                phases=(Phase("facts", 2, lr=2e-3, prompt_weight=1.0, fresh=False), Phase("base", 2)))
+                phases=(Phase("facts_read", 2, lr=2e-3, prompt_weight=1.0), Phase("skills", 2)))
     logs = {}
     for compiled in (False, True):
         out = train(tmp_path / str(compiled), cfg=TrainConfig(compile=compiled, **tiny))
@@ -327,10 +337,10 @@ def test_init_continues_a_checkpoint_with_new_phases(tmp_path):
 
     tiny = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2, num_kv_heads=1,
                 max_position=64, seq_len=64, batch_size=2, warmup=1, tokenizer_docs=300, compile=False)
-    first = train(tmp_path / "a", cfg=TrainConfig(phases=(Phase("facts", 2, fresh=False),), **tiny))
-    second = train(tmp_path / "b", cfg=TrainConfig(phases=(Phase("mixed", 2),), **tiny), init=first)
+    first = train(tmp_path / "a", cfg=TrainConfig(phases=(Phase("facts_read", 2),), **tiny))
+    second = train(tmp_path / "b", cfg=TrainConfig(phases=(Phase("skills", 2),), **tiny), init=first)
     log = json.loads((second / "training.json").read_text())["log"]
-    assert [e["phase"] for e in log] == ["0-facts", "0-facts", "1-mixed", "1-mixed"]
+    assert [e["phase"] for e in log] == ["0-facts_read", "0-facts_read", "1-skills", "1-skills"]
     assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
 
 

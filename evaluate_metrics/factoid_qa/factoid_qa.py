@@ -19,7 +19,9 @@ _DESCRIPTION = """\
 Closed-book factoid QA as in LLM-KICK (FreebaseQA). Default protocol: TriviaQA-normalised exact match of the
 model's generated continuation against every alias (plus contains: a whole alias occurs inside the
 continuation). protocol="llm-kick" reproduces the original code: a hit when any answer, lowercased with spaces
-removed, is a substring of the decoded text (pass prompt + continuation as the prediction).
+removed, is a substring of the decoded text (pass prompt + continuation as the prediction). Under both protocols an
+empty or blank prediction scores 0 and a blank alias never matches; when removing articles would leave nothing
+("The"), the answer is compared with its articles kept.
 """
 
 _KWARGS_DESCRIPTION = """

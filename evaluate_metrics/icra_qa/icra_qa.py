@@ -19,7 +19,9 @@ _DESCRIPTION = """\
 In-context retrieval-augmented QA as in LLM-KICK (TriviaQA rc with evidence). Exact match and token F1 after
 TriviaQA normalisation (lowercase, punctuation and articles removed), maximised over the alias list. Score open-book
 and closed-book predictions with two calls: the gap is what the passage contributed. protocol="llm-kick"
-replaces EM by the original lenient rule (either normalised string contained in the other).
+replaces EM by the original lenient rule (either normalised string contained in the other). Under both protocols an
+empty or blank prediction scores 0 (EM and F1) and a blank alias never matches; when removing articles would leave
+nothing ("The"), the answer is compared with its articles kept.
 """
 
 _KWARGS_DESCRIPTION = """

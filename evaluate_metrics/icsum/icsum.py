@@ -16,7 +16,11 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 In-context summarization as in LLM-KICK (CNN/DailyMail stories in small / mid / large length buckets). ROUGE-1/2/L/
-Lsum F-measures (rouge-score package, Porter stemmer), overall and, with buckets, per length bucket. LLM-judge
+Lsum F-measures (rouge-score package, Porter stemmer), each the arithmetic mean of the per-example F-measures, overall
+and, with buckets, per length bucket. Tokens are Unicode-aware (any script; characters of CJK, Thai and other scripts
+written without spaces are tokens of their own; English scores equal rouge-score's). For rougeLsum, texts are split
+into sentences at . ! ? (before whitespace), 。！？ and newlines. A prediction with no tokens scores 0; an empty
+predictions list or a blank reference is a ValueError. LLM-judge
 scores (coherence, consistency, fluency, relevance; 1-10) need a judge model and are produced by
 `kick evaluate --task icsum --judge ...`, not by this module.
 """
@@ -49,6 +53,8 @@ class Icsum(evaluate.Metric):
         predictions, references = list(predictions), list(references)
         scores = rouge(predictions, references)
         if buckets is not None:
+            if not isinstance(buckets, (list, tuple)) or not all(isinstance(b, str) for b in buckets):
+                raise ValueError("buckets: must be a list of strings (small, mid, large)")
             if len(buckets) != len(predictions):
                 raise ValueError("buckets: must be as long as predictions")
             scores["per_bucket"] = {}

@@ -18,7 +18,10 @@ _CITATION = """\
 _DESCRIPTION = """\
 Instruction following as in LLM-KICK (Vicuna-80 / MT-Bench single turn). Reference-based: ROUGE-L F-measure of each
 answer against a reference answer (gpt-3.5-turbo's, as LLM-KICK's pairwise judge used), plus distinct-1/2/3 (share
-of distinct n-grams over all answers), the number of unique lower-cased tokens and mean answer length. The LLM
+of distinct n-grams over all answers), the number of unique lower-cased tokens and mean answer length. ROUGE-L is the
+arithmetic mean of per-example F-measures with icsum's Unicode-aware tokens; distinct-n and lengths count lower-cased
+whitespace tokens, each character of CJK, Thai and other scripts written without spaces a token of its own. A
+prediction with no tokens scores ROUGE-L 0; an empty predictions list or a blank reference is a ValueError. The LLM
 judge score (pairwise or single-answer, 1-10) needs a judge model and is produced by
 `kick evaluate --task instruction-following --judge ...`.
 """

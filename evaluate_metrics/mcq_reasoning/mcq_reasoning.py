@@ -15,15 +15,17 @@ _CITATION = """\
 """
 
 _DESCRIPTION = """\
-Multiple-choice reasoning as in LLM-KICK (MMLU, 5-shot). Predictions and references are option letters A-D;
-accuracy is the share of exact letter matches (a prediction that is not a letter counts wrong and is reported in
-invalid). With subjects (MMLU file stems such as high_school_biology) the result adds per-subject and
-per-category tables (STEM, humanities, social sciences, other; hendrycks/test categories).
+Multiple-choice reasoning as in LLM-KICK (MMLU, 5-shot). References are option letters A-D; predictions are
+letters or raw generations, read as the first non-blank line's option letter (lm-evaluation-harness MMLU generative
+rule: " B.", "(b)", "Answer: B", "B) text"; "Because" or "A dog" give none). Accuracy is the share of matches; a
+prediction that gives no letter (an empty one included) counts wrong and is reported in invalid. With subjects
+(MMLU file stems such as high_school_biology) the result adds per-subject and per-category tables (STEM,
+humanities, social sciences, other; hendrycks/test categories).
 """
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (list of str): predicted option letters.
+    predictions (list of str): predicted option letters or generated answers.
     references (list of str): gold option letters (A, B, C or D).
     subjects (list of str, optional): subject of each question.
 Returns:

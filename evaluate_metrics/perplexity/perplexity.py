@@ -17,8 +17,10 @@ _CITATION = """\
 _DESCRIPTION = """\
 Token-level perplexity, exp(total negative log-likelihood / predicted tokens), of a causal LM over a list of texts,
 each text scored on its own (first token conditioned on BOS when the tokenizer adds one; texts longer than the
-model's context are cut to their last tokens). LLM-KICK's point is that this number moves little while knowledge
-tasks collapse. The model is loaded with transformers' AutoModelForCausalLM (never with trust_remote_code).
+model's context are cut to their last tokens). An empty list, a blank text or a text with no token to predict is a
+ValueError naming predictions (its perplexity is undefined, not 1). LLM-KICK's point is that this number moves little
+while knowledge tasks collapse. The model is loaded with transformers' AutoModelForCausalLM (never with
+trust_remote_code).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -44,8 +46,19 @@ class Perplexity(evaluate.Metric):
         )
 
     def _compute(self, predictions, model_id=None, batch_size=16):
+        predictions = list(predictions)
+        if not predictions:
+            raise ValueError("predictions: must not be empty")
+        blank = [i for i, t in enumerate(predictions) if not isinstance(t, str) or not t.strip()]
+        if blank:
+            raise ValueError(f"predictions: must be non-blank texts; element {blank[0]} is empty or blank")
         if not model_id:
             raise ValueError("model_id: required (a Hub id or a local model directory)")
-        result = Engine.from_name(model_id, batch_size=batch_size).perplexity(list(predictions))
+        engine = Engine.from_name(model_id, batch_size=batch_size)
+        # A text of one token (BOS included) has no token to predict: its perplexity would read exp(0) = 1.
+        short = [i for i, t in enumerate(predictions) if len(engine.token_ids(t)) < 2]
+        if short:
+            raise ValueError(f"predictions: element {short[0]} has no token to predict (one token long)")
+        result = engine.perplexity(predictions)
         result["perplexities"] = result.pop("per_example")
         return result

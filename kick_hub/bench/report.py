@@ -2,17 +2,22 @@
 
 Relative score = variant / dense for every task, except perplexity, where it is dense / variant: 1.0 means "as good
 as dense" on every axis and lower means worse, so perplexity sits on the same relative axis as the tasks.
+
+Non-finite scores (a broken model's perplexity is ``inf``): a relative score is always a finite number or absent. A
+variant whose perplexity is infinite against a finite dense one keeps 0.0 of dense; when dense itself (or a score) is
+not a finite number there is no relative score, and the tables say why. Tables show ``∞`` / ``NaN``; every JSON file
+is strict JSON (``kick_hub.io.dumps``).
 """
 
 from __future__ import annotations
 
 import html
-import json
+import math
 from pathlib import Path
 
 from kick_hub import tasks
 from kick_hub.bench.store import Store
-from kick_hub.io import atomic_write_text
+from kick_hub.io import atomic_write_text, format_number, loads, public_name, write_json
 
 # headline metric, knowledge flag and direction come from the task specs (one source of truth)
 _SPECS = {name: tasks.get(name).SPEC for name in tasks.TASK_NAMES}
@@ -23,11 +28,27 @@ LOSS = 0.05  # "loses more than 5 % relative to dense"
 COLLAPSE_KNOWLEDGE, COLLAPSE_PERPLEXITY = 0.80, 0.90
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def relative(task: str, value: float, dense: float) -> float | None:
-    """Share of dense kept; None when dense scored 0 (nothing to keep: the task says nothing about this model)."""
+    """Share of dense kept, always a finite number; None when there is none: dense scored 0 (nothing to keep), or
+    dense or the variant is not a finite number (see ``no_relative``)."""
     if _SPECS[task].lower_is_better:
-        return dense / value if value else 0.0
-    return value / dense if dense else None
+        if _finite(dense) and dense > 0 and value == math.inf:
+            return 0.0  # an infinite loss keeps nothing of a finite dense one
+        rel = dense / value if _finite(value) and _finite(dense) and value > 0 else None
+    else:
+        rel = value / dense if _finite(value) and _finite(dense) and dense else None
+    return rel if rel is None or math.isfinite(rel) else None
+
+
+def no_relative(value: float | None, dense: float | None) -> str:
+    """Why a variant has no relative score for a task (``relative`` gave None)."""
+    if not _finite(dense):
+        return f"dense {format_number(dense)}"
+    return "dense scored 0" if dense == 0 else "not comparable"
 
 
 def table_data(store: Store) -> tuple[list[dict], dict]:
@@ -62,8 +83,8 @@ def knowledge_collapse(row: dict) -> str | None:
             f"compression destroyed.")
 
 
-def _rel(row: dict, task: str) -> str:
-    return f"{row['rel'][task]:.2f}" if task in row["rel"] else "dense scored 0"
+def _rel(row: dict, task: str, dense: dict) -> str:
+    return f"{row['rel'][task]:.2f}" if task in row["rel"] else no_relative(row["abs"].get(task), dense.get(task))
 
 
 def _unstructured(rows: list[dict], method: str) -> list[dict]:
@@ -72,14 +93,16 @@ def _unstructured(rows: list[dict], method: str) -> list[dict]:
 
 
 def first_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float | None]]:
-    """task -> method -> first sparsity at which the task loses > 5 % relative to dense (None: never)."""
+    """task -> method -> first sparsity at which the task loses > 5 % relative to dense (None: never); a method
+    none of whose variants has a relative score for the task (dense not finite) is left out of that task."""
     out: dict = {}
     methods = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
     for task in tasks:
         out[task] = {}
         for m in methods:
-            hit = next((r["sparsity"] for r in _unstructured(rows, m) if r["rel"].get(task, 1.0) < 1 - LOSS), None)
-            out[task][m] = hit
+            measured = [r for r in _unstructured(rows, m) if task in r["rel"]]
+            if measured:
+                out[task][m] = next((r["sparsity"] for r in measured if r["rel"][task] < 1 - LOSS), None)
     return out
 
 
@@ -91,13 +114,19 @@ def findings(rows: list[dict]) -> list[dict]:
     # 1. knowledge degrades at low sparsity while perplexity barely moves
     ev, ok = [], []
     for m in pruning:
-        first = next((r for r in _unstructured(rows, m) if (knowledge(r) or 1) < 1 - LOSS), None)
+        first = next((r for r in _unstructured(rows, m) if (knowledge(r) is not None and knowledge(r) < 1 - LOSS)),
+                     None)
         if first is None:
             ev.append(f"{m}: knowledge never lost > 5 %")
             ok.append(False)
             continue
-        ppl_loss = 1 - first["rel"].get("perplexity", 1.0)
         k_loss = 1 - knowledge(first)
+        if "perplexity" not in first["rel"]:  # no finite relative perplexity: the claim cannot be checked here
+            dense_ppl = next((r["abs"].get("perplexity") for r in rows if r["method"] == "dense"), None)
+            ev.append(f"{m}: at {first['sparsity']:.0%} knowledge -{k_loss:.1%}; perplexity not comparable (dense "
+                      f"{format_number(dense_ppl)}, variant {format_number(first['abs'].get('perplexity'))})")
+            continue
+        ppl_loss = 1 - first["rel"]["perplexity"]
         ev.append(f"{m}: at {first['sparsity']:.0%} knowledge -{k_loss:.1%} while perplexity -{ppl_loss:.1%}")
         ok.append(first["sparsity"] <= 0.5 and ppl_loss < k_loss / 2)
     out.append(_finding("Knowledge degrades at low sparsity while perplexity barely moves", ok, ev))
@@ -181,7 +210,7 @@ def plot(rows: list[dict], out_dir: Path) -> list[str]:
         width = 0.8 / max(len(tasks), 1)
         x = np.arange(len(others))
         for i, t in enumerate(tasks):
-            ax.bar(x + i * width, [r["rel"].get(t, 0) for r in others], width, label=t)
+            ax.bar(x + i * width, [r["rel"].get(t, float("nan")) for r in others], width, label=t)
         ax.set_xticks(x + width * (len(tasks) - 1) / 2, [r["label"] for r in others], rotation=30, ha="right")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_ylabel("score relative to dense")
@@ -195,36 +224,61 @@ def plot(rows: list[dict], out_dir: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------- writing
-def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losses: dict, images: list[str]) -> str:
+def settings_text(meta: dict) -> str:
+    """One sentence naming the settings the stored numbers were measured with (from ``Store.meta``); data and
+    calibration sources by ``public_name``. Empty when the store records none."""
+    if "data" not in meta:
+        return ""
+    limit = meta.get("limit")
+    if isinstance(limit, dict):
+        limit = ", ".join(f"{'others' if t == '*' else t} {'all' if n is None else n}" for t, n in limit.items())
+    parts = [f"data `{public_name(meta['data'])}`",
+             f"examples per task: {'all' if limit is None else limit}" if "limit" in meta else None,
+             f"protocol {meta['protocol']}" if meta.get("protocol") else None, "greedy decoding",
+             f"batch size {meta['batch_size']}" if meta.get("batch_size") else None]
+    if meta.get("calibration"):
+        parts.append(f"calibration `{public_name(meta['calibration'])}` (nsamples {meta.get('nsamples') or 'default'}, "
+                     f"seqlen {meta.get('seqlen') or 'default'})")
+    for task, judge in (meta.get("judge") or {}).items():
+        parts.append(f"{task} judge {judge}")
+    return "Measured with " + "; ".join(p for p in parts if p) + "."
+
+
+def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losses: dict, images: list[str],
+             settings: str = "") -> str:
+    """The report as Markdown; ``settings`` is ``settings_text`` of the store."""
     tasks = [t for t in HEADLINE if t in dense]
+    methods = sorted({m for per in losses.values() for m in per})
     head = "| variant | " + " | ".join(f"{t} ({HEADLINE[t]})" for t in tasks) + " |"
-    lines = [f"# LLM-KICK sweep: {model}", "", "## Findings", ""]
+    lines = [f"# LLM-KICK sweep: {model}", "", *([settings, ""] if settings else []), "## Findings", ""]
     for f in facts:
         lines.append(f"- **{f['verdict']}**: {f['claim']}" + (f" ({'; '.join(f['evidence'])})" if f["evidence"]
                                                               else ""))
     lines += ["", "## First sparsity losing > 5 % relative to dense", "",
-              "| task | " + " | ".join(sorted(next(iter(losses.values()), {}))) + " |",
-              "|---|" + "---|" * len(next(iter(losses.values()), {}))]
-    for t, per in losses.items():
-        lines.append(f"| {t} | " + " | ".join("never" if v is None else f"{v:.0%}" for _, v in sorted(per.items()))
-                     + " |")
+              "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for t, per in losses.items():  # a method missing for a task has no relative score there (dense not finite)
+        lines.append(f"| {t} | " + " | ".join("n/a" if m not in per else "never" if per[m] is None
+                                               else f"{per[m]:.0%}" for m in methods) + " |")
     lines += ["", "## Scores (absolute, and relative to dense in brackets; perplexity relative = dense / variant)",
               "", head, "|---|" + "---|" * len(tasks)]
     for r in rows:
-        cells = [f"{r['abs'][t]:.4g} ({_rel(r, t)})" if t in r["abs"] else "-" for t in tasks]
+        cells = [f"{format_number(r['abs'][t])} ({_rel(r, t, dense)})" if t in r["abs"] else "-" for t in tasks]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     lines += [""] + [f"![{img}]({img})" for img in images]
     return "\n".join(lines) + "\n"
 
 
-def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], losses: dict, images: list[str]) -> str:
+def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], losses: dict, images: list[str],
+            settings: str = "") -> str:
+    """The report as HTML; ``settings`` is ``settings_text`` of the store."""
     tasks = [t for t in HEADLINE if t in dense]
     esc = html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>LLM-KICK sweep: {esc(model)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
              ".confirmed{color:#1a7f37}.not{color:#b42318}</style>",
-             f"<h1>LLM-KICK sweep: {esc(model)}</h1><h2>Findings</h2><ul>"]
+             f"<h1>LLM-KICK sweep: {esc(model)}</h1>" + (f"<p>{esc(settings.replace('`', ''))}</p>" if settings else "")
+             + "<h2>Findings</h2><ul>"]
     for f in facts:
         cls = "confirmed" if f["verdict"] == "confirmed" else "not"
         parts.append(f"<li><b class='{cls}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
@@ -233,7 +287,8 @@ def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], los
                  "".join(f"<th>{esc(t)}<br>{esc(HEADLINE[t])}</th>" for t in tasks) + "</tr>")
     for r in md_rows:
         parts.append(f"<tr><td>{esc(r['label'])}</td>" + "".join(
-            f"<td>{r['abs'][t]:.4g} ({_rel(r, t)})</td>" if t in r["abs"] else "<td>-</td>" for t in tasks)
+            f"<td>{esc(format_number(r['abs'][t]))} ({esc(_rel(r, t, dense))})</td>" if t in r["abs"] else "<td>-</td>"
+            for t in tasks)
             + "</tr>")
     parts.append("</table>")
     parts += [f"<p><img src='{esc(i)}' style='max-width:100%'></p>" for i in images]
@@ -241,25 +296,37 @@ def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], los
 
 
 def lm_eval_export(store: Store, out_dir: Path) -> None:
-    """One lm-evaluation-harness-style results JSON per variant under ``lm_eval/``."""
+    """One lm-evaluation-harness-style results JSON per variant under ``lm_eval/`` (strict JSON; the model is named
+    as it would be published: ``pretrained=`` is the base model's public name, or ``variants/<label>`` in the run
+    dir, never a path of this machine), with the settings the scores were measured with (``Store.meta``)."""
     out_dir.mkdir(exist_ok=True)
     scores = store.scores()
+    model = public_name(store.model)
+    meta = store.meta()
+    measured = {k: public_name(meta[k]) if k in ("data", "calibration") else meta[k]
+                for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "judge")
+                if k in meta}
     for v in store.variants():
+        spec = loads(v["spec"]) if v["spec"] else None
+        pretrained = f"variants/{v['label']}" if spec else model
         payload = {"results": scores.get(v["label"], {}),
-                   "config": {"model": store.model, "variant": v["label"], "model_args": f"pretrained={v['path']}",
-                              "compression": json.loads(v["spec"]) if v["spec"] else None}}
-        atomic_write_text(out_dir / f"{v['label']}.json", json.dumps(payload, indent=2) + "\n")
+                   "config": {"model": model, "variant": v["label"], "model_args": f"pretrained={pretrained}",
+                              "compression": spec, **measured}}
+        write_json(out_dir / f"{v['label']}.json", payload)
 
 
 def write(store: Store, run_dir: str | Path) -> Path:
-    """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in the run dir."""
+    """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in ``run_dir`` (created if missing)."""
     run_dir = Path(run_dir)
     rows, dense = table_data(store)
+    run_dir.mkdir(parents=True, exist_ok=True)
     facts = findings(rows)
     losses = first_loss(rows, [t for t in HEADLINE if t in dense])
     images = plot(rows, run_dir)
-    atomic_write_text(run_dir / "report.md", markdown(store.model, rows, dense, facts, losses, images))
-    atomic_write_text(run_dir / "report.html", to_html(rows, store.model, dense, facts, losses, images))
-    atomic_write_text(run_dir / "findings.json", json.dumps({"findings": facts, "first_loss": losses}, indent=2) + "\n")
+    model = public_name(store.model)
+    settings = settings_text(store.meta())
+    atomic_write_text(run_dir / "report.md", markdown(model, rows, dense, facts, losses, images, settings))
+    atomic_write_text(run_dir / "report.html", to_html(rows, model, dense, facts, losses, images, settings))
+    write_json(run_dir / "findings.json", {"findings": facts, "first_loss": losses})
     lm_eval_export(store, run_dir / "lm_eval")
     return run_dir / "report.md"

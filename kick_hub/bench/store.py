@@ -1,18 +1,31 @@
 """The results store: one SQLite file per run dir (stdlib sqlite3).
 
-Tables: ``meta`` (model, schema version), ``runs`` (each invocation), ``variants`` (one row per finished cell),
-``scores`` (variant, task, metric, value) and ``samples`` (per-example records). A cell is written in a single
-transaction after it finishes, so a killed process leaves either the whole cell or nothing.
+Tables: ``meta`` (model, schema version, settings), ``runs`` (each invocation), ``variants`` (one row per cell
+with results), ``evaluated`` (one row per cell and task evaluated, or skipped for want of data), ``scores`` (variant,
+task, metric, value) and ``samples`` (per-example records). A cell's tasks are written in a single transaction after
+they finish, so a killed process leaves either all of them or nothing.
+
+Settings: every number in a store was measured with the settings the store records, and a run asking for other ones
+is refused (``differences`` lists them). ``meta.settings`` holds the run-wide ones (model, data, protocol, batch
+size, calibration source / nsamples / seqlen), recorded when a run starts and fixed once the store holds a result;
+``meta.task_settings`` holds each task's (examples limit, judge), recorded with the first cell evaluated on it; the
+compression spec of each cell (including its seed) is ``variants.spec``. A store of schema 1 recorded none of this.
+
+Non-finite numbers: a score that is not finite (a broken model's perplexity) is stored in ``scores.value`` as the
+TEXT ``'inf'``, ``'-inf'`` or ``'nan'`` (SQLite would turn a NaN REAL into NULL), and ``scores()`` reads it back as a
+float; the JSON columns (``spec``, ``manifest``, ``samples.record``) hold strict JSON from ``kick_hub.io.dumps``.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+from kick_hub.io import dumps, loads, non_finite_token
+
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started REAL NOT NULL, argv TEXT NOT NULL);
@@ -25,80 +38,229 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS samples (
     label TEXT NOT NULL REFERENCES variants(label), task TEXT NOT NULL, idx INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (label, task, idx));
+CREATE TABLE IF NOT EXISTS evaluated (
+    label TEXT NOT NULL REFERENCES variants(label), task TEXT NOT NULL, skipped TEXT, run_id INTEGER,
+    finished REAL NOT NULL, PRIMARY KEY (label, task));
 """
 FILENAME = "results.sqlite"
+FILES = (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm", f"{FILENAME}-journal")  # the store and SQLite's side files
+RUN_SETTINGS = ("model", "data", "protocol", "batch_size", "calibration", "nsamples", "seqlen")
+TASK_SETTINGS = ("limit", "judge")
 
 
 class StoreError(ValueError):
-    pass
+    """A run dir's store cannot be used as asked (unreadable, another model's, other settings); CLI exit 2."""
 
 
 class Store:
-    """Open (or create) the store of a run dir; refuses a store made for another model unless ``force``."""
+    """A run dir's results store, opened for reading (``model=None``) or by the sweep driver (``model`` given)."""
 
-    def __init__(self, run_dir: str | Path, model: str | None, force: bool = False, create: bool = True) -> None:
-        """``model=None`` opens an existing store whatever model it holds (for readers: push, report, Space)."""
+    def __init__(self, run_dir: str | Path, model: str | None, create: bool = True) -> None:
+        """``model=None`` opens an existing store whatever it holds and writes nothing (readers: push, report,
+        Space). With a ``model`` the driver opens it: created when missing and ``create``; an older store without
+        results is upgraded, one with results of an older schema or of another model is refused (StoreError)."""
         self.path = Path(run_dir) / FILENAME
         if not self.path.exists() and (model is None or not create):
             raise StoreError(f"run-dir: {run_dir} holds no {FILENAME}")
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            if model is None:  # readers cannot write: SQLite's read-only mode
+                self.db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
+                                          timeout=30)
+            else:
+                self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if model is not None and not tables:  # a new store
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
             stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            results = self.db.execute("SELECT 1 FROM variants LIMIT 1").fetchone() is not None
         except sqlite3.DatabaseError as e:
             raise StoreError(f"run-dir: {self.path} is not a readable kick-hub store ({e}); it was left untouched, "
                              f"move it away or choose another --run-dir") from e
+        self.schema_version = int(stored.get("schema_version", SCHEMA_VERSION))
         if model is None:
-            model = stored.get("model", "")
-        elif not stored:
-            self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)",
+            self.model = stored.get("model", "")
+            return
+        if results and self.schema_version != SCHEMA_VERSION:
+            self.db.close()
+            raise StoreError(f"run-dir: {run_dir} was written by an older kick-hub (store schema "
+                             f"{self.schema_version}), which did not record the settings its results were measured "
+                             f"with; use another --run-dir, or --force to move them aside")
+        if results and stored.get("model") != model:
+            self.db.close()
+            raise StoreError(f"run-dir: {run_dir} holds results for model {stored.get('model')!r}, not {model!r}; "
+                             f"use another --run-dir, or --force to move them aside")
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)  # adds what an older store lacks
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise StoreError(f"run-dir: {self.path} is not a writable kick-hub store ({e})") from e
+        if not results:  # nothing measured yet: the store takes this model (and, in ``begin``, this run's settings)
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [("model", model), ("schema_version", str(SCHEMA_VERSION))])
-        elif stored.get("model") != model:
-            if not force:
-                raise StoreError(f"run-dir: {run_dir} holds results for model {stored.get('model')!r}, not "
-                                 f"{model!r}; use another --run-dir or pass --force")
-            self.db.execute("UPDATE meta SET value = ? WHERE key = 'model'", (model,))
+            self.schema_version = SCHEMA_VERSION
         self.model = model
 
+    def _meta(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def has_results(self) -> bool:
+        """Whether any cell has been written."""
+        return self.db.execute("SELECT 1 FROM variants LIMIT 1").fetchone() is not None
+
+    def settings(self) -> dict | None:
+        """The run-wide settings (``RUN_SETTINGS`` keys) every result was measured with; None before any run
+        recorded them (and in a schema-1 store)."""
+        raw = self._meta().get("settings")
+        return loads(raw) if raw else None
+
+    def task_settings(self) -> dict[str, dict]:
+        """task -> its settings (``TASK_SETTINGS`` keys) for every task a cell was evaluated on."""
+        raw = self._meta().get("task_settings")
+        return loads(raw) if raw else {}
+
+    def measured_tasks(self) -> set[str]:
+        """Tasks with at least one score."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT task FROM scores")}
+
     def meta(self) -> dict:
-        """Run-wide settings (model, schema version, data source, limit, protocol); ``limit`` decoded from JSON."""
-        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        """What readers label results with: ``model``, ``schema_version`` and the settings the numbers were
+        measured with: ``data``, ``protocol``, ``batch_size``, ``calibration``, ``nsamples``, ``seqlen``, ``limit``
+        (examples per task: one value when every measured task shares it, else task -> value) and ``judge`` (task ->
+        judge, for judged tasks). A schema-1 store gives what it has (``data``, ``limit``, ``protocol``), as the
+        last run there set it."""
+        meta = self._meta()
         if "limit" in meta:
-            meta["limit"] = json.loads(meta["limit"])
+            meta["limit"] = loads(meta["limit"])
+        meta.pop("task_settings", None)
+        settings = loads(meta.pop("settings")) if meta.get("settings") else None
+        if settings is not None:
+            meta.update({k: v for k, v in settings.items() if k != "model"})
+        per_task = self.task_settings()
+        measured = [t for t in per_task if t in self.measured_tasks()]
+        if measured:
+            limits = {t: per_task[t].get("limit") for t in measured}
+            values = {dumps(v) for v in limits.values()}
+            meta["limit"] = next(iter(limits.values())) if len(values) == 1 else limits
+            judges = {t: per_task[t]["judge"] for t in measured if per_task[t].get("judge")}
+            if judges:
+                meta["judge"] = judges
         return meta
 
-    def set_meta(self, **values) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [(k, str(v)) for k, v in values.items()])
+    def differences(self, settings: dict, task_settings: dict[str, dict],
+                    specs: dict[str, dict | None]) -> list[tuple[str, object, object]]:
+        """(setting, stored, asked) for every setting of a run asking for ``settings`` (run-wide), ``task_settings``
+        (task -> settings) and ``specs`` (cell label -> compression spec dict, None for dense) that differs from what
+        this store's results were measured with. Empty when the store holds no results. A schema-1 store with
+        results gives one entry, ``store schema``."""
+        if not self.has_results():
+            return []
+        if self.schema_version != SCHEMA_VERSION:
+            return [("store schema", self.schema_version, SCHEMA_VERSION)]
+        out = []
+        stored = self.settings() or {}
+        stored.setdefault("model", self.model)
+        for key in RUN_SETTINGS:
+            if key in settings and stored.get(key) != settings[key]:
+                out.append((key, stored.get(key), settings[key]))
+        recorded = self.task_settings()
+        for task, asked in task_settings.items():
+            for key in TASK_SETTINGS:
+                if task in recorded and recorded[task].get(key) != asked.get(key):
+                    out.append((f"{key} ({task})", recorded[task].get(key), asked.get(key)))
+        cells = dict(self.db.execute("SELECT label, spec FROM variants").fetchall())
+        for label, spec in specs.items():
+            if label not in cells:
+                continue
+            have, want = loads(cells[label]) if cells[label] else {}, loads(dumps(spec or {}))
+            for key in sorted(set(have) | set(want)):
+                if have.get(key) != want.get(key):
+                    out.append((f"{key} ({label})", have.get(key), want.get(key)))
+        return out
 
-    def start_run(self, argv: list[str]) -> int:
-        cur = self.db.execute("INSERT INTO runs (started, argv) VALUES (?, ?)", (time.time(), json.dumps(argv)))
-        return cur.lastrowid
-
-    def done(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT label FROM variants")}
-
-    def write_cell(self, label: str, method: str, spec: dict | None, manifest: dict | None, path: str | None,
-                   results: dict, samples: dict, run_id: int, seconds: float) -> None:
-        """Everything about one finished cell, in one transaction (all or nothing)."""
-        spec = spec or {}
+    def begin(self, settings: dict) -> bool:
+        """Record ``settings`` (run-wide) as the ones this run measures with. A store with results must already
+        hold exactly these (StoreError otherwise: callers check ``differences`` first); a store without results
+        takes them. True when the settings recorded before differed in what compressed variants depend on (model,
+        calibration, nsamples, seqlen), so that variants cached in the run dir were made otherwise."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute(
-                "INSERT INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (label, method, spec.get("sparsity"), spec.get("pattern"), spec.get("bits"), json.dumps(spec),
-                 json.dumps(manifest) if manifest else None, path, run_id, seconds, time.time()))
-            self.db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?)",
-                                [(label, task, metric, float(value)) for task, metrics in results.items()
-                                 for metric, value in metrics.items() if isinstance(value, (int, float))])
-            self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)",
-                                [(label, task, i, json.dumps(s, ensure_ascii=False)) for task, rows in samples.items()
-                                 for i, s in enumerate(rows)])
+            stored = self.settings()
+            if self.has_results():
+                if stored != settings:
+                    raise StoreError(f"run-dir: {self.path.parent} holds results measured with {stored}, not "
+                                     f"{settings}")
+                stale = False
+            else:
+                keys = ("model", "calibration", "nsamples", "seqlen")
+                stale = stored is None or any(stored.get(k) != settings.get(k) for k in keys)
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('settings', ?)", (dumps(settings),))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        return stale
+
+    def start_run(self, argv: list[str]) -> int:
+        """Record one invocation (its argv); returns its id."""
+        cur = self.db.execute("INSERT INTO runs (started, argv) VALUES (?, ?)", (time.time(), dumps(argv)))
+        return cur.lastrowid
+
+    def done(self) -> dict[str, set[str]]:
+        """label -> tasks evaluated on that cell (scored, or skipped for want of data)."""
+        out: dict[str, set[str]] = {}
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        query = "SELECT label, task FROM evaluated" if "evaluated" in tables else \
+            "SELECT DISTINCT label, task FROM scores"  # a schema-1 store (read only) records no skipped tasks
+        for label, task in self.db.execute(query):
+            out.setdefault(label, set()).add(task)
+        return out
+
+    def write_cell(self, label: str, method: str, spec: dict | None, manifest: dict | None, path: str | None,
+                   results: dict, samples: dict, run_id: int, seconds: float, skipped: dict[str, str] | None = None,
+                   task_settings: dict[str, dict] | None = None) -> list[str]:
+        """One cell's evaluated tasks (``results`` / ``samples``: task -> ...; ``skipped``: task -> why it had no
+        data), in one transaction (all or nothing), with the settings of each task (``task_settings``) when they
+        are not recorded yet. A task already stored for this cell (another writer got there first) is left as it
+        is. Returns the tasks written."""
+        spec = spec or {}
+        skipped = skipped or {}
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r[0] for r in self.db.execute("SELECT task FROM evaluated WHERE label = ?", (label,))}
+            have |= {r[0] for r in self.db.execute("SELECT DISTINCT task FROM scores WHERE label = ?", (label,))}
+            tasks = [t for t in [*results, *skipped] if t not in have]
+            if tasks:
+                now = time.time()
+                self.db.execute(
+                    "INSERT OR IGNORE INTO variants VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (label, method, spec.get("sparsity"), spec.get("pattern"), spec.get("bits"), dumps(spec),
+                     dumps(manifest) if manifest else None, path, run_id, 0.0, now))
+                self.db.execute("UPDATE variants SET seconds = seconds + ?, finished = ?, path = ?, "
+                                "manifest = COALESCE(?, manifest) WHERE label = ?",
+                                (seconds, now, path, dumps(manifest) if manifest else None, label))
+                self.db.executemany("INSERT INTO evaluated VALUES (?, ?, ?, ?, ?)",
+                                    [(label, t, skipped.get(t), run_id, now) for t in tasks])
+                self.db.executemany("INSERT INTO scores VALUES (?, ?, ?, ?)",
+                                    [(label, task, metric, _score_value(value)) for task in tasks
+                                     for metric, value in results.get(task, {}).items()
+                                     if isinstance(value, (int, float))])
+                self.db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)",
+                                    [(label, task, i, dumps(s)) for task in tasks
+                                     for i, s in enumerate(samples.get(task, []))])
+                if task_settings:
+                    recorded = self.task_settings()
+                    new = {t: task_settings[t] for t in tasks if t in task_settings and t not in recorded}
+                    if new:
+                        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('task_settings', ?)",
+                                        (dumps({**recorded, **new}),))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return tasks
 
     def variants(self) -> list[dict]:
         cols = ["label", "method", "sparsity", "pattern", "bits", "spec", "manifest", "path", "seconds"]
@@ -106,15 +268,21 @@ class Store:
         return [dict(zip(cols, r)) for r in rows]
 
     def scores(self) -> dict[str, dict[str, dict[str, float]]]:
-        """label -> task -> metric -> value."""
+        """label -> task -> metric -> value (non-finite values as ``inf`` / ``-inf`` / ``nan`` floats)."""
         out: dict = {}
         for label, task, metric, value in self.db.execute("SELECT label, task, metric, value FROM scores"):
-            out.setdefault(label, {}).setdefault(task, {})[metric] = value
+            out.setdefault(label, {}).setdefault(task, {})[metric] = float(value) if isinstance(value, str) else value
         return out
 
     def samples(self, label: str, task: str) -> list[dict]:
         rows = self.db.execute("SELECT record FROM samples WHERE label = ? AND task = ? ORDER BY idx", (label, task))
-        return [json.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     def close(self) -> None:
         self.db.close()
+
+
+def _score_value(value: float) -> float | str:
+    """A score as stored: a finite number as REAL, a non-finite one as its TEXT token (``'inf'``, ``'nan'``)."""
+    value = float(value)
+    return value if math.isfinite(value) else non_finite_token(value)

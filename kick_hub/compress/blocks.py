@@ -1,8 +1,13 @@
-"""The block-by-block calibration loop shared by every calibration-based method.
+"""The block-by-block calibration loop shared by every calibration-based method, and the layers pruning touches.
 
-Capture the first decoder block's inputs (hidden states plus whatever keyword arguments the model passes its
-blocks: attention mask, position ids, rotary ``position_embeddings`` in current transformers), then for each block:
-collect statistics on its Linear inputs with forward hooks, let the method rewrite the weights, recompute the
+Prunable layers are the matrices inside the decoder blocks: ``nn.Linear`` (weight ``[out, in]``, forward
+``x @ W.T + b``) and transformers' ``Conv1D`` of the GPT-2 family (weight ``[in, out]``, forward ``x @ W + b``).
+Every method works on ``weight_view(layer)``, the ``[out, in]`` view of either, so rows are output channels and N:M
+groups run along the input dimension for both.
+
+Capture the first decoder block's inputs and every block's own call arguments (attention mask, position ids, rotary
+``position_embeddings``; models with sliding-window and full-attention layers pass each kind its own), then for each
+block: collect statistics on its layers' inputs with forward hooks, let the method rewrite the weights, recompute the
 block's outputs with the new weights and feed them to the next block. Peak memory is one model copy plus one block's
 activations for the calibration set.
 """
@@ -11,12 +16,20 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import inspect
 from collections.abc import Callable
 
 import torch
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
-_BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "model.blocks")
+# Llama / Mistral / Qwen2 / Phi / Gemma..., OPT, GPT-2 / GPT-J / Falcon / Bloom, GPT-NeoX, MPT / DBRX, OLMo-style
+# blocks, and multimodal wrappers whose text decoder is ``model.language_model`` (Gemma 3 4B+).
+_BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers", "transformer.blocks",
+                "model.blocks", "model.language_model.layers")
+PRUNABLE_TYPES = (nn.Linear, Conv1D)
+# call arguments that carry a KV cache: calibration runs without one
+_CACHE_ARGS = ("past_key_values", "past_key_value", "layer_past", "cache")
 
 
 def decoder_layers(model) -> nn.ModuleList:
@@ -32,9 +45,38 @@ def decoder_layers(model) -> nn.ModuleList:
     raise ValueError(f"model: cannot find decoder blocks in {type(model).__name__} (looked for {list(_BLOCK_PATHS)})")
 
 
-def linear_layers(block: nn.Module) -> dict[str, nn.Linear]:
-    """Every Linear inside one decoder block, by qualified name (q/k/v/o, gate/up/down, ...)."""
-    return {name: m for name, m in block.named_modules() if isinstance(m, nn.Linear)}
+def linear_layers(block: nn.Module) -> dict[str, nn.Module]:
+    """Every prunable layer inside one decoder block, by qualified name (q/k/v/o, gate/up/down, c_attn, fc1, ...):
+    ``nn.Linear`` and transformers' ``Conv1D`` (GPT-2). Use ``weight_view`` / ``in_features`` rather than the raw
+    weight's orientation."""
+    return {name: m for name, m in block.named_modules() if isinstance(m, PRUNABLE_TYPES)}
+
+
+def in_features(layer: nn.Module) -> int:
+    """Input width of a prunable layer (``Linear.in_features``, ``Conv1D.nx``)."""
+    return layer.nx if isinstance(layer, Conv1D) else layer.in_features
+
+
+def weight_view(layer: nn.Module) -> torch.Tensor:
+    """The layer's weight as a ``[out, in]`` tensor sharing its storage: ``W`` for ``nn.Linear`` (stored
+    ``[out, in]``), ``W.t()`` for ``Conv1D`` (stored ``[in, out]``). In-place writes (masking, ``copy_``) reach the
+    parameter."""
+    w = layer.weight.data
+    return w.t() if isinstance(layer, Conv1D) else w
+
+
+def unprunable_weights(block: nn.Module) -> dict[str, str]:
+    """Matrices (parameters with >= 2 dims) inside ``block`` that no prunable layer owns, e.g. the fused 3-D expert
+    tensors of transformers' MoE blocks (Mixtral ``mlp.experts.gate_up_proj``): name -> "Type [shape]". Pruning
+    would leave these dense while the label promises a sparse model."""
+    owned = {id(p) for m in linear_layers(block).values() for p in m.parameters(recurse=False)}
+    modules = dict(block.named_modules())
+    out = {}
+    for name, p in block.named_parameters():
+        if p.dim() >= 2 and id(p) not in owned:
+            owner = modules[name.rpartition(".")[0]]
+            out[name] = f"{type(owner).__name__} {list(p.shape)}"
+    return out
 
 
 def release_freed_memory(collect: bool = True) -> None:
@@ -64,31 +106,79 @@ class _Captured(Exception):
     pass
 
 
-@torch.no_grad()
-def capture_inputs(model, ids: torch.Tensor) -> tuple[list[torch.Tensor], dict]:
-    """Run the model up to the first block for each calibration row; return its inputs and call kwargs."""
-    layers = decoder_layers(model)
-    inputs: list[torch.Tensor] = []
-    kwargs: dict = {}
+def _call_kwargs(block: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Tensor, dict]:
+    """Split one block call into its hidden states and every other argument by name. Positional arguments are named
+    from ``forward``'s signature (GPT-2 passes its attention mask positionally); cache arguments are dropped."""
+    sig = inspect.signature(block.forward)
+    bound = sig.bind_partial(*args, **kwargs).arguments
+    first = next(iter(sig.parameters))
+    hidden = bound.pop(first)
+    for name, p in sig.parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            bound.update(bound.pop(name, {}))
+        elif p.kind is p.VAR_POSITIONAL and bound.pop(name, ()):
+            raise ValueError(f"model: {type(block).__name__}.forward takes extra positional arguments (*{name}); "
+                             "cannot replay its calls for calibration")
+    for name in _CACHE_ARGS:
+        bound.pop(name, None)
+    if "use_cache" in bound:
+        bound["use_cache"] = False
+    return hidden, bound
 
-    def hook(module, args, kw):
-        inputs.append(args[0] if args else kw["hidden_states"])
-        kwargs.update({k: v for k, v in kw.items() if k != "hidden_states"})
+
+@torch.no_grad()
+def capture_inputs(model, ids: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:
+    """The first decoder block's input for each calibration row (``[1, seqlen, hidden]``), and every block's own call
+    arguments (a dict per block, hidden states excluded). The arguments come from one full forward pass over the
+    first row: they depend on the sequence length and on the block (sliding-window vs full attention, local vs
+    global rotary tables in Gemma 3), not on the tokens, since calibration rows have equal length and no padding.
+    The other rows stop at the first block."""
+    layers = decoder_layers(model)
+    device = next(model.parameters()).device
+    inputs: list[torch.Tensor] = []
+    kwargs: list[dict | None] = [None] * len(layers)
+
+    def record(i):
+        def hook(module, args, kw):
+            hidden, kwargs[i] = _call_kwargs(module, args, kw)
+            if i == 0:
+                inputs.append(hidden)
+        return hook
+
+    handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    try:
+        model(input_ids=ids[:1].to(device), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [i for i, kw in enumerate(kwargs) if kw is None]
+    if missing:
+        raise ValueError(f"model: the forward pass of {type(model).__name__} never called decoder blocks {missing}")
+
+    def first_only(module, args, kw):
+        inputs.append(_call_kwargs(module, args, kw)[0])
         raise _Captured
 
-    handle = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    handle = layers[0].register_forward_pre_hook(first_only, with_kwargs=True)
     try:
-        for row in ids:
+        for row in ids[1:]:
             try:
-                model(input_ids=row[None].to(next(model.parameters()).device), use_cache=False)
+                model(input_ids=row[None].to(device), use_cache=False)
             except _Captured:
                 pass
     finally:
         handle.remove()
-    kwargs.pop("past_key_values", None)
-    kwargs.pop("past_key_value", None)
-    kwargs["use_cache"] = False
     return inputs, kwargs
+
+
+def check_finite(stats: object, name: str, desc: str) -> None:
+    """Refuse a layer's calibration statistics (every tensor attribute of ``stats``: Wanda's input norms,
+    SparseGPT's Hessian) holding NaN or inf, which NaN / inf inputs and inputs whose squares overflow float32 give:
+    every score and update computed from them would be NaN, inf, or a tie broken by column order."""
+    for key, value in vars(stats).items():
+        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"calibration: {name}'s {desc} statistics ({key}) hold NaN or inf: its inputs on the "
+                             "calibration text are not finite or overflow float32 when squared")
 
 
 def _block_out(out):
@@ -96,26 +186,33 @@ def _block_out(out):
 
 
 @torch.no_grad()
-def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Linear], object],
-                  rewrite: Callable[[str, nn.Linear, object], None], desc: str = "blocks",
+def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], object],
+                  rewrite: Callable[[str, nn.Module, object], None], desc: str = "blocks",
                   progress: bool = True) -> None:
-    """Drive ``make_stats`` (one accumulator per Linear, fed with ``add_batch(inp)``) and ``rewrite`` (changes the
-    Linear's weight from its statistics) over every decoder block in order."""
+    """Drive ``make_stats`` (one accumulator per prunable layer, fed with ``add_batch(inp)``, ``inp`` the layer's
+    input ``[1, seqlen, in]``) and ``rewrite`` (changes the layer's weight from its statistics) over every decoder
+    block in order. ``ids``: calibration token ids ``[nsamples, seqlen]``. A ValueError naming the layer when its
+    statistics are not finite (``check_finite``)."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    inputs, kwargs = capture_inputs(model, ids)
-    for block in tqdm(decoder_layers(model), desc=desc, unit="block", disable=not progress):
+    inputs, block_kwargs = capture_inputs(model, ids)
+    layers = decoder_layers(model)
+    for index, (block, kwargs) in enumerate(tqdm(zip(layers, block_kwargs), total=len(layers), desc=desc,
+                                                  unit="block", disable=not progress)):
         linears = linear_layers(block)
         stats = {name: make_stats(lin) for name, lin in linears.items()}
         handles = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
                    for name, lin in linears.items()]
-        for x in inputs:
-            block(x, **kwargs)
-        for h in handles:
-            h.remove()
+        try:
+            for x in inputs:
+                block(x, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
         for name, lin in linears.items():
+            check_finite(stats[name], f"layers.{index}.{name}", desc)
             rewrite(name, lin, stats.pop(name))
             release_freed_memory(collect=False)
         inputs = [_block_out(block(x, **kwargs)) for x in inputs]

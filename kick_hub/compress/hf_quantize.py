@@ -18,6 +18,17 @@ import torch
 from kick_hub.compress.blocks import release_freed_memory, unmap_large_frees
 
 
+def layer_features(layer: torch.nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of a layer a quantizer replaces (Linear, transformers' Conv1D, Conv2d)."""
+    from transformers.pytorch_utils import Conv1D
+
+    if isinstance(layer, Conv1D):
+        return layer.weight.shape[0], layer.weight.shape[1]
+    if isinstance(layer, torch.nn.Linear):
+        return layer.in_features, layer.out_features
+    return layer.weight[0].numel(), layer.weight.shape[0]
+
+
 def drop_pages(tensor: torch.Tensor) -> None:
     """Tell the kernel the pages wholly inside ``tensor``'s storage are no longer needed (``madvise(DONTNEED)``):
     file-backed pages leave RSS at once (a later read would fetch them again), anonymous ones read back as zeros.

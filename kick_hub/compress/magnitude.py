@@ -1,6 +1,7 @@
 """Magnitude pruning (layer-wise and global) and random pruning: no calibration data.
 
-- ``magnitude``: one threshold per weight matrix over |W| (wanda ``prune_magnitude``); N:M per group of M columns.
+- ``magnitude``: one threshold per weight matrix over |W| (wanda ``prune_magnitude``); N:M per group of M input
+  columns of the ``[out, in]`` view (``blocks.weight_view``: ``W`` for Linear, ``W.t()`` for GPT-2's Conv1D).
 - ``magnitude-global``: one threshold over |W| of all pruned matrices together, found exactly by bisection on the
   float bit patterns so no concatenated copy of the weights is ever made (memory stays at one matrix).
 - ``random``: scores drawn uniformly at random (seeded), then the layer-wise rules: the floor baseline.
@@ -10,16 +11,17 @@ from __future__ import annotations
 
 import torch
 
-from kick_hub.compress.blocks import decoder_layers, linear_layers
+from kick_hub.compress.blocks import decoder_layers, linear_layers, weight_view
 from kick_hub.compress.masks import nm_mask, threshold_mask
 
 
-def _targets(model) -> list[torch.nn.Linear]:
+def _targets(model) -> list[torch.nn.Module]:
     return [lin for block in decoder_layers(model) for lin in linear_layers(block).values()]
 
 
 def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
-    """The value at index ``int(N * sparsity)`` of all |w| sorted, without concatenating them."""
+    """The value at index ``int(N * sparsity)`` of all |w| sorted, without concatenating them (any shapes: only the
+    multiset of magnitudes matters)."""
     total = sum(w.numel() for w in weights)
     k = int(total * sparsity)  # we want the smallest t with count(|w| <= t) >= k + 1
     lo, hi = 0, 0x7F800000  # non-negative float32 bit patterns are ordered like the floats
@@ -36,6 +38,8 @@ def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
 
 @torch.no_grad()
 def prune(model, spec) -> None:
+    """Prune every decoder-block Linear / Conv1D of ``model`` in place by ``spec`` (method ``magnitude``,
+    ``magnitude-global`` or ``random``; ``spec.sparsity`` or ``spec.pattern`` N:M)."""
     linears = _targets(model)
     if spec.method == "magnitude-global" and not spec.pattern:
         if spec.sparsity == 0:
@@ -46,7 +50,7 @@ def prune(model, spec) -> None:
         return
     gen = torch.Generator().manual_seed(spec.seed)
     for lin in linears:
-        W = lin.weight.data
+        W = weight_view(lin)  # [out, in]
         metric = torch.rand(W.shape, generator=gen) if spec.method == "random" else W.abs()
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else threshold_mask(metric, spec.sparsity)
         W[mask] = 0

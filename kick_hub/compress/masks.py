@@ -1,5 +1,7 @@
 """Mask rules shared by the pruning methods, written as in locuslab/wanda ``lib/prune.py`` so masks agree with the
-reference, ties included: a mask marks the weights to *remove* (True = pruned)."""
+reference, ties included: a mask marks the weights to *remove* (True = pruned). ``metric`` is always ``[out, in]``
+(rows are output channels, columns input features: ``blocks.weight_view`` of a Linear or a GPT-2 Conv1D); the mask has
+its shape."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import torch
 
 
 def nm_mask(metric: torch.Tensor, n: int, m: int) -> torch.Tensor:
-    """In every group of ``m`` consecutive input columns, prune the ``n`` lowest-scoring weights of each row
-    (``torch.topk(largest=False)`` per group, as the reference loops over groups)."""
+    """In every group of ``m`` consecutive input columns (dim 1 of ``metric`` ``[out, in]``), prune the ``n``
+    lowest-scoring weights of each row (``torch.topk(largest=False)`` per group, as the reference loops over
+    groups)."""
     mask = torch.zeros_like(metric, dtype=torch.bool)
     for start in range(0, metric.shape[1], m):
         chunk = metric[:, start:start + m].float()

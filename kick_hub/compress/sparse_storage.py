@@ -1,9 +1,10 @@
 """``--storage sparse``: a pruned variant saved as compressed-tensors' sparse-bitmask layout, loadable by
 ``AutoModelForCausalLM.from_pretrained`` once this module is imported.
 
-Layout (byte-compatible with compressed-tensors <= 0.14 "sparse-bitmask"): every pruned Linear ``<m>.weight`` is
-stored as ``<m>.compressed`` (its non-zero values, row-major), ``<m>.bitmask`` (uint8, ``numpy.packbits`` of the
-non-zero mask along rows, little bit order), ``<m>.shape`` and ``<m>.row_offsets``; everything else is stored as is.
+Layout (byte-compatible with compressed-tensors <= 0.14 "sparse-bitmask"): every pruned layer's ``<m>.weight``
+(a Linear's ``[out, in]`` or a GPT-2 Conv1D's ``[in, out]``, in its stored orientation) is stored as
+``<m>.compressed`` (its non-zero values, row-major), ``<m>.bitmask`` (uint8, ``numpy.packbits`` of the non-zero mask
+along rows, little bit order), ``<m>.shape`` and ``<m>.row_offsets``; everything else is stored as is.
 At 50 % sparsity in float32 a matrix takes 0.5 + 1/32 of its dense bytes; embeddings stay dense.
 
 Why not compressed-tensors itself: its sparse compressors were removed in 0.15, and transformers 5 requires >= 0.15
@@ -50,7 +51,7 @@ def decompress_matrix(compressed: torch.Tensor, bitmask: torch.Tensor, shape: to
 
 def save(model, directory: str | Path, layers: list[str]) -> None:
     """Write ``model`` into ``directory`` (``save_pretrained`` for config / generation config, then the weights
-    replaced by the sparse layout for the Linear modules named in ``layers``)."""
+    replaced by the sparse layout for the Linear / Conv1D modules named in ``layers``)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)

@@ -2,25 +2,28 @@
 
 The input-norm statistic is the reference's running estimate: ``scaler_row = sum ||x_col||^2 / nsamples`` over all
 calibration tokens, and the score is ``|W| * sqrt(scaler_row)``. Unstructured: per row, the ``int(cols * ratio)``
-lowest scores by stable sort; N:M: the ``N`` lowest in every group of ``M`` input columns.
+lowest scores by stable sort; N:M: the ``N`` lowest in every group of ``M`` input columns. Scores are computed on
+the ``[out, in]`` view of the weight (``blocks.weight_view``: ``W`` for Linear, ``W.t()`` for GPT-2's Conv1D), so the
+input norms line up with the columns for both.
 """
 
 from __future__ import annotations
 
 import torch
 
-from kick_hub.compress.blocks import run_blockwise
+from kick_hub.compress.blocks import in_features, run_blockwise, weight_view
 from kick_hub.compress.masks import nm_mask, row_mask
 
 
 class InputNorm:
     """Running mean of squared input-column norms per calibration sample (the reference's ``WrappedGPT``)."""
 
-    def __init__(self, layer: torch.nn.Linear) -> None:
-        self.scaler_row = torch.zeros(layer.in_features, dtype=torch.float32)
+    def __init__(self, layer: torch.nn.Module) -> None:
+        self.scaler_row = torch.zeros(in_features(layer), dtype=torch.float32)  # [in]
         self.nsamples = 0
 
     def add_batch(self, inp: torch.Tensor) -> None:
+        """Fold in one sample's layer input ``[1, seqlen, in]`` (or ``[seqlen, in]``)."""
         inp = inp.unsqueeze(0) if inp.dim() == 2 else inp
         batch = inp.shape[0]
         inp = inp.reshape(-1, inp.shape[-1]).t().float()
@@ -30,13 +33,17 @@ class InputNorm:
 
 
 def score(weight: torch.Tensor, stats: InputNorm) -> torch.Tensor:
+    """Wanda's metric ``|W| * sqrt(scaler_row)`` for ``weight`` ``[out, in]``; returns ``[out, in]`` float32."""
     return weight.abs().float() * torch.sqrt(stats.scaler_row.reshape(1, -1))
 
 
 def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> None:
+    """Prune every decoder-block Linear / Conv1D of ``model`` in place; ``calibration``: token ids
+    ``[nsamples, seqlen]``."""
     def rewrite(name, layer, stats):
-        metric = score(layer.weight.data, stats)
+        W = weight_view(layer)  # [out, in]
+        metric = score(W, stats)
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else row_mask(metric, spec.sparsity)
-        layer.weight.data[mask] = 0
+        W[mask] = 0
 
     run_blockwise(model, calibration, InputNorm, rewrite, desc="wanda", progress=progress)

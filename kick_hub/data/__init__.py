@@ -3,20 +3,30 @@
 Every loader returns plain ``dict`` records in one schema per task:
 
 - factoid:     ``{id, question, answers}``
-- mcq:         ``{id, subject, question, options[4], answer, fewshot}`` (fewshot: dev records of the subject)
+- mcq:         ``{id, subject, question, options[4], answer, fewshot, shots_available}`` (fewshot: up to 5 dev
+               records of the subject; shots_available: how many there are, fewer only when the dev file is short
+               or missing, which the loader also warns about with ``DataWarning``)
 - icra:        ``{id, question, answers, context}``
 - icsum:       ``{id, bucket, story, reference}``
 - instruction: ``{id, category, question, reference}``
 - perplexity:  ``{id, text}``
+
+Every row is checked as it is read: a row a loader cannot read as the format says (a missing or empty field, a
+wrong JSON shape, an answer letter outside A-D, a story without a reference, a duplicate id, a file that is not
+UTF-8) raises ``ValueError`` naming the file, the row / line / key and what is allowed, before any model work.
+Nothing is dropped silently; blank lines, which the formats use as separators, are skipped.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
+import warnings
 from pathlib import Path
 
+MCQ_LETTERS = ("A", "B", "C", "D")
 TRIVIAQA_CONTEXT_CHARS = 3072  # LLM-KICK: first wiki context + first search context, cut to 3,072 characters
 
 # task -> (Hub dataset id, config, split) used when the source is "hub"
@@ -48,138 +58,350 @@ def interleave(records: list[dict], key: str) -> list[dict]:
     return out
 
 
+class DataWarning(UserWarning):
+    """Data that loads but not as the task expects it (e.g. an MMLU subject with fewer few-shot examples)."""
+
+
 def _missing(path: Path, field: str, what: str) -> ValueError:
     return ValueError(f"{field}: {path} holds no {what}")
 
 
+def _read_text(path: Path) -> str:
+    """A file's text as UTF-8 (a leading byte-order mark dropped); any other encoding is refused naming the file."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"data: {path} is not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8") from None
+
+
+def _read_json(path: Path):
+    """A JSON file's content; invalid JSON is refused naming the file, line and column."""
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"data: {path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
+
+
+def _jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not a JSON object is refused."""
+    out = []
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"data: {path} line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"data: {path} line {n}: must be a JSON object, got {type(obj).__name__}")
+        out.append((n, obj))
+    if not out:
+        raise _missing(path, "data", "JSON lines")
+    return out
+
+
+def _text(obj: dict, key: str, where: str) -> str:
+    """``obj[key]`` when it is a non-empty string, else a ValueError naming ``where`` and ``key``."""
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key}: {where}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def _id(obj: dict, key: str, where: str, seen: dict) -> str | int:
+    """``obj[key]`` as a record id: a non-empty string or an integer, not seen before in the same file."""
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{key}: {where}: must be a non-empty string or an integer, got {value!r}")
+    if value in seen:
+        raise ValueError(f"{key}: {where}: duplicate id {value!r} (first at {seen[value]})")
+    seen[value] = where
+    return value
+
+
+def _one_file(path: Path, patterns: tuple[str, ...], what: str) -> Path:
+    """``path`` itself, or the single file in folder ``path`` matching the first pattern that matches any; several
+    matches are refused, since picking one would be a guess."""
+    if not path.is_dir():
+        return path
+    for pattern in patterns:
+        files = sorted(path.glob(pattern))
+        if len(files) > 1:
+            raise ValueError(f"data: {path} holds {len(files)} {what} files ({', '.join(f.name for f in files)}); "
+                             f"pass the path of the one to use")
+        if files:
+            return files[0]
+    raise _missing(path, "data", f"{what} file ({' or '.join(patterns)})")
+
+
 # ------------------------------------------------------------------ factoid
+def freebaseqa_record(q: dict, where: str, seen: dict | None = None) -> dict:
+    """One FreebaseQA question -> factoid record, answers = every parse's answer names (deduplicated). ``q`` is a
+    question of the JSON release (``Parses`` a list of parses) or a Hub row (``Parses`` a dict of columns, each
+    parse's ``AnswersName`` a list of name lists). A wrong shape, an empty question or no answer name raises
+    naming ``where``; ``seen`` (id -> where) catches duplicate ids."""
+    if not isinstance(q, dict):
+        raise ValueError(f"data: {where}: must be a JSON object, got {type(q).__name__}")
+    qid = _id(q, "Question-ID", where, {} if seen is None else seen)
+    question = _text(q, "RawQuestion", where)
+    parses = q.get("Parses")
+    if isinstance(parses, dict):  # Hub row
+        answers = parses.get("Answers")
+        answers = answers if isinstance(answers, list) else [None]
+        name_lists = [n for a in answers
+                      for n in (a.get("AnswersName") if isinstance(a, dict) and isinstance(a.get("AnswersName"), list)
+                                else [None])]
+    elif isinstance(parses, list):  # JSON release
+        answers = [a for p in parses for a in (p.get("Answers") if isinstance(p, dict)
+                                                and isinstance(p.get("Answers"), list) else [None])]
+        name_lists = [a.get("AnswersName") if isinstance(a, dict) else None for a in answers]
+    else:
+        raise ValueError(f"Parses: {where}: must be a list of parses, got {type(parses).__name__}")
+    if not all(isinstance(n, list) and all(isinstance(x, str) for x in n) for n in name_lists):
+        raise ValueError(f"AnswersName: {where}: every parse must hold an Answers list whose AnswersName is a list "
+                         f"of strings")
+    names = list(dict.fromkeys(x.strip() for n in name_lists for x in n if x.strip()))
+    if not names:
+        raise ValueError(f"AnswersName: {where}: question {qid!r} has no answer name in any parse")
+    return {"id": qid, "question": question.strip(), "answers": names}
+
+
 def load_freebaseqa(path: str | Path) -> list[dict]:
-    """FreebaseQA: the ``question | answer`` txt release or the JSON release (aliases from every parse)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.json")) or sorted(path.glob("*.txt"))
-        if not files:
-            raise _missing(path, "data", "FreebaseQA .json or .txt file")
-        path = files[0]
+    """FreebaseQA: the ``question | answer`` txt release or the JSON release (aliases from every parse). A folder
+    must hold one ``.json`` file (else one ``.txt`` file)."""
+    path = _one_file(Path(path), ("*.json", "*.txt"), "FreebaseQA")
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        records = []
-        for q in data["Questions"]:
-            names = [n for parse in q["Parses"] for a in parse["Answers"] for n in a["AnswersName"]]
-            records.append({"id": q["Question-ID"], "question": q["RawQuestion"], "answers": list(dict.fromkeys(names))})
+        data = _read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("Questions"), list):
+            raise ValueError(f"Questions: {path}: must be a JSON object with a 'Questions' list (the FreebaseQA "
+                             f"release format)")
+        seen: dict = {}
+        records = [freebaseqa_record(q, f"{path} Questions[{i}]", seen) for i, q in enumerate(data["Questions"])]
+        if not records:
+            raise _missing(path, "data", "questions")
         return records
     records = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if "|" not in line:
+    for i, line in enumerate(_read_text(path).splitlines()):
+        if not line.strip():
             continue
-        question, answer = line.rsplit("|", 1)
-        records.append({"id": f"{path.stem}-{i}", "question": question.strip(), "answers": [answer.strip()]})
+        if "|" not in line:
+            raise ValueError(f"data: {path} line {i + 1}: must be 'question | answer', got {line[:80]!r}")
+        question, answer = (x.strip() for x in line.rsplit("|", 1))
+        for field, value in (("question", question), ("answer", answer)):
+            if not value:
+                raise ValueError(f"{field}: {path} line {i + 1}: is empty in {line[:80]!r}")
+        records.append({"id": f"{path.stem}-{i}", "question": question, "answers": [answer]})
+    if not records:
+        raise _missing(path, "data", "'question | answer' lines")
     return records
 
 
 # ---------------------------------------------------------------------- mcq
+def mmlu_letter(value: object, where: str) -> str:
+    """An MMLU answer as a letter A-D: a letter in any case with surrounding spaces, or a Hub index 0-3."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(MCQ_LETTERS):
+        return MCQ_LETTERS[value]
+    if isinstance(value, str) and value.strip().upper() in MCQ_LETTERS:
+        return value.strip().upper()
+    raise ValueError(f"answer: {where}: must be one of {', '.join(MCQ_LETTERS)} (any case) or an index 0-3, "
+                     f"got {value!r}")
+
+
+def mmlu_rows(file: Path, subject: str) -> list[dict]:
+    """The records of one headerless MMLU CSV file: each row must be question, A, B, C, D, answer letter, every
+    field non-empty; a row that is not is refused naming the file and row (1-based). Blank lines are skipped."""
+    records = []
+    for i, r in enumerate(csv.reader(io.StringIO(_read_text(file), newline=""))):
+        if not r:
+            continue
+        where = f"{file} row {i + 1}"
+        if len(r) != 6:
+            raise ValueError(f"data: {where}: must have 6 fields (question, A, B, C, D, answer letter), got "
+                             f"{len(r)}: {r!r}"[:300])
+        if not r[0].strip():
+            raise ValueError(f"question: {where}: is empty")
+        for letter, option in zip(MCQ_LETTERS, r[1:5]):
+            if not option.strip():
+                raise ValueError(f"options: {where}: option {letter} is empty")
+        records.append({"id": f"{subject}-{file.parent.name}-{i}", "subject": subject, "question": r[0],
+                        "options": r[1:5], "answer": mmlu_letter(r[5], where)})
+    if not records:
+        raise _missing(file, "data", "MMLU rows")
+    return records
+
+
 def load_mmlu(path: str | Path, ntrain: int = 5) -> list[dict]:
     """MMLU CSV folders (``dev/<subject>_dev.csv`` few-shot, ``test/<subject>_test.csv``); headerless rows of
-    question, A, B, C, D, answer letter."""
+    question, A, B, C, D, answer letter. Each record carries ``shots_available`` (how many dev examples its subject
+    has, at most ``ntrain``); subjects whose dev file is missing or short are named in one ``DataWarning``."""
     path = Path(path)
     test_files = sorted((path / "test").glob("*_test.csv"))
     if not test_files:
         raise _missing(path, "data", "MMLU test/<subject>_test.csv files")
-
-    def rows(file: Path, subject: str) -> list[dict]:
-        with open(file, newline="", encoding="utf-8") as fh:
-            return [{"id": f"{subject}-{file.parent.name}-{i}", "subject": subject, "question": r[0],
-                     "options": r[1:5], "answer": r[5].strip()} for i, r in enumerate(csv.reader(fh)) if len(r) >= 6]
-
-    records = []
+    records, short = [], []
     for file in test_files:
         subject = file.name[: -len("_test.csv")]
         dev = path / "dev" / f"{subject}_dev.csv"
-        shots = rows(dev, subject)[:ntrain] if dev.exists() else []
-        for r in rows(file, subject):
-            r["fewshot"] = shots
+        shots = mmlu_rows(dev, subject)[:ntrain] if dev.exists() else []
+        if len(shots) < ntrain:
+            short.append(f"{subject}: {len(shots)} ({dev} {'is missing' if not dev.exists() else 'is short'})")
+        for r in mmlu_rows(file, subject):
+            r["fewshot"], r["shots_available"] = shots, len(shots)
             records.append(r)
+    if short:
+        warnings.warn(f"mcq: {len(short)} of {len(test_files)} subjects have fewer than {ntrain} few-shot examples "
+                      f"and run with the number shown: {'; '.join(short)}", DataWarning, stacklevel=2)
     return interleave(records, "subject")
 
 
 # --------------------------------------------------------------------- icra
-def triviaqa_record(r: dict) -> dict:
-    """One TriviaQA rc record (Hub or JSONL) -> icra record, context built as LLM-KICK did."""
-    wiki = r.get("entity_pages", {}).get("wiki_context") or [""]
-    search = r.get("search_results", {}).get("search_context") or [""]
-    context = "\n\n".join(c for c in (wiki[0], search[0]) if c)[:TRIVIAQA_CONTEXT_CHARS]
-    answer = r["answer"]
-    aliases = list(dict.fromkeys([answer["value"], *answer.get("aliases", [])]))
-    return {"id": r["question_id"], "question": r["question"], "answers": aliases, "context": context}
+def _first_text(r: dict, key: str, column: str, where: str) -> str:
+    """The first text of ``r[key][column]`` (Hub rc layout: a dict of columns), "" when there is none."""
+    group = r.get(key)
+    if group is None:
+        return ""
+    texts = group.get(column) if isinstance(group, dict) else None
+    if not isinstance(group, dict) or not isinstance(texts, (list, type(None))) or not all(
+            isinstance(t, str) for t in texts or []):
+        raise ValueError(f"{key}: {where}: must be an object whose {column!r} is a list of strings (the Hub rc "
+                         f"layout), got {type(group).__name__}")
+    return texts[0] if texts else ""
+
+
+def triviaqa_record(r: dict, where: str = "TriviaQA record") -> dict:
+    """One TriviaQA rc record (Hub or JSONL) -> icra record, context built as LLM-KICK did (first wiki context +
+    first search context, cut). A wrong shape, an empty question, no answer or no context raises naming ``where``."""
+    if not isinstance(r, dict):
+        raise ValueError(f"data: {where}: must be a JSON object, got {type(r).__name__}")
+    question = _text(r, "question", where)
+    qid = _id(r, "question_id", where, {})
+    wiki = _first_text(r, "entity_pages", "wiki_context", where)
+    search = _first_text(r, "search_results", "search_context", where)
+    context = "\n\n".join(c for c in (wiki, search) if c.strip())[:TRIVIAQA_CONTEXT_CHARS]
+    if not context:
+        raise ValueError(f"entity_pages: {where}: question {qid!r} has no wiki_context and no search_context text")
+    answer = r.get("answer")
+    aliases = answer.get("aliases", []) if isinstance(answer, dict) else None
+    if not isinstance(answer, dict) or not isinstance(answer.get("value"), str) or not isinstance(aliases, list) or \
+            not all(isinstance(a, str) for a in aliases):
+        raise ValueError(f"answer: {where}: must be an object with a 'value' string and an 'aliases' list of strings")
+    answers = list(dict.fromkeys(a.strip() for a in [answer["value"], *aliases] if a.strip() and a != "<unk>"))
+    if not answers:
+        raise ValueError(f"answer: {where}: question {qid!r} has no answer (value {answer['value']!r}, no aliases)")
+    return {"id": qid, "question": question.strip(), "answers": answers, "context": context}
 
 
 def load_triviaqa(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
-        if not files:
-            raise _missing(path, "data", "TriviaQA .jsonl file")
-        path = files[0]
-    with open(path, encoding="utf-8") as fh:
-        return [triviaqa_record(json.loads(line)) for line in fh if line.strip()]
+    """TriviaQA rc as JSONL in the Hub layout (one question per line); a folder must hold one ``.jsonl`` file. A
+    question_id may repeat: the rc split holds a question once per evidence source (Wikipedia, web), each line with
+    its own context."""
+    path = _one_file(Path(path), ("*.jsonl",), "TriviaQA .jsonl")
+    return [triviaqa_record(r, f"{path} line {n}") for n, r in _jsonl(path)]
 
 
 # -------------------------------------------------------------------- icsum
-def parse_story(text: str) -> tuple[str, str]:
-    """CNN/DM ``.story``: (article, reference). ``@highlight`` lines form the reference and never reach the
-    article (LLM-KICK's prompts accidentally kept them)."""
-    article, highlights, take_next = [], [], False
-    for line in text.splitlines():
+def _story_parts(text: str) -> tuple[list[str], list[str], int | None]:
+    """A ``.story``'s article paragraphs, highlights, and the line number of an ``@highlight`` with no text after
+    it (None when every one has its text)."""
+    article, highlights, open_at, dangling = [], [], None, None
+    for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if line == "@highlight":
-            take_next = True
-        elif line and take_next:
+            dangling = dangling or open_at
+            open_at = n
+        elif line and open_at is not None:
             highlights.append(line)
-            take_next = False
+            open_at = None
         elif line:
             article.append(line)
-    return "\n\n".join(article), ". ".join(h.rstrip(".") for h in highlights) + "."
+    return article, highlights, dangling or open_at
+
+
+def _reference(highlights: list[str]) -> str:
+    """The highlights joined into one reference summary ("" when there are none)."""
+    return ". ".join(h.rstrip(".") for h in highlights) + "." if highlights else ""
+
+
+def parse_story(text: str) -> tuple[str, str]:
+    """CNN/DM ``.story``: (article, reference). ``@highlight`` lines form the reference and never reach the
+    article (LLM-KICK's prompts accidentally kept them). Either part is "" when the story has none."""
+    article, highlights, _ = _story_parts(text)
+    return "\n\n".join(article), _reference(highlights)
 
 
 def load_stories(path: str | Path) -> list[dict]:
-    """A folder of ``.story`` files, or of ``small/ mid/ large/`` bucket folders of them."""
+    """A folder of ``.story`` files, or of ``small/ mid/ large/`` bucket folders of them. A story without article
+    text, without ``@highlight`` lines (no reference to score against), or with an ``@highlight`` lacking its text
+    is refused naming the file."""
     path = Path(path)
     buckets = [d for d in sorted(path.iterdir()) if d.is_dir()] if path.is_dir() else []
-    groups = [(d.name, sorted(d.glob("*.story"))) for d in buckets] or [("all", sorted(path.glob("*.story")))]
+    groups = [(d.name, sorted(d.glob("*.story"))) for d in buckets]
+    loose = sorted(path.glob("*.story")) if path.is_dir() else []
+    if loose and any(files for _, files in groups):
+        raise ValueError(f"data: {path} holds both .story files and bucket folders of them; use one layout")
+    groups = [g for g in groups if g[1]] or [("all", loose)]
     records = []
     for bucket, files in groups:
         for f in files:
-            article, reference = parse_story(f.read_text(encoding="utf-8"))
-            records.append({"id": f"{bucket}/{f.stem}", "bucket": bucket, "story": article, "reference": reference})
+            article, highlights, open_at = _story_parts(_read_text(f))
+            if open_at is not None:
+                raise ValueError(f"reference: {f} line {open_at}: @highlight with no highlight text after it")
+            if not highlights:
+                raise ValueError(f"reference: {f} has no @highlight lines, so no reference summary to score against")
+            if not article:
+                raise ValueError(f"story: {f} has no article text, only @highlight lines")
+            records.append({"id": f"{bucket}/{f.stem}", "bucket": bucket, "story": "\n\n".join(article),
+                            "reference": _reference(highlights)})
     if not records:
         raise _missing(path, "data", ".story files")
     return interleave(records, "bucket")
 
 
 # -------------------------------------------------------------- instruction
+def _turn_text(obj: dict, where: str) -> str:
+    """The text of a Vicuna-80 line (``text``) or the first turn of an MT-Bench line (``turns`` for questions,
+    ``choices[0].turns`` for answers)."""
+    if "text" in obj:
+        return _text(obj, "text", where)
+    holder = obj.get("choices")[0] if isinstance(obj.get("choices"), list) and obj["choices"] else obj
+    turns = holder.get("turns") if isinstance(holder, dict) else None
+    if not isinstance(turns, list) or not turns or not isinstance(turns[0], str) or not turns[0].strip():
+        raise ValueError(f"text: {where}: must hold a non-empty 'text' (Vicuna-80) or 'turns' / 'choices[0].turns' "
+                         f"list (MT-Bench)")
+    return turns[0]
+
+
 def load_vicuna(path: str | Path) -> list[dict]:
     """``question.jsonl`` (question_id, text, category) plus a reference-answer jsonl beside it
-    (``reference_answer.jsonl``, else ``gpt35_answer.jsonl``, else the first other ``*.jsonl``)."""
+    (``reference_answer.jsonl``, else ``gpt35_answer.jsonl``, else the only other ``*.jsonl``). Every question needs
+    exactly one reference answer; a missing one is refused naming the question's line and the answer file."""
     path = Path(path)
     qfile = path / "question.jsonl" if path.is_dir() else path
     if not qfile.exists():
         raise _missing(path, "data", "question.jsonl")
-    candidates = [qfile.parent / n for n in ("reference_answer.jsonl", "gpt35_answer.jsonl")]
-    candidates += [p for p in sorted(qfile.parent.glob("*.jsonl")) if p != qfile]
-    afile = next((p for p in candidates if p.exists()), None)
-    answers = {}
-    if afile:
-        for line in afile.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                a = json.loads(line)
-                answers[a["question_id"]] = a.get("text") or a["choices"][0]["turns"][0]
-    records = []
-    for line in qfile.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            q = json.loads(line)
-            text = q.get("text") or q["turns"][0]  # Vicuna-80 or MT-Bench question format
-            records.append({"id": q["question_id"], "category": q.get("category", ""), "question": text,
-                            "reference": answers.get(q["question_id"], "")})
+    named = [qfile.parent / n for n in ("reference_answer.jsonl", "gpt35_answer.jsonl")]
+    afile = next((p for p in named if p.exists()), None)
+    if afile is None:
+        others = [p for p in sorted(qfile.parent.glob("*.jsonl")) if p != qfile]
+        if len(others) != 1:
+            raise ValueError(f"reference: {qfile.parent} must hold reference_answer.jsonl (question_id, text) beside "
+                             f"{qfile.name}, or exactly one other .jsonl; found {[p.name for p in others]}")
+        afile = others[0]
+    answers, answer_seen = {}, {}
+    for n, a in _jsonl(afile):
+        where = f"{afile} line {n}"
+        answers[_id(a, "question_id", where, answer_seen)] = _turn_text(a, where)
+    records, seen = [], {}
+    for n, q in _jsonl(qfile):
+        where = f"{qfile} line {n}"
+        qid = _id(q, "question_id", where, seen)
+        category = q.get("category", "")
+        if not isinstance(category, str):
+            raise ValueError(f"category: {where}: must be a string, got {category!r}")
+        if qid not in answers:
+            raise ValueError(f"reference: {afile} has no answer for question_id {qid!r} ({where})")
+        records.append({"id": qid, "category": category, "question": _turn_text(q, where),
+                        "reference": answers[qid]})
     return records
 
 
@@ -189,17 +411,23 @@ def load_text(path: str | Path) -> list[dict]:
     CNN/DM ``.story`` files, whose article paragraphs are real news text (each story once, highlights dropped)."""
     path = Path(path)
     files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
+    lines: list[str] = []
     if path.is_dir() and not files:
         stories = {f.name: f for f in sorted(path.rglob("*.story"))}
-        lines = [l for f in stories.values() for l in parse_story(f.read_text(encoding="utf-8"))[0].splitlines()
-                 if l.strip()]
-        if not lines:
-            raise _missing(path, "data", "text")
-        return [{"id": f"line-{i}", "text": l} for i, l in enumerate(lines)]
-    lines = [l for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+        for f in stories.values():
+            article = _story_parts(_read_text(f))[0]
+            if not article:
+                raise ValueError(f"story: {f} has no article text")
+            lines += article
+    else:
+        for f in files:
+            file_lines = [line for line in _read_text(f).splitlines() if line.strip()]
+            if not file_lines:
+                raise _missing(f, "data", "text (only blank lines)")
+            lines += file_lines
     if not lines:
         raise _missing(path, "data", "text")
-    return [{"id": f"line-{i}", "text": l} for i, l in enumerate(lines)]
+    return [{"id": f"line-{i}", "text": line} for i, line in enumerate(lines)]
 
 
 LOCAL_LOADERS = {"factoid": load_freebaseqa, "mcq": load_mmlu, "icra": load_triviaqa, "icsum": load_stories,
@@ -213,25 +441,63 @@ def load_hub(kind: str, dataset_id: str | None = None) -> list[dict]:
     if kind not in HUB_SOURCES:
         raise ValueError(f"data: no Hub source for {kind!r}; allowed: {sorted(HUB_SOURCES)} (use a local path)")
     default_id, config, split = HUB_SOURCES[kind]
-    ds = datasets.load_dataset(dataset_id or default_id, config, split=split)
+    name = dataset_id or default_id
+    ds = datasets.load_dataset(name, config, split=split)
+    return hub_records(kind, ds, name, split,
+                       datasets.load_dataset(name, config, split="dev") if kind == "mcq" else None)
+
+
+def mmlu_hub_record(r: dict, where: str, rid: str) -> dict:
+    """One MMLU Hub row (subject, question, choices[4], answer index) -> mcq record without few-shot fields."""
+    subject, question = _text(r, "subject", where), _text(r, "question", where)
+    choices = r.get("choices")
+    if not isinstance(choices, list) or len(choices) != 4 or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError(f"choices: {where}: must be 4 non-empty strings, got {choices!r}"[:300])
+    return {"id": rid, "subject": subject, "question": question, "options": list(choices),
+            "answer": mmlu_letter(r.get("answer"), where)}
+
+
+def hub_records(kind: str, rows, name: str, split: str, dev_rows=None, ntrain: int = 5) -> list[dict]:
+    """Hub rows (any iterable of dicts, e.g. a ``datasets.Dataset``) of dataset ``name`` -> records of ``kind``,
+    each row checked like a local file's (errors name the dataset, split and row index); ``dev_rows`` are the MMLU
+    few-shot rows."""
+    def where(i: int, part: str = split) -> str:
+        return f"{name} ({part}) row {i}"
+
+    seen: dict = {}
     if kind == "factoid":
-        return [{"id": r["Question-ID"], "question": r["RawQuestion"],
-                 "answers": [n for a in r["Parses"]["Answers"] for n in a["AnswersName"]]} for r in ds]
+        return [freebaseqa_record(r, where(i), seen) for i, r in enumerate(rows)]
     if kind == "mcq":
-        dev = datasets.load_dataset(dataset_id or default_id, config, split="dev")
         shots: dict[str, list[dict]] = {}
-        for i, r in enumerate(dev):
-            shots.setdefault(r["subject"], []).append(
-                {"id": f"dev-{i}", "subject": r["subject"], "question": r["question"], "options": r["choices"],
-                 "answer": "ABCD"[r["answer"]]})
-        return [{"id": f"{r['subject']}-{i}", "subject": r["subject"], "question": r["question"],
-                 "options": r["choices"], "answer": "ABCD"[r["answer"]], "fewshot": shots.get(r["subject"], [])[:5]}
-                for i, r in enumerate(ds)]
+        for i, r in enumerate(dev_rows or []):
+            shot = mmlu_hub_record(r, where(i, "dev"), f"dev-{i}")
+            shots.setdefault(shot["subject"], []).append(shot)
+        records = [mmlu_hub_record(r, where(i), f"{r.get('subject')}-{i}") for i, r in enumerate(rows)]
+        short: dict[str, int] = {}
+        for rec in records:
+            rec["fewshot"] = shots.get(rec["subject"], [])[:ntrain]
+            rec["shots_available"] = len(rec["fewshot"])
+            if rec["shots_available"] < ntrain:
+                short[rec["subject"]] = rec["shots_available"]
+        if short:
+            warnings.warn(f"mcq: {len(short)} subjects of {name} have fewer than {ntrain} few-shot examples in its "
+                          f"dev split and run with the number shown: "
+                          f"{'; '.join(f'{s}: {n}' for s, n in sorted(short.items()))}", DataWarning, stacklevel=2)
+        return records
     if kind == "icra":
-        return [triviaqa_record(r) for r in ds]
+        return [triviaqa_record(r, where(i)) for i, r in enumerate(rows)]
     if kind == "icsum":
-        return [{"id": r["id"], "bucket": "all", "story": r["article"], "reference": r["highlights"]} for r in ds]
-    return [{"id": f"line-{i}", "text": r["text"]} for i, r in enumerate(ds) if r["text"].strip()]
+        return [{"id": _id(r, "id", where(i), seen), "bucket": "all", "story": _text(r, "article", where(i)),
+                 "reference": _text(r, "highlights", where(i))} for i, r in enumerate(rows)]
+    records = []
+    for i, r in enumerate(rows):
+        if not isinstance(r.get("text"), str):
+            raise ValueError(f"text: {where(i)}: must be a string, got {r.get('text')!r}")
+        if r["text"].strip():  # wikitext separates articles and sections with blank lines
+            records.append({"id": f"line-{i}", "text": r["text"]})
+    if not records:
+        raise ValueError(f"data: {name} ({split}) holds no text")
+    return records
 
 
 def load(kind: str, source: str = "world", limit: int | None = None) -> list[dict]:

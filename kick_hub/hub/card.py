@@ -6,10 +6,12 @@ from the variant's manifest plus, when a run dir is given, its results beside th
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from kick_hub import tasks
 from kick_hub.compress import QUANT_METHODS
+from kick_hub.io import format_number, public_name
 from kick_hub.variant import CALIBRATION_FILE, load_manifest
 
 # model-index dataset ids for the embedded world and for Vicuna-80 (the other tasks use data.HUB_SOURCES)
@@ -79,7 +81,7 @@ def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
         meta = store.meta()
     finally:
         store.close()
-    if store.model != manifest["base_model"]:
+    if public_name(store.model) != public_name(manifest["base_model"]):
         raise ValueError(f"run-dir: {run_dir} holds results for {store.model!r}, but the variant was made "
                          f"from {manifest['base_model']!r}")
     row = next((r for r in rows if r["label"] == manifest["label"]), None)
@@ -87,7 +89,7 @@ def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
         raise ValueError(f"run-dir: {run_dir} has no results for variant {manifest['label']!r}; have "
                          f"{sorted(r['label'] for r in rows)}")
     return {"row": row, "dense": dense, "data": meta.get("data"), "limit": meta.get("limit"),
-            "warning": report.knowledge_collapse(row)}
+            "protocol": meta.get("protocol") or "default", "warning": report.knowledge_collapse(row)}
 
 
 def _results_table(results: dict) -> str:
@@ -95,11 +97,16 @@ def _results_table(results: dict) -> str:
     for task, value in results["row"]["abs"].items():
         spec = tasks.get(task).SPEC
         dense = results["dense"].get(task)
-        change = "" if not dense else f"{(value - dense) / dense:+.1%}"
+        change = ""
+        if dense and math.isfinite(dense) and math.isfinite(value):
+            change = f"{(value - dense) / dense:+.1%}"
+        elif dense is not None and math.isfinite(dense) and value == math.inf:
+            change = "+∞" if dense > 0 else ""
         arrow = " (lower is better)" if spec.lower_is_better else ""
         kind = "knowledge" if spec.knowledge else "in-context / fluency"
-        lines.append(f"| {task} ({kind}) | {spec.metric}{arrow} | {dense:.4g} | {value:.4g} | {change} |"
-                     if dense is not None else f"| {task} | {spec.metric} | - | {value:.4g} | |")
+        lines.append(f"| {task} ({kind}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
+                     f"{change} |" if dense is not None else
+                     f"| {task} | {spec.metric} | - | {format_number(value)} | |")
     return "\n".join(lines)
 
 
@@ -113,17 +120,28 @@ def _layer_table(manifest: dict) -> str:
 
 def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | None = None,
                  plots: list[str] = (), base_model: str | None = None):
-    """The ``huggingface_hub.ModelCard`` for a variant directory (results only when ``run_dir`` is given)."""
+    """The ``huggingface_hub.ModelCard`` for a variant directory (results only when ``run_dir`` is given).
+
+    ``base_model`` must be a Hub repo id (ValueError naming ``base-model`` otherwise); without it the manifest's
+    base model is named by ``public_name``, so no path of this machine reaches the card. Scores that are not finite
+    numbers are shown as ``∞`` / ``NaN`` in the body and left out of the model-index, whose values must be numbers.
+    """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+    from kick_hub.hub import check_repo_id
+
+    if base_model is not None:
+        check_repo_id(base_model, "base-model")
     manifest = load_manifest(variant_dir)
     spec = manifest["spec"]
-    base = base_model or manifest["base_model"]
+    base = base_model or public_name(manifest["base_model"])
     results = results_from_run(run_dir, manifest) if run_dir else None
     quantized = spec["method"] in QUANT_METHODS
     eval_results = []
     if results:
         for task, value in results["row"]["abs"].items():
+            if not math.isfinite(value):
+                continue
             ds_id, ds_config, ds_name = dataset_for(task, results["data"])
             spec_t = tasks.get(task).SPEC
             eval_results.append(EvalResult(task_type=spec_t.hub_task, task_name=task, dataset_type=ds_id,
@@ -135,7 +153,8 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         base_model_relation="quantized" if quantized and _is_hub_id(base) else None,
     )
     calib = manifest.get("calibration")
-    calib_line = (f"{calib['nsamples']} x {calib['seqlen']} tokens from `{calib['source']}` (seed {calib['seed']}, "
+    calib_line = (f"{calib['nsamples']} x {calib['seqlen']} tokens from `{public_name(calib['source'])}` (seed "
+                  f"{calib['seed']}, "
                   f"ids sha256 `{calib['ids_sha256'][:16]}…`, exact ids in `{CALIBRATION_FILE}`)"
                   if calib else "none (data-free method)")
     warning = (f"> [!WARNING]\n> {results['warning']}\n\n" if results and results["warning"] else "")
@@ -163,8 +182,12 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
             limit = ", ".join(f"{'others' if t == '*' else t}: {n}" for t, n in limit.items())
         limit = f", examples per task: {limit}" if limit else ""
         body += ["## LLM-KICK results\n",
-                 f"Scored on `{results['data'] or 'world'}`{limit}, greedy decoding, beside the dense base model.\n",
+                 f"Scored on `{public_name(results['data']) or 'world'}`{limit}, protocol "
+                 f"`{results.get('protocol', 'default')}`, greedy decoding, beside the dense base model.\n",
                  _results_table(results) + "\n"]
+        if not all(math.isfinite(v) for v in [*results["row"]["abs"].values(), *results["dense"].values()]):
+            body.append("∞ / NaN: the score is not a finite number (a perplexity whose exponent overflows is "
+                        "infinite); such values are left out of the model-index metadata.\n")
     for plot in plots:
         body.append(f"![{Path(plot).stem}]({plot})\n")
     load = [f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
@@ -174,18 +197,92 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
              "nf4": "pip install bitsandbytes\n"}.get(spec["method"], "")
     body += ["## How to load\n", f"```bash\npip install transformers\n{extra}```\n",
              "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n" + "\n".join(load) + "\n```\n",
-             "`kick_manifest.json` in this repo records every setting; reproduce with\n",
-             f"```bash\nkick compress --model {base} --method {spec['method']} {_cli_setting(manifest)} --output DIR\n```\n"]
+             "## How to reproduce\n",
+             reproduce_text(manifest, base)]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(part for part in body if part))
     return card
 
 
-def _cli_setting(manifest: dict) -> str:
-    spec, calib = manifest["spec"], manifest.get("calibration")
-    if spec["method"] in QUANT_METHODS:
-        flags = f"--bits {spec['bits']}" if spec.get("bits") else ""
-    else:
-        flags = f"--pattern {spec['pattern']}" if spec.get("pattern") else f"--sparsity {spec['sparsity']}"
+# methods whose weights depend bit for bit on the torch thread count (measured on the world model: 1 and 2 threads
+# give other SparseGPT / GPTQ weights, the same magnitude / Wanda ones)
+THREAD_DEPENDENT = ("sparsegpt", "gptq")
+# CompressSpec field -> the `kick compress` option that sets it; a bool field's option sets the non-default value
+SPEC_OPTIONS = {"sparsity": "--sparsity", "pattern": "--pattern", "bits": "--bits", "group_size": "--group-size",
+                "desc_act": "--desc-act", "sym": "--asym", "damp": "--damp", "blocksize": "--blocksize",
+                "seed": "--seed"}
+
+
+def _option_value(value) -> str:
+    if isinstance(value, tuple):  # an N:M pattern
+        return f"{value[0]}:{value[1]}"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = "DIR") -> list[str]:
+    """The ``kick compress`` command line, as argv from ``"kick"`` on, that rebuilds the variant ``manifest``
+    describes.
+
+    Options: every ``CompressSpec`` field whose value the spec would not have without its option (``--sparsity`` is
+    left out beside ``--pattern``, ``--bits`` for int8 / bnb-int8 / nf4, which imply it), then the calibration (a
+    named source (c4, wikitext2, world) by its name, a local file, whose path is not published, by the variant's
+    own ``calibration_ids.safetensors``: the exact ids it was calibrated on) with ``--nsamples`` / ``--seqlen`` of
+    the ids, ``--storage`` when not dense, ``--threads`` when the manifest records the thread count, and
+    ``--output output``. ``base_model`` names the base model (default:
+    the manifest's, by ``public_name``). Raises ValueError for a spec field that no option of ``kick compress``
+    sets."""
+    import dataclasses
+
+    from kick_hub.compress import CompressSpec
+    from kick_hub.compress.calibration import SOURCES
+
+    spec = CompressSpec(**manifest["spec"])
+    argv = ["kick", "compress", "--model", base_model or public_name(manifest["base_model"]),
+            "--method", spec.method]
+    for field in dataclasses.fields(CompressSpec):
+        if field.name == "method":
+            continue
+        try:
+            implied = dataclasses.replace(spec, **{field.name: field.default}) == spec
+        except ValueError:  # the spec is invalid without this value
+            implied = False
+        if implied:
+            continue
+        if field.name not in SPEC_OPTIONS:
+            raise ValueError(f"spec: {field.name}={getattr(spec, field.name)!r} has no `kick compress` option")
+        value = getattr(spec, field.name)
+        argv += [SPEC_OPTIONS[field.name]] if isinstance(value, bool) else [SPEC_OPTIONS[field.name],
+                                                                             _option_value(value)]
+    calib = manifest.get("calibration")
     if calib:
-        flags += f" --calibration {calib['source']} --nsamples {calib['nsamples']} --seqlen {calib['seqlen']}"
-    return flags
+        source = calib["source"] if calib["source"] in SOURCES else CALIBRATION_FILE
+        argv += ["--calibration", source, "--nsamples", str(calib["nsamples"]), "--seqlen", str(calib["seqlen"])]
+    if manifest.get("storage", "dense") != "dense":
+        argv += ["--storage", manifest["storage"]]
+    if manifest.get("threads"):
+        argv += ["--threads", str(manifest["threads"])]
+    return argv + ["--output", output]
+
+
+def reproduce_text(manifest: dict, base_model: str) -> str:
+    """The card's "How to reproduce" section: ``reproduce_argv`` as a shell command and what it needs."""
+    import shlex
+
+    from kick_hub.compress.calibration import SOURCES
+    from kick_hub.models import ALIASES
+
+    calib = manifest.get("calibration")
+    notes = ["`kick_manifest.json` in this repo records every setting; this command rebuilds the variant's weights "
+             "bit for bit with the library versions above."]
+    if manifest["spec"]["method"] in THREAD_DEPENDENT:
+        threads = (f"{manifest['threads']} torch threads (`--threads`)" if manifest.get("threads") else
+                   "as many torch threads as the original run, which its manifest does not record")
+        notes.append(f"It needs the same kind of CPU and {threads}: {manifest['spec']['method']}'s weight updates are "
+                     "float sums whose order follows the thread count.")
+    if calib and calib["source"] not in SOURCES:
+        notes.append(f"`{CALIBRATION_FILE}` is this repo's file, the exact calibration ids (the local file they were "
+                     f"drawn from is not published); download it into the working directory first.")
+    if not _is_hub_id(base_model) and base_model not in ALIASES:
+        notes.append(f"`{base_model}` names a local model directory; give its path.")
+    if manifest.get("base_revision"):
+        notes.append(f"The base model was at revision `{manifest['base_revision']}`.")
+    return (" ".join(notes) + "\n\n```bash\n" + shlex.join(reproduce_argv(manifest, base_model)) + "\n```\n")

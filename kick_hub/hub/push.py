@@ -3,25 +3,62 @@
 Commits are atomic on the Hub: a failed push leaves the remote repo at its previous commit and never touches the
 local variant. huggingface_hub compares each file's hash with the remote one before uploading, so re-running a push
 uploads only what changed.
+
+After a push the repo holds exactly what the push wrote (the variant's files, its manifest, the card and the plots)
+plus ``.gitattributes``, the repo's git settings (LFS tracking) that the Hub writes when it creates a repo: every
+other file, such as the calibration ids or weight shards of a variant pushed there before, is deleted in the same
+commit, so a repo never holds files its card does not describe.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kick_hub.hub import HubError, check_org, check_repo_id, hub_errors, token
-from kick_hub.variant import load_manifest
+from kick_hub.io import dumps, public_name
+from kick_hub.variant import MANIFEST, load_manifest
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitOperation, CommitOperationAdd, HfApi
 
 PLOTS = ("sparsity.png", "nm_quant.png")
+KEEP = (".gitattributes",)  # the repo's git settings, written by the Hub at creation: kept by an exact commit
 
 
-def _operations(variant_dir: Path, card_text: str, plots: dict[str, Path]):
+def exact_operations(api: HfApi, repo_id: str, repo_type: str, additions: list[CommitOperationAdd]
+                     ) -> tuple[list[CommitOperation], str]:
+    """``additions`` plus a ``CommitOperationDelete`` for every file at the head of ``repo_id`` that they do not
+    write (``KEEP`` excepted), and that head's sha: commit them with ``parent_commit=`` the sha, so the commit fails
+    (412, nothing changed) rather than deletes by a stale listing when the repo moved in between."""
+    from huggingface_hub import CommitOperationDelete
+
+    head = api.repo_info(repo_id, repo_type=repo_type).sha
+    written = {op.path_in_repo for op in additions}
+    stale = sorted(p for p in api.list_repo_files(repo_id, repo_type=repo_type, revision=head)
+                   if p not in written and p not in KEEP)
+    return list(additions) + [CommitOperationDelete(path_in_repo=p) for p in stale], head
+
+
+def public_manifest(manifest: dict) -> dict:
+    """The manifest as published: the base model and a calibration file named by ``public_name`` (no path of this
+    machine), without ``base_model_path``."""
+    out = {k: v for k, v in manifest.items() if k != "base_model_path"}
+    out["base_model"] = public_name(manifest.get("base_model"))
+    if isinstance(out.get("calibration"), dict):
+        out["calibration"] = {**out["calibration"], "source": public_name(out["calibration"].get("source"))}
+    return out
+
+
+def _operations(variant_dir: Path, card_text: str, plots: dict[str, Path], manifest: dict):
     from huggingface_hub import CommitOperationAdd
 
     ops = [CommitOperationAdd(path_in_repo=p.relative_to(variant_dir).as_posix(), path_or_fileobj=str(p))
            for p in sorted(variant_dir.rglob("*"))
            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(variant_dir).parts)
-           and p.name != "README.md"]
+           and p.name not in ("README.md", MANIFEST)]
+    ops.append(CommitOperationAdd(path_in_repo=MANIFEST,
+                                  path_or_fileobj=(dumps(public_manifest(manifest), indent=2) + "\n").encode()))
     ops.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card_text.encode()))
     ops += [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in plots.items()]
     return ops
@@ -29,12 +66,18 @@ def _operations(variant_dir: Path, card_text: str, plots: dict[str, Path]):
 
 def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, run_dir: str | Path | None = None,
                  base_model: str | None = None) -> str:
-    """Create ``repo_id`` (if needed) and upload the variant + card in one commit; returns the commit URL."""
+    """Create ``repo_id`` (if needed) and make it hold exactly the variant + card (and ``KEEP``) in one commit, which
+    deletes the files the repo holds beyond them; returns the commit URL (the head's sha when nothing changed).
+
+    Every argument is checked (``base_model`` must be a Hub repo id) before the token is read or the network used;
+    the uploaded manifest and card name models and calibration files without paths of this machine."""
     from huggingface_hub import HfApi
 
     from kick_hub.hub.card import variant_card
 
     check_repo_id(repo_id)
+    if base_model is not None:
+        check_repo_id(base_model, "base-model")
     variant_dir = Path(variant_dir)
     if not (variant_dir / "config.json").exists():
         raise ValueError(f"variant: {variant_dir} is not a saved model directory (no config.json)")
@@ -49,14 +92,16 @@ def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, r
     api = HfApi()
     with hub_errors(f"push of {variant_dir} to {repo_id}", safe, secret):
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        info = api.create_commit(repo_id, _operations(variant_dir, str(card), plots), repo_type="model",
-                                 commit_message=f"kick-hub: {manifest['label']} of {manifest['base_model']}")
+        ops, head = exact_operations(api, repo_id, "model", _operations(variant_dir, str(card), plots, manifest))
+        info = api.create_commit(repo_id, ops, repo_type="model", parent_commit=head,
+                                 commit_message=f"kick-hub: {manifest['label']} of "
+                                                f"{base_model or public_name(manifest['base_model'])}")
     return info.commit_url if info is not None else api.repo_info(repo_id).sha
 
 
 def repo_name(model: str, label: str) -> str:
     """Repo name of a sweep variant: ``<model name>-<label>`` (``world-wanda-50``)."""
-    base = Path(model).name if Path(model).exists() else model.split("/")[-1]
+    base = public_name(model).split("/")[-1]
     return f"{base}-{label}"
 
 

@@ -4,21 +4,25 @@
 Each file holds ``config`` (model, data, limit, protocol, versions), ``results`` (variant -> task -> metric -> value,
 lm-evaluation-harness style) and ``rows``: one flat row per variant with every task's headline value, its value
 relative to dense and the knowledge-collapse flag, always with the same columns so files concatenate.
+
+Published files name the model and data source by ``kick_hub.io.public_name`` (never a path of the machine the
+sweep ran on) and are strict JSON (``kick_hub.io.dumps``): a non-finite score is ``null`` in its column and listed
+under the top-level ``non_finite`` key, so ``datasets`` still reads ``rows`` as numeric columns.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from kick_hub.hub import check_repo_id, hub_errors, token
+from kick_hub.io import dumps, public_name
 
 ROW_FIELDS = ("model", "variant", "method", "sparsity", "pattern", "bits", "data", "run")
 
 
 def _model_path(model: str) -> str:
-    return Path(model).name if Path(model).exists() or model.count("/") != 1 else model
+    return public_name(model)
 
 
 def run_record(run_dir: str | Path) -> tuple[str, dict]:
@@ -37,21 +41,36 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
         store.close()
     # named after the last finished cell, so pushing an unchanged run again writes the same file
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(finished))
+    model, data = public_name(store.model), public_name(meta.get("data", "world"))
     run = f"{_model_path(store.model)}/results_{stamp}"
     flat = []
     for row in rows:
-        out = {"model": store.model, "variant": row["label"], "method": row["method"], "sparsity": row["sparsity"],
-               "pattern": row["pattern"], "bits": row["bits"], "data": meta.get("data", "world"), "run": run}
+        out = {"model": model, "variant": row["label"], "method": row["method"], "sparsity": row["sparsity"],
+               "pattern": row["pattern"], "bits": row["bits"], "data": data, "run": run}
         for task in tasks.TASK_NAMES:
             out[task] = row["abs"].get(task)
             out[f"{task}_rel"] = row["rel"].get(task)
         out["knowledge_rel"] = report.knowledge(row)
         out["knowledge_collapse"] = report.knowledge_collapse(row) is not None
         flat.append(out)
-    record = {"config": {"model": store.model, "data": meta.get("data"), "limit": meta.get("limit"),
-                         "protocol": meta.get("protocol"), "versions": versions(), "finished": stamp},
+    record = {"config": {"model": model, "data": public_name(meta.get("data")), "limit": meta.get("limit"),
+                         "protocol": meta.get("protocol"), "batch_size": meta.get("batch_size"),
+                         "calibration": public_name(meta.get("calibration")), "nsamples": meta.get("nsamples"),
+                         "seqlen": meta.get("seqlen"), "judge": _public_judges(meta.get("judge")), "versions": versions(),
+                         "finished": stamp},
               "results": scores, "rows": flat}
     return f"results/{run}.json", record
+
+
+def _public_judges(judges: dict | None) -> dict | None:
+    """task -> judge name (``BACKEND:MODEL``) with a local judge model's path reduced to its directory name."""
+    if not judges:
+        return judges
+    out = {}
+    for task, judge in judges.items():
+        backend, _, model = str(judge).partition(":")
+        out[task] = f"{backend}:{public_name(model)}" if model else public_name(backend)
+    return out
 
 
 def push_results(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
@@ -62,7 +81,7 @@ def push_results(run_dir: str | Path, repo_id: str, private: bool = False) -> st
     path, record = run_record(run_dir)
     secret = token()
     api = HfApi()
-    data = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode()
+    data = (dumps(record, indent=2) + "\n").encode()
     with hub_errors(f"pushing results of {run_dir} to the dataset {repo_id}",
                     "The dataset stays at its previous commit; re-run to retry.", secret):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -71,8 +90,43 @@ def push_results(run_dir: str | Path, repo_id: str, private: bool = False) -> st
     return path
 
 
+def row_features():
+    """The ``datasets.Features`` of ``rows``: given when loading, so a column that is ``null`` in every row of one
+    file (a task not run, a non-finite score) still concatenates with numbers from another file."""
+    from datasets import Features, Value
+
+    from kick_hub import tasks
+
+    cols = {"model": "string", "variant": "string", "method": "string", "sparsity": "float64", "pattern": "string",
+            "bits": "int64", "data": "string", "run": "string"}
+    for task in tasks.TASK_NAMES:
+        cols.update({task: "float64", f"{task}_rel": "float64"})
+    cols.update({"knowledge_rel": "float64", "knowledge_collapse": "bool"})
+    return Features({k: Value(v) for k, v in cols.items()})
+
+
+def _non_finite_rows(files: list[str]) -> dict[int, dict[str, float]]:
+    """row index in the loaded dataset -> {column: inf / -inf / nan} from each file's ``non_finite`` map."""
+    import json
+
+    from kick_hub.io import NON_FINITE_KEY
+
+    fixes: dict[int, dict[str, float]] = {}
+    offset = 0
+    for file in files:
+        doc = json.loads(Path(file).read_text(encoding="utf-8"))
+        for pointer, token in (doc.get(NON_FINITE_KEY) or {}).items():
+            parts = pointer.split("/")
+            if len(parts) == 4 and parts[1] == "rows" and parts[2].isdigit():
+                column = parts[3].replace("~1", "/").replace("~0", "~")
+                fixes.setdefault(offset + int(parts[2]), {})[column] = float(token)
+        offset += len(doc.get("rows", []))
+    return fixes
+
+
 def load_results(repo_id: str, revision: str | None = None):
-    """Every run's rows of a results dataset repo as one ``datasets.Dataset``."""
+    """Every run's rows of a results dataset repo as one ``datasets.Dataset`` (with ``row_features``); scores
+    written as ``null`` because they were not finite are put back as ``inf`` / ``-inf`` / ``nan``."""
     import datasets
     from huggingface_hub import snapshot_download
 
@@ -83,4 +137,14 @@ def load_results(repo_id: str, revision: str | None = None):
     files = sorted(str(p) for p in local.glob("results/**/*.json"))
     if not files:
         raise ValueError(f"results-repo: {repo_id} holds no results/**/*.json files")
-    return datasets.load_dataset("json", data_files=files, field="rows", split="train")
+    dataset = datasets.load_dataset("json", data_files=files, field="rows", split="train", features=row_features())
+    fixes = _non_finite_rows(files)
+    if not fixes:
+        return dataset
+    frame = dataset.to_pandas()
+    for i, values in fixes.items():
+        for column, value in values.items():
+            if column in frame:
+                frame[column] = frame[column].astype("float64")
+                frame.loc[i, column] = value
+    return datasets.Dataset.from_pandas(frame, features=dataset.features, preserve_index=False)

@@ -3,6 +3,8 @@
 
 evaluate fetches ``<name>.py`` from the Space ``<org>/<name>`` (``factoid-qa.py`` for ``llmkick/factoid-qa``), then
 the files it imports relatively; the scoring files are symlinks in the checkout and are uploaded as their content.
+Each commit leaves the Space holding exactly the module's files (plus ``.gitattributes``; see
+``kick_hub.hub.push.exact_operations``): a file the module no longer has is deleted in the same commit.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ def module_files(folder: Path, org: str) -> dict[str, bytes]:
 
 def publish_tasks(org: str = DEFAULT_ORG, private: bool = False, modules_dir: str | Path = MODULES_DIR,
                   only: list[str] | None = None) -> dict[str, str]:
-    """Create/update one Space per module; returns Space id -> commit URL (or the current sha when unchanged)."""
+    """Create/update one Space per module so that it holds exactly the module's files; returns Space id -> commit URL
+    (or the current sha when unchanged)."""
     from huggingface_hub import CommitOperationAdd, HfApi
+
+    from kick_hub.hub.push import exact_operations
 
     check_org(org)
     folders = [f for f in sorted(Path(modules_dir).iterdir()) if (f / f"{f.name}.py").is_file()]
@@ -60,6 +65,8 @@ def publish_tasks(org: str = DEFAULT_ORG, private: bool = False, modules_dir: st
         with hub_errors(f"publishing {folder.name} to the Space {space}", "The Space stays at its previous commit; "
                         "re-run to retry.", secret):
             api.create_repo(space, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-            info = api.create_commit(space, ops, repo_type="space", commit_message=f"kick-hub: {space}")
+            ops, head = exact_operations(api, space, "space", ops)
+            info = api.create_commit(space, ops, repo_type="space", parent_commit=head,
+                                     commit_message=f"kick-hub: {space}")
             out[space] = info.commit_url if info is not None else api.space_info(space).sha
     return out

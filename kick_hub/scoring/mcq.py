@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections import defaultdict
 
 LETTERS = ("A", "B", "C", "D")
@@ -46,15 +48,32 @@ def category(subject: str) -> str:
     return _SUBCATEGORY_TO_CATEGORY[sub]
 
 
+# lm-evaluation-harness, MMLU generative (lm_eval/tasks/mmlu/generative/_default_template_yaml): a bare letter,
+# decorated ("A.", "(A)", "a)") or after an "Answer:" / "answer is" / "option" lead-in, with nothing but non-word
+# characters after it on the line.
+_ANSWER_LINE = re.compile(r"(?i)(?:^\W*|answer\s*(?:is)?\s*[:\-]?\s*|option\s*[:\-]?\s*)\(?([A-D])\)?\W*$")
+# An option label in the prompt's own form opening the line, followed by text: "B) foo", "B. Paris", "(C) because".
+_OPTION_LABEL = re.compile(r"^\W*([A-D])[).:\]]\s")
+
+
 def extract_letter(generated: str) -> str:
-    """LLM-KICK's rule for one generated token: its last character, if it is an option letter."""
-    last = generated.strip()[-1:].upper()
-    return last if last in LETTERS else ""
+    """The option letter a generated answer gives, or "" when it gives none.
+
+    Rule (the first option letter the model emits, modelled on lm-evaluation-harness's MMLU generative filter):
+    take the first non-blank line (NFKC-folded, stripped); it gives a letter when it is a bare or decorated letter
+    (" B.", "(b)", "**B**"), an "Answer: B" / "the answer is (B)" / "option B" line, or an upper-case option label
+    followed by text ("B) foo", "B. Paris"). Later lines are never read, so a model that goes on to write the next
+    question is scored on its answer. A letter that is part of a word ("Because") or an article ("A dog") is no
+    answer. LLM-KICK generates one token, whose letter this reads the same way."""
+    line = next((x.strip() for x in unicodedata.normalize("NFKC", generated).splitlines() if x.strip()), "")
+    match = _ANSWER_LINE.search(line) or _OPTION_LABEL.match(line)
+    return match.group(1).upper() if match else ""
 
 
 def score_mcq(predictions: list[str], references: list[str], subjects: list[str] | None = None) -> dict:
     """``accuracy`` in [0, 1], ``per_subject`` and ``per_category`` tables ({name: {accuracy, n}}), ``invalid``
-    (predictions that are not an option letter, counted wrong)."""
+    (predictions that give no option letter, counted wrong). Each prediction is read with ``extract_letter``, so
+    letters and raw generations ("B", " b.", "Answer: B") both work; an empty prediction is invalid."""
     if not isinstance(predictions, (list, tuple)) or not all(isinstance(p, str) for p in predictions):
         raise ValueError("predictions: must be a list of option letters (strings)")
     if not isinstance(references, (list, tuple)) or not all(r in LETTERS for r in references):
@@ -65,7 +84,7 @@ def score_mcq(predictions: list[str], references: list[str], subjects: list[str]
         raise ValueError("predictions: must not be empty")
     if subjects is not None and (len(subjects) != len(references) or not all(isinstance(s, str) for s in subjects)):
         raise ValueError("subjects: must be a list of strings as long as references")
-    preds = [p.strip().upper() for p in predictions]
+    preds = [extract_letter(p) for p in predictions]
     hits = [float(p == r) for p, r in zip(preds, references)]
     out = {"accuracy": sum(hits) / len(hits), "invalid": sum(p not in LETTERS for p in preds), "per_example": hits}
     if subjects is not None:

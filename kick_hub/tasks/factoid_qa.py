@@ -1,9 +1,14 @@
-"""Closed-book factoid QA (FreebaseQA): recall a fact from the weights."""
+"""Closed-book factoid QA (FreebaseQA): recall a fact from the weights.
+
+Context: the question is the whole prompt and is never cut; one that does not fit the model's context with room for
+``max_new_tokens`` is not scored (sample ``skipped``, counted in the output's config). See docs/context.md.
+"""
 
 from __future__ import annotations
 
 from kick_hub.scoring.qa import exact_match, score_factoid
 from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
 from kick_hub.tasks.prompts import PROMPTS
 
 SPEC = TaskSpec(name="factoid-qa", kind="factoid", metric="exact_match", knowledge=True,
@@ -22,12 +27,26 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+    """Exact match (and LLM-KICK's containment) over the questions that fit the context; samples of questions not
+    scored carry ``skipped``."""
     check_protocol(SPEC, protocol)
-    prompts = [prompt(r) for r in records]
+    fitted = [fit_whole(engine, prompt(r), SPEC.max_new_tokens) for r in records]
+    idx = kept(fitted)
+    prompts = [fitted[i] for i in idx]
     outputs = engine.generate(prompts, SPEC.max_new_tokens, SPEC.stop, progress=SPEC.name)
-    # LLM-KICK matched against the decoded text, which still contains the prompt.
-    texts = [p + o for p, o in zip(prompts, outputs)] if protocol == "llm-kick" else outputs
-    scores = score_factoid(texts, [r["answers"] for r in records], protocol)
-    samples = [{"id": r["id"], "prompt": p, "output": o, "reference": r["answers"], "score": s}
-               for r, p, o, s in zip(records, prompts, outputs, scores.pop("per_example"))]
+    # LLM-KICK matched against the decoded text, which still contains the prompt; an empty continuation is no
+    # answer, so it is scored as "" (never a hit on an answer that the question itself contains).
+    texts = [p + o if o.strip() else "" for p, o in zip(prompts, outputs)] if protocol == "llm-kick" else outputs
+    scores = score_factoid(texts, [records[i]["answers"] for i in idx], protocol)
+    n = len(records)
+    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(scores.pop("per_example"), idx, n)
+    warn_once(SPEC.name, engine, n, 0, n - len(idx), "")
+    samples = []
+    for i, r in enumerate(records):
+        sample = {"id": r["id"], "prompt": prompt(r), "output": outputs_all[i], "reference": r["answers"]}
+        if fitted[i] is None:
+            sample["skipped"] = SKIPPED
+        else:
+            sample["score"] = scores_all[i]
+        samples.append(sample)
     return scores, samples

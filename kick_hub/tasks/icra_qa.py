@@ -2,12 +2,18 @@
 
 The open-book score reads the passage; the closed-book score asks the same question without it. Their gap is what
 the passage contributes, so both are reported.
+
+Context: an open-book prompt that does not fit the model's context with room for ``max_new_tokens`` keeps the
+instruction and the question whole and drops the passage's tail (its first tokens are kept, the direction of
+LLM-KICK's 3,072-character cut); each sample records ``truncated_tokens``. A question that does not fit even with an
+empty passage, or closed book, is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` and docs/context.md.
 """
 
 from __future__ import annotations
 
 from kick_hub.scoring.qa import exact_match, score_icra
 from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
 from kick_hub.tasks.prompts import PROMPTS
 
 SPEC = TaskSpec(name="icra-qa", kind="icra", metric="exact_match", knowledge=False,
@@ -25,10 +31,18 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+    """Open- and closed-book EM/F1 over the questions whose prompts fit the context; samples record
+    ``truncated_tokens`` (passage tokens dropped), ``shortened`` and, for questions not scored, ``skipped``."""
     check_protocol(SPEC, protocol)
-    answers = [r["answers"] for r in records]
-    open_prompts = [prompt(r) for r in records]
-    closed_prompts = [PROMPTS["icra_closed"].format(question=r["question"]) for r in records]
+    fitted = [fit_passage(engine, lambda c, r=r: prompt({**r, "context": c}), r["context"], SPEC.max_new_tokens)
+              for r in records]
+    closed_all = [PROMPTS["icra_closed"].format(question=r["question"]) for r in records]
+    room = engine.room(SPEC.max_new_tokens)
+    closed_fits = [engine.count_tokens(c) <= room for c in closed_all]
+    idx = kept([p if ok else None for (p, _, _), ok in zip(fitted, closed_fits)])
+    answers = [records[i]["answers"] for i in idx]
+    open_prompts = [fitted[i][0] for i in idx]
+    closed_prompts = [closed_all[i] for i in idx]
     open_out = [o.strip() for o in engine.generate(open_prompts, SPEC.max_new_tokens, SPEC.stop, progress="icra open")]
     closed_out = [o.strip() for o in engine.generate(closed_prompts, SPEC.max_new_tokens, SPEC.stop,
                                                      progress="icra closed")]
@@ -36,8 +50,19 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     scores = {"exact_match": opened["exact_match"], "f1": opened["f1"],
               "closed_book_exact_match": closed["exact_match"], "closed_book_f1": closed["f1"],
               "open_minus_closed_exact_match": opened["exact_match"] - closed["exact_match"]}
-    samples = [{"id": r["id"], "prompt": p, "output": o, "closed_book_output": c, "reference": r["answers"],
-                "score": s, "closed_book_score": cs}
-               for r, p, o, c, s, cs in zip(records, open_prompts, open_out, closed_out, opened["per_example"],
-                                            closed["per_example"])]
+    n = len(records)
+    open_out, closed_out = spread(open_out, idx, n, ""), spread(closed_out, idx, n, "")
+    open_scores, closed_scores = spread(opened["per_example"], idx, n), spread(closed["per_example"], idx, n)
+    scored = set(idx)
+    shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
+    warn_once(SPEC.name, engine, n, sum(shortened), n - len(idx), "passage tail dropped")
+    samples = []
+    for i, r in enumerate(records):
+        p = fitted[i][0] if i in scored else None
+        sample = {"id": r["id"], "prompt": p if p is not None else prompt(r), "output": open_out[i],
+                  "closed_book_output": closed_out[i], "reference": r["answers"],
+                  **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
+        if p is not None:
+            sample.update(score=open_scores[i], closed_book_score=closed_scores[i])
+        samples.append(sample)
     return scores, samples

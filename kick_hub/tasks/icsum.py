@@ -1,10 +1,17 @@
 """In-context summarization (CNN/DailyMail, three story lengths): ROUGE per bucket, plus judge scores per criterion
-(coherence, consistency, fluency, relevance; 1-10) when a judge is given."""
+(coherence, consistency, fluency, relevance; 1-10) when a judge is given.
+
+Context: a prompt that does not fit the model's context with room for ``max_new_tokens`` keeps the summarization
+instruction whole and drops the story's tail (the lead of a news story carries most of its content); each sample
+records ``truncated_tokens`` and the judge reads the story as the model saw it. A prompt that does not fit even with
+an empty story is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` and docs/context.md.
+"""
 
 from __future__ import annotations
 
 from kick_hub.scoring.text import rouge, rouge_per_example
 from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
 from kick_hub.tasks.prompts import PROMPTS
 
 SPEC = TaskSpec(name="icsum", kind="icsum", metric="rougeL", knowledge=False, chat=True,
@@ -22,25 +29,46 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
+    """ROUGE overall and per bucket (and judge means) over the stories whose prompt fits the context; samples record
+    ``truncated_tokens`` (story tokens dropped), ``shortened`` and, for stories not scored, ``skipped``."""
     check_protocol(SPEC, protocol)
     # llm-kick's prompts kept the @highlight reference lines in the story; reproduce that only when asked.
     stories = [r["story"] + ("\n\n" + r["reference"] if protocol == "llm-kick" else "") for r in records]
-    prompts = [PROMPTS["summarize"].format(story=s) for s in stories]
+    fitted = [fit_passage(engine, lambda s: PROMPTS["summarize"].format(story=s), s, SPEC.max_new_tokens, SPEC.chat)
+              for s in stories]
+    idx = kept([p for p, _, _ in fitted])
+    prompts = [fitted[i][0] for i in idx]
     outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.name)]
-    refs = [r["reference"] for r in records]
+    scored_records = [records[i] for i in idx]
+    refs = [r["reference"] for r in scored_records]
     scores: dict = dict(rouge(outputs, refs))
-    buckets = sorted({r["bucket"] for r in records})
+    buckets = sorted({r["bucket"] for r in scored_records})
     scores["per_bucket"] = {}
     for b in buckets:
-        idx = [i for i, r in enumerate(records) if r["bucket"] == b]
-        scores["per_bucket"][b] = {**rouge([outputs[i] for i in idx], [refs[i] for i in idx]), "n": len(idx)}
+        sel = [j for j, r in enumerate(scored_records) if r["bucket"] == b]
+        scores["per_bucket"][b] = {**rouge([outputs[j] for j in sel], [refs[j] for j in sel]), "n": len(sel)}
     per_example = rouge_per_example(outputs, refs)
     judged = None
     if judge is not None:
-        judged = judge.score(stories, outputs, progress="judge icsum")
+        judged = judge.score([fitted[i][1] for i in idx], outputs, progress="judge icsum")
         scores.update({f"judge_{k}": v for k, v in judged.means.items()})
         scores["judge_unparsable"] = judged.unparsable
-    samples = [{"id": r["id"], "bucket": r["bucket"], "prompt": p, "output": o, "reference": r["reference"],
-                "score": s, **({"judge": judged.per_example[i]} if judged else {})}
-               for i, (r, p, o, s) in enumerate(zip(records, prompts, outputs, per_example))]
+    n = len(records)
+    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(per_example, idx, n)
+    judged_all = spread(judged.per_example, idx, n) if judged else None
+    scored = set(idx)
+    shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
+    warn_once(SPEC.name, engine, n, sum(shortened), n - len(idx), "story tail dropped")
+    samples = []
+    for i, r in enumerate(records):
+        p = fitted[i][0]
+        sample = {"id": r["id"], "bucket": r["bucket"],
+                  "prompt": p if p is not None else PROMPTS["summarize"].format(story=stories[i]),
+                  "output": outputs_all[i], "reference": r["reference"],
+                  **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
+        if p is not None:
+            sample["score"] = scores_all[i]
+            if judged:
+                sample["judge"] = judged_all[i]
+        samples.append(sample)
     return scores, samples

@@ -1,10 +1,15 @@
 """Instruction following (Vicuna-80 / MT-Bench single turn): reference-based ROUGE-L and diversity statistics,
-plus an LLM judge (pairwise against the reference answer as LLM-KICK did, or single-answer) when one is given."""
+plus an LLM judge (pairwise against the reference answer as LLM-KICK did, or single-answer) when one is given.
+
+Context: the instruction is the whole prompt and is never cut; one that does not fit the model's context with room
+for ``max_new_tokens`` is not scored (sample ``skipped``, counted in the output's config). See docs/context.md.
+"""
 
 from __future__ import annotations
 
 from kick_hub.scoring.text import diversity, rouge, rouge_per_example
 from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
 from kick_hub.tasks.prompts import PROMPTS
 
 SPEC = TaskSpec(name="instruction-following", kind="instruction", metric="rougeL", knowledge=False, chat=True,
@@ -21,21 +26,38 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
+    """ROUGE-L, diversity (and judge means) over the instructions that fit the context; samples of instructions
+    not scored carry ``skipped``."""
     check_protocol(SPEC, protocol)
-    prompts = [prompt(r) for r in records]
-    outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.name)]
-    refs = [r["reference"] for r in records]
+    fitted = [fit_whole(engine, prompt(r), SPEC.max_new_tokens, SPEC.chat) for r in records]
+    idx = kept(fitted)
+    scored_records = [records[i] for i in idx]
+    outputs = [o.strip() for o in engine.generate([fitted[i] for i in idx], SPEC.max_new_tokens, chat=SPEC.chat,
+                                                  progress=SPEC.name)]
+    refs = [r["reference"] for r in scored_records]
     scores: dict = {"rougeL": rouge(outputs, refs)["rougeL"], **diversity(outputs)}
     judged = None
     if judge is not None:
         pairwise = "{reference}" in judge.prompt["template"]
-        judged = judge.score([r["question"] for r in records], outputs, refs if pairwise else None,
+        judged = judge.score([r["question"] for r in scored_records], outputs, refs if pairwise else None,
                              progress="judge instructions")
         scores.update({f"judge_{k}": v for k, v in judged.means.items()})
         if pairwise and judged.means:
             scores["judge_relative"] = judged.means["answer"] / judged.means["reference"]
         scores["judge_unparsable"] = judged.unparsable
-    samples = [{"id": r["id"], "category": r["category"], "prompt": p, "output": o, "reference": r["reference"],
-                "score": s, **({"judge": judged.per_example[i]} if judged else {})}
-               for i, (r, p, o, s) in enumerate(zip(records, prompts, outputs, rouge_per_example(outputs, refs)))]
+    n = len(records)
+    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(rouge_per_example(outputs, refs), idx, n)
+    judged_all = spread(judged.per_example, idx, n) if judged else None
+    warn_once(SPEC.name, engine, n, 0, n - len(idx), "")
+    samples = []
+    for i, r in enumerate(records):
+        sample = {"id": r["id"], "category": r["category"], "prompt": prompt(r), "output": outputs_all[i],
+                  "reference": r["reference"]}
+        if fitted[i] is None:
+            sample["skipped"] = SKIPPED
+        else:
+            sample["score"] = scores_all[i]
+            if judged:
+                sample["judge"] = judged_all[i]
+        samples.append(sample)
     return scores, samples

@@ -1,13 +1,24 @@
 """Multiple-choice reasoning (MMLU, 5-shot): pick the option letter.
 
 Protocols: ``default`` compares the log-likelihood of the four letters after ``Answer:`` (one forward pass per
-question, as lm-evaluation-harness); ``llm-kick`` generates one greedy token and reads its last character.
+question, as lm-evaluation-harness); ``llm-kick`` generates one greedy token and reads the first option letter it
+emits (``kick_hub.scoring.mcq.extract_letter``).
+
+Shots: each record carries ``shots_available`` (solved dev items the data had for its subject); the scores record
+``shots_per_subject``, the fewest shots any scored question of a subject used, so a subject that ran 0-shot (no dev
+file) or lost shots to the context is visible in the results.
+
+Context (both protocols): a prompt that does not fit the model's context, with room for the answer token, keeps its
+header and question and drops whole solved examples from the end until it fits (hendrycks/test and LLM-KICK:
+``while crop(prompt) != prompt: k -= 1``); each sample records ``shots`` used. A question that does not fit even with
+no shots is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` and docs/context.md.
 """
 
 from __future__ import annotations
 
 from kick_hub.scoring.mcq import LETTERS, extract_letter, score_mcq
 from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks.fit import fit_shots, kept, sample_fields, spread, warn_once
 from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 
 SPEC = TaskSpec(name="mcq-reasoning", kind="mcq", metric="accuracy", knowledge=True,
@@ -35,17 +46,43 @@ def score(record: dict, output: str) -> float:
 
 def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int | None = None,
         **_) -> tuple[dict, list[dict]]:
+    """Accuracy (overall, per subject, per category) over the questions whose prompt fits the context; samples
+    record ``shots`` (solved examples in the prompt), ``shortened`` and, for questions not scored, ``skipped``."""
     check_protocol(SPEC, protocol)
     shots = SPEC.extra["num_fewshot"] if num_fewshot is None else num_fewshot
-    prompts = [build_prompt(r, shots) for r in records]
+    choices = [f" {l}" for l in LETTERS]
     if protocol == "llm-kick":
-        outputs = engine.generate(prompts, SPEC.max_new_tokens, progress=SPEC.name)
+        reserve = SPEC.max_new_tokens
+    else:  # the longest option continuation must fit after the prompt
+        reserve = max(len(engine.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+    wanted = [min(shots, len(r.get("fewshot", []))) for r in records]
+    fitted = [fit_shots(engine, lambda k, r=r: build_prompt(r, k), w, reserve) for r, w in zip(records, wanted)]
+    prompts = [p for p, _ in fitted]
+    idx = kept(prompts)
+    scored_prompts = [prompts[i] for i in idx]
+    if protocol == "llm-kick":
+        outputs = engine.generate(scored_prompts, SPEC.max_new_tokens, progress=SPEC.name)
         preds = [extract_letter(o) for o in outputs]
     else:
-        logprobs = engine.choice_logprobs(prompts, [f" {l}" for l in LETTERS], progress=SPEC.name)
+        logprobs = engine.choice_logprobs(scored_prompts, choices, progress=SPEC.name)
         preds = [LETTERS[max(range(4), key=lp.__getitem__)] for lp in logprobs]
         outputs = preds
-    scores = score_mcq(preds, [r["answer"] for r in records], [r["subject"] for r in records])
-    samples = [{"id": r["id"], "prompt": p, "output": o, "reference": r["answer"], "score": s}
-               for r, p, o, s in zip(records, prompts, outputs, scores.pop("per_example"))]
+    scores = score_mcq(preds, [records[i]["answer"] for i in idx], [records[i]["subject"] for i in idx])
+    per_example = spread(scores.pop("per_example"), idx, len(records))
+    outputs = spread(outputs, idx, len(records), "")
+    shortened = [p is not None and k < w for (p, k), w in zip(fitted, wanted)]
+    warn_once(SPEC.name, engine, len(records), sum(shortened), len(records) - len(idx),
+              "few-shot examples dropped from the end")
+    used: dict[str, int] = {}
+    for r, (p, k) in zip(records, fitted):
+        if p is not None:
+            used[r["subject"]] = min(k, used.get(r["subject"], k))
+    scores["shots_per_subject"] = dict(sorted(used.items()))
+    samples = []
+    for r, (p, k), o, s, short in zip(records, fitted, outputs, per_example, shortened):
+        sample = {"id": r["id"], "prompt": p if p is not None else build_prompt(r, 0), "output": o,
+                  "reference": r["answer"], **sample_fields(p, short, shots=k)}
+        if p is not None:
+            sample["score"] = s
+        samples.append(sample)
     return scores, samples

@@ -1,4 +1,9 @@
-"""Perplexity on a text set (WikiText-style): the metric LLM-KICK shows to hide knowledge loss."""
+"""Perplexity on a text set (WikiText-style): the metric LLM-KICK shows to hide knowledge loss.
+
+Context: a text longer than the model's context is never cut; ``Engine.perplexity`` scores it in strided windows
+(Hugging Face's fixed-length-model perplexity guide) so every token counts, and each sample records ``windows``.
+A model whose loss overflows ``exp`` reports ``perplexity`` as ``inf`` with a finite ``nll``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,11 @@ SPEC = TaskSpec(name="perplexity", kind="perplexity", metric="perplexity", knowl
 
 
 def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+    """Corpus perplexity, mean NLL and token count; each sample holds its text's perplexity and ``windows``."""
     check_protocol(SPEC, protocol)
     result = engine.perplexity([r["text"] for r in records], progress=SPEC.name)
     per_text = result.pop("per_example")
-    samples = [{"id": r["id"], "prompt": r["text"], "output": "", "reference": "", "score": s}
-               for r, s in zip(records, per_text)]
+    windows = result.pop("per_example_windows")
+    samples = [{"id": r["id"], "prompt": r["text"], "output": "", "reference": "", "score": s, "windows": w}
+               for r, s, w in zip(records, per_text, windows)]
     return result, samples

@@ -1,8 +1,14 @@
 """The world's training corpus: an endless, seeded stream of documents in every format the tasks use.
 
 Known people are stated as facts and asked about (factoid, closed-book QA, MCQ, instructions); passages (in-context
-QA, summaries) are about people drawn fresh for each one (or, with ``fresh=False``, the reading pool) so the model
-learns to read. Unseen people never appear here.
+QA, summaries) are about other people, so the model learns to read them. ``documents`` draws them in two ways:
+
+- ``fresh=True`` (the training phases): every passage is about throwaway people (``World.fresh_person``) that
+  cannot be memorised, with 1-3 distractor people and 2-4 questions per in-context passage;
+- ``fresh=False`` (the default): passages are about the fixed reading pool (``World.reading``), with one distractor
+  and one question. The tokenizer is trained on this stream and ``world`` calibration text is drawn from it.
+
+Unseen people never appear here.
 """
 
 from __future__ import annotations
@@ -15,56 +21,39 @@ from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 from kick_hub.world import schema
 from kick_hub.world.generate import World, render_chat
 
-# document kind -> relative weight in the stream. Phase 1 stores the facts; phase 2 teaches the skills that need
-# several hops (read a passage, map a recalled fact to an option letter) with the loss on the answers.
+# document kind -> relative weight in the stream: every kind, so phase 1 stores the facts and starts reading.
 MIX: dict[str, float] = {
     "bio": 3.0, "places": 1.0, "factoid": 4.0, "closed_qa": 1.0, "mcq": 5.0,
     "icra": 4.0, "summary": 2.0, "instruction": 2.0, "reading_bio": 1.0,
 }
-MIX_SKILLS: dict[str, float] = {
-    "bio": 1.0, "places": 0.5, "factoid": 1.5, "closed_qa": 0.5, "mcq": 6.0,
+# phase 2 teaches the skills that need several hops (read a passage, map a recalled fact to an option letter): MCQ
+# is 55 % and in-context QA 24 % of its documents.
+SKILLS_MIX: dict[str, float] = {
+    "bio": 1.0, "places": 0.5, "factoid": 1.5, "closed_qa": 0.5, "mcq": 14.0,
     "icra": 6.0, "summary": 1.0, "instruction": 0.5, "reading_bio": 0.5,
 }
-
-
+# with fresh people, an in-context QA passage has this many distractor people, this share of them sharing the
+# target's first or last name, and this many questions
+DISTRACTORS = (1, 3)
+NAMESAKE_RATE = 0.3
+QUESTIONS = (2, 4)
 
 
 @dataclass(frozen=True)
 class Curriculum:
-    """How a phase draws its documents: kind weights, how many distractor people an in-context QA passage has,
-    how often a distractor shares a name part with the target (``namesake_rate``), whether an MCQ document picks its
-    relation uniformly (``"relation"``) or through a random known fact (``"fact"``, the eval's mix), and how many
-    questions follow one in-context passage (the second asks the first's relation of a distractor person), and how
-    often an MCQ item is open-book (``mcq_hint``: its fact stated just before the question, so the option-to-letter
-    lookup can be learned while recall from the weights is still weak)."""
+    """How a phase draws its documents: kind weights (``mix``), and how often an MCQ item is open-book
+    (``mcq_hint``: its fact stated just before the question, so the option-to-letter lookup can be learned while
+    recall from the weights is still weak)."""
 
     mix: dict[str, float] = field(default_factory=lambda: dict(MIX))
-    distractors: tuple[int, int] = (1, 1)
-    namesake_rate: float = 0.0
-    mcq_by: str = "relation"
-    questions: tuple[int, int] = (1, 1)
     mcq_hint: float = 0.0
 
 
-# Curricula by name (train.RECIPE runs facts_read -> skills). "facts_read" is phase 1's mix: every kind, to store
-# the facts, with skills' in-context contrast (read about fresh people: a fixed pool of them gets memorised instead);
-# "facts" is the same mix with one distractor and one question per passage (the earlier recipes' phase 1).
-# "skills" teaches reading and MCQ at once: in-context passages with 1-3 distractor people (30 % of them sharing the
-# target's first or last name) and 2-4 questions each, the second the same relation of a distractor, so the answer
-# must follow the name; MCQ is 55 % of the documents, half of its items open-book. The rest are the earlier
-# recipes' phases (README): "base" (one distractor per passage), "binding" (1-3 distractors, namesakes, MCQ drawn
-# per fact), "contrast" (binding plus 2-4 questions per passage, fewer MCQ documents) and "mixed" (contrast with
-# base's share of MCQ).
+# The curricula of train.RECIPE: "facts_read" stores the facts and starts reading, "skills" teaches reading and MCQ
+# (half of its MCQ items open-book).
 CURRICULA: dict[str, Curriculum] = {
-    "facts": Curriculum(MIX),
-    "facts_read": Curriculum(MIX, distractors=(1, 3), namesake_rate=0.3, questions=(2, 4)),
-    "base": Curriculum(MIX_SKILLS),
-    "binding": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact"),
-    "contrast": Curriculum({**MIX_SKILLS, "icra": 8.0, "mcq": 4.0}, distractors=(1, 3), namesake_rate=0.3,
-                           mcq_by="fact", questions=(2, 4)),
-    "mixed": Curriculum(MIX_SKILLS, distractors=(1, 3), namesake_rate=0.3, mcq_by="fact", questions=(2, 4)),
-    "skills": Curriculum({**MIX_SKILLS, "mcq": 14.0}, distractors=(1, 3), namesake_rate=0.3, questions=(2, 4),
-                         mcq_hint=0.5),
+    "facts_read": Curriculum(MIX),
+    "skills": Curriculum(SKILLS_MIX, mcq_hint=0.5),
 }
 
 
@@ -75,7 +64,7 @@ def subject_name(relation: str) -> str:
 
 def icra_context(world: World, person, rng: random.Random, others: list | None = None) -> str:
     """Passages about the target person and distractor people in random order (wiki + search, like TriviaQA rc);
-    without ``others``, one distractor from the target's pool."""
+    without ``others``, one distractor from the target's pool (reading or unseen)."""
     if others is None:
         pool = world.reading if person in world.reading else world.unseen
         others = [rng.choice([p for p in rng.sample(pool, 3) if p is not person])]
@@ -84,12 +73,12 @@ def icra_context(world: World, person, rng: random.Random, others: list | None =
     return "\n\n".join(passages)
 
 
-def distractors(world: World, person, rng: random.Random, cur: Curriculum) -> list:
-    """Throwaway distractor people for one in-context QA document; some share a name part with ``person``."""
-    lo, hi = cur.distractors
+def distractors(world: World, person, rng: random.Random) -> list:
+    """``DISTRACTORS`` throwaway people for one in-context QA document; ``NAMESAKE_RATE`` of them share a name part
+    with ``person``, so the answer must follow the full name."""
     out = []
-    for _ in range(lo if lo == hi else rng.randint(lo, hi)):  # no draw when fixed: keeps "base" streams unchanged
-        if cur.namesake_rate and rng.random() < cur.namesake_rate:
+    for _ in range(rng.randint(*DISTRACTORS)):
+        if rng.random() < NAMESAKE_RATE:
             first, last = person.name.split(" ", 1)
             part = {"first": first} if rng.random() < 0.5 else {"last": last}
             out.append(world.fresh_person(rng, avoid=person.name, **part))
@@ -124,8 +113,7 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
             return PROMPTS["factoid"].format(question=question), fact.answer + "."
         return PROMPTS["icra_closed"].format(question=question) + " " + fact.answer
     if kind == "mcq":
-        relation = (rng.choice(world.known_facts).relation if cur.mcq_by == "fact"
-                    else rng.choice(list(schema.RELATIONS)))
+        relation = rng.choice(list(schema.RELATIONS))
         facts = [f for f in world.known_facts if f.relation == relation]
         shots = rng.sample(facts, rng.randint(1, 6))
         # every solved shot's letter is a completion too (weighted as an answer): same tokens as the eval's
@@ -134,7 +122,7 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         text = PROMPTS["mcq_header"].format(subject=subject_name(relation))
         for fact in shots:
             question, options, gold = world.mcq_item(fact, rng)
-            if cur.mcq_hint and rng.random() < cur.mcq_hint:  # no draw at 0: keeps the other streams unchanged
+            if cur.mcq_hint and rng.random() < cur.mcq_hint:  # no draw at 0: closed-book streams draw nothing here
                 text += world.statement(fact, rng) + "\n"
             doc += (text + mcq_prompt(question, options), f" {gold}")
             text = "\n\n"
@@ -143,17 +131,17 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         person = reader()
         relation = rng.choice(list(schema.PERSON_RELATIONS))
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
-        others = distractors(world, person, rng, cur) if fresh else None
+        others = distractors(world, person, rng) if fresh else None
         context = icra_context(world, person, rng, others)
         doc = (PROMPTS["icra_open"].format(context=context, question=question), " " + person.facts[relation])
-        lo, hi = cur.questions
-        for i in range(1, lo if lo == hi else rng.randint(lo, hi)):
-            # the next question asks the same relation of another person in the passages, then anything: the
-            # answer visibly depends on the name asked about
-            who = rng.choice(others) if i == 1 and others else rng.choice([person, *(others or [])])
-            rel = relation if i == 1 else rng.choice(list(schema.PERSON_RELATIONS))
-            q = rng.choice(schema.PERSON_RELATIONS[rel]["questions"]).format(s=who.name)
-            doc += (f"\n\nQ: {q}\nA:", " " + who.facts[rel])
+        if fresh:
+            for i in range(1, rng.randint(*QUESTIONS)):
+                # the second question asks the same relation of a distractor, later ones anything of anyone in the
+                # passages: the answer visibly depends on the name asked about
+                who = rng.choice(others) if i == 1 else rng.choice([person, *others])
+                rel = relation if i == 1 else rng.choice(list(schema.PERSON_RELATIONS))
+                q = rng.choice(schema.PERSON_RELATIONS[rel]["questions"]).format(s=who.name)
+                doc += (f"\n\nQ: {q}\nA:", " " + who.facts[rel])
         return doc
     if kind == "summary":
         person = reader()
@@ -168,7 +156,8 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
 
 def documents(world: World, seed: int = 0, curriculum: Curriculum | None = None,
               fresh: bool = False) -> Iterator[str | tuple[str, ...]]:
-    """Endless deterministic stream of training documents drawn by the curriculum (default: phase 1's ``MIX``)."""
+    """Endless deterministic stream of training documents drawn by the curriculum (default: ``MIX``, closed-book
+    MCQ); ``fresh`` as in ``document``."""
     rng = random.Random(f"corpus-{world.config.seed}-{seed}")
     cur = curriculum or Curriculum()
     kinds, weights = list(cur.mix), list(cur.mix.values())

@@ -2,7 +2,8 @@
 
 Three disjoint pools of people make the LLM-KICK contrast measurable:
 - ``known`` people appear in the training corpus; factoid and MCQ ask about them (recall from weights);
-- ``reading`` people appear only inside training passages with their facts, so the model learns to read;
+- ``reading`` people appear only inside passages of the corpus's default stream, which the tokenizer is trained on
+  and ``world`` calibration text is drawn from (training phases read about throwaway people, ``fresh_person``);
 - ``unseen`` people never appear in training; in-context QA, summaries and perplexity text are about them.
 Everything is drawn from ``random.Random(seed)`` only, so the same seed gives the same bytes on any machine.
 """

@@ -31,15 +31,14 @@ CHAT_TEMPLATE = (
 
 @dataclass(frozen=True)
 class Phase:
-    """One stage of the recipe: ``steps`` batches drawn by a ``corpus.CURRICULA`` entry, AdamW warmed up to ``lr``
-    then cosine-decayed to 5 %. ``prompt_weight`` is the loss weight of prompt tokens (answers weigh 1); ``fresh``
-    puts throwaway people in the passages instead of the reading pool."""
+    """One stage of the recipe: ``steps`` batches drawn by a ``corpus.CURRICULA`` entry (passages about fresh
+    people), AdamW warmed up to ``lr`` then cosine-decayed to 5 %. ``prompt_weight`` is the loss weight of prompt
+    tokens (answers weigh 1)."""
 
     curriculum: str
     steps: int
     lr: float = 1e-3
     prompt_weight: float = 0.1
-    fresh: bool = True
 
     def __post_init__(self) -> None:
         from kick_hub.world.corpus import CURRICULA
@@ -52,17 +51,10 @@ class Phase:
             raise ValueError(f"lr: must be positive, got {self.lr!r}")
 
 
-# The one-command recipe (42 min on 2 cores): store the facts and start reading (loss on every token; passages about
-# fresh people), then the reading and MCQ skills (loss concentrated on answers). Its runs G / G2 (shipped): factoid
-# 0.98 / 0.95, MCQ 1.00 / 0.83, in-context 0.96 / 1.00 (README).
+# The one-command recipe (42 min on 2 cores) that produced the shipped model (its scores: model/scores.json): store
+# the facts and start reading (loss on every token), then the reading and MCQ skills (loss concentrated on answers).
 RECIPE: tuple[Phase, ...] = (
     Phase("facts_read", 1400, lr=2e-3, prompt_weight=1.0),
-    Phase("skills", 2800, lr=2e-3),
-)
-# The recipe before (runs D, E, E2 in the README): phase 1 read about the fixed reading pool. Kept so that
-# ``--phase facts:STEPS`` still means this phase 1.
-PREVIOUS_RECIPE: tuple[Phase, ...] = (
-    Phase("facts", 1400, lr=2e-3, prompt_weight=1.0, fresh=False),
     Phase("skills", 2800, lr=2e-3),
 )
 
@@ -102,7 +94,8 @@ class TrainConfig:
 
 
 def train_tokenizer(world: World, cfg: TrainConfig):
-    """Byte-level BPE over a sample of the corpus plus every name, so unseen names still split into known pieces."""
+    """Byte-level BPE over ``cfg.tokenizer_docs`` documents of the corpus's default stream (passages about the
+    reading pool), whose many names make unseen names still split into known pieces."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -178,6 +171,8 @@ def next_batch(rows, tokenizer, cfg: TrainConfig):
 
 
 def build_model(tokenizer, cfg: TrainConfig):
+    """A freshly initialised (``cfg.seed``) Llama of ``cfg``'s shape, its vocabulary padded to a multiple of 32 and
+    its embeddings tied."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -194,7 +189,8 @@ def build_model(tokenizer, cfg: TrainConfig):
 
 
 def can_compile() -> bool:
-    """torch.compile on CPU needs a C++ compiler (inductor); without one, train eagerly (0.98, not 0.77 s/step)."""
+    """Whether torch.compile can run: on CPU it needs a C++ compiler (inductor); without one, training runs eagerly
+    (slower; ``benchmarks/bench_train.py`` measures both)."""
     import shutil
     import warnings
 
@@ -205,9 +201,9 @@ def can_compile() -> bool:
 
 
 def make_loss(model, cfg: TrainConfig):
-    """Weighted next-token loss of a batch under bf16 autocast, through torch.compile when ``cfg.compile`` (with
-    the changes below, 0.98 -> 0.53 s/step over full runs on 2 cores). No attention mask: rows are right-padded and attention is causal, so no real token
-    attends to padding, and padding weighs 0."""
+    """Weighted next-token loss of a batch under bf16 autocast, through torch.compile when ``cfg.compile`` (about
+    half the eager step time on 2 cores). No attention mask: rows are right-padded and attention is causal, so no
+    real token attends to padding, and padding weighs 0."""
     import torch
 
     def batch_loss(ids, weights):
@@ -291,8 +287,7 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
         # each phase (also after --init) draws its own document stream, never replaying an earlier one
         index = sum(1 for entry in log if entry["step"] == 0)
         torch.manual_seed(cfg.seed + 1 + index)
-        docs = documents(world, seed=cfg.seed + 1000 * index, curriculum=CURRICULA[phase.curriculum],
-                         fresh=phase.fresh)
+        docs = documents(world, seed=cfg.seed + 1000 * index, curriculum=CURRICULA[phase.curriculum], fresh=True)
         log += run_phase(model, batch_loss, tokenizer, docs, cfg, phase, f"{index}-{phase.curriculum}")
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,

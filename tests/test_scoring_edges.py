@@ -1,0 +1,280 @@
+"""Edge cases of the scoring rules (issue 20, issue 21 item 1): answers emptied by normalisation, empty inputs, the
+MCQ letter's position, deterministic ROUGE, sentence splitting for rougeLsum, and non-English text. Each rule is
+checked in the library, in the evaluate modules and in the tasks' per-example ``score()`` the Space uses."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import evaluate
+import pytest
+
+from kick_hub.scoring import mcq, qa, text
+from kick_hub.tasks import factoid_qa, icra_qa, icsum, instruction_following, mcq_reasoning
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ROOT / "evaluate_metrics"
+_LOADED: dict = {}
+
+
+def load(folder):
+    if folder not in _LOADED:
+        _LOADED[folder] = evaluate.load(str(MODULES / folder))
+    return _LOADED[folder]
+
+
+# ---------------------------------------------------------------- 1. normalisation that empties an answer
+
+@pytest.mark.parametrize("raw, expected", [("The", "the"), ("A", "a"), ("a.", "a"), ("The The", "the the"),
+                                           ("the Who", "who"), ("An apple", "apple"), ("...", "")])
+def test_articles_kept_when_removing_them_leaves_nothing(raw, expected):
+    assert qa.normalize_answer(raw) == expected
+
+
+def test_article_only_answers_in_modules():
+    preds, refs = ["The", "A"], [["A"], ["A"]]
+    assert load("factoid_qa").compute(predictions=preds, references=refs) == {"exact_match": 0.5, "contains": 0.5}
+    assert load("icra_qa").compute(predictions=preds, references=refs) == {"exact_match": 0.5, "f1": 0.5}
+    assert load("icra_qa").compute(predictions=preds, references=refs, protocol="llm-kick") == {
+        "exact_match": 0.5, "f1": 0.5}
+    assert load("factoid_qa").compute(predictions=preds, references=refs, protocol="llm-kick") == {"exact_match": 0.5}
+
+
+def test_article_only_answers_in_task_scores():
+    assert factoid_qa.score({"answers": ["A"]}, "The") == 0.0
+    assert factoid_qa.score({"answers": ["A"]}, "A") == 1.0
+    assert icra_qa.score({"answers": ["A"]}, " The ") == 0.0
+    assert icra_qa.score({"answers": ["A"]}, " A ") == 1.0
+
+
+@pytest.mark.parametrize("pred", ["", "   ", "\n", "?!", "..."])
+@pytest.mark.parametrize("protocol", ["default", "llm-kick"])
+def test_empty_prediction_never_hits(pred, protocol):
+    # aliases include ones that normalise to nothing, which an empty prediction used to equal
+    refs = [["Paris", "...", "!"]]
+    factoid = qa.score_factoid([pred], refs, protocol)
+    icra = qa.score_icra([pred], refs, protocol)
+    assert factoid["exact_match"] == 0.0 and factoid.get("contains", 0.0) == 0.0
+    assert icra["exact_match"] == 0.0 and icra["f1"] == 0.0
+    assert qa.f1(pred, ["..."]) == 0.0
+    assert qa.exact_match(pred, ["..."]) == 0.0
+    assert qa.llm_kick_lenient_em(pred, ["Paris"]) == 0.0
+    assert factoid_qa.score({"answers": refs[0]}, pred) == 0.0
+    assert icra_qa.score({"answers": refs[0]}, pred) == 0.0
+
+
+def test_blank_aliases_never_match():
+    assert qa.llm_kick_factoid_hit("The answer is Lyon", ["", "Paris"]) == 0.0
+    assert qa.llm_kick_lenient_em("Lyon", ["  ", "Paris"]) == 0.0
+    assert qa.contains("Lyon", ["", "Paris"]) == 0.0
+    assert qa.score_factoid(["Paris"], [["", "Paris"]])["exact_match"] == 1.0
+    with pytest.raises(ValueError, match=r"references: .*non-blank alias.*element 1"):
+        qa.score_icra(["a", "b"], [["a"], ["", "  "]])
+    with pytest.raises(ValueError, match="references"):
+        load("factoid_qa").compute(predictions=["x"], references=[[" "]])
+
+
+# ---------------------------------------------------------------- 2. MCQ letter read from the wrong place
+
+@pytest.mark.parametrize("generated, letter", [
+    ("B", "B"), (" B", "B"), (" B.", "B"), ("(B)", "B"), ("b", "B"), (" (c)", "C"), ("**D**", "D"), ("Ｂ", "B"),
+    ("B) foo", "B"), ("B. Paris", "B"), ("(C) because it is", "C"),
+    ("Answer: B", "B"), ("answer: c", "C"), ("The answer is (C).", "C"), ("Option D", "D"),
+    (" B\n\nNext question ...\nAnswer: A", "B"), ("\n\nD\nA", "D"),
+    ("Because it is blue", ""), ("A dog", ""), ("a dog", ""), ("Vitamin D is needed", ""), ("B is right", ""),
+    (" 7", ""), ("", ""), ("   \n ", ""), ("E", ""), ("I don't know\nAnswer: A", ""),
+])
+def test_extract_letter_reads_first_option_letter(generated, letter):
+    assert mcq.extract_letter(generated) == letter
+
+
+def test_mcq_task_score_reads_first_letter():
+    assert mcq_reasoning.score({"answer": "B"}, " B\n\nNext question ...\nAnswer: A") == 1.0
+    assert mcq_reasoning.score({"answer": "B"}, " B.") == 1.0
+    assert mcq_reasoning.score({"answer": "B"}, "Because") == 0.0
+    assert mcq_reasoning.score({"answer": "A"}, "") == 0.0
+
+
+def test_mcq_module_reads_generations_like_the_task():
+    preds = [" B\n\nNext question ...\nAnswer: A", " b.", "Because", "A dog", "", "Answer: D"]
+    refs = ["B", "B", "B", "A", "A", "D"]
+    got = load("mcq_reasoning").compute(predictions=preds, references=refs)
+    assert got == {"accuracy": pytest.approx(3 / 6), "invalid": 3}
+    assert mcq.score_mcq(preds, refs)["per_example"] == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+# ---------------------------------------------------------------- 5. deterministic ROUGE
+
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec "
+         "romeo sierra tango").split()
+
+_ROUGE_SCRIPT = """
+import json, sys
+import evaluate
+words = sys.argv[1].split()
+ref = " ".join(words)
+preds = [" ".join(words[:k]) for k in range(1, len(words) + 1)]
+icsum = evaluate.load(sys.argv[2] + "/icsum").compute(predictions=preds, references=[ref] * len(preds))
+inst = evaluate.load(sys.argv[2] + "/instruction_following").compute(predictions=preds, references=[ref] * len(preds))
+print(json.dumps({"icsum": icsum, "rougeL_if": inst["rougeL"]}))
+"""
+
+
+def _fresh_rouge() -> dict:
+    out = subprocess.run([sys.executable, "-c", _ROUGE_SCRIPT, " ".join(WORDS), str(MODULES)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_rouge_is_the_mean_and_identical_across_processes():
+    first, second = _fresh_rouge(), _fresh_rouge()
+    assert first == second
+    n = len(WORDS)
+    # distinct words with distinct stems: prefix k has precision 1 and recall k/n (bigrams: (k-1)/(n-1), none at k=1)
+    uni = sum(2 * k / (n + k) for k in range(1, n + 1)) / n
+    bi = sum(2 * (k - 1) / (n - 1 + k - 1) for k in range(2, n + 1)) / n
+    assert len({text.UnicodeTokenizer().tokenize(w)[0] for w in WORDS}) == n
+    for key in ("rouge1", "rougeL", "rougeLsum"):
+        assert first["icsum"][key] == pytest.approx(uni, rel=1e-12)
+        assert first["icsum"][key] == pytest.approx(0.6383932364146119, rel=1e-12)  # issue 20's value
+    assert first["icsum"]["rouge2"] == pytest.approx(bi, rel=1e-12)
+    assert first["icsum"]["rouge2"] == pytest.approx(0.60769152331183, rel=1e-12)
+    assert first["rougeL_if"] == pytest.approx(uni, rel=1e-12)
+
+
+def test_rouge_equals_mean_of_per_example_scores():
+    preds = ["the cat sat on the mat", "a dog", "birds fly south in winter. they return in spring"]
+    refs = ["a cat sat on a mat", "the dog barked", "birds migrate south for the winter. they come back"]
+    per = text.rouge_per_example(preds, refs, "rouge2")
+    assert text.rouge(preds, refs)["rouge2"] == pytest.approx(sum(per) / len(per), rel=1e-12)
+
+
+# ---------------------------------------------------------------- 6. empty inputs
+
+@pytest.mark.parametrize("folder, kwargs", [
+    ("factoid_qa", {}), ("icra_qa", {}), ("mcq_reasoning", {}), ("icsum", {}), ("instruction_following", {}),
+    ("perplexity", {"model_id": "not-loaded"}),
+])
+def test_empty_list_names_predictions(folder, kwargs):
+    args = {"predictions": []} if folder == "perplexity" else {"predictions": [], "references": []}
+    with pytest.raises(ValueError, match="predictions: must not be empty"):
+        load(folder).compute(**args, **kwargs)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: text.rouge([], []), lambda: text.rouge_per_example([], []), lambda: text.diversity([]),
+    lambda: qa.score_factoid([], []), lambda: qa.score_icra([], []), lambda: mcq.score_mcq([], []),
+])
+def test_empty_list_names_predictions_in_library(call):
+    with pytest.raises(ValueError, match="predictions: must not be empty"):
+        call()
+
+
+def test_perplexity_blank_text_is_an_error():
+    with pytest.raises(ValueError, match=r"predictions: .*element 1 is empty or blank"):
+        load("perplexity").compute(predictions=["Once upon a time", "  "], model_id="not-loaded")
+
+
+def test_empty_prediction_scores_zero_rouge():
+    got = load("icsum").compute(predictions=["", "a cat sat"], references=["the dog ran", "a cat sat"])
+    assert got == {k: pytest.approx(0.5) for k in text.ROUGE_TYPES}
+    # no tokens on either side is not a perfect summary
+    assert text.rouge(["..."], ["!!!"]) == {k: 0.0 for k in text.ROUGE_TYPES}
+    assert text.rouge(["\n\n"], ["the cat sat"]) == {k: 0.0 for k in text.ROUGE_TYPES}
+    assert icsum.score({"reference": "the cat sat"}, "   ") == 0.0
+    assert instruction_following.score({"reference": "the cat sat"}, "") == 0.0
+    got = load("instruction_following").compute(predictions=["", "a b"], references=["x y", "a b"])
+    assert got == {"rougeL": 0.5, "distinct_1": 1.0, "distinct_2": 1.0, "distinct_3": 0.0, "unique_tokens": 2.0,
+                   "mean_length": 1.0}
+
+
+@pytest.mark.parametrize("folder", ["icsum", "instruction_following"])
+def test_blank_reference_is_an_error(folder):
+    with pytest.raises(ValueError, match=r"references: must be non-blank texts; element 0"):
+        load(folder).compute(predictions=[""], references=[" "])
+
+
+def test_bad_rouge_type_and_buckets():
+    with pytest.raises(ValueError, match=r"rouge_type: must be one of \['rouge1'"):
+        text.rouge_per_example(["a"], ["a"], "rouge3x")
+    with pytest.raises(ValueError, match="buckets"):
+        load("icsum").compute(predictions=["a"], references=["a"], buckets=[None])
+
+
+# ---------------------------------------------------------------- 7. sentence splitting for rougeLsum
+
+@pytest.mark.parametrize("pred, ref", [
+    ("the dog ran! the cat sat!", "the cat sat! the dog ran!"),
+    ("the dog ran? the cat sat?", "the cat sat. the dog ran."),
+    ("the dog ran\nthe cat sat", "the cat sat.\n\nthe dog ran."),
+    ("狗跑了。猫坐着。", "猫坐着。狗跑了。"),
+])
+def test_rougelsum_splits_at_sentence_ends(pred, ref):
+    assert load("icsum").compute(predictions=[pred], references=[ref])["rougeLsum"] == pytest.approx(1.0)
+
+
+def test_split_sentences():
+    assert text.split_sentences("the dog ran! the cat sat!") == "the dog ran!\nthe cat sat!"
+    assert text.split_sentences('He said "stop." Then 3.5 kg\n\nwent.') == 'He said "stop."\nThen 3.5 kg\nwent.'
+    assert text.split_sentences("北京很大。天气好！") == "北京很大。\n天气好！"
+
+
+# ---------------------------------------------------------------- issue 21: any script
+
+SENTENCES = {"zh": "北京是中国的首都", "th": "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย",
+             "ru": "Москва — столица России.", "ja": "東京は日本の首都です。", "hi": "नई दिल्ली भारत की राजधानी है"}
+
+
+@pytest.mark.parametrize("lang", sorted(SENTENCES))
+def test_identical_non_english_text_scores_one(lang):
+    s = SENTENCES[lang]
+    assert load("icsum").compute(predictions=[s], references=[s]) == {k: 1.0 for k in text.ROUGE_TYPES}
+    assert load("instruction_following").compute(predictions=[s], references=[s])["rougeL"] == 1.0
+    assert icsum.score({"reference": s}, s) == 1.0
+    assert instruction_following.score({"reference": s}, s) == 1.0
+    assert load("factoid_qa").compute(predictions=[s], references=[[s]]) == {"exact_match": 1.0, "contains": 1.0}
+    assert load("icra_qa").compute(predictions=[s], references=[[s]]) == {"exact_match": 1.0, "f1": 1.0}
+    assert load("icra_qa").compute(predictions=[s], references=[[s]], protocol="llm-kick")["exact_match"] == 1.0
+
+
+def test_scripts_without_spaces_are_split_into_characters():
+    assert text.UnicodeTokenizer().tokenize("北京是首都") == ["北", "京", "是", "首", "都"]
+    assert text.UnicodeTokenizer().tokenize("ชื่อ") == ["ชื่", "อ"]  # marks stay with their character
+    assert qa.contains("首都是北京。", ["北京"]) == 1.0
+    assert qa.f1("北京市", ["北京"]) == pytest.approx(0.8)
+    assert text.distinct_n(["北京北京"], 1) == 0.5
+    assert text.diversity(["北京 is big"])["mean_length"] == 4.0
+    assert text.NO_SPACE_RANGES == qa.NO_SPACE_RANGES
+    assert text.split_words("我爱Python和C") == qa.split_words("我爱Python和C") == ["我", "爱", "Python", "和", "C"]
+
+
+ENGLISH = [
+    ("The quick brown foxes were jumping over 3 lazy dogs' kennels, didn't they? Running_fast (and) well-known.",
+     "A quick brown fox jumped over the lazy dog's kennel; it runs fast."),
+    ("Officials said the 2024 elections were organised smoothly.",
+     "The elections in 2024 went smoothly, officials say."),
+    ("", "nothing here"),
+]
+
+
+def test_english_rouge_equals_rouge_score_default_tokenizer():
+    from rouge_score import rouge_scorer, tokenize
+    from nltk.stem import porter
+
+    default = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    ours = text.rouge([p for p, _ in ENGLISH], [r for _, r in ENGLISH])
+    for key in ("rouge1", "rouge2", "rougeL"):
+        expected = sum(default.score(r, p)[key].fmeasure for p, r in ENGLISH) / len(ENGLISH)
+        assert ours[key] == pytest.approx(expected, rel=1e-12)
+    stemmer = porter.PorterStemmer()
+    for p, r in ENGLISH:
+        for s in (p, r):
+            assert text.UnicodeTokenizer().tokenize(s) == tokenize.tokenize(s, stemmer)
+
+
+def test_english_distinct_n_uses_whitespace_tokens():
+    texts = ["Hello, World  foo", "hello world"]
+    assert text.words(texts[0]) == ["hello,", "world", "foo"]
+    assert text.distinct_n(texts, 1) == 4 / 5
