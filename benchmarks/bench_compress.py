@@ -29,22 +29,22 @@ METHODS = [("magnitude", ["--sparsity", "0.5"]), ("magnitude-global", ["--sparsi
 CHILD = """
 import importlib, json, sys
 from kick_hub.cli import main
-from kick_hub.variant import peak_rss_mb
+from kick_hub.compress.memory import peak_rss_mb
 method = sys.argv[sys.argv.index("--method") + 1]
 # every library the run will import, so the base holds code and the difference holds the work
-for mod in ["kick_hub.engine", "kick_hub.compress.calibration", "kick_hub.compress.blocks",
-            "kick_hub.compress.magnitude", "kick_hub.compress.wanda", "kick_hub.compress.sparsegpt",
-            "kick_hub.compress.sparse_storage", "datasets", "evaluate", *LIBS.get(method, [])]:
+for mod in ["kick_hub.engine", "kick_hub.compress.calibration", "kick_hub.compress.blockwise",
+            "kick_hub.compress.methods.magnitude", "kick_hub.compress.methods.wanda",
+            "kick_hub.compress.methods.sparsegpt", "kick_hub.formats.sparse_bitmask", "datasets", "evaluate", *LIBS.get(method, [])]:
     importlib.import_module(mod)
 base = peak_rss_mb()
 code = main(sys.argv[1:])
 print(json.dumps({"base_rss_mb": base}))
 """
 
-LIBS = {"gptq": ["optimum.gptq", "gptqmodel", "kick_hub.compress.gptq"],
-        "int8": ["torchao", "kick_hub.compress.weight_only"],
-        "bnb-int8": ["bitsandbytes", "kick_hub.compress.weight_only"],
-        "nf4": ["bitsandbytes", "kick_hub.compress.weight_only"]}
+LIBS = {"gptq": ["optimum.gptq", "gptqmodel", "kick_hub.compress.methods.gptq"],
+        "int8": ["torchao", "kick_hub.compress.methods.weight_only"],
+        "bnb-int8": ["bitsandbytes", "kick_hub.compress.methods.weight_only"],
+        "nf4": ["bitsandbytes", "kick_hub.compress.methods.weight_only"]}
 
 
 def make_random_llama(path: Path) -> Path:

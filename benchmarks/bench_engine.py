@@ -21,8 +21,8 @@ import torch  # noqa: E402
 
 from kick_hub import data, tasks  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
+from kick_hub.tasks import factoid_qa  # noqa: E402
 from kick_hub.tasks.mcq_reasoning import build_prompt  # noqa: E402
-from kick_hub.tasks.prompts import PROMPTS  # noqa: E402
 
 
 def timed(fn):
@@ -36,7 +36,7 @@ def per_task(engine: Engine, limit: int, source: str = "world") -> list[tuple]:
     for name in tasks.TASK_NAMES:
         module = tasks.get(name)
         try:
-            records = data.load(module.SPEC.kind, source, limit)
+            records = data.load(name, source, limit)
         except ValueError:  # the source has no set for this task
             continue
         (scores, samples), secs = timed(lambda: module.run(engine, records))
@@ -64,14 +64,13 @@ def naive_mcq(engine: Engine, prompts: list[str]) -> None:
 
 
 def compare(engine: Engine, label: str, limit: int) -> list[tuple]:
-    factoid = data.load("factoid", "world", limit)
-    prompts = [PROMPTS["factoid"].format(question=r["question"]) for r in factoid]
-    max_new = 16
+    prompts = [factoid_qa.prompt(r) for r in data.load("factoid-qa", "world", limit)]
+    max_new = factoid_qa.SPEC.max_new_tokens
     for _ in range(2):  # warm-up
         engine.generate(prompts[:4], max_new)
     _, t_engine = timed(lambda: engine.generate(prompts, max_new))
     _, t_plain = timed(lambda: plain_generate(engine, prompts, max_new))
-    mcq = [build_prompt(r) for r in data.load("mcq", "world", limit)]
+    mcq = [build_prompt(r) for r in data.load("mcq-reasoning", "world", limit)]
     _, t_ll = timed(lambda: engine.choice_logprobs(mcq, [" A", " B", " C", " D"]))
     _, t_naive = timed(lambda: naive_mcq(engine, mcq))
     return [(label, "generate (factoid prompts)", t_engine, t_plain, t_plain / t_engine, ">= 0.8"),

@@ -10,31 +10,13 @@ from pathlib import Path
 
 
 def _phase(spec: str):
-    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase with the recipe's other settings for that curriculum."""
-    import dataclasses
+    """``CURRICULUM:STEPS[:LR]`` -> a train.Phase (``world.train.parse_phase``)."""
+    from kick_hub.world.train import parse_phase
 
-    from kick_hub.world.train import RECIPE
-
-    parts = spec.split(":")
-    if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"--phase: expected CURRICULUM:STEPS[:LR], got {spec!r}")
     try:
-        steps = int(parts[1])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--phase {spec!r}: steps must be a positive integer") from None
-    try:
-        lr = float(parts[2]) if len(parts) == 3 else None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--phase {spec!r}: lr must be a positive number") from None
-    recipe = {p.curriculum: p for p in RECIPE}
-    if parts[0] not in recipe:
-        raise argparse.ArgumentTypeError(f"--phase {spec!r}: curriculum: must be one of {sorted(recipe)}, "
-                                         f"got {parts[0]!r}")
-    try:
-        phase = dataclasses.replace(recipe[parts[0]], steps=steps)
-        return phase if lr is None else dataclasses.replace(phase, lr=lr)
+        return parse_phase(spec)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--phase {spec!r}: {e}") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_int(value: str) -> int:
@@ -260,9 +242,10 @@ def cmd_publish_tasks(args) -> int:
 
 def cmd_space(args) -> int:
     from kick_hub import space
+    from kick_hub.bench.store import FILENAME
 
-    if args.run_dir and not (Path(args.run_dir) / "results.sqlite").exists():
-        raise ValueError(f"run-dir: {args.run_dir} holds no results.sqlite (run `kick bench --run-dir "
+    if args.run_dir and not (Path(args.run_dir) / FILENAME).exists():
+        raise ValueError(f"run-dir: {args.run_dir} holds no {FILENAME} (run `kick bench --run-dir "
                          f"{args.run_dir}` first)")
     _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False)
     print(f"kick-hub Space running at {url} (Ctrl+C to stop)")
@@ -289,8 +272,8 @@ def _judges(args, task_names):
     from kick_hub.scoring.judge import Judge, make_backend
 
     backend = make_backend(args.judge, args.judge_base_url, args.judge_api_key_env)
-    return {n: Judge(backend, args.judge_prompt or tasks.get(n).SPEC.extra["judge_prompt"])
-            for n in task_names if "judge_prompt" in tasks.get(n).SPEC.extra}
+    return {n: Judge(backend, args.judge_prompt or tasks.SPECS[n].judge_prompt)
+            for n in task_names if tasks.SPECS[n].judge_prompt}
 
 
 def _add_judge_options(p: argparse.ArgumentParser) -> None:
@@ -372,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: every core this "
                    "process may use); SparseGPT and GPTQ weights depend on it bit for bit")
     p.add_argument("--storage", choices=["dense", "sparse"], default="dense", help="sparse: pruned weights in "
-                   "the sparse-bitmask layout (loads after `import kick_hub.compress.sparse_storage`)")
+                   "the sparse-bitmask layout (loads after `import kick_hub.formats.sparse_bitmask`)")
     p.set_defaults(func=cmd_compress)
 
     from kick_hub.bench import plan
@@ -445,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kick_hub import _quiet
+
+    _quiet.install()  # drop torchao's / torch's start-up noise (kick_hub/_quiet.py); real warnings still show
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -16,7 +16,6 @@ room its continuation needs) raises ``ValueError``; the tasks fit their prompts 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
@@ -25,6 +24,7 @@ import torch
 from kick_hub.models import ALIASES as MODEL_ALIASES
 from kick_hub.models import WORLD_MODEL_DIR
 from kick_hub.models import resolve as resolve_model
+from kick_hub.scoring import perplexity as _ppl
 
 __all__ = ["Engine", "load_model", "resolve_model", "MODEL_ALIASES", "WORLD_MODEL_DIR", "stop_token_ids",
            "choose_pad_token_id", "until_stop", "until_stop_streamer", "GREEDY"]
@@ -75,7 +75,7 @@ def load_model(name: str, dtype: torch.dtype = torch.float32):
         raise ValueError(f"model: cannot load {name!r} (not a local model directory, a known alias "
                          f"{sorted(MODEL_ALIASES)}, or a Hub id reachable now): {e}") from e
     if (getattr(config, "quantization_config", None) or {}).get("quant_method") == "sparse-bitmask":
-        from kick_hub.compress import sparse_storage  # noqa: F401 - registers the format with transformers
+        from kick_hub.formats import sparse_bitmask  # noqa: F401 - registers the format with transformers
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"model: {name!r} is a {config.model_type!r} model, not a causal LM "
                          f"(AutoModelForCausalLM cannot load it)")
@@ -98,8 +98,7 @@ class Engine:
         self.stop_token_ids = stop_token_ids(model, tokenizer)
         self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
         tokenizer.padding_side = "left"
-        limit = getattr(model.config, "max_position_embeddings", None) or 2048
-        self.max_length = min(max_length or limit, limit)
+        self.max_length = _ppl.context_length(model, max_length)
         self.device = next(model.parameters()).device
 
     @classmethod
@@ -129,8 +128,7 @@ class Engine:
     def token_ids(self, text: str) -> list[int]:
         """Token ids of an already rendered text, with the tokenizer's special tokens (BOS) unless the text already
         starts with BOS (chat templates that write it themselves)."""
-        bos = self.tokenizer.bos_token
-        return self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        return _ppl.token_ids(self.tokenizer, text)
 
     def count_tokens(self, prompt: str, chat: bool = False) -> int:
         """Tokens the model reads for ``prompt`` (after the chat template when ``chat``), BOS included."""
@@ -159,15 +157,8 @@ class Engine:
         return out
 
     def _batches(self, encoded: list[list[int]]):
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            pad = self.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx], device=self.device)
-            mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx],
-                                device=self.device)
-            yield idx, ids, mask
+        """``(indices, ids, mask)`` batches, longest first, left-padded with the pad id (masked)."""
+        return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device)
 
     # --------------------------------------------------------- generation
     @torch.inference_mode()
@@ -265,7 +256,6 @@ class Engine:
         return float(logprobs[n_ctx - 1:].gather(-1, targets[n_ctx - 1:, None]).sum())
 
     # ---------------------------------------------------------- perplexity
-    @torch.inference_mode()
     def perplexity(self, texts: Sequence[str], progress: str | None = None,
                    stride: int | None = None) -> dict[str, float | int | list]:
         """Token-level perplexity: exp(total NLL / predicted tokens), each text scored on its own (first token
@@ -274,58 +264,14 @@ class Engine:
         A text longer than the context is scored in windows of ``max_length`` tokens that start ``stride`` tokens
         apart (default ``max_length // 2``), each window scoring only the tokens no earlier window scored, so every
         token after the first is scored exactly once with at least ``max_length - stride`` tokens of context (the
-        strided evaluation of Hugging Face's "Perplexity of fixed-length models" guide). Nothing is cut.
+        strided evaluation of Hugging Face's "Perplexity of fixed-length models" guide). Nothing is cut. The rule
+        lives in ``kick_hub.scoring.perplexity``, which the ``perplexity`` evaluate module shares.
 
         Returns ``perplexity`` (``inf`` when exp overflows; ``nll`` stays finite), ``nll`` (mean per token),
         ``tokens`` (predicted tokens), ``per_example`` (each text's perplexity) and ``per_example_windows``.
         """
-        from tqdm.auto import tqdm
-
-        stride = self.max_length // 2 if stride is None else stride
-        if not 1 <= stride < self.max_length:
-            raise ValueError(f"stride: must be between 1 and {self.max_length - 1}, got {stride}")
-        # segments: (text index, window ids, index of the first window token whose prediction is scored)
-        segments: list[tuple[int, list[int], int]] = []
-        windows = [0] * len(texts)
-        for i, text in enumerate(texts):
-            ids = self.token_ids(text)
-            scored_until = 0
-            for begin in range(0, len(ids), stride):
-                end = min(begin + self.max_length, len(ids))
-                segments.append((i, ids[begin:end], max(scored_until - begin, 1)))
-                windows[i] += 1
-                scored_until = end
-                if end >= len(ids):
-                    break
-        encoded = [seg[1] for seg in segments]
-        text_nll = [0.0] * len(texts)
-        text_count = [0] * len(texts)
-        for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "perplexity", unit="batch",
-                                   disable=progress is None):
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, :-1].float()
-            token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            # target column c holds window token c + 1 - pad; score it from the segment's first scored token on
-            first = torch.tensor([ids.shape[1] - len(encoded[i]) + segments[i][2] for i in idx], device=ids.device)
-            columns = torch.arange(1, ids.shape[1], device=ids.device)
-            valid = mask[:, 1:] * mask[:, :-1] * (columns[None, :] >= first[:, None])
-            token_nll = token_nll * valid
-            for row, i in enumerate(idx):
-                text = segments[i][0]
-                text_nll[text] += float(token_nll[row].sum())
-                text_count[text] += int(valid[row].sum())
-        nll, count = sum(text_nll), sum(text_count)
-        per_text = [safe_exp(n / max(c, 1)) for n, c in zip(text_nll, text_count)]
-        return {"perplexity": safe_exp(nll / max(count, 1)), "nll": nll / max(count, 1), "tokens": count,
-                "per_example": per_text, "per_example_windows": windows}
-
-
-def safe_exp(x: float) -> float:
-    """``math.exp`` that returns ``inf`` instead of raising ``OverflowError`` (perplexity of a broken model)."""
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
+        return _ppl.perplexity(self.model, [self.token_ids(t) for t in texts], self.max_length, self.batch_size,
+                               self.pad_token_id, stride=stride, progress=progress)
 
 
 def until_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:

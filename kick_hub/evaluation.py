@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
-from kick_hub import data, tasks
+from kick_hub import data, tasks, versions
 from kick_hub.engine import Engine
-
-PROTOCOLS = ("default", "llm-kick")  # tasks without an llm-kick variant (perplexity) run their default
-
 
 def resolve_tasks(names: list[str] | str) -> list[str]:
     """Task ids from a list (``all`` expands to every task); unknown names raise listing the valid ones."""
@@ -34,15 +30,15 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
     ``config["generation"]`` records how the engine decodes (``Engine.generation_settings``: the stop token ids taken
     from the model's generation config, the pad id, greedy)."""
     names = resolve_tasks(task_names)
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol: must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    if protocol not in tasks.PROTOCOLS:  # a task without the protocol asked for (perplexity) runs its default
+        raise ValueError(f"protocol: must be one of {list(tasks.PROTOCOLS)}, got {protocol!r}")
     results, samples, skipped, timings = {}, {}, {}, {}
     context: dict = {"tokens": engine.max_length, "prompts_shortened": {}, "prompts_skipped": {},
                      "texts_windowed": {}}
     for name in names:
         module = tasks.get(name)
         try:
-            records = data.load(module.SPEC.kind, source, task_limit(limit, name))
+            records = data.load(name, source, task_limit(limit, name))
         except ValueError as e:
             if not skip_missing:
                 raise
@@ -74,16 +70,6 @@ def task_limit(limit: int | dict[str, int] | None, task: str) -> int | None:
     return limit
 
 
-def versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    from kick_hub import __version__
-
-    return {"kick_hub": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
-
-
 def write_json(payload: dict, path: str | Path) -> Path:
     """Write strict JSON atomically (``kick_hub.io.write_json``: a non-finite score such as a broken model's
     perplexity is written as ``null`` and named under the top-level ``non_finite`` key)."""
@@ -92,18 +78,14 @@ def write_json(payload: dict, path: str | Path) -> Path:
     return write_strict_json(path, payload)
 
 
-HEADLINE = {"factoid-qa": ["exact_match", "contains"], "mcq-reasoning": ["accuracy"],
-            "icra-qa": ["exact_match", "f1", "closed_book_exact_match"], "icsum": ["rouge1", "rougeL"],
-            "instruction-following": ["rougeL", "distinct_2"], "perplexity": ["perplexity"]}
-
-
 def table(results: dict) -> str:
-    """Plain-text table of the headline metrics of a results dict (a non-finite value prints as ``inf`` / ``NaN``)."""
+    """Plain-text table of each task's reported metrics (``TaskSpec.metrics``) and judge scores in a results dict (a
+    non-finite value prints as ``inf`` / ``NaN``)."""
     from kick_hub.io import format_number
 
     rows = [("task", "metric", "value", "n")]
     for task, scores in results.items():
-        for metric in HEADLINE.get(task, []):
+        for metric in tasks.SPECS[task].metrics if task in tasks.SPECS else ():
             if metric in scores:
                 rows.append((task, metric, format_number(scores[metric], ".4f", "inf"), str(scores.get("n", ""))))
         rows += [(task, k, format_number(v, ".4f", "inf"), "") for k, v in scores.items() if k.startswith("judge_")]

@@ -5,7 +5,8 @@
   transformers' GGUF support (dequantised Q4_1 -> float32) and cached as a plain safetensors checkpoint, so later
   loads take seconds. With Hub access, ``HuggingFaceTB/SmolLM2-135M-Instruct`` is the same model in full precision.
 - ``stories260k``: karpathy's TinyStories 260 K Llama, where its Hugging Face directory is present
-  (``KICK_STORIES260K``, or ``../shared/models/stories260K`` beside a checkout).
+  (``KICK_STORIES260K``, else ``<cache>/models/stories260K``, else ``../shared/models/stories260K`` beside a
+  checkout; see ``stories260k_candidates``).
 """
 
 from __future__ import annotations
@@ -76,14 +77,34 @@ def smollm2_dir() -> Path:
     return convert_gguf(smollm2_gguf(), target)
 
 
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (the folder holding ``pyproject.toml`` beside ``kick_hub/``), or
+    ``None`` when it is installed (a wheel in site-packages)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "kick_hub").is_dir() else None
+
+
+def stories260k_candidates() -> list[Path]:
+    """Where ``stories260k`` is looked for, in order: ``KICK_STORIES260K``, the user cache
+    (``<cache_root>/models/stories260K``), then ``../shared/models/stories260K`` beside a checkout."""
+    out = [Path(p) for p in [os.environ.get("KICK_STORIES260K")] if p]
+    out.append(cache_root() / "models" / "stories260K")
+    root = checkout_root()
+    if root is not None:
+        out.append(root.parent / "shared" / "models" / "stories260K")
+    return out
+
+
 def stories260k_dir() -> Path:
-    candidates = [Path(p) for p in [os.environ.get("KICK_STORIES260K")] if p]
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K")
+    """The first ``stories260k_candidates`` directory holding a ``config.json``; a ``ValueError`` naming them all
+    (and how to provide the weights) otherwise."""
+    candidates = stories260k_candidates()
     for path in candidates:
         if (path / "config.json").exists():
             return path
     raise ValueError(f"model: 'stories260k' weights not found in {[str(c) for c in candidates]}; set "
-                     f"KICK_STORIES260K to a Hugging Face stories260K directory")
+                     f"KICK_STORIES260K to a Hugging Face stories260K directory (config.json, model weights, "
+                     f"tokenizer) or copy one to {cache_root() / 'models' / 'stories260K'}")
 
 
 def resolve(name: str) -> str:

@@ -1,8 +1,9 @@
 """The kick-hub Space: dense and compressed outputs side by side, the sweep's results, a leaderboard.
 
 A client of the library: prompts and scores come from the task modules, generation from ``Engine.stream`` (greedy,
-the same settings for every model), tables from ``bench.report`` and ``hub.results``. ``space/app.py`` (the Hub
-Space) and ``kick space`` both call ``build``.
+the same settings for every model), tables and gradio's own interactive charts from ``bench.report`` and
+``hub.results``; the variants offered first are those where the loss shows (``featured_variants``).
+``space/app.py`` (the Hub Space) and ``kick space`` both call ``build``.
 
 Limits: prompts longer than ``MAX_INPUT_CHARS``, or whose tokens plus the new tokens exceed a chosen model's context,
 are refused with a message and never cut (every model reads exactly the prompt shown; an example whose few-shot or
@@ -24,6 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from kick_hub import tasks
+from kick_hub.bench.store import FILENAME
 
 MAX_INPUT_CHARS = 6000
 MAX_NEW_TOKENS = 256
@@ -31,7 +33,8 @@ MAX_PANES = 4
 CACHE_SIZE = 4
 CONCURRENCY, QUEUE_SIZE = 2, 16
 EXAMPLES_PER_TASK = 50
-COMPARE_TASKS = ("factoid-qa", "mcq-reasoning", "icra-qa", "icsum", "instruction-following")
+# the tasks whose examples can be compared: those whose spec names a reference to show (not perplexity)
+COMPARE_TASKS = tuple(t for t, s in tasks.SPECS.items() if s.example_reference)
 RIGHT = 0.5  # a per-example score >= 0.5 counts as right (EM / accuracy are 0 or 1; ROUGE-L is continuous)
 
 
@@ -42,13 +45,16 @@ class Models:
         from kick_hub.hub import check_repo_id
 
         self.choices: dict[str, str] = {"world": "world"}
-        if run_dir and (Path(run_dir) / "results.sqlite").exists():
+        self.featured: list[str] = []  # the run dir's variants offered first (``featured_variants``)
+        if run_dir and (Path(run_dir) / FILENAME).exists():
             from kick_hub.bench.store import Store
 
             store = Store(run_dir, None)
+            offered = [v for v in store.variants()
+                       if v["label"] != "dense" and v["path"] and Path(v["path"]).exists()]
             self.choices = {"dense": store.model}
-            self.choices.update({v["label"]: v["path"] for v in store.variants()
-                                 if v["label"] != "dense" and v["path"] and Path(v["path"]).exists()})
+            self.choices.update({v["label"]: v["path"] for v in offered})
+            self.featured = featured_variants(offered)
             store.close()
         for repo_id in allow:
             self.choices[check_repo_id(repo_id, "allow")] = repo_id
@@ -75,6 +81,33 @@ class Models:
             return self._cache[path]
 
 
+def featured_variants(variants: list[dict]) -> list[str]:
+    """Labels of the variants a visitor sees first, at most ``MAX_PANES - 1``: the 50 % unstructured pruning
+    variants (sweep order) and GPTQ 4-bit, where the loss of knowledge shows; without any of those, the variant
+    whose sparsity is nearest 50 %, else the first one."""
+    half = [v["label"] for v in variants if v.get("pattern") is None and v.get("sparsity") == 0.5]
+    gptq4 = [v["label"] for v in variants if v.get("method") == "gptq" and v.get("bits") == 4][:1]
+    featured = half[:MAX_PANES - 1 - len(gptq4)] + gptq4
+    if featured or not variants:
+        return featured
+    pruned = [v for v in variants if v.get("sparsity") is not None]
+    return [min(pruned, key=lambda v: abs(v["sparsity"] - 0.5))["label"] if pruned else variants[0]["label"]]
+
+
+SOURCE_NAMES = {"world": "the synthetic world (built in)", "world-heldout": "the synthetic world, held-out facts",
+                "hub": "the tasks' Hub datasets"}
+
+
+def source_label(source: str) -> str:
+    """An example source in words: the world sets and the Hub by name, a local folder or file by its last two
+    path parts (``../shared/data`` reads ``local files: shared/data``), never the path as typed."""
+    if source in SOURCE_NAMES:
+        return SOURCE_NAMES[source]
+    if source.startswith("hub:"):
+        return f"Hub dataset {source[4:]}"
+    return "local files: " + "/".join(Path(source).resolve().parts[1:][-2:])
+
+
 def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict[str, dict[str, list[dict]]]:
     """source -> task -> records, for every comparable task a source has (missing sets are skipped)."""
     from kick_hub import data
@@ -83,7 +116,7 @@ def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict
     for source in sources:
         for name in COMPARE_TASKS:
             try:
-                out.setdefault(source, {})[name] = data.load(tasks.get(name).SPEC.kind, source, per_task)
+                out.setdefault(source, {})[name] = data.load(name, source, per_task)
             except (ValueError, FileNotFoundError):
                 continue
     return out
@@ -174,7 +207,7 @@ def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task
     if not records:
         raise ValueError(f"task: {source!r} has no {task} examples; it has {sorted(examples[source])}")
     rec = records[check_whole("index", index, 0, len(records) - 1)]
-    ref = rec.get("answers") or rec.get("answer") or rec.get("reference")
+    ref = rec[tasks.SPECS[task].example_reference]
     return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
 
 
@@ -229,7 +262,7 @@ def results_frame(run_dir: str | Path | None):
     from kick_hub.bench import report
     from kick_hub.bench.store import Store
 
-    if not run_dir or not (Path(run_dir) / "results.sqlite").exists():
+    if not run_dir or not (Path(run_dir) / FILENAME).exists():
         return pd.DataFrame()
     store = Store(run_dir, None)
     try:
@@ -245,13 +278,50 @@ def results_frame(run_dir: str | Path | None):
     return display_frame(pd.DataFrame(flat))
 
 
+def plot_frames(run_dir: str | Path | None):
+    """The sweep's plots as tables for gradio's own (interactive) charts, both in relative-to-dense scores
+    (perplexity as dense / variant, so 1.0 = as good as dense on every axis):
+
+    - curves: per unstructured pruning variant and task, with dense as the 0 % point of every method
+      (columns method, sparsity in %, task, kept);
+    - bars: per N:M or quantized variant and task (columns variant, task, kept).
+
+    Both are empty without a run dir."""
+    import pandas as pd
+
+    from kick_hub.bench import report
+    from kick_hub.bench.store import Store
+
+    curves, bars = [], []
+    if run_dir and (Path(run_dir) / FILENAME).exists():
+        store = Store(run_dir, None)
+        try:
+            rows, _ = report.table_data(store)
+        finally:
+            store.close()
+        names = [t for t in report.HEADLINE if any(t in r["rel"] for r in rows)]
+        named = {t: t + " (dense / variant)" if tasks.SPECS[t].lower_is_better else t for t in names}
+        pruned = sorted((r for r in rows if r["pattern"] is None and r["sparsity"] is not None),
+                        key=lambda r: r["sparsity"])
+        for method in sorted({r["method"] for r in pruned}):
+            points = [{"sparsity": 0.0, "rel": {t: 1.0 for t in names}}] + [r for r in pruned if r["method"] == method]
+            curves += [{"method": method, "sparsity": round(pt["sparsity"] * 100), "task": named[t],
+                        "kept": round(pt["rel"][t], 3)} for pt in points for t in names if t in pt["rel"]]
+        for r in rows:
+            if r["pattern"] is not None or r["bits"] is not None:
+                bars += [{"variant": r["label"], "task": named[t], "kept": round(r["rel"][t], 3)}
+                         for t in names if t in r["rel"]]
+    return (pd.DataFrame(curves, columns=["method", "sparsity", "task", "kept"]),
+            pd.DataFrame(bars, columns=["variant", "task", "kept"]))
+
+
 def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool):
     """Per-example dense vs variant outputs of a task; optionally only where dense is right and the variant wrong."""
     import pandas as pd
 
     from kick_hub.bench.store import Store
 
-    if not run_dir or not (Path(run_dir) / "results.sqlite").exists():
+    if not run_dir or not (Path(run_dir) / FILENAME).exists():
         raise ValueError("run-dir: this Space was started without a run dir (kick space --run-dir DIR)")
     check_choice("task", task, COMPARE_TASKS)
     check_flag("only_regressions", only_regressions)
@@ -275,22 +345,49 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
     return display_frame(pd.DataFrame(rows))
 
 
+LEADERBOARD_HEADERS = {"sparsity": "sparsity %", "pattern": "N:M", "knowledge_rel": "knowledge kept",
+                       "perplexity_rel": "perplexity kept", "knowledge_collapse": "knowledge collapsed"}
+METRIC_WORDS = {"exact_match": "exact match", "rougeL": "ROUGE-L"}
+
+
+def task_header(task: str) -> str:
+    """A task's column header: the task and its headline metric in words (``factoid-qa exact match``)."""
+    metric = tasks.SPECS[task].metric
+    return task if metric == task else f"{task} {METRIC_WORDS.get(metric, metric.replace('_', ' '))}"
+
+
 def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = None):
-    """Leaderboard rows from a results dataset repo or, without one, the run dir's store; best knowledge first."""
+    """Leaderboard rows from a results dataset repo or, without one, the run dir's store; best knowledge first,
+    under human headers (``LEADERBOARD_HEADERS``, ``task_header``), sparsity in whole percent, scores to 2
+    decimals."""
     import pandas as pd
 
     from kick_hub.hub import results
 
     if results_repo:
         frame = results.load_results(results_repo).to_pandas()
-    elif run_dir and (Path(run_dir) / "results.sqlite").exists():
+    elif run_dir and (Path(run_dir) / FILENAME).exists():
         frame = pd.DataFrame(results.run_record(run_dir)[1]["rows"])
     else:
         return pd.DataFrame()
     keep = ["model", "variant", "method", "sparsity", "pattern", "bits", "knowledge_rel", "perplexity_rel",
-            "knowledge_collapse", *[t for t in tasks.TASK_NAMES if t in frame]]
-    frame = frame[[c for c in keep if c in frame]].sort_values("knowledge_rel", ascending=False)
-    return display_frame(frame.round(4).reset_index(drop=True))
+            "knowledge_collapse", *[t for t in tasks.TASK_NAMES if t in frame and frame[t].notna().any()]]
+    frame = frame[[c for c in keep if c in frame]].sort_values("knowledge_rel", ascending=False, na_position="last")
+    def whole(column, scale=1):  # no "4.0" bits, no "0.5" sparsity: whole numbers, None where missing
+        return pd.Series([None if pd.isna(v) else int(round(v * scale)) for v in column], index=column.index,
+                         dtype=object)
+
+    if "sparsity" in frame:
+        frame["sparsity"] = whole(frame["sparsity"], 100)
+    if "bits" in frame:
+        frame["bits"] = whole(frame["bits"])
+    if "knowledge_collapse" in frame:
+        frame["knowledge_collapse"] = frame["knowledge_collapse"].map(lambda v: "yes" if v is True else "no")
+    frame = frame.round(2).rename(columns={**LEADERBOARD_HEADERS, **{t: task_header(t) for t in tasks.TASK_NAMES}})
+    return display_frame(frame.reset_index(drop=True))
+
+
+NO_RUN_DIR = "No sweep results here: start the Space with `kick space --run-dir RUN_DIR`"
 
 
 def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources: list[str] = ("world",),
@@ -302,6 +399,7 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
     examples = load_examples(list(data_sources))
     names = list(models.choices)
     variant_names = [n for n in names if n not in ("dense", "world")]
+    shown = models.featured or variant_names[:1]  # the variants compared by default
 
     def pick_example(source: str, task: str, index: float):
         try:
@@ -331,10 +429,11 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
         with gr.Tab("Compare"):
             with gr.Row():
                 base = gr.Dropdown(names, value=names[0], label="base model")
-                variants = gr.Dropdown(variant_names, value=variant_names[:1], multiselect=True,
-                                       label=f"compressed variants (up to {MAX_PANES - 1})")
+                variants = gr.Dropdown(variant_names, value=shown, multiselect=True,
+                                       label=f"compressed variants (up to {MAX_PANES - 1})", elem_id="variants")
             with gr.Row():
-                source = gr.Dropdown(sorted(examples), value=next(iter(sorted(examples)), None), label="examples from")
+                source = gr.Dropdown([(source_label(s), s) for s in examples], value=next(iter(examples), None),
+                                     label="examples from", elem_id="source")  # in the order given
                 task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
                 index = gr.Number(value=0, precision=0, label="example #")
                 load = gr.Button("Load example")
@@ -344,7 +443,8 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             max_new = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="max new tokens")
             run = gr.Button("Compare", variant="primary", elem_id="compare-button")
             with gr.Row():
-                panes = [gr.Textbox(label=f"output {i + 1}", lines=6, visible=i < 2, elem_id=f"pane-{i}")
+                panes = [gr.Textbox(label=f"output {i + 1}", lines=6, visible=i < max(2, 1 + len(shown)),
+                                    elem_id=f"pane-{i}")
                          for i in range(MAX_PANES)]
             load.click(pick_example, [source, task, index], [prompt, reference], api_name="example").then(
                 lambda: True, None, from_example, api_name=False)
@@ -352,16 +452,36 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             run.click(compare, [base, variants, prompt, max_new, source, task, index, from_example], panes,
                       api_name="compare")
         with gr.Tab("Results"):
-            table = gr.Dataframe(results_frame(run_dir), label="sweep: headline metric per task, absolute and "
-                                 "relative to dense (1.0 = as good as dense)", interactive=False)
-            plots = [str(p) for p in sorted(Path(run_dir).glob("*.png"))] if run_dir else []
-            gr.Gallery(plots, label="plots", columns=2, visible=bool(plots))
+            sweep = results_frame(run_dir)
+            if not len(sweep):
+                gr.Markdown(NO_RUN_DIR, elem_id="results-empty")
+            table = gr.Dataframe(sweep, label="sweep: headline metric per task, absolute and relative to dense "
+                                 "(1.0 = as good as dense)", interactive=False, visible=bool(len(sweep)))
+            curves, bars = plot_frames(run_dir)
+            kept = dict(y="kept", y_title="score relative to dense (1.0 = dense)", tooltip="all",
+                        y_lim=[0, max(1.1, *curves["kept"], *bars["kept"])], color_title="task")
+            # one chart per pruning method and one per N:M or quantized variant (gradio stacks bars that share
+            # an x value, so tasks are side by side only within a variant's own chart); each chart is drawn to
+            # its column's width, whole
             with gr.Row():
-                b_variant = gr.Dropdown(variant_names, value=next(iter(variant_names), None), label="variant")
+                for method in curves["method"].unique():
+                    gr.LinePlot(curves[curves["method"] == method], x="sparsity", color="task",
+                                title=f"{method}: task scores vs sparsity", x_title="sparsity (%)",
+                                elem_id=f"plot-{method}", elem_classes="kick-plot", min_width=320, **kept)
+            with gr.Row():
+                for label in bars["variant"].unique():
+                    gr.BarPlot(bars[bars["variant"] == label], x="task", color="task", sort=list(bars["task"].unique()),
+                               title=label, x_title="task", x_axis_labels_visible=False, elem_id=f"plot-{label}",
+                               elem_classes="kick-plot", min_width=240, **kept)
+            with gr.Row():
+                b_variant = gr.Dropdown(variant_names, value=next(iter(shown), None), label="variant",
+                                        elem_id="browse-variant")
                 b_task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
                 b_only = gr.Checkbox(value=True, label="only dense right, variant wrong")
             b_go = gr.Button("Show examples")
-            b_out = gr.Dataframe(interactive=False, wrap=True)
+            b_note = gr.Markdown("Pick a variant and a task, then **Show examples** to read dense and variant "
+                                 "outputs side by side.", elem_id="browse-note")
+            b_out = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="browse-table")
 
             def do_browse(label, task_name, only):
                 try:
@@ -369,15 +489,31 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                 except ValueError as e:
                     raise gr.Error(str(e)) from None
 
-            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse")
+            def browse_note(frame, label, task_name, only):
+                """The table only when it has rows; otherwise a sentence saying what was looked for."""
+                which = f"where dense is right and {label} wrong" if only else f"scored for dense and {label}"
+                if len(frame):
+                    return gr.update(visible=True), f"{len(frame)} {task_name} example{'s' * (len(frame) > 1)} {which}."
+                return gr.update(visible=False), f"No {task_name} examples {which}."
+
+            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse").success(
+                browse_note, [b_out, b_variant, b_task, b_only], [b_out, b_note], api_name=False)
             refresh = gr.Button("Reload table", size="sm")
             refresh.click(lambda: results_frame(run_dir), None, table, api_name="results")
         with gr.Tab("Leaderboard"):
             board = leaderboard_frame(run_dir, results_repo)
+            if not len(board):
+                gr.Markdown(NO_RUN_DIR + " or `--results-repo ORG/NAME`", elem_id="leaderboard-empty")
             lb = gr.Dataframe(board, label="sorted by knowledge kept (relative to dense); click a header to re-sort",
-                              interactive=False)
+                              interactive=False, visible=bool(len(board)), elem_id="leaderboard")
             if len(board):
-                gr.ScatterPlot(board, x="perplexity_rel", y="knowledge_rel", color="method",
+                scatter = board.rename(columns={"perplexity kept": "perplexity_kept", "knowledge kept": "knowledge"})
+                def pad(column):  # room around the dots, so none sits on the chart's edge
+                    values = scatter[column].dropna()
+                    return [values.min() - 0.02, values.max() + 0.02] if len(values) else None
+
+                gr.ScatterPlot(scatter, x="perplexity_kept", y="knowledge", color="method",
+                               x_lim=pad("perplexity_kept"), y_lim=pad("knowledge"), tooltip="all",
                                title="knowledge kept vs perplexity kept (1.0 = dense)",
                                x_title="perplexity kept (dense / variant)", y_title="knowledge kept")
             lb_refresh = gr.Button("Reload", size="sm")
@@ -391,9 +527,8 @@ def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int
     """Build, queue (bounded) and serve the app; returns (demo, local URL)."""
     demo = build(run_dir, allow, data_sources, results_repo)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    plots_dir = [str(Path(run_dir).resolve())] if run_dir else None
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-                            allowed_paths=plots_dir, show_error=True)
+                            show_error=True)  # the charts are drawn from tables: no file of the run dir is served
     return demo, url
 
 

@@ -4,8 +4,6 @@ ids, written to a temp dir and renamed into place, so a failure never leaves a h
 from __future__ import annotations
 
 import json
-import platform
-import resource
 import tempfile
 from pathlib import Path
 
@@ -15,34 +13,13 @@ MANIFEST = "kick_manifest.json"
 CALIBRATION_FILE = "calibration_ids.safetensors"
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB.
-
-    Linux's ``VmHWM`` counts from this process's own start; ``ru_maxrss`` (the fallback elsewhere) survives
-    ``execve``, so a child process would report its parent's peak if that were higher.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _prunable(model) -> dict[str, torch.nn.Module]:
-    """Every prunable layer (decoder-block Linear / GPT-2 Conv1D) as ``layers.<block>.<name>`` -> module."""
-    from kick_hub.compress.blocks import decoder_layers, linear_layers
-
-    return {f"layers.{i}.{name}": lin for i, block in enumerate(decoder_layers(model))
-            for name, lin in linear_layers(block).items()}
-
-
 def layer_sparsity(model) -> dict[str, float]:
     """Share of exact zeros in every prunable layer's weight (decoder-block Linear and GPT-2 Conv1D), by
     ``layers.<block>.<name>``; orientation does not matter for a share."""
+    from kick_hub.compress.blockwise import prunable_layers
+
     out = {}
-    for name, lin in _prunable(model).items():
+    for name, lin in prunable_layers(model).items():
         w = lin.weight.data
         out[name] = float((w == 0).sum()) / w.numel()
     return out
@@ -50,21 +27,11 @@ def layer_sparsity(model) -> dict[str, float]:
 
 def overall(sparsity: dict[str, float], model) -> float:
     """Weight-count-weighted mean of ``sparsity`` (from ``layer_sparsity``) over ``model``'s prunable layers."""
-    layers = _prunable(model)
+    from kick_hub.compress.blockwise import prunable_layers
+
+    layers = prunable_layers(model)
     sizes = {name: layers[name].weight.numel() for name in sparsity}
     return sum(sparsity[n] * k for n, k in sizes.items()) / max(sum(sizes.values()), 1)
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("kick-hub", "torch", "transformers", "safetensors", "optimum", "gptqmodel"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def prepare_output(output: str | Path, overwrite: bool) -> Path:
@@ -85,35 +52,26 @@ def prepare_output(output: str | Path, overwrite: bool) -> Path:
 STORAGES = ("dense", "sparse")
 
 
-def pruned_linear_names(model) -> list[str]:
-    """Module names of the prunable layers (decoder-block Linear and GPT-2 Conv1D: the ones pruning touches)."""
-    from kick_hub.compress.blocks import decoder_layers, linear_layers
-
-    names = {id(m): n for n, m in model.named_modules()}
-    return [names[id(lin)] for b in decoder_layers(model) for lin in linear_layers(b).values()]
-
-
 def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torch.Tensor | None = None,
          overwrite: bool = False, storage: str = "dense") -> Path:
     """Write the variant atomically: temp dir beside ``output``, then rename (replacing only with ``overwrite``).
-    ``storage="sparse"`` stores the pruned Linear weights in the sparse-bitmask layout (``sparse_storage``).
-    The weights written are the model that ran, before or after forward passes: kernels that repack quantized
-    weights at their first forward pass (bitsandbytes NF4, GPTQModel's CPU int4) are undone or their checkpoint
-    tensors used, and a model where neither is possible is refused (``gptq.check_savable``)."""
+    ``storage="sparse"`` stores the pruned layers' weights in the sparse-bitmask layout (``formats.sparse_bitmask``).
+    The weights written are the model that ran, before or after forward passes: every method's save hook
+    (``compress.registry.before_save``) undoes kernels that repack quantized weights at their first forward pass or
+    uses their checkpoint tensors, and refuses a model where neither is possible."""
     from safetensors.torch import save_file
 
-    from kick_hub.compress.gptq import check_savable
-    from kick_hub.compress.weight_only import restore_4bit_layouts
+    from kick_hub.compress.registry import before_save
     from kick_hub.io import atomic_dir
 
-    check_savable(model)  # a GPTQ model its kernels repacked, without its checkpoint tensors: refused
-    restore_4bit_layouts(model)  # NF4 layers repacked by a forward pass are saved as quantized, not half-restored
+    before_save(model)
     output = Path(output)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         if storage == "sparse":
-            from kick_hub.compress import sparse_storage
+            from kick_hub.compress.blockwise import prunable_module_names
+            from kick_hub.formats import sparse_bitmask
 
-            sparse_storage.save(model, tmp, pruned_linear_names(model))
+            sparse_bitmask.save(model, tmp, prunable_module_names(model))
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -138,8 +96,8 @@ def check_sparsity(path: str | Path, tolerance: float = 1e-6) -> list[dict]:
     ValueError when the variant is not a pruned one or has no prunable layer to compare."""
     from transformers import AutoModelForCausalLM
 
-    from kick_hub.compress import PRUNING_METHODS
-    from kick_hub.compress import sparse_storage  # noqa: F401 - registers the sparse-bitmask format
+    from kick_hub.compress.spec import PRUNING_METHODS
+    from kick_hub.formats import sparse_bitmask  # noqa: F401 - registers the sparse-bitmask format
 
     manifest = load_manifest(path)
     if manifest.get("method") not in PRUNING_METHODS:

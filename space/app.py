@@ -8,4 +8,4 @@ demo = space.build(**settings)
 demo.queue(default_concurrency_limit=space.CONCURRENCY, max_size=space.QUEUE_SIZE)
 
 if __name__ == "__main__":
-    demo.launch(allowed_paths=[settings["run_dir"]] if settings["run_dir"] else None)
+    demo.launch()

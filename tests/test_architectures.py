@@ -21,8 +21,8 @@ from transformers.pytorch_utils import Conv1D
 
 from kick_hub.cli import main as kick
 from kick_hub.compress import CompressSpec, check_model, compress, make_variant
-from kick_hub.compress.blocks import capture_inputs, decoder_layers, linear_layers
-from kick_hub.compress.sparsegpt import Hessian, fasterprune
+from kick_hub.compress.blockwise import capture_inputs, decoder_layers, linear_layers
+from kick_hub.compress.methods.sparsegpt import Hessian, fasterprune
 from kick_hub.variant import check_sparsity, load_manifest
 
 V = 2048  # the world tokenizer's vocabulary
@@ -303,7 +303,7 @@ def test_blocks_without_prunable_layers_refused():
 
 def test_variant_with_no_pruned_layer_never_written(saved, tmp_path, monkeypatch):
     """Whatever skips the layers, make_variant refuses a 'magnitude-50' whose layers are all dense."""
-    from kick_hub.compress import magnitude
+    from kick_hub.compress.methods import magnitude
 
     monkeypatch.setattr(magnitude, "prune", lambda model, spec: None)
     with pytest.raises(ValueError, match=r"model: magnitude-50 pruned none of GPT2LMHeadModel's 8 Linear/Conv1D "

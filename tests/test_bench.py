@@ -10,7 +10,7 @@ import time
 import pytest
 
 from kick_hub.bench import report
-from kick_hub.bench.store import Store, StoreError
+from kick_hub.bench.store import FILENAME, Store, StoreError
 
 SMALL = ["--methods", "magnitude", "wanda", "--sparsities", "0.3", "0.6", "--patterns", "2:4", "--bits",
          "--tasks", "factoid-qa", "icra-qa", "perplexity", "--limit", "24", "--nsamples", "8", "--seqlen", "128"]
@@ -26,7 +26,7 @@ def bench(run_dir, *extra, wait=True):
 
 
 def scores(run_dir):
-    db = sqlite3.connect(run_dir / "results.sqlite")
+    db = sqlite3.connect(run_dir / FILENAME)
     rows = db.execute("SELECT label, task, metric, value FROM scores ORDER BY 1, 2, 3").fetchall()
     labels = db.execute("SELECT label FROM variants").fetchall()
     db.close()
@@ -40,9 +40,9 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     proc = bench(killed, wait=False)
     deadline = time.time() + 600
     while time.time() < deadline:  # kill once at least two cells are committed, mid-sweep
-        if (killed / "results.sqlite").exists():
+        if (killed / FILENAME).exists():
             try:
-                db = sqlite3.connect(f"file:{killed / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
+                db = sqlite3.connect(f"file:{killed / FILENAME}?mode=ro", uri=True, timeout=5)
                 n = db.execute("SELECT count(*) FROM variants").fetchone()[0]
                 db.close()
             except sqlite3.OperationalError:
@@ -85,7 +85,7 @@ def test_other_models_store_is_refused(tmp_path):
 
 
 def test_corrupt_store_is_left_untouched(tmp_path):
-    path = tmp_path / "results.sqlite"
+    path = tmp_path / FILENAME
     path.write_bytes(b"this is not a database" * 100)
     before = path.read_bytes()
     with pytest.raises(StoreError, match="not a readable kick-hub store"):
@@ -107,7 +107,7 @@ def test_bad_bench_input(args, message, tmp_path):
     out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"), *args],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and message in out.stderr
-    assert not (tmp_path / "r" / "results.sqlite").exists()
+    assert not (tmp_path / "r" / FILENAME).exists()
 
 
 def _row(label, method, sparsity, pattern, bits, rel):
@@ -192,7 +192,7 @@ def test_run_dir_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path):
     out = kick("bench", "--run-dir", str(run_dir), *TINY)
     assert out.returncode == 0, out.stderr[-2000:]
     assert scores(run_dir) == before
-    db = sqlite3.connect(run_dir / "results.sqlite")
+    db = sqlite3.connect(run_dir / FILENAME)
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 2  # the refused run recorded nothing
     db.close()
 
@@ -207,7 +207,7 @@ def test_two_sweeps_started_together(tmp_path):
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
     assert f"is in use by another kick bench (pid {procs[winner].pid} on host" in outs[loser][1]
     assert "Traceback" not in outs[loser][1]
-    db = sqlite3.connect(run_dir / "results.sqlite")
+    db = sqlite3.connect(run_dir / FILENAME)
     assert sorted(db.execute("SELECT label, task FROM evaluated").fetchall()) == [
         ("dense", "factoid-qa"), ("magnitude-50", "factoid-qa")]
     assert db.execute("SELECT count(*) FROM samples").fetchone()[0] == 4

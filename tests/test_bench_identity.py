@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from kick_hub.bench import plan, sweep
-from kick_hub.bench.store import Store, StoreError
+from kick_hub.bench.store import FILENAME, Store, StoreError
 from kick_hub.cli import main
 
 BASE = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa",
@@ -20,7 +20,7 @@ def bench(run_dir, *args):
 
 
 def rows(run_dir, query):
-    db = sqlite3.connect(run_dir / "results.sqlite")
+    db = sqlite3.connect(run_dir / FILENAME)
     out = db.execute(query).fetchall()
     db.close()
     return out
@@ -193,7 +193,7 @@ INSERT INTO scores VALUES ('dense', 'factoid-qa', 'exact_match', 0.5);
 
 
 def test_a_store_that_recorded_no_settings_is_refused(tmp_path, capsys):
-    db = sqlite3.connect(tmp_path / "results.sqlite")
+    db = sqlite3.connect(tmp_path / FILENAME)
     db.executescript(OLD_SCHEMA)
     db.close()
     with pytest.raises(StoreError, match=r"older kick-hub \(store schema 1\)"):

@@ -38,7 +38,7 @@ def test_world_build_writes_loadable_sets(tmp_path):
     assert manifest["config"]["seed"] == 5 and manifest["sizes"]["known_people"] == 30
     from kick_hub import data
 
-    assert len(data.load("factoid", str(tmp_path / "w"))) == manifest["sizes"]["known_facts"]
+    assert len(data.load("factoid-qa", str(tmp_path / "w"))) == manifest["sizes"]["known_facts"]
 
 
 def test_evaluate_reproduces_shipped_scores(tmp_path):

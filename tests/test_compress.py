@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from kick_hub.compress import CompressSpec, compress, make_variant
-from kick_hub.compress.blocks import capture_inputs, decoder_layers, linear_layers
+from kick_hub.compress.blockwise import capture_inputs, decoder_layers, linear_layers
 from kick_hub.compress.calibration import calibration_ids
-from kick_hub.compress.magnitude import global_threshold
+from kick_hub.compress.methods.magnitude import global_threshold
 from kick_hub.engine import load_model
 from kick_hub.variant import check_sparsity, layer_sparsity
 
@@ -228,7 +228,7 @@ def test_sparse_storage_round_trip_identical(tmp_path):
         "from kick_hub.engine import Engine\n"
         "from transformers import AutoModelForCausalLM\n"
         f"s = Engine.from_name({str(sparse)!r}).model\n"
-        "assert 'kick_hub.compress.sparse_storage' in sys.modules\n"
+        "assert 'kick_hub.formats.sparse_bitmask' in sys.modules\n"
         f"d = AutoModelForCausalLM.from_pretrained({str(dense)!r})\n"
         "ids = torch.arange(1, 65)[None]\n"
         "assert torch.equal(s(ids).logits, d(ids).logits)\n"
@@ -264,11 +264,12 @@ def test_gptq_group_size_must_divide_in_features():
 def test_peak_rss_is_the_process_own_not_its_parents():
     """A child process's peak must not inherit its parent's (``ru_maxrss`` survives exec; the manifest's peak RSS
     and the compression benchmark run in child processes)."""
-    from kick_hub.variant import peak_rss_mb
+    from kick_hub.compress.memory import peak_rss_mb
 
     ballast = b"\x01" * (400 * 2**20)  # written, so resident: the parent's peak is now >= 400 MB
     parent = peak_rss_mb()
-    child = subprocess.run([sys.executable, "-c", "from kick_hub.variant import peak_rss_mb; print(peak_rss_mb())"],
+    child = subprocess.run([sys.executable, "-c",
+                            "from kick_hub.compress.memory import peak_rss_mb; print(peak_rss_mb())"],
                            capture_output=True, text=True, check=True)
     del ballast
     assert parent >= 400

@@ -17,7 +17,7 @@ from kick_hub.engine import Engine
 from kick_hub.evaluation import evaluate
 from kick_hub.tasks import factoid_qa, icra_qa, icsum, instruction_following, mcq_reasoning
 from kick_hub.tasks.fit import SKIPPED, ContextWarning
-from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
+from kick_hub.tasks.mcq_reasoning import mcq_prompt
 
 HEADER = "The following are multiple choice questions (with answers) about river facts.\n\n"
 SENTENCES = ["The river Alder rises in the northern hills and runs south past the old mill.",
@@ -69,7 +69,7 @@ def run_recording(module, engine, records, **kwargs):
 @pytest.mark.parametrize("protocol", ["default", "llm-kick"])
 def test_mcq_drops_shots_from_the_end_keeping_header_and_question(world_engine, long_mmlu, protocol):
     engine = world_engine
-    records = data.load("mcq", str(long_mmlu))
+    records = data.load("mcq-reasoning", str(long_mmlu))
     assert len(records) == 1 and len(records[0]["fewshot"]) == 5
     full = mcq_reasoning.build_prompt(records[0], 5)
     assert engine.count_tokens(full) > engine.max_length  # the 5-shot prompt does not fit 512 tokens
@@ -158,7 +158,7 @@ def test_icsum_drops_the_story_tail_keeping_the_instruction(world_engine):
     record = {"id": "s", "bucket": "large", "story": story, "reference": "The river runs south."}
     scores, samples, caught = run_recording(icsum, engine, [record])
     sample = samples[0]
-    instruction = PROMPTS["summarize"].format(story="")
+    instruction = icsum.prompt({"story": ""})
     assert sample["prompt"].startswith("Part 0. The river Alder") and sample["prompt"].endswith(instruction)
     assert "Part 119." not in sample["prompt"]
     room = engine.max_length - icsum.SPEC.max_new_tokens

@@ -8,7 +8,7 @@ from kick_hub import data
 
 
 def test_freebaseqa_txt(shared_data):
-    records = data.load("factoid", str(shared_data / "freebaseqa" / "FreebaseQA-eval.txt"))
+    records = data.load("factoid-qa", str(shared_data / "freebaseqa" / "FreebaseQA-eval.txt"))
     assert len(records) == 4023
     first = records[0]
     assert first["question"].startswith("100 pesewas equalling 1 cedi")
@@ -21,19 +21,19 @@ def test_freebaseqa_json(tmp_path):
         "Parses": [{"Answers": [{"AnswersMid": "m.1", "AnswersName": ["william shakespeare", "shakespeare"]}]},
                    {"Answers": [{"AnswersMid": "m.1", "AnswersName": ["shakespeare", "the bard"]}]}]}]}
     (tmp_path / "FreebaseQA-eval.json").write_text(json.dumps(payload))
-    [r] = data.load("factoid", str(tmp_path))
+    [r] = data.load("factoid-qa", str(tmp_path))
     assert r["answers"] == ["william shakespeare", "shakespeare", "the bard"]
 
 
 def test_mmlu_csv_folders(shared_data):
-    records = data.load("mcq", str(shared_data / "mmlu"))
+    records = data.load("mcq-reasoning", str(shared_data / "mmlu"))
     assert len(records) == 14042
     assert len({r["subject"] for r in records}) == 57
     r = records[0]
     assert len(r["options"]) == 4 and r["answer"] in "ABCD" and len(r["fewshot"]) == 5
     assert all(s["subject"] == r["subject"] for s in r["fewshot"])
     # a limit keeps every subject represented
-    assert len({r["subject"] for r in data.load("mcq", str(shared_data), limit=57)}) == 57
+    assert len({r["subject"] for r in data.load("mcq-reasoning", str(shared_data), limit=57)}) == 57
 
 
 def test_cnn_stories_highlights_never_reach_the_article(shared_data):
@@ -48,23 +48,23 @@ def test_cnn_stories_highlights_never_reach_the_article(shared_data):
 
 
 def test_vicuna_questions_with_reference_answers(shared_data):
-    records = data.load("instruction", str(shared_data))
+    records = data.load("instruction-following", str(shared_data))
     assert len(records) == 80
     assert records[0]["question"] == "How can I improve my time management skills?"
     assert records[0]["reference"].startswith("Here are some tips")
 
 
 def test_world_sources_round_trip():
-    factoid = data.load("factoid", "world")
+    factoid = data.load("factoid-qa", "world")
     assert factoid[0]["answers"][0] and factoid[0]["question"].endswith("?")
-    heldout = data.load("factoid", "world-heldout")
+    heldout = data.load("factoid-qa", "world-heldout")
     assert len(heldout) == len(factoid) and heldout[0]["question"] != factoid[0]["question"]
-    mcq = data.load("mcq", "world", limit=12)
+    mcq = data.load("mcq-reasoning", "world", limit=12)
     assert len({r["subject"] for r in mcq}) == 6 and all(len(r["fewshot"]) == 5 for r in mcq)
-    icra = data.load("icra", "world")
+    icra = data.load("icra-qa", "world")
     assert all(r["answers"][0] in r["context"] for r in icra)
     assert len(data.load("icsum", "world")) == 90
-    assert len(data.load("instruction", "world")) == 80
+    assert len(data.load("instruction-following", "world")) == 80
     assert data.load("perplexity", "world", limit=3)[0]["text"]
 
 
@@ -72,20 +72,29 @@ def test_triviaqa_context_is_cut_like_llm_kick(tmp_path):
     rec = {"question": "q?", "question_id": "x", "answer": {"value": "A", "aliases": ["A", "a1"]},
            "entity_pages": {"wiki_context": ["w" * 3000]}, "search_results": {"search_context": ["s" * 500]}}
     (tmp_path / "rc.jsonl").write_text(json.dumps(rec) + "\n")
-    [r] = data.load("icra", str(tmp_path))
+    [r] = data.load("icra-qa", str(tmp_path))
     assert len(r["context"]) == data.TRIVIAQA_CONTEXT_CHARS and r["answers"] == ["A", "a1"]
 
 
-@pytest.mark.parametrize("kind, source, field", [
-    ("factoid", "/nonexistent/path", "data"),
-    ("riddles", "world", "kind"),
-    ("factoid", "world", "limit"),
+@pytest.mark.parametrize("task, source, field", [
+    ("factoid-qa", "/nonexistent/path", "data"),
+    ("riddles", "world", "task"),
+    ("factoid", "world", "task"),
+    ("factoid-qa", "world", "limit"),
 ])
-def test_bad_sources(kind, source, field):
+def test_bad_sources(task, source, field):
     with pytest.raises(ValueError, match=field):
-        data.load(kind, source, limit=0 if field == "limit" else None)
+        data.load(task, source, limit=0 if field == "limit" else None)
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="holds no MMLU"):
-        data.load("mcq", str(tmp_path))
+        data.load("mcq-reasoning", str(tmp_path))
+
+
+def test_every_task_is_declared_once_and_loads_by_its_id():
+    from kick_hub import tasks
+
+    for task in tasks.TASK_NAMES:
+        assert tasks.get(task).SPEC is tasks.SPECS[task] and tasks.SPECS[task].id == task
+        assert data.load(task, "world", limit=2)

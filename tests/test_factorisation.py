@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from kick_hub.cli import main
-from kick_hub.compress import sparsegpt
-from kick_hub.compress.sparsegpt import FactorisationError, damp_steps, fasterprune
+from kick_hub.compress.methods import sparsegpt
+from kick_hub.compress.methods.sparsegpt import FactorisationError, damp_steps, fasterprune
 
 ISSUE = ["compress", "--model", "world", "--method", "sparsegpt", "--sparsity", "0.5", "--damp", "1e-5",
          "--nsamples", "1", "--seqlen", "8"]
@@ -21,7 +21,7 @@ GPTQ_ISSUE = ["compress", "--model", "world", "--method", "gptq", "--bits", "4",
 
 
 def world_layers() -> set[str]:
-    from kick_hub.compress.blocks import decoder_layers, linear_layers
+    from kick_hub.compress.blockwise import decoder_layers, linear_layers
     from kick_hub.engine import load_model
 
     model, _ = load_model("world")
@@ -177,7 +177,7 @@ def test_gptq_refuses_what_gptqmodel_would_round_to_nearest():
     """Where GPTQModel finds no inverse it rounds the layer to nearest; after a NaN loss it retries with an identity
     inverse. Both become errors."""
     pytest.importorskip("gptqmodel", reason="install kick-hub[gptq]")
-    from kick_hub.compress.gptq import recorded_hessian_inverse
+    from kick_hub.compress.methods.gptq import recorded_hessian_inverse
 
     torch.manual_seed(0)
     raised, floor = {}, {}

@@ -28,7 +28,7 @@ def test_gptq_4bit_world_model_loads_and_answers(gptq_variant):
     assert config.get("dataset") is None  # calibration data never left in config.json
     engine = Engine.from_name(str(gptq_variant))
     assert type(engine.model.model.layers[0].mlp.down_proj).__name__ != "Linear"
-    scores, _ = factoid_qa.run(engine, data.load("factoid", "world", limit=64))
+    scores, _ = factoid_qa.run(engine, data.load("factoid-qa", "world", limit=64))
     assert scores["exact_match"] >= 0.8
 
 
@@ -57,7 +57,7 @@ def test_in_memory_quantization_matches_the_checkpoint_reload():
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
     from kick_hub.compress import CompressSpec, compress
-    from kick_hub.compress.gptq import WORK_DTYPE, _to_fp16, to_v1_format
+    from kick_hub.compress.methods.gptq import WORK_DTYPE, _to_fp16, to_v1_format
     from kick_hub.engine import WORLD_MODEL_DIR, load_model
 
     ids = torch.randint(5, 2000, (8, 64), generator=torch.Generator().manual_seed(0))
@@ -88,7 +88,7 @@ def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):
     from optimum.gptq.quantizer import GPTQQuantizer
 
     from kick_hub.compress import CompressSpec, compress
-    from kick_hub.compress.gptq import WORK_DTYPE
+    from kick_hub.compress.methods.gptq import WORK_DTYPE
     from kick_hub.engine import load_model
 
     model, _ = load_model("world")

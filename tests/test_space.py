@@ -1,6 +1,7 @@
 """The Space: launched on 127.0.0.1 and driven through its endpoints with gradio_client, then in headless
 Chromium (Playwright with Debian's /usr/bin/chromium)."""
 
+import os
 import re
 import shutil
 from collections import OrderedDict
@@ -30,7 +31,7 @@ def client(app):
 
 
 def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
-    record = data.load("factoid", "world", space.EXAMPLES_PER_TASK)[2]
+    record = data.load("factoid-qa", "world", space.EXAMPLES_PER_TASK)[2]
     prompt, reference = client.predict("world", "factoid-qa", 2, api_name="/example")
     assert prompt == tasks.get("factoid-qa").prompt(record) and "answer" in prompt
     assert record["answers"][0] in reference
@@ -176,10 +177,45 @@ def test_results_table_and_regression_browser(client, app):
 
 def test_leaderboard_sorted_by_knowledge_with_perplexity_beside(client):
     board = client.predict(api_name="/leaderboard")
-    col = board["headers"].index("knowledge_rel")
-    assert "perplexity_rel" in board["headers"]
+    col = board["headers"].index("knowledge kept")
+    assert "perplexity kept" in board["headers"] and "factoid-qa exact match" in board["headers"]
+    assert not [h for h in board["headers"] if "_" in h]  # human headers, not the dataset's field names
     values = [r[col] for r in board["data"]]
     assert values == sorted(values, reverse=True) and len(values) == 2
+    sparsity = board["headers"].index("sparsity %")
+    assert [r[sparsity] for r in board["data"]] == [None, 70]  # whole percent, empty for dense
+    assert all(round(v, 2) == v for r in board["data"] for v in r if isinstance(v, float))
+
+
+def _variant(label, method, sparsity=None, pattern=None, bits=None):
+    return {"label": label, "method": method, "sparsity": sparsity, "pattern": pattern, "bits": bits}
+
+
+def test_featured_variants_show_the_story():
+    """The 50 % variants and GPTQ 4-bit first (at most MAX_PANES - 1), else the sparsity nearest 50 %."""
+    sweep = [_variant("magnitude-10", "magnitude", 0.1), _variant("magnitude-50", "magnitude", 0.5),
+             _variant("magnitude-2of4", "magnitude", 0.5, "2:4"), _variant("wanda-50", "wanda", 0.5),
+             _variant("sparsegpt-50", "sparsegpt", 0.5), _variant("gptq-8bit", "gptq", bits=8),
+             _variant("gptq-4bit", "gptq", bits=4)]
+    assert space.featured_variants(sweep) == ["magnitude-50", "wanda-50", "gptq-4bit"]
+    assert space.featured_variants(sweep[:4]) == ["magnitude-50", "wanda-50"]
+    assert space.featured_variants([sweep[0], _variant("wanda-70", "wanda", 0.7)]) == ["wanda-70"]
+    assert space.featured_variants([sweep[5]]) == ["gptq-8bit"] and space.featured_variants([]) == []
+
+
+def test_sources_are_named_in_words():
+    assert space.source_label("world") == "the synthetic world (built in)"
+    assert space.source_label("hub:org/kick-data") == "Hub dataset org/kick-data"
+    assert space.source_label("../shared/data") == "local files: shared/data"
+    assert "../" not in space.source_label("../../x/y/z")
+
+
+def test_plot_frames(app):
+    curves, bars = space.plot_frames(app[1])
+    assert sorted(curves["sparsity"].unique()) == [0, 70] and set(curves["method"]) == {"magnitude"}
+    assert "perplexity (dense / variant)" in set(curves["task"]) and len(bars) == 0
+    assert (curves[curves["sparsity"] == 0]["kept"] == 1.0).all()
+    assert [len(f) for f in space.plot_frames(None)] == [0, 0]
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
@@ -203,3 +239,100 @@ def test_browser_runs_a_comparison(app, tmp_path):
         text = page.locator("#pane-0 textarea").input_value()
         browser.close()
     assert text and shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def sweep_app(tmp_path_factory):
+    """A sweep with something to show (10 % and 50 % unstructured, 2:4) served with a second example source
+    given as a relative path, as `kick space --data world ../shared/data` would be."""
+    from kick_hub.bench import plan, report, sweep
+    from kick_hub.world.export import data_dir
+
+    run_dir = tmp_path_factory.mktemp("sweep")
+    store = sweep.run("world", run_dir, plan.plan(["magnitude"], [0.1, 0.5], ["2:4"], []),
+                      ["factoid-qa", "perplexity"], limit=8, progress=False)
+    report.write(store, run_dir)
+    store.close()
+    demo, url = space.launch(run_dir, port=None, data_sources=["world", os.path.relpath(data_dir())], block=False)
+    yield url, run_dir
+    demo.close()
+
+
+def _chromium(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+# every chart of the Results tab: its drawing inside its box, and everything drawn inside the drawing
+PLOTS_WHOLE = """() => [...document.querySelectorAll('.kick-plot')].map(el => {
+    const box = el.getBoundingClientRect(), svg = el.querySelector('svg.marks');
+    if (!svg) return {id: el.id, drawn: false};
+    const r = svg.getBoundingClientRect(), b = svg.getBBox();
+    return {id: el.id, drawn: true, width: r.width,
+            inBox: r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1
+                   && r.bottom <= box.bottom + 1,
+            contentInside: b.x >= -1 && b.y >= -1 && b.x + b.width <= r.width + 1 && b.y + b.height <= r.height + 1};
+})"""
+# any image shown at another aspect ratio than its own, or cut by object-fit: cover
+IMAGES_CROPPED = """() => [...document.querySelectorAll('img')].filter(i => i.naturalWidth && i.offsetWidth).filter(i =>
+    getComputedStyle(i).objectFit === 'cover'
+    || Math.abs(i.offsetWidth / i.offsetHeight - i.naturalWidth / i.naturalHeight) > 0.02).map(i => i.src)"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
+def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
+    """What a visitor sees on each tab: the 50 % variant chosen, sources in words, every chart whole, human
+    leaderboard headers, an empty browser that says what to do (screenshots under $KICK_SPACE_SHOTS if set)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("KICK_SPACE_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = _chromium(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(sweep_app[0])
+        page.wait_for_selector("#variants")
+        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        chosen = page.locator("#variants").inner_text()
+        source = page.locator("#source input").input_value()
+        compare_text = page.locator("body").inner_text()
+        page.locator("#source input").click()
+        options = page.get_by_role("option").all_inner_texts()
+        page.keyboard.press("Escape")
+
+        page.get_by_role("tab", name="Results").click()
+        page.wait_for_function("document.querySelectorAll('.kick-plot svg.marks').length >= 2", timeout=30000)
+        plots, cropped = page.evaluate(PLOTS_WHOLE), page.evaluate(IMAGES_CROPPED)
+        browse_variant = page.locator("#browse-variant input").input_value()
+        note = page.locator("#browse-note").inner_text()
+        empty_table = page.locator("#browse-table").count()
+        page.screenshot(path=str(shots / "results.png"), full_page=True)
+        page.get_by_role("button", name="Show examples").click()
+        page.wait_for_function("document.querySelector('#browse-note').innerText.includes('where dense is right')",
+                               timeout=30000)
+        after_note = page.locator("#browse-note").inner_text()
+        shown = page.locator("#browse-table").count()
+        page.screenshot(path=str(shots / "results-browsed.png"), full_page=True)
+        results_text = page.locator("body").inner_text()
+
+        page.get_by_role("tab", name="Leaderboard").click()
+        page.wait_for_selector("#leaderboard th")
+        headers = [h.strip().rstrip("⋮").strip() for h in page.locator("#leaderboard th").all_inner_texts()]
+        page.screenshot(path=str(shots / "leaderboard.png"), full_page=True)
+        browser.close()
+
+    assert "magnitude-50" in chosen and "magnitude-10" not in chosen  # the default variant shows a loss
+    assert browse_variant == "magnitude-50"
+    assert source == "the synthetic world (built in)" and any(o.startswith("local files: ") for o in options)
+    for text in (compare_text, results_text, *options):
+        assert "../" not in text and "./" not in text  # no path as typed
+    assert {p["id"] for p in plots} == {"plot-magnitude", "plot-magnitude-2of4"}
+    for plot in plots:
+        assert plot["drawn"] and plot["inBox"] and plot["contentInside"] and plot["width"] > 300, plot
+    assert cropped == []
+    assert empty_table == 0 and "Show examples" in note  # before use: a sentence, no headless "1 2 3" table
+    assert re.match(r"(\d+|No) factoid-qa examples? where dense is right and magnitude-50 wrong", after_note)
+    assert shown == (0 if after_note.startswith("No ") else 1)
+    assert {"variant", "sparsity %", "N:M", "knowledge kept", "perplexity kept", "knowledge collapsed",
+            "factoid-qa exact match"} <= set(headers)
+    assert not [h for h in headers if "_" in h]

@@ -52,7 +52,7 @@ def instruct_engine(instruct_dir) -> Engine:
 
 @pytest.fixture(scope="module")
 def prompts() -> list[str]:
-    return [instruction_following.prompt(r) for r in data.load("instruction", "world", 6)]
+    return [instruction_following.prompt(r) for r in data.load("instruction-following", "world", 6)]
 
 
 def plain_generate(model, tokenizer, prompt: str) -> str:

@@ -19,9 +19,9 @@ from kick_hub import tasks
 from kick_hub.bench.store import Store
 from kick_hub.io import atomic_write_text, format_number, loads, public_name, write_json
 
-# headline metric, knowledge flag and direction come from the task specs (one source of truth)
-_SPECS = {name: tasks.get(name).SPEC for name in tasks.TASK_NAMES}
-HEADLINE = {name: spec.metric for name, spec in _SPECS.items()}
+# headline metric, knowledge flag and direction come from the task specs (kick_hub.tasks.specs)
+_SPECS = tasks.SPECS
+HEADLINE = {name: spec.metric for name, spec in _SPECS.items()}  # task id -> its headline metric
 KNOWLEDGE = tuple(name for name, spec in _SPECS.items() if spec.knowledge)
 LOSS = 0.05  # "loses more than 5 % relative to dense"
 # "knowledge collapsed while perplexity did not": knowledge below 80 % of dense, perplexity within 10 % of dense

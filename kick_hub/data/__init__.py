@@ -1,15 +1,18 @@
-"""Dataset loaders: local files in the real datasets' original formats, Hub ids, and the embedded world.
+"""Dataset loaders, each named after the dataset it reads, and ``load(task, source)``, which picks a task's loader
+and files from its declaration (``kick_hub.tasks.specs``): local files in the real datasets' original formats, Hub
+ids, and the embedded world.
 
-Every loader returns plain ``dict`` records in one schema per task:
+Every loader returns plain ``dict`` records in the schema of the task it feeds:
 
-- factoid:     ``{id, question, answers}``
-- mcq:         ``{id, subject, question, options[4], answer, fewshot, shots_available}`` (fewshot: up to 5 dev
-               records of the subject; shots_available: how many there are, fewer only when the dev file is short
-               or missing, which the loader also warns about with ``DataWarning``)
-- icra:        ``{id, question, answers, context}``
-- icsum:       ``{id, bucket, story, reference}``
-- instruction: ``{id, category, question, reference}``
-- perplexity:  ``{id, text}``
+- factoid-qa (FreebaseQA):                ``{id, question, answers}``
+- mcq-reasoning (MMLU):                   ``{id, subject, question, options[4], answer, fewshot, shots_available}``
+                                          (fewshot: up to 5 dev records of the subject; shots_available: how many
+                                          there are, fewer only when the dev file is short or missing, which the
+                                          loader also warns about with ``DataWarning``)
+- icra-qa (TriviaQA rc):                  ``{id, question, answers, context}``
+- icsum (CNN/DailyMail stories):          ``{id, bucket, story, reference}``
+- instruction-following (Vicuna-80):      ``{id, category, question, reference}``
+- perplexity (raw text, WikiText):        ``{id, text}``
 
 Every row is checked as it is read: a row a loader cannot read as the format says (a missing or empty field, a
 wrong JSON shape, an answer letter outside A-D, a story without a reference, a duplicate id, a file that is not
@@ -26,25 +29,10 @@ import os
 import warnings
 from pathlib import Path
 
-MCQ_LETTERS = ("A", "B", "C", "D")
-TRIVIAQA_CONTEXT_CHARS = 3072  # LLM-KICK: first wiki context + first search context, cut to 3,072 characters
+from kick_hub.scoring.mcq import LETTERS as MCQ_LETTERS
 
-# task -> (Hub dataset id, config, split) used when the source is "hub"
-HUB_SOURCES = {
-    "factoid": ("freebase_qa", None, "train"),
-    "mcq": ("cais/mmlu", "all", "test"),
-    "icra": ("mandarjoshi/trivia_qa", "rc", "validation"),
-    "icsum": ("abisee/cnn_dailymail", "3.0.0", "test"),
-    "perplexity": ("Salesforce/wikitext", "wikitext-2-raw-v1", "test"),
-}
-# task -> sub-path of a world data dir; "world-heldout" picks the paraphrase split where there is one
-WORLD_PATHS = {"factoid": "freebaseqa", "mcq": "mmlu", "icra": "triviaqa", "icsum": "cnn_dailymail_stories",
-               "instruction": "vicuna", "perplexity": "perplexity"}
+TRIVIAQA_CONTEXT_CHARS = 3072  # LLM-KICK: first wiki context + first search context, cut to 3,072 characters
 WORLD_SOURCES = ("world", "world-heldout")
-# task kind -> sub-folder names looked for when the source is a data root such as ../shared/data
-ROOT_SUBDIRS = {"factoid": ("freebaseqa",), "mcq": ("mmlu",), "icra": ("triviaqa",),
-                "icsum": ("cnn_dailymail_stories",), "instruction": ("vicuna", "vicuna80"),
-                "perplexity": ("perplexity", "wikitext", "cnn_dailymail_stories")}
 
 
 def interleave(records: list[dict], key: str) -> list[dict]:
@@ -134,9 +122,14 @@ def _one_file(path: Path, patterns: tuple[str, ...], what: str) -> Path:
     raise _missing(path, "data", f"{what} file ({' or '.join(patterns)})")
 
 
-# ------------------------------------------------------------------ factoid
+def _row(name: str, split: str, i: int) -> str:
+    """Where a Hub row is, for error messages: dataset, split and row index."""
+    return f"{name} ({split}) row {i}"
+
+
+# ----------------------------------------------------------- FreebaseQA (factoid-qa)
 def freebaseqa_record(q: dict, where: str, seen: dict | None = None) -> dict:
-    """One FreebaseQA question -> factoid record, answers = every parse's answer names (deduplicated). ``q`` is a
+    """One FreebaseQA question -> factoid-qa record, answers = every parse's answer names (deduplicated). ``q`` is a
     question of the JSON release (``Parses`` a list of parses) or a Hub row (``Parses`` a dict of columns, each
     parse's ``AnswersName`` a list of name lists). A wrong shape, an empty question or no answer name raises
     naming ``where``; ``seen`` (id -> where) catches duplicate ids."""
@@ -196,7 +189,13 @@ def load_freebaseqa(path: str | Path) -> list[dict]:
     return records
 
 
-# ---------------------------------------------------------------------- mcq
+def freebaseqa_hub_records(rows, name: str, split: str, dev_rows=None) -> list[dict]:
+    """FreebaseQA Hub rows -> factoid-qa records (``dev_rows`` unused)."""
+    seen: dict = {}
+    return [freebaseqa_record(r, _row(name, split, i), seen) for i, r in enumerate(rows)]
+
+
+# ------------------------------------------------------------------ MMLU (mcq-reasoning)
 def mmlu_letter(value: object, where: str) -> str:
     """An MMLU answer as a letter A-D: a letter in any case with surrounding spaces, or a Hub index 0-3."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(MCQ_LETTERS):
@@ -249,12 +248,44 @@ def load_mmlu(path: str | Path, ntrain: int = 5) -> list[dict]:
             r["fewshot"], r["shots_available"] = shots, len(shots)
             records.append(r)
     if short:
-        warnings.warn(f"mcq: {len(short)} of {len(test_files)} subjects have fewer than {ntrain} few-shot examples "
-                      f"and run with the number shown: {'; '.join(short)}", DataWarning, stacklevel=2)
+        warnings.warn(f"mcq-reasoning: {len(short)} of {len(test_files)} subjects have fewer than {ntrain} few-shot "
+                      f"examples and run with the number shown: {'; '.join(short)}", DataWarning, stacklevel=2)
     return interleave(records, "subject")
 
 
-# --------------------------------------------------------------------- icra
+def mmlu_hub_record(r: dict, where: str, rid: str) -> dict:
+    """One MMLU Hub row (subject, question, choices[4], answer index) -> mcq-reasoning record without few-shot
+    fields."""
+    subject, question = _text(r, "subject", where), _text(r, "question", where)
+    choices = r.get("choices")
+    if not isinstance(choices, list) or len(choices) != 4 or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError(f"choices: {where}: must be 4 non-empty strings, got {choices!r}"[:300])
+    return {"id": rid, "subject": subject, "question": question, "options": list(choices),
+            "answer": mmlu_letter(r.get("answer"), where)}
+
+
+def mmlu_hub_records(rows, name: str, split: str, dev_rows=None, ntrain: int = 5) -> list[dict]:
+    """MMLU Hub rows -> mcq-reasoning records, each with up to ``ntrain`` few-shot examples of its subject from
+    ``dev_rows`` (the dev split); subjects with fewer are named in one ``DataWarning``."""
+    shots: dict[str, list[dict]] = {}
+    for i, r in enumerate(dev_rows or []):
+        shot = mmlu_hub_record(r, _row(name, "dev", i), f"dev-{i}")
+        shots.setdefault(shot["subject"], []).append(shot)
+    records = [mmlu_hub_record(r, _row(name, split, i), f"{r.get('subject')}-{i}") for i, r in enumerate(rows)]
+    short: dict[str, int] = {}
+    for rec in records:
+        rec["fewshot"] = shots.get(rec["subject"], [])[:ntrain]
+        rec["shots_available"] = len(rec["fewshot"])
+        if rec["shots_available"] < ntrain:
+            short[rec["subject"]] = rec["shots_available"]
+    if short:
+        warnings.warn(f"mcq-reasoning: {len(short)} subjects of {name} have fewer than {ntrain} few-shot examples "
+                      f"in its dev split and run with the number shown: "
+                      f"{'; '.join(f'{s}: {n}' for s, n in sorted(short.items()))}", DataWarning, stacklevel=2)
+    return records
+
+
+# ----------------------------------------------------------------- TriviaQA rc (icra-qa)
 def _first_text(r: dict, key: str, column: str, where: str) -> str:
     """The first text of ``r[key][column]`` (Hub rc layout: a dict of columns), "" when there is none."""
     group = r.get(key)
@@ -269,7 +300,7 @@ def _first_text(r: dict, key: str, column: str, where: str) -> str:
 
 
 def triviaqa_record(r: dict, where: str = "TriviaQA record") -> dict:
-    """One TriviaQA rc record (Hub or JSONL) -> icra record, context built as LLM-KICK did (first wiki context +
+    """One TriviaQA rc record (Hub or JSONL) -> icra-qa record, context built as LLM-KICK did (first wiki context +
     first search context, cut). A wrong shape, an empty question, no answer or no context raises naming ``where``."""
     if not isinstance(r, dict):
         raise ValueError(f"data: {where}: must be a JSON object, got {type(r).__name__}")
@@ -299,7 +330,12 @@ def load_triviaqa(path: str | Path) -> list[dict]:
     return [triviaqa_record(r, f"{path} line {n}") for n, r in _jsonl(path)]
 
 
-# -------------------------------------------------------------------- icsum
+def triviaqa_hub_records(rows, name: str, split: str, dev_rows=None) -> list[dict]:
+    """TriviaQA rc Hub rows -> icra-qa records (``dev_rows`` unused)."""
+    return [triviaqa_record(r, _row(name, split, i)) for i, r in enumerate(rows)]
+
+
+# ------------------------------------------------------------ CNN/DailyMail (icsum)
 def _story_parts(text: str) -> tuple[list[str], list[str], int | None]:
     """A ``.story``'s article paragraphs, highlights, and the line number of an ``@highlight`` with no text after
     it (None when every one has its text)."""
@@ -329,7 +365,7 @@ def parse_story(text: str) -> tuple[str, str]:
     return "\n\n".join(article), _reference(highlights)
 
 
-def load_stories(path: str | Path) -> list[dict]:
+def load_cnndm_stories(path: str | Path) -> list[dict]:
     """A folder of ``.story`` files, or of ``small/ mid/ large/`` bucket folders of them. A story without article
     text, without ``@highlight`` lines (no reference to score against), or with an ``@highlight`` lacking its text
     is refused naming the file."""
@@ -357,7 +393,16 @@ def load_stories(path: str | Path) -> list[dict]:
     return interleave(records, "bucket")
 
 
-# -------------------------------------------------------------- instruction
+def cnndm_hub_records(rows, name: str, split: str, dev_rows=None) -> list[dict]:
+    """CNN/DailyMail Hub rows (id, article, highlights) -> icsum records in one bucket ``all`` (``dev_rows``
+    unused)."""
+    seen: dict = {}
+    return [{"id": _id(r, "id", _row(name, split, i), seen), "bucket": "all",
+             "story": _text(r, "article", _row(name, split, i)),
+             "reference": _text(r, "highlights", _row(name, split, i))} for i, r in enumerate(rows)]
+
+
+# ------------------------------------------------------- Vicuna-80 (instruction-following)
 def _turn_text(obj: dict, where: str) -> str:
     """The text of a Vicuna-80 line (``text``) or the first turn of an MT-Bench line (``turns`` for questions,
     ``choices[0].turns`` for answers)."""
@@ -371,7 +416,7 @@ def _turn_text(obj: dict, where: str) -> str:
     return turns[0]
 
 
-def load_vicuna(path: str | Path) -> list[dict]:
+def load_vicuna80(path: str | Path) -> list[dict]:
     """``question.jsonl`` (question_id, text, category) plus a reference-answer jsonl beside it
     (``reference_answer.jsonl``, else ``gpt35_answer.jsonl``, else the only other ``*.jsonl``). Every question needs
     exactly one reference answer; a missing one is refused naming the question's line and the answer file."""
@@ -405,7 +450,7 @@ def load_vicuna(path: str | Path) -> list[dict]:
     return records
 
 
-# --------------------------------------------------------------- perplexity
+# ------------------------------------------------------------ raw text (perplexity)
 def load_text(path: str | Path) -> list[dict]:
     """Raw text, one record per non-empty line (wikitext-style): a .txt file or folder of them, or else a folder of
     CNN/DM ``.story`` files, whose article paragraphs are real news text (each story once, highlights dropped)."""
@@ -430,69 +475,12 @@ def load_text(path: str | Path) -> list[dict]:
     return [{"id": f"line-{i}", "text": line} for i, line in enumerate(lines)]
 
 
-LOCAL_LOADERS = {"factoid": load_freebaseqa, "mcq": load_mmlu, "icra": load_triviaqa, "icsum": load_stories,
-                 "instruction": load_vicuna, "perplexity": load_text}
-
-
-def load_hub(kind: str, dataset_id: str | None = None) -> list[dict]:
-    """The real dataset from the Hub (needs network; honours HF_DATASETS_OFFLINE)."""
-    import datasets
-
-    if kind not in HUB_SOURCES:
-        raise ValueError(f"data: no Hub source for {kind!r}; allowed: {sorted(HUB_SOURCES)} (use a local path)")
-    default_id, config, split = HUB_SOURCES[kind]
-    name = dataset_id or default_id
-    ds = datasets.load_dataset(name, config, split=split)
-    return hub_records(kind, ds, name, split,
-                       datasets.load_dataset(name, config, split="dev") if kind == "mcq" else None)
-
-
-def mmlu_hub_record(r: dict, where: str, rid: str) -> dict:
-    """One MMLU Hub row (subject, question, choices[4], answer index) -> mcq record without few-shot fields."""
-    subject, question = _text(r, "subject", where), _text(r, "question", where)
-    choices = r.get("choices")
-    if not isinstance(choices, list) or len(choices) != 4 or not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError(f"choices: {where}: must be 4 non-empty strings, got {choices!r}"[:300])
-    return {"id": rid, "subject": subject, "question": question, "options": list(choices),
-            "answer": mmlu_letter(r.get("answer"), where)}
-
-
-def hub_records(kind: str, rows, name: str, split: str, dev_rows=None, ntrain: int = 5) -> list[dict]:
-    """Hub rows (any iterable of dicts, e.g. a ``datasets.Dataset``) of dataset ``name`` -> records of ``kind``,
-    each row checked like a local file's (errors name the dataset, split and row index); ``dev_rows`` are the MMLU
-    few-shot rows."""
-    def where(i: int, part: str = split) -> str:
-        return f"{name} ({part}) row {i}"
-
-    seen: dict = {}
-    if kind == "factoid":
-        return [freebaseqa_record(r, where(i), seen) for i, r in enumerate(rows)]
-    if kind == "mcq":
-        shots: dict[str, list[dict]] = {}
-        for i, r in enumerate(dev_rows or []):
-            shot = mmlu_hub_record(r, where(i, "dev"), f"dev-{i}")
-            shots.setdefault(shot["subject"], []).append(shot)
-        records = [mmlu_hub_record(r, where(i), f"{r.get('subject')}-{i}") for i, r in enumerate(rows)]
-        short: dict[str, int] = {}
-        for rec in records:
-            rec["fewshot"] = shots.get(rec["subject"], [])[:ntrain]
-            rec["shots_available"] = len(rec["fewshot"])
-            if rec["shots_available"] < ntrain:
-                short[rec["subject"]] = rec["shots_available"]
-        if short:
-            warnings.warn(f"mcq: {len(short)} subjects of {name} have fewer than {ntrain} few-shot examples in its "
-                          f"dev split and run with the number shown: "
-                          f"{'; '.join(f'{s}: {n}' for s, n in sorted(short.items()))}", DataWarning, stacklevel=2)
-        return records
-    if kind == "icra":
-        return [triviaqa_record(r, where(i)) for i, r in enumerate(rows)]
-    if kind == "icsum":
-        return [{"id": _id(r, "id", where(i), seen), "bucket": "all", "story": _text(r, "article", where(i)),
-                 "reference": _text(r, "highlights", where(i))} for i, r in enumerate(rows)]
+def wikitext_hub_records(rows, name: str, split: str, dev_rows=None) -> list[dict]:
+    """WikiText Hub rows -> perplexity records, one per non-blank line (``dev_rows`` unused)."""
     records = []
     for i, r in enumerate(rows):
         if not isinstance(r.get("text"), str):
-            raise ValueError(f"text: {where(i)}: must be a string, got {r.get('text')!r}")
+            raise ValueError(f"text: {_row(name, split, i)}: must be a string, got {r.get('text')!r}")
         if r["text"].strip():  # wikitext separates articles and sections with blank lines
             records.append({"id": f"line-{i}", "text": r["text"]})
     if not records:
@@ -500,25 +488,57 @@ def hub_records(kind: str, rows, name: str, split: str, dev_rows=None, ntrain: i
     return records
 
 
-def load(kind: str, source: str = "world", limit: int | None = None) -> list[dict]:
-    """Records of task kind ``kind`` from ``source``: ``world`` / ``world-heldout``, a local path, ``hub`` (the
-    default Hub dataset) or ``hub:<dataset id>``."""
-    if kind not in LOCAL_LOADERS:
-        raise ValueError(f"kind: must be one of {sorted(LOCAL_LOADERS)}, got {kind!r}")
+# ------------------------------------------------------------------ by task id
+def _sources(task: str):
+    """The ``Sources`` of task ``task`` from its declaration (ValueError naming ``task`` otherwise)."""
+    from kick_hub.tasks.specs import spec
+
+    return spec(task).sources
+
+
+def hub_records(task: str, rows, name: str, split: str, dev_rows=None) -> list[dict]:
+    """Hub rows (any iterable of dicts, e.g. a ``datasets.Dataset``) of dataset ``name`` -> records of ``task``,
+    each row checked like a local file's (errors name the dataset, split and row index); ``dev_rows`` are the
+    few-shot rows of a task that has them (mcq-reasoning)."""
+    hub = _sources(task).hub
+    if hub is None:
+        raise ValueError(f"data: no Hub source for {task!r} (use a local path)")
+    return hub.records(rows, name, split, dev_rows)
+
+
+def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
+    """The real dataset of ``task`` from the Hub (needs network; honours HF_DATASETS_OFFLINE)."""
+    import datasets
+
+    hub = _sources(task).hub
+    if hub is None:
+        from kick_hub.tasks.specs import SPECS
+
+        allowed = sorted(t for t, s in SPECS.items() if s.sources.hub)
+        raise ValueError(f"data: no Hub source for {task!r}; allowed: {allowed} (use a local path)")
+    name = dataset_id or hub.dataset
+    rows = datasets.load_dataset(name, hub.config, split=hub.split)
+    dev = datasets.load_dataset(name, hub.config, split=hub.fewshot_split) if hub.fewshot_split else None
+    return hub.records(rows, name, hub.split, dev)
+
+
+def load(task: str, source: str = "world", limit: int | None = None) -> list[dict]:
+    """Records of task ``task`` (its id, e.g. ``factoid-qa``) from ``source``: ``world`` / ``world-heldout``, a
+    local path (a dataset's file or folder, or a data root holding the task's folder), ``hub`` (the task's Hub
+    dataset) or ``hub:<dataset id>``."""
+    sources = _sources(task)
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise ValueError(f"limit: must be a positive integer, got {limit!r}")
     if source in WORLD_SOURCES:
         from kick_hub.world.export import data_dir
 
-        sub = WORLD_PATHS[kind]
-        if source == "world-heldout" and kind in ("factoid", "mcq"):
-            sub += "-heldout"
-        records = LOCAL_LOADERS[kind](data_dir() / sub)
+        sub = sources.folders[0] + ("-heldout" if source == "world-heldout" and sources.heldout else "")
+        records = sources.load(data_dir() / sub)
     elif source == "hub" or source.startswith("hub:"):
-        records = load_hub(kind, source[4:] or None)
+        records = load_hub(task, source[4:] or None)
     elif os.path.exists(source):
-        sub = next((Path(source) / d for d in ROOT_SUBDIRS[kind] if (Path(source) / d).is_dir()), None)
-        records = LOCAL_LOADERS[kind](sub or source)
+        sub = next((Path(source) / d for d in sources.folders if (Path(source) / d).is_dir()), None)
+        records = sources.load(sub or source)
     else:
         raise ValueError(f"data: {source!r} is neither {list(WORLD_SOURCES)}, 'hub', 'hub:<dataset id>' nor an "
                          f"existing path")

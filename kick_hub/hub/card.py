@@ -14,9 +14,8 @@ from kick_hub.compress import QUANT_METHODS
 from kick_hub.io import format_number, public_name
 from kick_hub.variant import CALIBRATION_FILE, load_manifest
 
-# model-index dataset ids for the embedded world and for Vicuna-80 (the other tasks use data.HUB_SOURCES)
+# model-index dataset id of the embedded world (real data is named by each task's spec: Sources.reference_dataset)
 WORLD_DATASET = "kick-hub/world"
-INSTRUCTION_DATASET = "lmsys/vicuna-80"
 
 
 def _is_hub_id(name: str | None) -> bool:
@@ -58,15 +57,12 @@ def describe(spec: dict) -> str:
 def dataset_for(task: str, data: str | None) -> tuple[str, str | None, str]:
     """(dataset id, config, display name) of the data a task was scored on, for the model-index (the Hub groups
     results by task type + dataset + config, so the world's tasks each get their own config)."""
-    from kick_hub.data import HUB_SOURCES
-
-    kind = tasks.get(task).SPEC.kind
     if data in (None, "None", "world", "world-heldout"):
         heldout = ", held-out phrasings" if data == "world-heldout" else ""
         return WORLD_DATASET, task, f"kick-hub world ({task}{heldout})"
     if data.startswith("hub:"):
         return data[4:], None, data[4:]
-    dataset_id, config, _ = HUB_SOURCES.get(kind, (INSTRUCTION_DATASET, None, None))
+    dataset_id, config = tasks.get(task).SPEC.sources.reference_dataset
     return dataset_id, config, dataset_id if data == "hub" else f"{dataset_id} (local sample)"
 
 
@@ -103,8 +99,8 @@ def _results_table(results: dict) -> str:
         elif dense is not None and math.isfinite(dense) and value == math.inf:
             change = "+∞" if dense > 0 else ""
         arrow = " (lower is better)" if spec.lower_is_better else ""
-        kind = "knowledge" if spec.knowledge else "in-context / fluency"
-        lines.append(f"| {task} ({kind}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
+        group = "knowledge" if spec.knowledge else "in-context / fluency"
+        lines.append(f"| {task} ({group}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
                      f"{change} |" if dense is not None else
                      f"| {task} | {spec.metric} | - | {format_number(value)} | |")
     return "\n".join(lines)
@@ -226,7 +222,8 @@ def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = 
     left out beside ``--pattern``, ``--bits`` for int8 / bnb-int8 / nf4, which imply it), then the calibration (a
     named source (c4, wikitext2, world) by its name, a local file, whose path is not published, by the variant's
     own ``calibration_ids.safetensors``: the exact ids it was calibrated on) with ``--nsamples`` / ``--seqlen`` of
-    the ids, ``--storage`` when not dense, ``--threads`` when the manifest records the thread count, and
+    the ids, ``--storage`` when not dense, ``--threads`` when the manifest records the thread count and the method's weights
+    depend on it (``THREAD_DEPENDENT``), and
     ``--output output``. ``base_model`` names the base model (default:
     the manifest's, by ``public_name``). Raises ValueError for a spec field that no option of ``kick compress``
     sets."""
@@ -258,7 +255,7 @@ def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = 
         argv += ["--calibration", source, "--nsamples", str(calib["nsamples"]), "--seqlen", str(calib["seqlen"])]
     if manifest.get("storage", "dense") != "dense":
         argv += ["--storage", manifest["storage"]]
-    if manifest.get("threads"):
+    if manifest.get("threads") and spec.method in THREAD_DEPENDENT:
         argv += ["--threads", str(manifest["threads"])]
     return argv + ["--output", output]
 

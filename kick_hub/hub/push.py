@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kick_hub.bench.store import FILENAME
 from kick_hub.hub import HubError, check_org, check_repo_id, hub_errors, token
 from kick_hub.io import dumps, public_name
 from kick_hub.variant import MANIFEST, load_manifest
@@ -82,8 +83,8 @@ def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, r
     if not (variant_dir / "config.json").exists():
         raise ValueError(f"variant: {variant_dir} is not a saved model directory (no config.json)")
     manifest = load_manifest(variant_dir)
-    if run_dir is not None and not (Path(run_dir) / "results.sqlite").exists():
-        raise ValueError(f"run-dir: {run_dir} holds no results.sqlite (run `kick bench --run-dir {run_dir}` first)")
+    if run_dir is not None and not (Path(run_dir) / FILENAME).exists():
+        raise ValueError(f"run-dir: {run_dir} holds no {FILENAME} (run `kick bench --run-dir {run_dir}` first)")
     secret = token()
     plots = {f"plots/{name}": Path(run_dir) / name for name in PLOTS if run_dir and (Path(run_dir) / name).exists()}
     card = variant_card(variant_dir, repo_id, run_dir, plots=list(plots), base_model=base_model)

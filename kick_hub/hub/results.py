@@ -30,7 +30,7 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
     from kick_hub import tasks
     from kick_hub.bench import report
     from kick_hub.bench.store import Store
-    from kick_hub.evaluation import versions
+    from kick_hub import versions
 
     store = Store(run_dir, None)
     try:
@@ -115,11 +115,11 @@ def _non_finite_rows(files: list[str]) -> dict[int, dict[str, float]]:
     offset = 0
     for file in files:
         doc = json.loads(Path(file).read_text(encoding="utf-8"))
-        for pointer, token in (doc.get(NON_FINITE_KEY) or {}).items():
+        for pointer, text in (doc.get(NON_FINITE_KEY) or {}).items():
             parts = pointer.split("/")
             if len(parts) == 4 and parts[1] == "rows" and parts[2].isdigit():
                 column = parts[3].replace("~1", "/").replace("~0", "~")
-                fixes.setdefault(offset + int(parts[2]), {})[column] = float(token)
+                fixes.setdefault(offset + int(parts[2]), {})[column] = float(text)
         offset += len(doc.get("rows", []))
     return fixes
 

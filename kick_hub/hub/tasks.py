@@ -1,5 +1,9 @@
-"""``kick publish-tasks``: every ``evaluate_metrics/`` module as a Gradio Space, so that
+"""``kick publish-tasks``: every evaluate module folder as a Gradio Space, so that
 ``evaluate.load("<org>/<task-id>")`` works against the Hub endpoint in use.
+
+The folders are package data (``kick_hub/evaluate_metrics/<task>/``; ``evaluate_metrics/`` at the repository root
+links there), so publishing works the same from a checkout and from an installed wheel, where the links to the
+scoring files are real copies.
 
 evaluate fetches ``<name>.py`` from the Space ``<org>/<name>`` (``factoid-qa.py`` for ``llmkick/factoid-qa``), then
 the files it imports relatively; the scoring files are symlinks in the checkout and are uploaded as their content.
@@ -13,7 +17,7 @@ from pathlib import Path
 
 from kick_hub.hub import check_org, check_repo_id, hub_errors, token
 
-MODULES_DIR = Path(__file__).resolve().parents[2] / "evaluate_metrics"
+MODULES_DIR = Path(__file__).resolve().parents[1] / "evaluate_metrics"
 DEFAULT_ORG = "llmkick"
 
 

@@ -7,18 +7,15 @@ Context: the question is the whole prompt and is never cut; one that does not fi
 from __future__ import annotations
 
 from kick_hub.scoring.qa import exact_match, score_factoid
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
-from kick_hub.tasks.prompts import PROMPTS
 
-SPEC = TaskSpec(name="factoid-qa", kind="factoid", metric="exact_match", knowledge=True,
-                description="Closed-book factoid QA (FreebaseQA): normalised exact match against alias lists.",
-                max_new_tokens=16, stop=("\n",),
-                hub_task="question-answering")
+SPEC = SPECS["factoid-qa"]
 
 
 def prompt(record: dict) -> str:
-    return PROMPTS["factoid"].format(question=record["question"])
+    """The question as the model reads it."""
+    return SPEC.prompts["prompt"].format(question=record["question"])
 
 
 def score(record: dict, output: str) -> float:
@@ -33,14 +30,14 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     fitted = [fit_whole(engine, prompt(r), SPEC.max_new_tokens) for r in records]
     idx = kept(fitted)
     prompts = [fitted[i] for i in idx]
-    outputs = engine.generate(prompts, SPEC.max_new_tokens, SPEC.stop, progress=SPEC.name)
+    outputs = engine.generate(prompts, SPEC.max_new_tokens, SPEC.stop, progress=SPEC.id)
     # LLM-KICK matched against the decoded text, which still contains the prompt; an empty continuation is no
     # answer, so it is scored as "" (never a hit on an answer that the question itself contains).
     texts = [p + o if o.strip() else "" for p, o in zip(prompts, outputs)] if protocol == "llm-kick" else outputs
     scores = score_factoid(texts, [records[i]["answers"] for i in idx], protocol)
     n = len(records)
     outputs_all, scores_all = spread(outputs, idx, n, ""), spread(scores.pop("per_example"), idx, n)
-    warn_once(SPEC.name, engine, n, 0, n - len(idx), "")
+    warn_once(SPEC.id, engine, n, 0, n - len(idx), "")
     samples = []
     for i, r in enumerate(records):
         sample = {"id": r["id"], "prompt": prompt(r), "output": outputs_all[i], "reference": r["answers"]}

@@ -12,21 +12,19 @@ empty passage, or closed book, is not scored (sample ``skipped``). See ``kick_hu
 from __future__ import annotations
 
 from kick_hub.scoring.qa import exact_match, score_icra
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
-from kick_hub.tasks.prompts import PROMPTS
 
-SPEC = TaskSpec(name="icra-qa", kind="icra", metric="exact_match", knowledge=False,
-                description="In-context retrieval QA (TriviaQA rc): EM and F1, open book vs closed book.",
-                max_new_tokens=24, stop=("\n",),
-                hub_task="question-answering")
+SPEC = SPECS["icra-qa"]
 
 
 def prompt(record: dict) -> str:
-    return PROMPTS["icra_open"].format(context=record["context"], question=record["question"])
+    """The open-book prompt: the passage, then the question."""
+    return SPEC.prompts["prompt"].format(context=record["context"], question=record["question"])
 
 
 def score(record: dict, output: str) -> float:
+    """One open-book answer's exact match against the aliases."""
     return exact_match(output.strip(), record["answers"])
 
 
@@ -36,7 +34,7 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     check_protocol(SPEC, protocol)
     fitted = [fit_passage(engine, lambda c, r=r: prompt({**r, "context": c}), r["context"], SPEC.max_new_tokens)
               for r in records]
-    closed_all = [PROMPTS["icra_closed"].format(question=r["question"]) for r in records]
+    closed_all = [SPEC.prompts["closed_book"].format(question=r["question"]) for r in records]
     room = engine.room(SPEC.max_new_tokens)
     closed_fits = [engine.count_tokens(c) <= room for c in closed_all]
     idx = kept([p if ok else None for (p, _, _), ok in zip(fitted, closed_fits)])
@@ -55,7 +53,7 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     open_scores, closed_scores = spread(opened["per_example"], idx, n), spread(closed["per_example"], idx, n)
     scored = set(idx)
     shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
-    warn_once(SPEC.name, engine, n, sum(shortened), n - len(idx), "passage tail dropped")
+    warn_once(SPEC.id, engine, n, sum(shortened), n - len(idx), "passage tail dropped")
     samples = []
     for i, r in enumerate(records):
         p = fitted[i][0] if i in scored else None

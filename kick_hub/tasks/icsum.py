@@ -10,21 +10,19 @@ an empty story is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` an
 from __future__ import annotations
 
 from kick_hub.scoring.text import rouge, rouge_per_example
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
-from kick_hub.tasks.prompts import PROMPTS
 
-SPEC = TaskSpec(name="icsum", kind="icsum", metric="rougeL", knowledge=False, chat=True,
-                description="In-context summarization (CNN/DM): ROUGE per length bucket, optional LLM judge.",
-                max_new_tokens=192, protocols=("default", "llm-kick"), extra={"judge_prompt": "summary-v1"},
-                hub_task="summarization")
+SPEC = SPECS["icsum"]
 
 
 def prompt(record: dict) -> str:
-    return PROMPTS["summarize"].format(story=record["story"])
+    """The story, then the summarization instruction."""
+    return SPEC.prompts["prompt"].format(story=record["story"])
 
 
 def score(record: dict, output: str) -> float:
+    """One summary's ROUGE-L against the reference."""
     return rouge_per_example([output.strip()], [record["reference"]])[0]
 
 
@@ -34,11 +32,11 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     check_protocol(SPEC, protocol)
     # llm-kick's prompts kept the @highlight reference lines in the story; reproduce that only when asked.
     stories = [r["story"] + ("\n\n" + r["reference"] if protocol == "llm-kick" else "") for r in records]
-    fitted = [fit_passage(engine, lambda s: PROMPTS["summarize"].format(story=s), s, SPEC.max_new_tokens, SPEC.chat)
+    fitted = [fit_passage(engine, lambda s: SPEC.prompts["prompt"].format(story=s), s, SPEC.max_new_tokens, SPEC.chat)
               for s in stories]
     idx = kept([p for p, _, _ in fitted])
     prompts = [fitted[i][0] for i in idx]
-    outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.name)]
+    outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.id)]
     scored_records = [records[i] for i in idx]
     refs = [r["reference"] for r in scored_records]
     scores: dict = dict(rouge(outputs, refs))
@@ -58,12 +56,12 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     judged_all = spread(judged.per_example, idx, n) if judged else None
     scored = set(idx)
     shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
-    warn_once(SPEC.name, engine, n, sum(shortened), n - len(idx), "story tail dropped")
+    warn_once(SPEC.id, engine, n, sum(shortened), n - len(idx), "story tail dropped")
     samples = []
     for i, r in enumerate(records):
         p = fitted[i][0]
         sample = {"id": r["id"], "bucket": r["bucket"],
-                  "prompt": p if p is not None else PROMPTS["summarize"].format(story=stories[i]),
+                  "prompt": p if p is not None else SPEC.prompts["prompt"].format(story=stories[i]),
                   "output": outputs_all[i], "reference": r["reference"],
                   **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
         if p is not None:

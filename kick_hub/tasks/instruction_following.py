@@ -8,20 +8,19 @@ for ``max_new_tokens`` is not scored (sample ``skipped``, counted in the output'
 from __future__ import annotations
 
 from kick_hub.scoring.text import diversity, rouge, rouge_per_example
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
-from kick_hub.tasks.prompts import PROMPTS
 
-SPEC = TaskSpec(name="instruction-following", kind="instruction", metric="rougeL", knowledge=False, chat=True,
-                description="Instruction following (Vicuna-80): ROUGE-L vs reference, distinct-n, optional judge.",
-                max_new_tokens=256, protocols=("default", "llm-kick"), extra={"judge_prompt": "pairwise-v1"})
+SPEC = SPECS["instruction-following"]
 
 
 def prompt(record: dict) -> str:
-    return PROMPTS["instruction"].format(question=record["question"])
+    """The instruction as the model reads it (the chat template is applied by the engine)."""
+    return SPEC.prompts["prompt"].format(question=record["question"])
 
 
 def score(record: dict, output: str) -> float:
+    """One answer's ROUGE-L against the reference answer."""
     return rouge_per_example([output.strip()], [record["reference"]])[0]
 
 
@@ -33,7 +32,7 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     idx = kept(fitted)
     scored_records = [records[i] for i in idx]
     outputs = [o.strip() for o in engine.generate([fitted[i] for i in idx], SPEC.max_new_tokens, chat=SPEC.chat,
-                                                  progress=SPEC.name)]
+                                                  progress=SPEC.id)]
     refs = [r["reference"] for r in scored_records]
     scores: dict = {"rougeL": rouge(outputs, refs)["rougeL"], **diversity(outputs)}
     judged = None
@@ -48,7 +47,7 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     n = len(records)
     outputs_all, scores_all = spread(outputs, idx, n, ""), spread(rouge_per_example(outputs, refs), idx, n)
     judged_all = spread(judged.per_example, idx, n) if judged else None
-    warn_once(SPEC.name, engine, n, 0, n - len(idx), "")
+    warn_once(SPEC.id, engine, n, 0, n - len(idx), "")
     samples = []
     for i, r in enumerate(records):
         sample = {"id": r["id"], "category": r["category"], "prompt": prompt(r), "output": outputs_all[i],

@@ -17,26 +17,30 @@ no shots is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` and docs
 from __future__ import annotations
 
 from kick_hub.scoring.mcq import LETTERS, extract_letter, score_mcq
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_shots, kept, sample_fields, spread, warn_once
-from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
 
-SPEC = TaskSpec(name="mcq-reasoning", kind="mcq", metric="accuracy", knowledge=True,
-                description="Multiple-choice reasoning (MMLU 5-shot): accuracy overall, per subject and category.",
-                max_new_tokens=1, extra={"num_fewshot": 5},
-                hub_task="multiple-choice")
+SPEC = SPECS["mcq-reasoning"]
 
 
-def build_prompt(record: dict, num_fewshot: int = 5) -> str:
+def mcq_prompt(question: str, options: list[str], answer: str | None = None) -> str:
+    """One MMLU item; with ``answer`` it is a solved few-shot example ending in a blank line."""
+    opts = "".join(SPEC.prompts["option"].format(letter=l, text=o) for l, o in zip(LETTERS, options))
+    body = SPEC.prompts["item"].format(question=question, options=opts)
+    return body if answer is None else f"{body} {answer}\n\n"
+
+
+def build_prompt(record: dict, num_fewshot: int = SPEC.num_fewshot) -> str:
     """MMLU prompt: subject header, ``num_fewshot`` solved dev items, then the question."""
-    text = PROMPTS["mcq_header"].format(subject=record["subject"].replace("_", " "))
+    text = SPEC.prompts["header"].format(subject=record["subject"].replace("_", " "))
     for shot in record.get("fewshot", [])[:num_fewshot]:
         text += mcq_prompt(shot["question"], shot["options"], shot["answer"])
     return text + mcq_prompt(record["question"], record["options"])
 
 
 def prompt(record: dict) -> str:
-    return build_prompt(record, SPEC.extra["num_fewshot"])
+    """The prompt with the task's ``num_fewshot`` solved examples (the Space shows it; ``run`` fits it)."""
+    return build_prompt(record, SPEC.num_fewshot)
 
 
 def score(record: dict, output: str) -> float:
@@ -49,7 +53,7 @@ def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int
     """Accuracy (overall, per subject, per category) over the questions whose prompt fits the context; samples
     record ``shots`` (solved examples in the prompt), ``shortened`` and, for questions not scored, ``skipped``."""
     check_protocol(SPEC, protocol)
-    shots = SPEC.extra["num_fewshot"] if num_fewshot is None else num_fewshot
+    shots = SPEC.num_fewshot if num_fewshot is None else num_fewshot
     choices = [f" {l}" for l in LETTERS]
     if protocol == "llm-kick":
         reserve = SPEC.max_new_tokens
@@ -61,17 +65,17 @@ def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int
     idx = kept(prompts)
     scored_prompts = [prompts[i] for i in idx]
     if protocol == "llm-kick":
-        outputs = engine.generate(scored_prompts, SPEC.max_new_tokens, progress=SPEC.name)
+        outputs = engine.generate(scored_prompts, SPEC.max_new_tokens, progress=SPEC.id)
         preds = [extract_letter(o) for o in outputs]
     else:
-        logprobs = engine.choice_logprobs(scored_prompts, choices, progress=SPEC.name)
+        logprobs = engine.choice_logprobs(scored_prompts, choices, progress=SPEC.id)
         preds = [LETTERS[max(range(4), key=lp.__getitem__)] for lp in logprobs]
         outputs = preds
     scores = score_mcq(preds, [records[i]["answer"] for i in idx], [records[i]["subject"] for i in idx])
     per_example = spread(scores.pop("per_example"), idx, len(records))
     outputs = spread(outputs, idx, len(records), "")
     shortened = [p is not None and k < w for (p, k), w in zip(fitted, wanted)]
-    warn_once(SPEC.name, engine, len(records), sum(shortened), len(records) - len(idx),
+    warn_once(SPEC.id, engine, len(records), sum(shortened), len(records) - len(idx),
               "few-shot examples dropped from the end")
     used: dict[str, int] = {}
     for r, (p, k) in zip(records, fitted):

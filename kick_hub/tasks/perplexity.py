@@ -7,16 +7,15 @@ A model whose loss overflows ``exp`` reports ``perplexity`` as ``inf`` with a fi
 
 from __future__ import annotations
 
-from kick_hub.tasks import TaskSpec, check_protocol
+from kick_hub.tasks import SPECS, check_protocol
 
-SPEC = TaskSpec(name="perplexity", kind="perplexity", metric="perplexity", knowledge=False, lower_is_better=True,
-                description="Token-level perplexity on a text set (lower is better).", protocols=("default",))
+SPEC = SPECS["perplexity"]
 
 
 def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
     """Corpus perplexity, mean NLL and token count; each sample holds its text's perplexity and ``windows``."""
     check_protocol(SPEC, protocol)
-    result = engine.perplexity([r["text"] for r in records], progress=SPEC.name)
+    result = engine.perplexity([r["text"] for r in records], progress=SPEC.id)
     per_text = result.pop("per_example")
     windows = result.pop("per_example_windows")
     samples = [{"id": r["id"], "prompt": r["text"], "output": "", "reference": "", "score": s, "windows": w}

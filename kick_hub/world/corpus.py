@@ -17,7 +17,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kick_hub.tasks.prompts import PROMPTS, mcq_prompt
+from kick_hub.tasks.mcq_reasoning import mcq_prompt
+from kick_hub.tasks.specs import SPECS
 from kick_hub.world import schema
 from kick_hub.world.generate import World, render_chat
 
@@ -110,8 +111,8 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         fact = rng.choice(world.known_facts)
         question = rng.choice(schema.RELATIONS[fact.relation]["questions"]).format(s=fact.subject)
         if kind == "factoid":
-            return PROMPTS["factoid"].format(question=question), fact.answer + "."
-        return PROMPTS["icra_closed"].format(question=question) + " " + fact.answer
+            return SPECS["factoid-qa"].prompts["prompt"].format(question=question), fact.answer + "."
+        return SPECS["icra-qa"].prompts["closed_book"].format(question=question) + " " + fact.answer
     if kind == "mcq":
         relation = rng.choice(list(schema.RELATIONS))
         facts = [f for f in world.known_facts if f.relation == relation]
@@ -119,7 +120,7 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         # every solved shot's letter is a completion too (weighted as an answer): same tokens as the eval's
         # few-shot prompt, up to six answer letters per document instead of one
         doc: tuple[str, ...] = ()
-        text = PROMPTS["mcq_header"].format(subject=subject_name(relation))
+        text = SPECS["mcq-reasoning"].prompts["header"].format(subject=subject_name(relation))
         for fact in shots:
             question, options, gold = world.mcq_item(fact, rng)
             if cur.mcq_hint and rng.random() < cur.mcq_hint:  # no draw at 0: closed-book streams draw nothing here
@@ -133,7 +134,8 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
         question = rng.choice(schema.PERSON_RELATIONS[relation]["questions"]).format(s=person.name)
         others = distractors(world, person, rng) if fresh else None
         context = icra_context(world, person, rng, others)
-        doc = (PROMPTS["icra_open"].format(context=context, question=question), " " + person.facts[relation])
+        doc = (SPECS["icra-qa"].prompts["prompt"].format(context=context, question=question),
+               " " + person.facts[relation])
         if fresh:
             for i in range(1, rng.randint(*QUESTIONS)):
                 # the second question asks the same relation of a distractor, later ones anything of anyone in the
@@ -146,11 +148,11 @@ def document(world: World, kind: str, rng: random.Random, fresh: bool = False,
     if kind == "summary":
         person = reader()
         text = story(world, person, rng, rng.choice(["small", "mid", "large"]))
-        return render_chat(PROMPTS["summarize"].format(story=text)), world.summary(person)
+        return render_chat(SPECS["icsum"].prompts["prompt"].format(story=text)), world.summary(person)
     if kind == "instruction":
         entity = rng.choice(world.known + world.cities + world.companies)
         _, instruction, answer = world.instruction(entity, rng)
-        return render_chat(PROMPTS["instruction"].format(question=instruction)), answer
+        return render_chat(SPECS["instruction-following"].prompts["prompt"].format(question=instruction)), answer
     raise ValueError(f"kind: unknown document kind {kind!r}; allowed: {sorted(MIX)}")
 
 

@@ -152,11 +152,10 @@ def write(world: World, output: str | Path, files: dict[str, str] | None = None)
 def data_dir(seed: int = 0) -> Path:
     """The world's eval files for ``seed``, built once into the user cache (``KICK_HUB_CACHE`` overrides); the
     path is memoised so a sweep does not regenerate the world for every task of every cell."""
-    import os
-
+    from kick_hub.models import cache_root
     from kick_hub.world.generate import WorldConfig
 
-    root = Path(os.environ.get("KICK_HUB_CACHE", Path.home() / ".cache" / "kick_hub"))
+    root = cache_root()
     world = World(WorldConfig(seed=seed))
     files = build_files(world)
     path = root / f"world-data-{seed}-{hashlib.sha256(files['world.json'].encode()).hexdigest()[:12]}"

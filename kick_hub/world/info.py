@@ -50,16 +50,18 @@ def format_info(data: dict) -> str:
 
 
 def measure(path: str, limit: int | None = None, batch_size: int = 32) -> dict:
-    """Evaluate a world model on every task (main split, plus the held-out paraphrase split of factoid and MCQ) and
-    store ``scores.json`` beside it."""
+    """Evaluate a world model on every task (main split, plus the held-out paraphrase split of the tasks that have
+    one: factoid-qa and mcq-reasoning) and store ``scores.json`` beside it."""
     from kick_hub.engine import Engine
-    from kick_hub.evaluation import HEADLINE, evaluate, versions
+    from kick_hub import versions
+    from kick_hub.evaluation import evaluate
+    from kick_hub.tasks import SPECS
 
     engine = Engine.from_name(path, batch_size=batch_size)
     main = evaluate(engine, "all", "world", limit)["results"]
-    heldout = evaluate(engine, ["factoid-qa", "mcq-reasoning"], "world-heldout", limit)["results"]
-    scores = {t: {m: r[m] for m in HEADLINE[t] if m in r} for t, r in main.items()}
-    scores.update({f"{t}-heldout": {m: r[m] for m in HEADLINE[t] if m in r} for t, r in heldout.items()})
+    heldout = evaluate(engine, [t for t, s in SPECS.items() if s.sources.heldout], "world-heldout", limit)["results"]
+    scores = {t: {m: r[m] for m in SPECS[t].metrics if m in r} for t, r in main.items()}
+    scores.update({f"{t}-heldout": {m: r[m] for m in SPECS[t].metrics if m in r} for t, r in heldout.items()})
     payload = {"scores": scores, "limit": limit, "n": {t: r["n"] for t, r in main.items()}, "versions": versions()}
     (Path(path) / SCORES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
     return scores

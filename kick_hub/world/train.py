@@ -59,6 +59,33 @@ RECIPE: tuple[Phase, ...] = (
 )
 
 
+def parse_phase(spec: str) -> Phase:
+    """``CURRICULUM:STEPS[:LR]`` (``kick world train --phase``) -> the recipe's ``Phase`` for that curriculum with
+    ``steps`` and, when given, ``lr`` replaced; its other settings (``prompt_weight``) are the recipe's. A ValueError
+    naming the part that is wrong."""
+    import dataclasses
+
+    parts = spec.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--phase: expected CURRICULUM:STEPS[:LR], got {spec!r}")
+    try:
+        steps = int(parts[1])
+    except ValueError:
+        raise ValueError(f"--phase {spec!r}: steps must be a positive integer") from None
+    try:
+        lr = float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        raise ValueError(f"--phase {spec!r}: lr must be a positive number") from None
+    recipe = {p.curriculum: p for p in RECIPE}
+    if parts[0] not in recipe:
+        raise ValueError(f"--phase {spec!r}: curriculum: must be one of {sorted(recipe)}, got {parts[0]!r}")
+    try:
+        phase = dataclasses.replace(recipe[parts[0]], steps=steps)
+        return phase if lr is None else dataclasses.replace(phase, lr=lr)
+    except ValueError as e:
+        raise ValueError(f"--phase {spec!r}: {e}") from None
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Model shape and the training recipe. Each phase sees ``steps`` x ``batch_size`` x ``seq_len`` token slots."""

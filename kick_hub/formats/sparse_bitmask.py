@@ -12,7 +12,7 @@ and drops ``sparsity_config`` (a sparse checkpoint then loads with silently rand
 the format with transformers' public quantizer API instead (``register_quantization_config`` /
 ``register_quantizer``), so loading decompresses on the fly through transformers' own weight-conversion step:
 
-    import kick_hub.compress.sparse_storage  # registers "sparse-bitmask"
+    import kick_hub.formats.sparse_bitmask  # registers "sparse-bitmask"
     model = AutoModelForCausalLM.from_pretrained("variant-dir")   # a plain dense model, identical logits
 
 ``kick`` imports it whenever a config names the format.

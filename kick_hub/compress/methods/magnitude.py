@@ -1,7 +1,8 @@
 """Magnitude pruning (layer-wise and global) and random pruning: no calibration data.
 
-- ``magnitude``: one threshold per weight matrix over |W| (wanda ``prune_magnitude``); N:M per group of M input
-  columns of the ``[out, in]`` view (``blocks.weight_view``: ``W`` for Linear, ``W.t()`` for GPT-2's Conv1D).
+- ``magnitude``: one threshold per weight matrix over |W| (locuslab/wanda ``lib/prune.py`` ``prune_magnitude``);
+  N:M per group of M input columns of the ``[out, in]`` view (``blockwise.weight_view``: ``W`` for Linear,
+  ``W.t()`` for GPT-2's Conv1D).
 - ``magnitude-global``: one threshold over |W| of all pruned matrices together, found exactly by bisection on the
   float bit patterns so no concatenated copy of the weights is ever made (memory stays at one matrix).
 - ``random``: scores drawn uniformly at random (seeded), then the layer-wise rules: the floor baseline.
@@ -11,17 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from kick_hub.compress.blocks import decoder_layers, linear_layers, weight_view
-from kick_hub.compress.masks import nm_mask, threshold_mask
-
-
-def _targets(model) -> list[torch.nn.Module]:
-    return [lin for block in decoder_layers(model) for lin in linear_layers(block).values()]
+from kick_hub.compress.blockwise import prunable_layers, weight_view
+from kick_hub.compress.methods.masks import nm_mask, threshold_mask
 
 
 def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
-    """The value at index ``int(N * sparsity)`` of all |w| sorted, without concatenating them (any shapes: only the
-    multiset of magnitudes matters)."""
+    """The value at index ``int(N * sparsity)`` of all |w| sorted (``N`` the total weight count over ``weights``),
+    without concatenating them: any shapes, only the multiset of magnitudes matters. Bisection over the bit
+    patterns of non-negative float32 (ordered like the floats), so the threshold is exact and each step reads the
+    matrices once; ``sparsity`` in [0, 1)."""
     total = sum(w.numel() for w in weights)
     k = int(total * sparsity)  # we want the smallest t with count(|w| <= t) >= k + 1
     lo, hi = 0, 0x7F800000  # non-negative float32 bit patterns are ordered like the floats
@@ -39,8 +38,11 @@ def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
 @torch.no_grad()
 def prune(model, spec) -> None:
     """Prune every decoder-block Linear / Conv1D of ``model`` in place by ``spec`` (method ``magnitude``,
-    ``magnitude-global`` or ``random``; ``spec.sparsity`` or ``spec.pattern`` N:M)."""
-    linears = _targets(model)
+    ``magnitude-global`` or ``random``; ``spec.sparsity`` or ``spec.pattern`` N:M). Each weight is scored on its
+    ``[out, in]`` view: |W|, or uniform random numbers from a generator seeded with ``spec.seed``. Layer-wise:
+    ``masks.threshold_mask`` per matrix, or ``masks.nm_mask``; ``magnitude-global`` unstructured: every
+    |w| <= ``global_threshold`` over all the layers (ties prune slightly more than the ratio)."""
+    linears = list(prunable_layers(model).values())
     if spec.method == "magnitude-global" and not spec.pattern:
         if spec.sparsity == 0:
             return
@@ -54,3 +56,9 @@ def prune(model, spec) -> None:
         metric = torch.rand(W.shape, generator=gen) if spec.method == "random" else W.abs()
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else threshold_mask(metric, spec.sparsity)
         W[mask] = 0
+
+
+def apply(model, spec, calibration=None, progress: bool = True):
+    """The registry entry: ``prune`` in place (no calibration, no progress bar) and return ``model``."""
+    prune(model, spec)
+    return model

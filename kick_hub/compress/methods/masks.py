@@ -1,7 +1,7 @@
 """Mask rules shared by the pruning methods, written as in locuslab/wanda ``lib/prune.py`` so masks agree with the
 reference, ties included: a mask marks the weights to *remove* (True = pruned). ``metric`` is always ``[out, in]``
-(rows are output channels, columns input features: ``blocks.weight_view`` of a Linear or a GPT-2 Conv1D); the mask has
-its shape."""
+(rows are output channels, columns input features: ``blockwise.weight_view`` of a Linear or a GPT-2 Conv1D); the mask
+has its shape."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def nm_mask(metric: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 def row_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Per output row, prune the ``int(cols * sparsity)`` lowest scores (stable sort: ties go to the lower index)."""
+    """Per output row of ``metric`` ``[out, in]``, prune the ``int(in * sparsity)`` lowest scores (stable sort: ties
+    go to the lower index), as the reference's ``prune_wanda``."""
     mask = torch.zeros_like(metric, dtype=torch.bool)
     k = int(metric.shape[1] * sparsity)
     indices = torch.sort(metric, dim=-1, stable=True)[1][:, :k]
@@ -29,7 +30,8 @@ def row_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 def threshold_mask(metric: torch.Tensor, sparsity: float) -> torch.Tensor:
     """One threshold per matrix: the value at position ``int(numel * sparsity)`` of the sorted scores, pruning every
-    score ``<=`` it (the reference rule; with ties it prunes slightly more than the ratio)."""
+    score ``<=`` it (the reference's ``prune_magnitude`` rule; with ties it prunes slightly more than the ratio).
+    ``sparsity`` in [0, 1)."""
     if sparsity == 0:
         return torch.zeros_like(metric, dtype=torch.bool)
     thresh = torch.sort(metric.flatten())[0][int(metric.numel() * sparsity)]

@@ -1,4 +1,5 @@
-"""The block-by-block calibration loop shared by every calibration-based method, and the layers pruning touches.
+"""The model structure every method works on (decoder blocks, their prunable layers, each layer's ``[out, in]``
+weight view) and the block-by-block calibration loop shared by the calibration-based pruning methods.
 
 Prunable layers are the matrices inside the decoder blocks: ``nn.Linear`` (weight ``[out, in]``, forward
 ``x @ W.T + b``) and transformers' ``Conv1D`` of the GPT-2 family (weight ``[in, out]``, forward ``x @ W + b``).
@@ -14,14 +15,14 @@ activations for the calibration set.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import inspect
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
+
+from kick_hub.compress.memory import release_freed_memory
 
 # Llama / Mistral / Qwen2 / Phi / Gemma..., OPT, GPT-2 / GPT-J / Falcon / Bloom, GPT-NeoX, MPT / DBRX, OLMo-style
 # blocks, and multimodal wrappers whose text decoder is ``model.language_model`` (Gemma 3 4B+).
@@ -65,6 +66,19 @@ def weight_view(layer: nn.Module) -> torch.Tensor:
     return w.t() if isinstance(layer, Conv1D) else w
 
 
+def prunable_layers(model) -> dict[str, nn.Module]:
+    """Every prunable layer of ``model`` (decoder-block Linear / GPT-2 Conv1D) as ``layers.<block>.<name>`` ->
+    module, in block order: the names the manifest's ``layer_sparsity`` and ``damp_raised`` use."""
+    return {f"layers.{i}.{name}": lin for i, block in enumerate(decoder_layers(model))
+            for name, lin in linear_layers(block).items()}
+
+
+def prunable_module_names(model) -> list[str]:
+    """Module names (``model.named_modules()``'s) of the prunable layers, in block order."""
+    names = {id(m): n for n, m in model.named_modules()}
+    return [names[id(lin)] for lin in prunable_layers(model).values()]
+
+
 def unprunable_weights(block: nn.Module) -> dict[str, str]:
     """Matrices (parameters with >= 2 dims) inside ``block`` that no prunable layer owns, e.g. the fused 3-D expert
     tensors of transformers' MoE blocks (Mixtral ``mlp.experts.gate_up_proj``): name -> "Type [shape]". Pruning
@@ -77,29 +91,6 @@ def unprunable_weights(block: nn.Module) -> dict[str, str]:
             owner = modules[name.rpartition(".")[0]]
             out[name] = f"{type(owner).__name__} {list(p.shape)}"
     return out
-
-
-def release_freed_memory(collect: bool = True) -> None:
-    """Hand memory Python and torch have freed back to the OS. glibc keeps freed chunks below its (self-raising)
-    mmap threshold in the heap, so without this the per-block temporaries of a calibration loop pile up in RSS.
-    ``collect`` runs the garbage collector first (slow with a large heap: once, not per layer)."""
-    if collect:
-        gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
-def unmap_large_frees(threshold: int = 1 << 20) -> None:
-    """Serve allocations >= ``threshold`` bytes with their own mmap, so freeing one returns it to the OS at once.
-    glibc raises its mmap threshold after each large free (up to 32 MiB), after which a quantizer's per-tensor
-    temporaries stay in the heap until the end of the load (+0.55x the model bytes for int8 on SmolLM2). Fixing the
-    threshold (``mallopt(M_MMAP_THRESHOLD)``) is process-wide and lasts for the process; no-op off glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, threshold)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 class _Captured(Exception):

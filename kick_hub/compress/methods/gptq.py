@@ -1,4 +1,6 @@
-"""GPTQ quantization through the ecosystem's own path: transformers ``GPTQConfig`` -> optimum -> GPTQModel, on CPU.
+"""GPTQ quantization (Frantar et al., 2023, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+Transformers", section 4, Algorithm 1) through the ecosystem's own path: transformers ``GPTQConfig`` -> optimum ->
+GPTQModel (ModelCloud/GPTQModel ``gptqmodel/quantization/gptq.py``), on CPU.
 
 The calibration ids are handed to optimum pre-tokenized (so a run is reproducible from the saved ids) and removed
 from the config before saving, so ``config.json`` never carries the calibration data. GPTQModel packs 2/3/4/8-bit
@@ -28,10 +30,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kick_hub.compress.hf_quantize import layer_features, quantize_in_memory
+from kick_hub.compress.methods.hf_quantize import layer_features, quantize_in_memory
 
 if TYPE_CHECKING:
-    from kick_hub.compress import CompressSpec
+    from kick_hub.compress.spec import CompressSpec
 
 # dtype of the calibration forward passes: CPUs have fast bf16 matmuls and no fast fp16 ones (4-bit world model:
 # 23 s in bf16, 108 s in fp16, 38 s in fp32, which would also double the working memory)
@@ -39,8 +41,9 @@ WORK_DTYPE = torch.bfloat16
 INSTALL = "pip install 'kick-hub[gptq]'  (optimum>=2.3 and gptqmodel==7.6.0, the newest accepting torch 2.13)"
 
 
-def check_available() -> None:
-    """Fail early, naming the install command, when the GPTQ stack is missing."""
+def check_available(method: str = "gptq") -> None:
+    """Fail early with an ImportError naming the install command when the GPTQ stack (optimum, gptqmodel) is
+    missing."""
     missing = []
     for module in ("optimum", "gptqmodel"):
         try:
@@ -104,7 +107,7 @@ def check_layers(model: torch.nn.Module, spec: CompressSpec) -> None:
     from gptqmodel.models._const import DEVICE
     from optimum.gptq.utils import get_layers
 
-    from kick_hub.compress.blocks import decoder_layers
+    from kick_hub.compress.blockwise import decoder_layers
 
     chosen = kernels(spec)
     whole_groups = sorted({c.__name__ for c in chosen.values()} & set(WHOLE_GROUP_KERNELS))
@@ -138,8 +141,11 @@ def check_layers(model: torch.nn.Module, spec: CompressSpec) -> None:
 
 
 def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSpec) -> torch.nn.Module:
-    """Quantize a loaded model; returns the GPTQ model in fp16 (the dtype GPTQ checkpoints are read in), in eval
-    mode, its layers in GPTQModel's ``gptq_v2`` layout and its state dict the checkpoint's (``keep_checkpoint_state``).
+    """Quantize a loaded model with GPTQ on ``calibration`` token ids ``[nsamples, seqlen]`` (each row one
+    calibration sample, all-ones attention mask); ``spec.bits`` per weight, ``spec.group_size`` input columns per
+    scale (-1: one per output row), ``spec.damp`` a fraction of mean(diag H). Returns the GPTQ model in fp16 (the
+    dtype GPTQ checkpoints are read in), in eval mode, its layers in GPTQModel's ``gptq_v2`` layout and its state
+    dict the checkpoint's (``keep_checkpoint_state``).
     The input model's weights are cast in place to ``WORK_DTYPE`` and released once handed over. The returned model's
     ``kick_damp_raised`` / ``kick_hessian_floor`` hold GPTQModel's Hessian recoveries (``recorded_hessian_inverse``);
     a ValueError naming the layer when a Hessian does not factorise at all."""
@@ -172,15 +178,15 @@ def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSp
 def recorded_hessian_inverse(raised: dict[str, float], floor: dict[str, float]) -> Iterator[None]:
     """While in the block, GPTQModel's ``GPTQ.hessian_inverse`` (the damped Cholesky inverse of GPTQ, Frantar et al.
     2023, IST-DASLab/gptq ``fasterquant``) records into ``raised`` each layer (``layers.<block>.<name>``, as
-    ``variant.layer_sparsity`` names them) whose Hessian needed more damping than the requested ``damp_percent``,
-    with the damping used, and into ``floor`` each layer whose diagonal GPTQModel had to raise, with the smallest
-    amount added; each is printed to stderr. A ValueError naming the layer where GPTQModel finds no inverse (it
-    would round the layer to nearest) or retries after a NaN loss (with an identity inverse, for every later layer
-    too). Layer names come from the model optimum's ``GPTQQuantizer.quantize_model`` is given."""
+    ``variant.layer_sparsity`` names them) whose Hessian ``[in, in]`` needed more damping than the requested
+    ``damp_percent``, with the damping used, and into ``floor`` each layer whose diagonal GPTQModel had to raise,
+    with the smallest amount added; each is printed to stderr. A ValueError naming the layer where GPTQModel finds
+    no inverse (it would round the layer to nearest) or retries after a NaN loss (with an identity inverse, for
+    every later layer too). Layer names come from the model optimum's ``GPTQQuantizer.quantize_model`` is given."""
     from gptqmodel.quantization.gptq import GPTQ
     from optimum.gptq.quantizer import GPTQQuantizer
 
-    from kick_hub.compress.blocks import decoder_layers, linear_layers
+    from kick_hub.compress.blockwise import prunable_layers
 
     names: dict[int, str] = {}
     quantize_model, hessian_inverse, mock_inverse = (GPTQQuantizer.quantize_model, GPTQ.hessian_inverse,
@@ -188,8 +194,7 @@ def recorded_hessian_inverse(raised: dict[str, float], floor: dict[str, float]) 
     remedy = "give more calibration (--nsamples / --seqlen) or a larger --damp"
 
     def named_quantize_model(self, model, *args, **kwargs):
-        names.update({id(lin): f"layers.{i}.{n}" for i, block in enumerate(decoder_layers(model))
-                      for n, lin in linear_layers(block).items()})
+        names.update({id(lin): name for name, lin in prunable_layers(model).items()})
         return quantize_model(self, model, *args, **kwargs)
 
     def recording_inverse(self, H):
@@ -304,3 +309,20 @@ def check_savable(model: torch.nn.Module) -> None:
                          "layout, not the checkpoint's (loaded models convert zero points, and a forward pass "
                          "repacks the weights); save the model kick_hub.compress returned, or copy the checkpoint "
                          "it was loaded from")
+
+
+def apply(model, spec, calibration, progress: bool = True):
+    """The registry entry: ``quantize`` (GPTQModel's own progress output; ``progress`` is not used)."""
+    return quantize(model, calibration, spec)
+
+
+def manifest_entries(model) -> dict:
+    """``damp_raised`` (layer -> damping GPTQModel used above ``spec.damp``) and ``hessian_floor`` (layer -> the
+    smallest amount GPTQModel added to its Hessian diagonal), as ``recorded_hessian_inverse`` recorded them."""
+    return {"damp_raised": dict(getattr(model, "kick_damp_raised", {})),
+            "hessian_floor": dict(getattr(model, "kick_hessian_floor", {}))}
+
+
+def before_save(model) -> None:
+    """The registry's save hook: ``check_savable``."""
+    check_savable(model)

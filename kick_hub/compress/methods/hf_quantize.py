@@ -9,13 +9,11 @@ that replaces weights after loading (GPTQ) frees each original as it goes: nothi
 
 from __future__ import annotations
 
-import ctypes
-import mmap
 from collections import Counter
 
 import torch
 
-from kick_hub.compress.blocks import release_freed_memory, unmap_large_frees
+from kick_hub.compress.memory import drop_pages, release_freed_memory, unmap_large_frees
 
 
 def layer_features(layer: torch.nn.Module) -> tuple[int, int]:
@@ -27,21 +25,6 @@ def layer_features(layer: torch.nn.Module) -> tuple[int, int]:
     if isinstance(layer, torch.nn.Linear):
         return layer.in_features, layer.out_features
     return layer.weight[0].numel(), layer.weight.shape[0]
-
-
-def drop_pages(tensor: torch.Tensor) -> None:
-    """Tell the kernel the pages wholly inside ``tensor``'s storage are no longer needed (``madvise(DONTNEED)``):
-    file-backed pages leave RSS at once (a later read would fetch them again), anonymous ones read back as zeros.
-    Only for a storage nobody reads again; no-op off Linux / glibc."""
-    storage = tensor.untyped_storage()
-    start, size, page = storage.data_ptr(), storage.nbytes(), mmap.PAGESIZE
-    lo, hi = -(-start // page) * page, (start + size) // page * page
-    if hi <= lo:
-        return
-    try:
-        ctypes.CDLL("libc.so.6").madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4)  # 4: MADV_DONTNEED
-    except (OSError, AttributeError):
-        pass
 
 
 def quantize_in_memory(model, quantization_config, dtype: torch.dtype = torch.float32):

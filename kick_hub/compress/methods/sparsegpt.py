@@ -1,10 +1,11 @@
-"""SparseGPT (Frantar & Alistarh, 2023): OBS pruning with weight updates (IST-DASLab/sparsegpt ``fasterprune``).
+"""SparseGPT (Frantar & Alistarh, 2023, "SparseGPT: Massive Language Models Can Be Accurately Pruned in One-Shot",
+section 3, Algorithm 1): OBS pruning with weight updates (IST-DASLab/sparsegpt ``sparsegpt.py`` ``fasterprune``).
 
 H = 2 X X^T / n from calibration inputs; dead inputs (zero diagonal) get H_ii = 1 and their weights zeroed; H is
 dampened by ``damp`` x mean(diag H), inverted through Cholesky, and the upper Cholesky factor of H^-1 drives the
 column-by-column OBS update. Unstructured: the mask is chosen once per block of ``blocksize`` columns from
 w^2 / [H^-1]_ii^2 with a ``<=`` threshold at ``int(numel * ratio)``; N:M: chosen every M columns inside the block.
-The weight is handled as its ``[out, in]`` view (``blocks.weight_view``: ``W`` for Linear, ``W.t()`` for GPT-2's
+The weight is handled as its ``[out, in]`` view (``blockwise.weight_view``: ``W`` for Linear, ``W.t()`` for GPT-2's
 Conv1D), so columns are input features for both, matching H.
 
 A Hessian from little calibration (rank <= nsamples x seqlen) can fail to factorise at a small ``damp``: the
@@ -22,7 +23,7 @@ import sys
 
 import torch
 
-from kick_hub.compress.blocks import decoder_layers, in_features, linear_layers, run_blockwise, weight_view
+from kick_hub.compress.blockwise import in_features, prunable_layers, run_blockwise, weight_view
 
 # the largest damping tried, as a fraction of the mean Hessian diagonal
 MAX_DAMP = 1.0
@@ -33,19 +34,21 @@ class FactorisationError(ValueError):
 
 
 class Hessian:
-    """Running H = 2/n sum x x^T over calibration samples (the reference's ``add_batch``)."""
+    """Running H = 2/n sum x x^T over calibration samples (the reference's ``add_batch``): ``H`` ``[in, in]``
+    float32, ``x`` one token's layer input ``[in]``, ``n`` the samples folded in so far."""
 
     def __init__(self, layer: torch.nn.Module) -> None:
         self.H = torch.zeros(in_features(layer), in_features(layer), dtype=torch.float32)  # [in, in]
         self.nsamples = 0
 
     def take(self) -> torch.Tensor:
-        """Hand over H and forget it."""
+        """Hand over H ``[in, in]`` and forget it (the caller then holds the only reference)."""
         H, self.H = self.H, None
         return H
 
     def add_batch(self, inp: torch.Tensor) -> None:
-        """Fold in one sample's layer input ``[1, seqlen, in]`` (or ``[seqlen, in]``)."""
+        """Fold in one sample's layer input ``[1, seqlen, in]`` (or ``[seqlen, in]``, i.e. X ``[tokens, in]``):
+        H is rescaled by n / (n + 1), then X^T X x 2 / (n + 1) is added."""
         inp = inp.unsqueeze(0) if inp.dim() == 2 else inp
         batch = inp.shape[0]
         inp = inp.reshape(-1, inp.shape[-1]).t().float()
@@ -56,7 +59,8 @@ class Hessian:
 
 
 def damp_steps(percdamp: float) -> list[float]:
-    """The dampings ``fasterprune`` tries, in order: ``percdamp``, then x10 each step, then ``MAX_DAMP``.
+    """The dampings ``fasterprune`` tries (fractions of the mean Hessian diagonal), in order: ``percdamp``, then
+    x10 each step, then ``MAX_DAMP``.
     Rounded to 12 significant digits, so the values recorded are the values used (``1e-05`` -> ``0.0001``, ...)."""
     steps = [percdamp]
     while steps[-1] * 10 < MAX_DAMP:
@@ -67,7 +71,8 @@ def damp_steps(percdamp: float) -> list[float]:
 
 
 def inverse_factor(H: torch.Tensor, damp: float) -> torch.Tensor | None:
-    """The upper Cholesky factor of ``(H + damp x mean(diag H) I)^-1``, computed as the reference's ``fasterprune``
+    """The upper Cholesky factor ``[in, in]`` of ``(H + damp x mean(diag H) I)^-1`` for ``H`` ``[in, in]``, computed
+    as the reference's ``fasterprune``
     does (Cholesky, ``cholesky_inverse``, upper Cholesky), or None when either Cholesky finds its input not positive
     definite. ``H`` is left as it was (its diagonal is restored); the inverse and its factor share one buffer, so at
     most two ``[in, in]`` matrices are alive, as in the reference."""
@@ -89,10 +94,12 @@ def inverse_factor(H: torch.Tensor, damp: float) -> torch.Tensor | None:
 def fasterprune(layer: torch.nn.Module, H: torch.Tensor, sparsity: float, pattern: tuple[int, int] | None = None,
                 blocksize: int = 128, percdamp: float = 0.01, name: str = "layer") -> float:
     """Prune ``layer`` (Linear or Conv1D) in place from its Hessian ``H`` ``[in, in]`` (consumed); the reference's
-    ``SparseGPT.fasterprune`` (IST-DASLab/sparsegpt ``sparsegpt.py``). Returns the damping used: ``percdamp``, or
-    the first of ``damp_steps(percdamp)`` under which H factorises. A ``FactorisationError`` naming ``name`` when
-    none does, or when the pruned weights come out non-finite; the layer is then left as it was. A ValueError when
-    the layer's weight already holds NaN or inf."""
+    ``SparseGPT.fasterprune`` (IST-DASLab/sparsegpt ``sparsegpt.py``). ``sparsity`` in [0, 1) (unstructured) or
+    ``pattern`` N:M; ``blocksize`` columns per lazy-update block; ``percdamp`` a fraction of mean(diag H). The weight
+    is pruned and updated in float32 on its ``[out, in]`` view and copied back. Returns the damping used:
+    ``percdamp``, or the first of ``damp_steps(percdamp)`` under which H factorises. A ``FactorisationError``
+    naming ``name`` when none does, or when the pruned weights come out non-finite; the layer is then left as it
+    was. A ValueError when the layer's weight already holds NaN or inf."""
     if not bool(torch.isfinite(weight_view(layer)).all()):
         raise ValueError(f"model: {name}'s weight holds NaN or inf; SparseGPT cannot prune it")
     dead = torch.diag(H) == 0
@@ -123,8 +130,10 @@ def fasterprune(layer: torch.nn.Module, H: torch.Tensor, sparsity: float, patter
 
 def _prune_columns(W: torch.Tensor, Hinv: torch.Tensor, sparsity: float, pattern: tuple[int, int] | None,
                    blocksize: int) -> None:
-    """The reference's column loop: prune ``W`` ``[out, in]`` in place, block by block, with OBS updates from the
-    upper Cholesky factor ``Hinv`` of the damped inverse Hessian."""
+    """The reference's column loop (paper Algorithm 1): prune ``W`` ``[out, in]`` float32 in place, ``blocksize``
+    columns at a time, with OBS updates from the upper Cholesky factor ``Hinv`` ``[in, in]`` of the damped inverse
+    Hessian. Mask per block: the ``<=`` threshold at ``int(numel * sparsity)`` of w^2 / [Hinv]_ii^2 (unstructured),
+    or the ``n`` lowest of every ``m`` columns, chosen when the loop reaches the group (N:M)."""
     n, m = pattern or (0, 0)
     for i1 in range(0, W.shape[1], blocksize):
         i2 = min(i1 + blocksize, W.shape[1])
@@ -155,15 +164,16 @@ def _prune_columns(W: torch.Tensor, Hinv: torch.Tensor, sparsity: float, pattern
 
 
 def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> dict[str, float]:
-    """Prune every decoder-block Linear / Conv1D of ``model`` in place; ``calibration``: token ids
+    """Prune every decoder-block Linear / Conv1D of ``model`` in place, block by block (``run_blockwise``: each
+    block's inputs are the previous block's outputs after pruning, as the reference); ``calibration``: token ids
     ``[nsamples, seqlen]``. Returns the layers (``layers.<block>.<name>``, as ``variant.layer_sparsity`` names them)
-    whose Hessian needed more damping than ``spec.damp``, with the damping used; each is also printed to stderr."""
+    whose Hessian needed more damping than ``spec.damp``, with the damping used; each is also printed to stderr.
+    Raises what ``fasterprune`` raises, and a ValueError naming the layer when its Hessian is not finite."""
     from tqdm.auto import tqdm
 
     if spec.sparsity == 0 and not spec.pattern:
         return {}
-    names = {id(lin): f"layers.{i}.{n}" for i, block in enumerate(decoder_layers(model))
-             for n, lin in linear_layers(block).items()}
+    names = {id(lin): name for name, lin in prunable_layers(model).items()}
     raised: dict[str, float] = {}
 
     def rewrite(name, layer, stats):
@@ -177,3 +187,16 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> dict
 
     run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress)
     return raised
+
+
+def apply(model, spec, calibration, progress: bool = True):
+    """The registry entry: ``prune`` in place and return ``model``, the layers whose damping was raised on it as
+    ``kick_damp_raised`` (``manifest_entries``)."""
+    model.kick_damp_raised = prune(model, calibration, spec, progress)
+    return model
+
+
+def manifest_entries(model) -> dict:
+    """``damp_raised``: layer -> damping used where the Hessian did not factorise with ``spec.damp``; rerunning the
+    same spec on the same calibration raises the same layers to the same damping."""
+    return {"damp_raised": dict(getattr(model, "kick_damp_raised", {}))}

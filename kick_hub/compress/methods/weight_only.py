@@ -1,8 +1,9 @@
 """Round-to-nearest weight-only quantization through transformers' own quantizer configs (no calibration):
 
 - ``int8``: torchao ``Int8WeightOnlyConfig`` via ``TorchAoConfig`` (runs on CPU);
-- ``bnb-int8``: bitsandbytes LLM.int8 via ``BitsAndBytesConfig(load_in_8bit=True)``;
-- ``nf4``: bitsandbytes NF4 via ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")``.
+- ``bnb-int8``: bitsandbytes LLM.int8 (Dettmers et al., 2022) via ``BitsAndBytesConfig(load_in_8bit=True)``;
+- ``nf4``: bitsandbytes NF4 (Dettmers et al., 2023, QLoRA section 3) via
+  ``BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")``.
 
 transformers applies these while loading; ``hf_quantize.quantize_in_memory`` hands it the loaded model's tensors.
 ``check_layers`` states, before any work, what the CPU kernels need of the layers' shapes. On CPUs with AVX512-BF16
@@ -19,10 +20,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kick_hub.compress.hf_quantize import layer_features, quantize_in_memory
+from kick_hub.compress.methods.hf_quantize import layer_features, quantize_in_memory
 
 if TYPE_CHECKING:
-    from kick_hub.compress import CompressSpec
+    from kick_hub.compress.spec import CompressSpec
 
 INSTALL = {"int8": "pip install torchao", "bnb-int8": "pip install bitsandbytes", "nf4": "pip install bitsandbytes"}
 
@@ -41,7 +42,8 @@ def quantization_config(method: str) -> object:
 
 
 def check_available(method: str) -> None:
-    """Fail early, naming the install command, when ``method``'s package is missing."""
+    """Fail early with an ImportError naming the install command when ``method``'s package (torchao or
+    bitsandbytes) is missing."""
     module = "torchao" if method == "int8" else "bitsandbytes"
     try:
         __import__(module)
@@ -70,12 +72,28 @@ def quantized_layers(model: torch.nn.Module, method: str) -> dict[str, torch.nn.
 
 
 def check_layers(model: torch.nn.Module, spec: CompressSpec) -> None:
-    """Fail, before any work, when the method's CPU kernel cannot run one of the layers it would quantize. torchao's
-    int8 weight-only and bitsandbytes' LLM.int8 take any shape (per-row scales); bitsandbytes' NF4 kernel for CPUs
-    with AVX512-BF16 needs out_features divisible by 32 and in_features by the 64-weight quantization block, else
-    the layer quantizes and then fails at its first forward pass. The ValueError names the layers and the rule."""
-    if spec.method != "nf4":
-        return
+    """Fail, before any work, when the method's CPU kernel cannot run one of the layers it would quantize, or when
+    it would pass over a decoder-block layer. torchao's int8 weight-only and bitsandbytes' LLM.int8 take any shape
+    (per-row scales); bitsandbytes' NF4 kernel for CPUs with AVX512-BF16 needs out_features divisible by 32 and
+    in_features by the 64-weight quantization block, else the layer quantizes and then fails at its first forward
+    pass. A block layer the quantizer passes over would stay float32 under the label (torchao takes nn.Linear only,
+    so a GPT-2 "int8" variant would be the dense model). The ValueError names the layers and the rule."""
+    if spec.method == "nf4":
+        _check_nf4_shapes(model, spec)
+    from kick_hub.compress.blockwise import prunable_module_names
+
+    taken = quantized_layers(model, spec.method)
+    block_layers = prunable_module_names(model)
+    skipped = [n for n in block_layers if n not in taken]
+    if skipped:
+        modules = dict(model.named_modules())
+        types = sorted({type(modules[n]).__name__ for n in skipped})
+        raise ValueError(f"method: {spec.method} would leave {len(skipped)} of {type(model).__name__}'s "
+                         f"{len(block_layers)} block layers unquantized ({', '.join(types)}: {skipped[0]}, ...)"
+                         + ("; torchao quantizes nn.Linear only (use bnb-int8)" if spec.method == "int8" else ""))
+
+
+def _check_nf4_shapes(model: torch.nn.Module, spec: CompressSpec) -> None:
     rules = {f"out_features must be a multiple of {NF4_BLOCK_N}": set(),
              f"in_features must be a multiple of the {NF4_BLOCKSIZE}-weight block": set()}
     out_rule, in_rule = rules
@@ -124,11 +142,23 @@ def restore_4bit_layouts(model: torch.nn.Module) -> None:
 
 
 def quantize(model: torch.nn.Module, spec: CompressSpec) -> torch.nn.Module:
-    """Quantize ``model`` with the method's quantization config (CPU); returns the quantized model, whose 4-bit
-    layers (nf4) restore their checkpoint layout whenever a state dict is taken. The input model's weights are
-    released (moved to the meta device)."""
+    """Quantize ``model`` with the method's quantization config (CPU, round to nearest: int8 per output row, NF4
+    per 64-weight block); returns the quantized model, whose 4-bit layers (nf4) restore their checkpoint layout
+    whenever a state dict is taken. The input model's weights are released (moved to the meta device). An
+    ImportError naming the install command when the method's package is missing."""
     check_available(spec.method)
     quantized = quantize_in_memory(model, quantization_config(spec.method), torch.float32)
     for module in _4bit_layers(quantized):
         module.register_state_dict_pre_hook(restore_4bit_layout)
     return quantized
+
+
+def apply(model, spec, calibration=None, progress: bool = True):
+    """The registry entry: ``quantize`` (no calibration, no progress bar)."""
+    return quantize(model, spec)
+
+
+def before_save(model) -> None:
+    """The registry's save hook: ``restore_4bit_layouts``, so NF4 layers repacked by a forward pass are saved as
+    quantized, not half-restored."""
+    restore_4bit_layouts(model)

@@ -2,8 +2,9 @@
 
 import datasets
 import evaluate
+import torch
 
-from .kick_engine import Engine
+from .kick_perplexity import context_length, perplexity, token_ids
 
 _CITATION = """\
 @inproceedings{jaiswal2024compressing,
@@ -16,8 +17,9 @@ _CITATION = """\
 
 _DESCRIPTION = """\
 Token-level perplexity, exp(total negative log-likelihood / predicted tokens), of a causal LM over a list of texts,
-each text scored on its own (first token conditioned on BOS when the tokenizer adds one; texts longer than the
-model's context are cut to their last tokens). An empty list, a blank text or a text with no token to predict is a
+each text scored on its own (first token conditioned on BOS when the tokenizer adds one; a text longer than the
+model's context is scored in windows of the context length that start half a context apart, every token after the first
+scored exactly once; nothing is cut; inf where exp overflows). An empty list, a blank text or a text with no token to predict is a
 ValueError naming predictions (its perplexity is undefined, not 1). LLM-KICK's point is that this number moves little
 while knowledge tasks collapse. The model is loaded with transformers' AutoModelForCausalLM (never with
 trust_remote_code).
@@ -54,11 +56,40 @@ class Perplexity(evaluate.Metric):
             raise ValueError(f"predictions: must be non-blank texts; element {blank[0]} is empty or blank")
         if not model_id:
             raise ValueError("model_id: required (a Hub id or a local model directory)")
-        engine = Engine.from_name(model_id, batch_size=batch_size)
+        if not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size: must be a positive integer, got {batch_size!r}")
+        model, tokenizer = _load(model_id)
+        encoded = [token_ids(tokenizer, t) for t in predictions]
         # A text of one token (BOS included) has no token to predict: its perplexity would read exp(0) = 1.
-        short = [i for i, t in enumerate(predictions) if len(engine.token_ids(t)) < 2]
+        short = [i for i, ids in enumerate(encoded) if len(ids) < 2]
         if short:
             raise ValueError(f"predictions: element {short[0]} has no token to predict (one token long)")
-        result = engine.perplexity(predictions)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any valid id
+        result = perplexity(model, encoded, context_length(model), batch_size, pad)
         result["perplexities"] = result.pop("per_example")
         return result
+
+
+def _load(model_id):
+    """(model, tokenizer) in float32 through transformers' Auto classes, never with trust_remote_code; a model that
+    is not a causal LM or has no tokenizer is a ValueError naming model_id."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(model_id)
+    except OSError as e:
+        raise ValueError(f"model_id: cannot load {model_id!r} (not a local model directory or a Hub id reachable "
+                         f"now): {e}") from e
+    if (getattr(config, "quantization_config", None) or {}).get("quant_method") == "sparse-bitmask":
+        raise ValueError(f"model_id: {model_id!r} is saved in kick-hub's sparse-bitmask layout; score it with "
+                         f"`kick evaluate --task perplexity` (pip install kick-hub), or save it dense")
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"model_id: {model_id!r} is a {config.model_type!r} model, not a causal LM")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"model_id: {model_id!r} has no usable tokenizer ({e})") from e
+    model = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.float32)
+    model.eval()
+    return model, tokenizer

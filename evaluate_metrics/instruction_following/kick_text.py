@@ -1,1 +1,0 @@
-../../kick_hub/scoring/text.py

@@ -1,0 +1,172 @@
+"""Compression as one pipeline: load -> check -> calibrate -> apply -> measure -> save.
+
+``make_variant`` is that pipeline, from a model name to a variant directory; ``compress`` is its apply step, the
+library entry for a model already in memory. The method itself comes from ``registry``; nothing here branches on a
+method's name.
+"""
+
+from __future__ import annotations
+
+from kick_hub.compress import registry
+from kick_hub.compress.spec import CompressSpec
+
+
+def check_model(model, spec: CompressSpec) -> None:
+    """Fail before any work when the model cannot take ``spec``:
+
+    - no decoder blocks, or blocks with no Linear / GPT-2 Conv1D layer;
+    - weight matrices in the blocks that no such layer holds (transformers' fused MoE experts): every method would
+      leave them as they are;
+    - layers the method's kernels cannot take or would pass over (its ``check_layers``: GPTQModel's CPU kernels,
+      bitsandbytes' NF4 shapes, torchao's int8 skipping Conv1D);
+    - an N:M pattern whose M does not divide a layer's input width (the reference code would silently prune a short
+      last group)."""
+    from kick_hub.compress.blockwise import decoder_layers, in_features, linear_layers, unprunable_weights
+
+    blocks = decoder_layers(model)
+    kind = type(blocks[0]).__name__
+    layers = {f"{i}.{n}": lin for i, b in enumerate(blocks) for n, lin in linear_layers(b).items()}
+    if not layers:
+        types = sorted({type(m).__name__ for b in blocks for m in b.modules() if not list(m.children())})
+        raise ValueError(f"model: {kind} blocks of {type(model).__name__} hold no Linear or Conv1D layer (only "
+                         f"{', '.join(types) or 'nothing'}); {spec.method} has nothing it can compress")
+    # pruning and every quantizer (torchao, bitsandbytes, optimum's GPTQ) take Linear / Conv1D layers only
+    loose = {f"{i}.{n}": t for i, b in enumerate(blocks) for n, t in unprunable_weights(b).items()}
+    if loose:
+        raise ValueError(f"model: {kind} holds weight matrices that are not Linear/Conv1D layers, which "
+                         f"{spec.method} cannot compress and would leave as they are: "
+                         + ", ".join(f"{n} ({t})" for n, t in list(loose.items())[:4])
+                         + (f" and {len(loose) - 4} more" if len(loose) > 4 else ""))
+    registry.check_layers(model, spec)
+    if spec.pattern:
+        m = spec.pattern[1]
+        bad = sorted({f"{n} ({in_features(lin)})" for b in blocks for n, lin in linear_layers(b).items()
+                      if in_features(lin) % m})
+        if bad:
+            raise ValueError(f"pattern: M={m} must divide every pruned layer's in_features; not: {', '.join(bad)}")
+
+
+def check_compressed(model, spec: CompressSpec) -> None:
+    """Fail, before anything is written, when compression left the model as it was: a pruning spec with sparsity > 0
+    under which no prunable layer has a single zero, or a quantization after which every block layer is still a
+    plain float matrix. A variant's label must describe its weights."""
+    import torch
+
+    from kick_hub.compress.blockwise import prunable_layers
+
+    layers = list(prunable_layers(model).values())
+    if spec.prunes:
+        if spec.sparsity > 0 and not any(bool((lin.weight == 0).any()) for lin in layers):
+            raise ValueError(f"model: {spec.label} pruned none of {type(model).__name__}'s {len(layers)} "
+                             "Linear/Conv1D layers; nothing written")
+    elif layers and all(type(getattr(lin, "weight", None)) is torch.nn.Parameter and lin.weight.is_floating_point()
+                        for lin in layers):
+        raise ValueError(f"model: {spec.label} quantized none of {type(model).__name__}'s {len(layers)} "
+                         f"{type(layers[0]).__name__} layers; nothing written")
+
+
+def compress(model, spec: CompressSpec, calibration=None, progress: bool = True):
+    """Apply ``spec`` to ``model``; ``calibration``: token ids ``[nsamples, seqlen]`` for the calibrated methods
+    (wanda, sparsegpt, gptq), else unused. Pruning modifies ``model`` in place and returns it, quantization returns a
+    new model and leaves the input on the meta device (its weights released, so memory stays near one model copy).
+
+    SparseGPT and GPTQ set ``kick_damp_raised`` on the returned model: the layers whose Hessian only factorised
+    with more damping than ``spec.damp``, and the damping used (``sparsegpt.prune``, ``gptq.quantize``). A
+    ValueError when the ids or the model cannot take ``spec`` (``calibration.check_ids``, ``check_model``)."""
+    if spec.calibrated:
+        from kick_hub.compress.calibration import check_ids, model_limits
+
+        if calibration is None:
+            raise ValueError(f"calibration: method {spec.method!r} needs calibration ids")
+        check_ids(calibration, *model_limits(model))
+    check_model(model, spec)
+    return registry.method(spec.method).apply(model, spec, calibration, progress)
+
+
+def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
+               seqlen: int | None = None) -> None:
+    """Check every spec against ``model_name`` and the calibration options before any of them runs: the methods'
+    packages, ``check_model`` on the model's layers (an empty model built from its config on the meta device: no
+    weights are read) and, when a spec calibrates, ``calibration.check_calibration``. For runs of many variants,
+    which would otherwise meet a bad one only when they reach it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from kick_hub.compress.calibration import check_calibration
+    from kick_hub.engine import resolve_model
+
+    for method in sorted({s.method for s in specs}):
+        registry.check_available(method)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(model_name)))
+    for spec in specs:
+        check_model(skeleton, spec)
+    if any(s.calibrated for s in specs):
+        check_calibration(calibration, model_name, nsamples, seqlen)
+
+
+def make_variant(model_name: str, spec: CompressSpec, output, calibration: str = "world",
+                 nsamples: int | None = None, seqlen: int | None = None, overwrite: bool = False,
+                 progress: bool = True, storage: str = "dense"):
+    """Load ``model_name``, compress it by ``spec`` and save the variant with its manifest to ``output``; returns
+    the variant's path.
+
+    Calibration (wanda, sparsegpt, gptq): ``nsamples`` x ``seqlen`` ids from ``calibration``; unset sizes are a
+    ``.pt`` / ``.safetensors`` id file's own shape, else 128 windows of min(2048, context) tokens. The manifest
+    records the ids' actual shape.
+
+    Everything that can be checked is checked before the model is touched; the variant is written atomically.
+    """
+    import time
+
+    import torch
+
+    from kick_hub import variant, versions
+    from kick_hub.compress import calibration as calib
+    from kick_hub.compress.memory import peak_rss_mb, release_freed_memory
+    from kick_hub.engine import load_model
+    from kick_hub.io import public_name
+
+    # check: options, output dir, the method's packages
+    if storage not in variant.STORAGES:
+        raise ValueError(f"storage: must be one of {list(variant.STORAGES)}, got {storage!r}")
+    if storage == "sparse" and not spec.prunes:
+        raise ValueError(f"storage: 'sparse' stores pruned weights; {spec.method!r} is a quantization method")
+    output = variant.prepare_output(output, overwrite)
+    registry.check_available(spec.method)
+    # load, then check the model before the calibration is built
+    start = time.perf_counter()
+    model, tokenizer = load_model(model_name)
+    check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit
+    max_pos = getattr(model.config, "max_position_embeddings", None) or 2048
+    if seqlen is not None and seqlen > max_pos:
+        raise ValueError(f"seqlen: {seqlen} exceeds the model's context ({max_pos})")
+    # calibrate
+    ids = None
+    if spec.calibrated:
+        default_seqlen = None if calib.is_id_file(calibration) else min(2048, max_pos)
+        ids = calib.calibration_ids(calibration, tokenizer, nsamples, seqlen or default_seqlen, spec.seed)
+        calib.check_ids(ids, *calib.model_limits(model), calibration)
+    release_freed_memory()  # the tokenized calibration text is gone; do not carry its heap into the compression
+    # apply
+    torch.manual_seed(spec.seed)
+    model = compress(model, spec, ids, progress=progress)
+    check_compressed(model, spec)  # a variant that is not what its label says is never written
+    # measure
+    sparsity = variant.layer_sparsity(model) if spec.prunes else {}
+    manifest = {
+        "base_model": public_name(model_name),  # published with the variant: no path of this machine
+        "base_revision": getattr(model.config, "_commit_hash", None), "method": spec.method, "label": spec.label,
+        "spec": spec.to_dict(),
+        "calibration": ({"source": calibration, "nsamples": ids.shape[0], "seqlen": ids.shape[1], "seed": spec.seed,
+                         "ids_sha256": calib.ids_hash(ids), "file": variant.CALIBRATION_FILE}
+                        if ids is not None else None),
+        "layer_sparsity": sparsity,
+        "sparsity": variant.overall(sparsity, model) if sparsity else 0.0,
+        "wall_time_s": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
+        "versions": versions(), "storage": storage,
+        "threads": torch.get_num_threads(),  # SparseGPT and GPTQ weights depend on it (see hub.card.reproduce_argv)
+        **registry.manifest_entries(model, spec),  # what the method recorded (e.g. sparsegpt's damp_raised)
+    }
+    # save
+    return variant.save(model, tokenizer, output, manifest, ids, overwrite, storage)

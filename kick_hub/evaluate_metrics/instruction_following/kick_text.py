@@ -1,0 +1,1 @@
+../../scoring/text.py

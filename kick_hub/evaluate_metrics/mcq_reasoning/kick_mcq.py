@@ -1,0 +1,1 @@
+../../scoring/mcq.py
