@@ -1,7 +1,7 @@
 """Third-party start-up messages that are not the user's business, dropped for the ``kick`` command.
 
 transformers imports torchao whenever it is installed (``transformers.quantizers`` imports its torchao quantizer at
-load time), so every command that loads a model used to print, before anything of ours:
+load time), so without these filters every command that loads a model prints, before anything of ours:
 
 - ``torchao``: ``Failed to load .../torchao/_C_mxfp8...so`` / ``_C_cutlass_90a...so``: torchao tries its optional
   prebuilt GPU kernels (MX-FP8, CUTLASS for sm90a) on every import; where they cannot load, those kernels are absent
@@ -35,6 +35,7 @@ class DropMessage(logging.Filter):
         self.pattern = pattern
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop the record) when its formatted message matches ``pattern``; True otherwise."""
         return not self.pattern.search(record.getMessage())
 
 

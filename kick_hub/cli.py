@@ -74,6 +74,8 @@ def _add_world_options(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------ commands
 def cmd_world_info(args) -> int:
+    """``kick world info``: print the world sizes, the world model directory, its parameter count and measured
+    scores (``world.info``), as text or with ``--json`` as JSON. Returns 0; a bad world size raises ValueError."""
     from kick_hub.io import dumps
     from kick_hub.world import info
 
@@ -83,6 +85,8 @@ def cmd_world_info(args) -> int:
 
 
 def cmd_world_build(args) -> int:
+    """``kick world build``: write the world's eval sets in the real datasets' formats to ``--output``
+    (``world.export.write``). Returns 0; a bad world size raises ValueError."""
     from kick_hub.world.export import write
     from kick_hub.world.generate import World
 
@@ -92,14 +96,14 @@ def cmd_world_build(args) -> int:
 
 
 def cmd_world_train(args) -> int:
+    """``kick world train``: train a world model into ``--output`` (``world.train.train``; the full recipe takes
+    about 42 min on 2 cores), then measure and print its scores. Returns 0; raises ValueError for an ``--init``
+    without ``--phase`` or that is no world model checkpoint (``world.train.check_init``)."""
     from kick_hub.io import dumps
     from kick_hub.world import info
-    from kick_hub.world.train import TrainConfig, train
+    from kick_hub.world.train import TrainConfig, check_init, train
 
-    if args.init and not args.phase:
-        raise ValueError("--init: give the phases to continue with (--phase CURRICULUM:STEPS ...)")
-    if args.init and not (Path(args.init) / "training.json").is_file():
-        raise ValueError(f"--init: {args.init} is not a world model checkpoint (no training.json)")
+    check_init(args.init, args.phase)
     overrides = {"compile": not args.no_compile}
     if args.phase:
         overrides["phases"] = tuple(args.phase)
@@ -110,6 +114,9 @@ def cmd_world_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``kick evaluate``: run a model on tasks (``evaluation.evaluate``), print the results table and the skipped
+    tasks, and write the JSON to ``--output`` when given. Returns 0; raises ValueError for an unknown task, judge
+    spec or data source."""
     from kick_hub.engine import Engine, default_threads
     from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
 
@@ -148,16 +155,14 @@ def compress_spec(args: argparse.Namespace):
 
 
 def cmd_compress(args) -> int:
+    """``kick compress``: write one pruned or quantized variant directory (``compress.make_variant``) and print its
+    label, sparsity, wall time (s) and peak RSS. Returns 0; raises ValueError for a spec the method cannot take or
+    a bad calibration option."""
     from kick_hub.compress import make_variant
-    from kick_hub.engine import default_threads
+    from kick_hub.engine import set_threads
 
     spec = compress_spec(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    else:
-        default_threads()
+    set_threads(args.threads)
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
                        overwrite=args.overwrite, storage=args.storage)
     from kick_hub.variant import load_manifest
@@ -169,21 +174,23 @@ def cmd_compress(args) -> int:
 
 
 def cmd_sparsity(args) -> int:
-    from kick_hub.variant import check_sparsity
+    """``kick sparsity``: compare a variant's per-layer sparsity with its manifest (``variant.check_sparsity``) and
+    print the report. Returns 0 when every layer matches, 1 otherwise; raises ValueError when the variant is not a
+    pruned one or has nothing to compare."""
+    from kick_hub.variant import check_sparsity, format_sparsity
 
     rows = check_sparsity(args.variant)  # raises (exit 2) when there is nothing to compare
-    bad = [r for r in rows if not r["ok"]]
-    show = lambda v: "missing " if v is None else f"{v:.6f}"  # noqa: E731
-    for r in rows if args.verbose else bad:
-        print(f"{r['layer']:<40} manifest {show(r['manifest'])}  measured {show(r['measured'])}  "
-              f"{'ok' if r['ok'] else 'MISMATCH'}")
-    print(f"{len(rows) - len(bad)}/{len(rows)} layers match the manifest")
-    return 1 if bad or not rows else 0
+    print(format_sparsity(rows, args.verbose))
+    return 0 if rows and all(r["ok"] for r in rows) else 1
 
 
 def cmd_bench(args) -> int:
+    """``kick bench``: with ``--status`` print what is done and return; otherwise run the resumable compress x
+    evaluate sweep in the run dir (``bench.sweep``), write the report, and push the variants / results when asked
+    (the Hub org, results repo and token are checked before the sweep). Returns 0; raises ValueError for a bad
+    plan, task or judge, and ``hub.HubError`` for a failed push."""
     from kick_hub.bench import plan, report, sweep
-    from kick_hub.evaluation import resolve_tasks
+    from kick_hub.evaluation import merge_limits, resolve_tasks
 
     cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits, args.group_size)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
@@ -202,7 +209,7 @@ def cmd_bench(args) -> int:
     from kick_hub.engine import default_threads
 
     default_threads()
-    limit = {"*": args.limit, **dict(args.task_limit or [])} if args.task_limit else args.limit
+    limit = merge_limits(args.limit, args.task_limit)
     with sweep.hold(run_dir):  # one driver per run dir, from the sweep through the report and the pushes
         store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
                           force=args.force, calibration=args.calibration, nsamples=args.nsamples,
@@ -226,6 +233,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_push(args) -> int:
+    """``kick push``: upload a variant with its model card to ``--repo-id`` in one commit
+    (``hub.push.push_variant``) and print the commit URL. Returns 0; raises ValueError for a bad repo id, variant
+    or run dir, and ``hub.HubError`` when there is no token or the upload fails."""
     from kick_hub.hub.push import push_variant
 
     print(push_variant(args.variant, args.repo_id, args.private, args.run_dir, args.base_model))
@@ -233,6 +243,9 @@ def cmd_push(args) -> int:
 
 
 def cmd_publish_tasks(args) -> int:
+    """``kick publish-tasks``: publish each task's evaluate module as a Space under ``--org``
+    (``hub.tasks.publish_tasks``) and print each Space's commit URL. Returns 0; raises ValueError for a bad org or
+    task, and ``hub.HubError`` when there is no token or an upload fails."""
     from kick_hub.hub.tasks import publish_tasks
 
     for space, url in publish_tasks(args.org, args.private, only=args.tasks).items():
@@ -241,12 +254,11 @@ def cmd_publish_tasks(args) -> int:
 
 
 def cmd_space(args) -> int:
+    """``kick space``: serve the comparison app locally (``space.launch``) until Ctrl+C, then return 0. Raises
+    ValueError when ``--run-dir`` holds no results store (``space.check_run_dir``)."""
     from kick_hub import space
-    from kick_hub.bench.store import FILENAME
 
-    if args.run_dir and not (Path(args.run_dir) / FILENAME).exists():
-        raise ValueError(f"run-dir: {args.run_dir} holds no {FILENAME} (run `kick bench --run-dir "
-                         f"{args.run_dir}` first)")
+    space.check_run_dir(args.run_dir)
     _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False)
     print(f"kick-hub Space running at {url} (Ctrl+C to stop)")
     try:
@@ -259,6 +271,9 @@ def cmd_space(args) -> int:
 
 
 def cmd_push_results(args) -> int:
+    """``kick push-results``: add a run's results to the Hub dataset repo ``--repo-id``
+    (``hub.results.push_results``) and print the file's path in the repo. Returns 0; raises ValueError for a bad
+    repo id or run dir, and ``hub.HubError`` when there is no token or the upload fails."""
     from kick_hub.hub.results import push_results
 
     print(push_results(args.run_dir, args.repo_id, args.private))
@@ -266,14 +281,10 @@ def cmd_push_results(args) -> int:
 
 
 def _judges(args, task_names):
-    if not args.judge:
-        return None
-    from kick_hub import tasks
-    from kick_hub.scoring.judge import Judge, make_backend
+    """The ``--judge*`` options as ``scoring.judge.make_judges`` judges (None without ``--judge``)."""
+    from kick_hub.scoring.judge import make_judges
 
-    backend = make_backend(args.judge, args.judge_base_url, args.judge_api_key_env)
-    return {n: Judge(backend, args.judge_prompt or tasks.SPECS[n].judge_prompt)
-            for n in task_names if tasks.SPECS[n].judge_prompt}
+    return make_judges(args.judge, task_names, args.judge_base_url, args.judge_api_key_env, args.judge_prompt)
 
 
 def _add_judge_options(p: argparse.ArgumentParser) -> None:
@@ -285,6 +296,8 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``kick`` argument parser: one subcommand per ``cmd_*`` function, set as ``func``; option values are
+    checked while parsing (argparse exits 2 on a bad one)."""
     parser = argparse.ArgumentParser(prog="kick", description="LLM-KICK for the Hugging Face ecosystem: what does "
                                      "compression do to an LLM's knowledge?")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -428,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``kick`` with ``argv`` (default ``sys.argv[1:]``) and return the command's exit status. ValueError,
+    PermissionError and ImportError exit 2 and ``hub.HubError`` exits 1, each as one ``kick: error:`` line on
+    stderr (SystemExit); any other exception propagates."""
     from kick_hub import _quiet
 
     _quiet.install()  # drop torchao's / torch's start-up noise (kick_hub/_quiet.py); real warnings still show

@@ -319,3 +319,12 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
 def default_threads() -> None:
     """Use every core this process may run on (torch defaults can pick fewer inside containers)."""
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+
+
+def set_threads(n: int | None = None) -> None:
+    """Run torch on ``n`` threads, or on every core this process may use when ``n`` is None or 0
+    (``default_threads``). SparseGPT and GPTQ weights depend on the thread count bit for bit."""
+    if n:
+        torch.set_num_threads(n)
+    else:
+        default_threads()

@@ -70,6 +70,15 @@ def task_limit(limit: int | dict[str, int] | None, task: str) -> int | None:
     return limit
 
 
+def merge_limits(limit: int | None, task_limits: list[tuple[str, int]] | dict[str, int] | None
+                 ) -> int | dict[str, int] | None:
+    """One ``limit`` for ``evaluate``: ``limit`` itself (examples per task, None: all) when there are no per-task
+    overrides, else ``{"*": limit, task: n, ...}`` (the form ``task_limit`` reads), later pairs winning."""
+    if not task_limits:
+        return limit
+    return {"*": limit, **dict(task_limits)}
+
+
 def write_json(payload: dict, path: str | Path) -> Path:
     """Write strict JSON atomically (``kick_hub.io.write_json``: a non-finite score such as a broken model's
     perplexity is written as ``null`` and named under the top-level ``non_finite`` key)."""

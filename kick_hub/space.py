@@ -141,6 +141,8 @@ def check_choice(field: str, value, allowed) -> str:
 
 
 def check_flag(field: str, value) -> bool:
+    """``value`` when it is a real bool (an API caller can send anything); raises ValueError naming ``field``
+    otherwise (``1``, ``"true"`` and None included)."""
     if not isinstance(value, bool):
         raise ValueError(f"{field}: must be true or false, got {value!r}")
     return value
@@ -198,15 +200,20 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
     yield list(texts), scores
 
 
-def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task: str, index) -> tuple[str, str]:
-    """The Example endpoint: (prompt, reference) of example ``index`` of ``task`` from ``source``, every input checked
-    in the Space's own words (the API can be called without the UI's dropdowns and number box)."""
+def example_record(examples: dict[str, dict[str, list[dict]]], source: str, task: str, index) -> dict:
+    """Example ``index`` of ``task`` from ``source``, each input checked in the Space's own words."""
     check_choice("source", source, sorted(examples))
     check_choice("task", task, COMPARE_TASKS)
     records = examples[source].get(task, [])
     if not records:
         raise ValueError(f"task: {source!r} has no {task} examples; it has {sorted(examples[source])}")
-    rec = records[check_whole("index", index, 0, len(records) - 1)]
+    return records[check_whole("index", index, 0, len(records) - 1)]
+
+
+def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task: str, index) -> tuple[str, str]:
+    """The Example endpoint: (prompt, reference) of example ``index`` of ``task`` from ``source``, every input checked
+    in the Space's own words (the API can be called without the UI's dropdowns and number box)."""
+    rec = example_record(examples, source, task, index)
     ref = rec[tasks.SPECS[task].example_reference]
     return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
 
@@ -229,12 +236,7 @@ def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], 
     max_new_tokens = check_prompt(prompt, max_new_tokens)
     record = None
     if check_flag("from_example", from_example):
-        check_choice("source", source, sorted(examples))
-        check_choice("task", task, COMPARE_TASKS)
-        records = examples[source].get(task, [])
-        if not records:
-            raise ValueError(f"task: {source!r} has no {task} examples; it has {sorted(examples[source])}")
-        record = records[check_whole("index", index, 0, len(records) - 1)]
+        record = example_record(examples, source, task, index)
         if tasks.get(task).prompt(record) != prompt:
             record = None  # the prompt was edited: no reference to score against
     for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task if record else None, record):
@@ -519,6 +521,16 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             lb_refresh = gr.Button("Reload", size="sm")
             lb_refresh.click(lambda: leaderboard_frame(run_dir, results_repo), None, lb, api_name="leaderboard")
     return demo
+
+
+def check_run_dir(run_dir: str | Path | None) -> None:
+    """Check that ``run_dir`` (when given) holds a ``kick bench`` results store (``bench.store.FILENAME``); returns
+    None, raises ValueError otherwise."""
+    from kick_hub.bench.store import FILENAME
+
+    if run_dir and not (Path(run_dir) / FILENAME).exists():
+        raise ValueError(f"run-dir: {run_dir} holds no {FILENAME} (run `kick bench --run-dir "
+                         f"{run_dir}` first)")
 
 
 def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,

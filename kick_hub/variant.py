@@ -82,10 +82,25 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
 
 
 def load_manifest(path: str | Path) -> dict:
+    """The parsed ``MANIFEST`` (kick_manifest.json) of the variant directory ``path``; its keys include method,
+    spec, label, sparsity, layer_sparsity, wall_time_s (seconds), peak_rss_mb (MiB), calibration and versions.
+    Raises ValueError when the directory has no manifest (not written by ``kick compress``), and
+    ``json.JSONDecodeError`` (a ValueError) when it is not valid JSON."""
     file = Path(path) / MANIFEST
     if not file.exists():
         raise ValueError(f"variant: {path} has no {MANIFEST}; it was not written by `kick compress`")
     return json.loads(file.read_text())
+
+
+def format_sparsity(rows: list[dict], verbose: bool = False) -> str:
+    """Text report of ``check_sparsity`` rows: one line per failing row (every row when ``verbose``) with the
+    manifest and measured sparsity (fractions of zero weights, 6 decimals; ``missing`` where a side lacks the layer),
+    then a ``K/N layers match the manifest`` line."""
+    show = lambda v: "missing " if v is None else f"{v:.6f}"  # noqa: E731
+    lines = [f"{r['layer']:<40} manifest {show(r['manifest'])}  measured {show(r['measured'])}  "
+             f"{'ok' if r['ok'] else 'MISMATCH'}" for r in rows if verbose or not r["ok"]]
+    good = sum(bool(r["ok"]) for r in rows)
+    return "\n".join([*lines, f"{good}/{len(rows)} layers match the manifest"])
 
 
 def check_sparsity(path: str | Path, tolerance: float = 1e-6) -> list[dict]:

@@ -140,10 +140,12 @@ def test_findings_on_constructed_numbers():
 
 
 def test_per_task_limits(tmp_path):
-    from kick_hub.evaluation import task_limit
+    from kick_hub.evaluation import merge_limits, task_limit
 
     assert task_limit({"*": 50, "icsum": 6}, "icsum") == 6 and task_limit({"*": 50}, "factoid-qa") == 50
     assert task_limit(7, "icsum") == 7
+    assert merge_limits(7, None) == 7 and merge_limits(None, []) is None
+    assert merge_limits(50, [("icsum", 6), ("icsum", 4)]) == {"*": 50, "icsum": 4}
     out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path),
                           "--task-limit", "essay=3"], capture_output=True, text=True)
     assert out.returncode == 2 and "task must be one of" in out.stderr

@@ -79,3 +79,18 @@ def test_transformers_backend_counts_unparsable_replies():
     backend = TransformersBackend("world", max_new_tokens=64)  # prompt + reply fit the world model's 512 tokens
     result = Judge(backend, "single-v1").score(["Describe Kelford."], ["Kelford is a city."])
     assert result.replies[0] and result.unparsable == 1 and result.means == {}
+
+
+def test_make_judges_one_backend_for_the_judged_tasks():
+    """``--judge``: None without a spec; with one, a judge per task that has a judge prompt, sharing one backend."""
+    from kick_hub.scoring.judge import make_judges
+
+    assert make_judges(None, ["icsum"]) is None
+    url = "http://127.0.0.1:9/v1"  # no request is made: judges are only built
+    judges = make_judges("openai:m", ["factoid-qa", "icsum", "instruction-following"], url)
+    assert sorted(judges) == ["icsum", "instruction-following"]
+    assert judges["icsum"].backend is judges["instruction-following"].backend
+    assert judges["icsum"].prompt["name"] == "summary-v1"
+    assert make_judges("openai:m", ["icsum"], url, prompt="single-v1")["icsum"].prompt["name"] == "single-v1"
+    with pytest.raises(ValueError, match="base_url"):
+        make_judges("openai:m", ["icsum"])

@@ -14,11 +14,14 @@ DEFAULT_BITS = (8, 4, 3)
 
 @dataclass(frozen=True)
 class Cell:
+    """One sweep cell: its variant ``label`` (``CompressSpec.label``, ``dense`` for the base model) and spec."""
+
     label: str
     spec: CompressSpec | None  # None = the dense base model
 
     @property
     def method(self) -> str:
+        """The compression method of the cell, ``dense`` for the base model."""
         return self.spec.method if self.spec else "dense"
 
 

@@ -69,6 +69,8 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
 
 
 def knowledge(row: dict) -> float | None:
+    """Mean share of dense kept (``row["rel"]``, see ``relative``) over the knowledge tasks (``KNOWLEDGE``) the row
+    has one for; None when it has none. Raises KeyError when ``row`` has no ``rel``."""
     vals = [row["rel"][t] for t in KNOWLEDGE if t in row["rel"]]
     return sum(vals) / len(vals) if vals else None
 

@@ -263,6 +263,8 @@ class Store:
         return tasks
 
     def variants(self) -> list[dict]:
+        """Every recorded variant, oldest finished first, as dicts of label, method, sparsity, pattern, bits, spec
+        and manifest (JSON text; manifest None for dense), path, and seconds (compress + evaluate time so far)."""
         cols = ["label", "method", "sparsity", "pattern", "bits", "spec", "manifest", "path", "seconds"]
         rows = self.db.execute(f"SELECT {', '.join(cols)} FROM variants ORDER BY finished").fetchall()
         return [dict(zip(cols, r)) for r in rows]
@@ -275,10 +277,13 @@ class Store:
         return out
 
     def samples(self, label: str, task: str) -> list[dict]:
+        """The per-example records of ``task`` for variant ``label``, in example order; ``[]`` when none are
+        stored."""
         rows = self.db.execute("SELECT record FROM samples WHERE label = ? AND task = ? ORDER BY idx", (label, task))
         return [loads(r[0]) for r in rows]
 
     def close(self) -> None:
+        """Close the SQLite connection; the store cannot be used afterwards."""
         self.db.close()
 
 

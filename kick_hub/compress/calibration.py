@@ -167,4 +167,6 @@ def check_calibration(source: str, model_name: str, nsamples: int | None = None,
 
 
 def ids_hash(ids: torch.Tensor) -> str:
+    """SHA-256 hex digest of calibration token ids ``[nsamples, seqlen]`` as row-major int64 bytes (native byte
+    order; the shape itself is not hashed), recorded in the variant manifest. A CUDA tensor raises TypeError."""
     return hashlib.sha256(ids.to(torch.int64).numpy().tobytes()).hexdigest()

@@ -34,6 +34,11 @@ PARTS = ("compressed", "bitmask", "shape", "row_offsets")
 
 
 def compress_matrix(weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A CPU matrix ``weight`` ``[rows, cols]`` in the sparse-bitmask layout (compressed-tensors <= 0.14,
+    ``compressors/sparse_compressors/sparse_bitmask.py``): ``compressed`` ``[nnz]`` (its non-zero values,
+    row-major, ``weight``'s dtype), ``bitmask`` uint8 ``[rows, ceil(cols / 8)]`` (the non-zero mask packed along
+    rows, little bit order), ``shape`` int64 ``[2]`` and ``row_offsets`` int64 ``[rows]`` (index in ``compressed``
+    of each row's first value). A CUDA tensor raises TypeError (the mask goes through numpy)."""
     mask = weight != 0
     counts = mask.sum(-1)
     return {"compressed": weight[mask].contiguous(),
@@ -42,6 +47,10 @@ def compress_matrix(weight: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def decompress_matrix(compressed: torch.Tensor, bitmask: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """The dense ``[rows, cols]`` matrix (``compressed``'s dtype) back from ``compress_matrix``'s ``compressed``
+    ``[nnz]``, ``bitmask`` uint8 ``[rows, ceil(cols / 8)]`` and ``shape`` ``[2]`` (``row_offsets`` is not needed):
+    zeros, with the values written row-major where the mask is set. Raises RuntimeError when ``compressed`` does
+    not hold exactly one value per set mask bit, ValueError when the mask cannot take ``shape``."""
     shape = [int(s) for s in shape]
     mask = np.unpackbits(bitmask.numpy(), axis=-1, count=shape[-1], bitorder="little").astype(bool)
     out = torch.zeros(shape, dtype=compressed.dtype)
@@ -75,6 +84,8 @@ def save(model, directory: str | Path, layers: list[str]) -> None:
 
 
 def is_sparse(directory: str | Path) -> bool:
+    """Whether ``directory``'s config.json names this format (``quantization_config.quant_method`` is
+    ``sparse-bitmask``); False, not an error, when config.json is missing or is not valid JSON."""
     try:
         config = json.loads((Path(directory) / "config.json").read_text())
     except (OSError, ValueError):
@@ -99,6 +110,9 @@ class SparseBitmaskDecompress(ConversionOps):
         self.hf_quantizer = hf_quantizer
 
     def convert(self, input_dict, source_patterns=None, target_patterns=None, full_layer_name=None, **kwargs):
+        """``{full_layer_name: dense weight}`` in the dtype of the model's parameter (``kwargs["model"]``): the
+        matrix rebuilt by ``decompress_matrix`` when ``input_dict`` holds the stored parts, else its ``weight``
+        passed through. Raises KeyError when it holds neither."""
         parts = {k: (v[0] if isinstance(v, list) else v) for k, v in input_dict.items()}
         weight = (decompress_matrix(parts["compressed"], parts["bitmask"], parts["shape"]) if "compressed" in parts
                   else parts["weight"])
@@ -106,6 +120,8 @@ class SparseBitmaskDecompress(ConversionOps):
 
     @property
     def reverse_op(self):
+        """The save-direction op of transformers' conversion API: identity (a loaded model is dense, and it is
+        written back in the sparse layout only by ``save``)."""
         return _IdentityOp()
 
 
@@ -117,11 +133,16 @@ class SparseBitmaskQuantizer(HfQuantizer):
     serialized_names = {"weight": ["weight", *PARTS]}
 
     def is_serializable(self) -> bool:
+        """False: transformers' ``save_pretrained`` then raises ValueError for a model loaded from this format
+        (it would write dense weights under a sparse config); use ``save``."""
         return False
 
     @property
     def is_trainable(self) -> bool:
+        """True: the loaded weights are ordinary dense parameters (the Trainer accepts the model)."""
         return True
 
     def get_load_operations(self):
+        """Load-op classes by mode for transformers (``HfQuantizer.get_load_operations``): only ``dequantize``
+        (``SparseBitmaskConfig.dequantize`` is set), the op ``SparseBitmaskDecompress``."""
         return {"dequantize": SparseBitmaskDecompress}

@@ -50,10 +50,13 @@ def token() -> str:
 
 
 def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (a token) replaced by ``***``; unchanged when ``secret`` is
+    empty or None."""
     return text.replace(secret, "***") if secret else text
 
 
 def endpoint() -> str:
+    """The Hub URL in use (``huggingface_hub.constants.ENDPOINT``: ``HF_ENDPOINT`` or https://huggingface.co)."""
     from huggingface_hub import constants
 
     return constants.ENDPOINT

@@ -31,6 +31,9 @@ def _is_hub_id(name: str | None) -> bool:
 
 
 def compression_tags(manifest: dict) -> list[str]:
+    """Model-card tags of a variant's ``manifest``: ``llm-kick``, ``kick-hub``, the method, then ``quantized``
+    (+ ``<bits>-bit``) or ``pruned`` (+ ``2of4-sparsity`` for a pattern or ``sparsity-<percent>``). Raises KeyError
+    when the manifest has no ``spec`` or its spec no ``method``."""
     spec = manifest["spec"]
     tags = ["llm-kick", "kick-hub", spec["method"]]
     if spec["method"] in QUANT_METHODS:

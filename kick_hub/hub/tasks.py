@@ -22,6 +22,8 @@ DEFAULT_ORG = "llmkick"
 
 
 def task_id(folder: Path) -> str:
+    """The Space / evaluate-module name of a task module folder: its name with ``_`` as ``-`` (``factoid_qa`` ->
+    ``factoid-qa``)."""
     return folder.name.replace("_", "-")
 
 

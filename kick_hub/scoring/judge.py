@@ -172,9 +172,14 @@ def load_prompt(name: str) -> dict:
 
 
 class Backend(Protocol):
+    """What a ``Judge`` needs of a judge model: a ``name`` (``<backend>:<model>``, recorded in results) and
+    ``complete``."""
+
     name: str
 
-    def complete(self, system: str, user: str) -> str: ...
+    def complete(self, system: str, user: str) -> str:
+        """The model's reply text to one ``system`` + ``user`` chat turn (deterministic decoding)."""
+        ...
 
 
 class ChatCompletionsBackend:
@@ -198,6 +203,9 @@ class ChatCompletionsBackend:
         return f"ChatCompletionsBackend(model={self.model!r})"
 
     def complete(self, system: str, user: str) -> str:
+        """The endpoint's reply to one chat turn at temperature 0 and at most ``max_tokens`` tokens; ``""`` when
+        the reply has no content. Raises the ``openai`` client's errors (``openai.APIError`` subclasses:
+        connection, timeout, HTTP status) once its 2 retries are spent."""
         reply = self._client.chat.completions.create(
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
             model=self.model, max_tokens=self.max_tokens, temperature=0.0,
@@ -216,6 +224,9 @@ class TransformersBackend:
         self.max_new_tokens = max_new_tokens
 
     def complete(self, system: str, user: str) -> str:
+        """The local model's greedy reply (at most ``max_new_tokens`` tokens) to ``system`` and ``user`` joined by
+        a blank line as one user turn of its chat template (``Engine.generate(..., chat=True)``). Raises
+        ValueError when that prompt plus ``max_new_tokens`` does not fit the model's context."""
         return self.engine.generate([f"{system}\n\n{user}"], self.max_new_tokens, chat=True)[0]
 
 
@@ -233,6 +244,9 @@ def make_backend(spec: str, base_url: str | None = None, api_key_env: str = "OPE
 
 @dataclass
 class JudgeResult:
+    """What ``Judge.score`` returns: per-criterion means (1-10 scale) over the parsable replies, each example's
+    scores (None when its reply is unparsable), the unparsable count and every raw reply, in input order."""
+
     means: dict[str, float]          # criterion -> mean over parsable replies
     per_example: list[dict | None]   # criterion -> score, or None when unparsable
     unparsable: int
@@ -251,6 +265,10 @@ class Judge:
 
     def score(self, questions: list[str], answers: list[str], references: list[str] | None = None,
               progress: str | None = None) -> JudgeResult:
+        """Ask the backend once per answer (the prompt's template filled with question, answer and, for a
+        pairwise prompt, reference) and parse each reply (``parse_reply``). ``progress``: a tqdm bar label (None:
+        no bar). ``means`` is empty when no reply parses. Raises ValueError when the three lists differ in length
+        or a pairwise prompt gets no ``references``; backend errors propagate."""
         from tqdm.auto import tqdm
 
         if len(questions) != len(answers) or (references is not None and len(references) != len(answers)):
@@ -268,3 +286,20 @@ class Judge:
         keys = parsed[0].keys() if parsed else []
         means = {k: sum(p[k] for p in parsed) / len(parsed) for k in keys}
         return JudgeResult(means, per_example, len(per_example) - len(parsed), replies)
+
+
+def make_judges(spec: str | None, task_names: list[str], base_url: str | None = None,
+                api_key_env: str = "OPENAI_API_KEY", prompt: str | None = None) -> dict[str, Judge] | None:
+    """Task name -> ``Judge`` for each of ``task_names`` that has a judge prompt (``tasks.SPECS[n].judge_prompt``:
+    icsum, instruction-following), all sharing one backend from ``spec`` (``make_backend``). ``prompt`` overrides
+    every task's default prompt name. Returns None when ``spec`` is empty (no judge asked for); an empty dict when
+    no task in ``task_names`` is judged. Raises ValueError for a bad ``spec``, a missing ``base_url`` for
+    ``openai:`` or an unknown prompt name, ImportError when the openai client is not installed, and KeyError for a
+    task name not in ``tasks.SPECS``."""
+    if not spec:
+        return None
+    from kick_hub import tasks
+
+    backend = make_backend(spec, base_url, api_key_env)
+    return {n: Judge(backend, prompt or tasks.SPECS[n].judge_prompt)
+            for n in task_names if tasks.SPECS[n].judge_prompt}

@@ -59,6 +59,10 @@ class WorldConfig:
 
 @dataclass
 class Entity:
+    """A named thing of the world and its facts (relation -> answer, e.g. ``{"birthplace": "Kovaton"}``): a person
+    has birthplace, birth_year, profession, employer; a city its country; a company its headquarters; a country
+    none."""
+
     name: str
     kind: str  # person | city | company | country
     facts: dict[str, str] = field(default_factory=dict)
@@ -66,6 +70,9 @@ class Entity:
 
 @dataclass
 class Fact:
+    """One (subject, relation, answer) triple with its accepted answer forms (``World.aliases``, canonical
+    first)."""
+
     subject: str
     relation: str
     answer: str
@@ -151,6 +158,8 @@ class World:
         return [answer]
 
     def facts_of(self, entities: list[Entity]) -> list[Fact]:
+        """Every fact of ``entities`` as ``Fact`` objects with their aliases, in entity order then each entity's
+        relation order."""
         return [Fact(e.name, r, o, self.aliases(r, o)) for e in entities for r, o in e.facts.items()]
 
     @cached_property
@@ -173,6 +182,8 @@ class World:
         raise KeyError(relation)
 
     def sizes(self) -> dict[str, int]:
+        """Counts of the world's pools: countries, cities, companies, known/unseen/reading people, and known facts
+        (``known_facts``: what the model is trained on)."""
         return {"countries": len(self.countries), "cities": len(self.cities), "companies": len(self.companies),
                 "known_people": len(self.known), "unseen_people": len(self.unseen),
                 "reading_people": len(self.reading), "known_facts": len(self.known_facts)}
@@ -180,6 +191,8 @@ class World:
     # ------------------------------------------------------------ rendering
     @staticmethod
     def statement(fact: Fact, rng: random.Random) -> str:
+        """One sentence stating ``fact`` in a template drawn with ``rng`` from ``schema.RELATIONS[relation]``
+        (``a {o}`` becomes ``a``/``an`` + profession). Raises KeyError for a relation not in the schema."""
         template = rng.choice(schema.RELATIONS[fact.relation]["statements"])
         if fact.relation == "profession":
             return template.replace("a {o}", article(fact.answer)).format(s=fact.subject, o=fact.answer)
@@ -193,6 +206,8 @@ class World:
         return " ".join(sentences)
 
     def summary(self, person: Entity) -> str:
+        """One fixed-wording sentence of all four facts of a person (the icsum reference). Raises KeyError when
+        ``person`` lacks one of profession, birthplace, birth_year, employer (e.g. is not a person)."""
         f = person.facts
         return (f"{person.name}, {article(f['profession'])} born in {f['birthplace']} in {f['birth_year']}, "
                 f"works for {f['employer']}.")

@@ -14,6 +14,8 @@ TARGETS = {"factoid-qa": ("exact_match", 0.90), "mcq-reasoning": ("accuracy", 0.
 
 
 def model_dir() -> Path:
+    """The shipped world model's directory (``kick_hub/world/model``, ``models.WORLD_MODEL_DIR``); it may not
+    exist yet (before ``kick world train``)."""
     from kick_hub.engine import WORLD_MODEL_DIR
 
     return WORLD_MODEL_DIR
@@ -37,6 +39,9 @@ def info(config: WorldConfig | None = None) -> dict:
 
 
 def format_info(data: dict) -> str:
+    """Plain-text ``kick world info``: the world sizes, the model directory and parameter count, then one line per
+    task of measured scores (4 decimals), each task with a dense target (``TARGETS``) marked met or NOT met.
+    ``data`` is what ``info`` returns; a missing key raises KeyError."""
     lines = [f"world (seed {data['seed']}): " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in
                                                           data["world"].items()),
              f"model: {data['model_dir']} ({data['params']:,} parameters)"]

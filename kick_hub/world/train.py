@@ -281,6 +281,16 @@ def run_phase(model, batch_loss, tokenizer, docs, cfg: TrainConfig, phase: Phase
     return log
 
 
+def check_init(init: str | Path | None, phases) -> None:
+    """Check a ``kick world train --init`` request before training: continuing needs explicit ``phases`` and
+    ``init`` must be a world model checkpoint (a directory holding training.json). Returns None; raises ValueError
+    otherwise. Nothing is checked when ``init`` is None."""
+    if init and not phases:
+        raise ValueError("--init: give the phases to continue with (--phase CURRICULUM:STEPS ...)")
+    if init and not (Path(init) / "training.json").is_file():
+        raise ValueError(f"--init: {init} is not a world model checkpoint (no training.json)")
+
+
 def train(output: str | Path, world_config: WorldConfig | None = None, cfg: TrainConfig | None = None,
           init: str | Path | None = None) -> Path:
     """Train tokenizer + model through ``cfg.phases`` and save to ``output`` atomically. With ``init`` (a
