@@ -3,11 +3,12 @@ ids, written to a temp dir and renamed into place, so a failure never leaves a h
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import torch
+
+from kick_hub.io import dumps, loads
 
 MANIFEST = "kick_manifest.json"
 CALIBRATION_FILE = "calibration_ids.safetensors"
@@ -77,7 +78,7 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
         tokenizer.save_pretrained(tmp)
         if calibration is not None:
             save_file({"input_ids": calibration.contiguous()}, str(tmp / CALIBRATION_FILE))
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / MANIFEST).write_text(dumps(manifest, indent=2) + "\n")
     return output
 
 
@@ -89,7 +90,7 @@ def load_manifest(path: str | Path) -> dict:
     file = Path(path) / MANIFEST
     if not file.exists():
         raise ValueError(f"variant: {path} has no {MANIFEST}; it was not written by `kick compress`")
-    return json.loads(file.read_text())
+    return loads(file.read_text())
 
 
 def format_sparsity(rows: list[dict], verbose: bool = False) -> str:

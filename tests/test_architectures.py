@@ -313,7 +313,7 @@ def test_variant_with_no_pruned_layer_never_written(saved, tmp_path, monkeypatch
 
 
 def test_sparsity_check_fails_when_layers_are_missing_from_the_manifest(saved, tmp_path, capsys):
-    """A manifest that lists no layer (what the GPT-2 variants of old said) is a failure, never '0/0 match'."""
+    """A manifest that lists no layer is a failure, never '0/0 match'."""
     out = make_variant(saved("gpt2"), CompressSpec("magnitude", sparsity=0.5), tmp_path / "v", progress=False)
     manifest = json.loads((out / "kick_manifest.json").read_text())
     manifest["layer_sparsity"] = {}

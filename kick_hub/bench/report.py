@@ -20,9 +20,8 @@ from kick_hub.bench.store import Store
 from kick_hub.io import atomic_write_text, format_number, loads, public_name, write_json
 
 # headline metric, knowledge flag and direction come from the task specs (kick_hub.tasks.specs)
-_SPECS = tasks.SPECS
-HEADLINE = {name: spec.metric for name, spec in _SPECS.items()}  # task id -> its headline metric
-KNOWLEDGE = tuple(name for name, spec in _SPECS.items() if spec.knowledge)
+HEADLINE = {name: spec.metric for name, spec in tasks.SPECS.items()}  # task id -> its headline metric
+KNOWLEDGE = tuple(name for name, spec in tasks.SPECS.items() if spec.knowledge)
 LOSS = 0.05  # "loses more than 5 % relative to dense"
 # "knowledge collapsed while perplexity did not": knowledge below 80 % of dense, perplexity within 10 % of dense
 COLLAPSE_KNOWLEDGE, COLLAPSE_PERPLEXITY = 0.80, 0.90
@@ -35,7 +34,7 @@ def _finite(x) -> bool:
 def relative(task: str, value: float, dense: float) -> float | None:
     """Share of dense kept, always a finite number; None when there is none: dense scored 0 (nothing to keep), or
     dense or the variant is not a finite number (see ``no_relative``)."""
-    if _SPECS[task].lower_is_better:
+    if tasks.SPECS[task].lower_is_better:
         if _finite(dense) and dense > 0 and value == math.inf:
             return 0.0  # an infinite loss keeps nothing of a finite dense one
         rel = dense / value if _finite(value) and _finite(dense) and value > 0 else None

@@ -138,7 +138,7 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     start = time.perf_counter()
     model, tokenizer = load_model(model_name)
     check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit
-    max_pos = getattr(model.config, "max_position_embeddings", None) or 2048
+    max_pos = calib.model_limits(model)[1] or 2048  # the text config's context (multimodal wrappers too)
     if seqlen is not None and seqlen > max_pos:
         raise ValueError(f"seqlen: {seqlen} exceeds the model's context ({max_pos})")
     # calibrate

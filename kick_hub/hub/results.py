@@ -21,10 +21,6 @@ from kick_hub.io import dumps, public_name
 ROW_FIELDS = ("model", "variant", "method", "sparsity", "pattern", "bits", "data", "run")
 
 
-def _model_path(model: str) -> str:
-    return public_name(model)
-
-
 def run_record(run_dir: str | Path) -> tuple[str, dict]:
     """(path in the dataset repo, record) for a run dir's results store."""
     from kick_hub import tasks
@@ -42,7 +38,7 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
     # named after the last finished cell, so pushing an unchanged run again writes the same file
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(finished))
     model, data = public_name(store.model), public_name(meta.get("data", "world"))
-    run = f"{_model_path(store.model)}/results_{stamp}"
+    run = f"{model}/results_{stamp}"
     flat = []
     for row in rows:
         out = {"model": model, "variant": row["label"], "method": row["method"], "sparsity": row["sparsity"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kick_hub.scoring.qa import exact_match, score_factoid
 from kick_hub.tasks import SPECS, check_protocol
-from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
+from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
 
 SPEC = SPECS["factoid-qa"]
 
@@ -41,9 +41,8 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     samples = []
     for i, r in enumerate(records):
         sample = {"id": r["id"], "prompt": prompt(r), "output": outputs_all[i], "reference": r["answers"]}
-        if fitted[i] is None:
-            sample["skipped"] = SKIPPED
-        else:
+        sample.update(sample_fields(fitted[i], False))  # never shortened: fits whole or is skipped
+        if fitted[i] is not None:
             sample["score"] = scores_all[i]
         samples.append(sample)
     return scores, samples

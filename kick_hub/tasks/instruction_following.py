@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kick_hub.scoring.text import diversity, rouge, rouge_per_example
 from kick_hub.tasks import SPECS, check_protocol
-from kick_hub.tasks.fit import SKIPPED, fit_whole, kept, spread, warn_once
+from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
 
 SPEC = SPECS["instruction-following"]
 
@@ -52,9 +52,8 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     for i, r in enumerate(records):
         sample = {"id": r["id"], "category": r["category"], "prompt": prompt(r), "output": outputs_all[i],
                   "reference": r["reference"]}
-        if fitted[i] is None:
-            sample["skipped"] = SKIPPED
-        else:
+        sample.update(sample_fields(fitted[i], False))  # never shortened: fits whole or is skipped
+        if fitted[i] is not None:
             sample["score"] = scores_all[i]
             if judged:
                 sample["judge"] = judged_all[i]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from kick_hub.io import dumps, loads
 from kick_hub.world.generate import World, WorldConfig
 
 SCORES_FILE = "scores.json"
@@ -32,7 +32,7 @@ def info(config: WorldConfig | None = None) -> dict:
         with safe_open(weights, "pt") as f:
             params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     scores_path = path / SCORES_FILE
-    scores = json.loads(scores_path.read_text())["scores"] if scores_path.exists() else {}
+    scores = loads(scores_path.read_text())["scores"] if scores_path.exists() else {}
     world = World(config or WorldConfig())
     return {"model_dir": str(path), "params": params, "scores": scores, "world": world.sizes(),
             "seed": world.config.seed}
@@ -68,5 +68,5 @@ def measure(path: str, limit: int | None = None, batch_size: int = 32) -> dict:
     scores = {t: {m: r[m] for m in SPECS[t].metrics if m in r} for t, r in main.items()}
     scores.update({f"{t}-heldout": {m: r[m] for m in SPECS[t].metrics if m in r} for t, r in heldout.items()})
     payload = {"scores": scores, "limit": limit, "n": {t: r["n"] for t, r in main.items()}, "versions": versions()}
-    (Path(path) / SCORES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    (Path(path) / SCORES_FILE).write_text(dumps(payload, indent=2) + "\n")
     return scores

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kick_hub.io import dumps
 from kick_hub.world.generate import CHAT_ASSISTANT, CHAT_USER, EOS, World, WorldConfig
 
 BOS, PAD = "<s>", "<pad>"
@@ -336,5 +337,5 @@ def train(output: str | Path, world_config: WorldConfig | None = None, cfg: Trai
         tokenizer.save_pretrained(tmp)
         recipe = {"world": asdict(world.config), "train": asdict(cfg), "params": n_params,
                   "wall_time_s": round(time.time() - start, 1), "torch": torch.__version__, "log": log}
-        (tmp / "training.json").write_text(json.dumps(recipe, indent=2) + "\n")
+        (tmp / "training.json").write_text(dumps(recipe, indent=2) + "\n")
     return output
