@@ -104,8 +104,8 @@ class Engine:
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_name(cls, name: str, **kwargs) -> "Engine":
-        """An engine over ``load_model(name)``; ``kwargs`` go to ``Engine``."""
+    def from_name(cls, name: str, placement=None, **kwargs) -> "Engine":
+        """An engine over ``load_model(name, placement)``; ``kwargs`` go to ``Engine``."""
         return cls(*load_model(name), **kwargs)
 
     def generation_settings(self) -> dict:

@@ -107,7 +107,7 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
 
 def make_variant(model_name: str, spec: CompressSpec, output, calibration: str = "world",
                  nsamples: int | None = None, seqlen: int | None = None, overwrite: bool = False,
-                 progress: bool = True, storage: str = "dense"):
+                 progress: bool = True, storage: str = "dense", placement=None):
     """Load ``model_name``, compress it by ``spec`` and save the variant with its manifest to ``output``; returns
     the variant's path.
 
