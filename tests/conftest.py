@@ -6,7 +6,8 @@ from pathlib import Path
 
 for key, value in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
                    "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                   "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false"}.items():
+                   "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false",
+                   "RAY_USAGE_STATS_ENABLED": "0"}.items():
     os.environ.setdefault(key, value)
 os.environ.setdefault("KICK_HUB_CACHE", tempfile.mkdtemp(prefix="kick-hub-test-cache-"))
 
