@@ -64,11 +64,20 @@ def choose_pad_token_id(model, tokenizer, stop_ids: Sequence[int]) -> int:
     return stop_ids[0] if stop_ids else 0
 
 
-def load_model(name: str, dtype: torch.dtype = torch.float32):
+def load_model(name: str, placement=None, purpose: str = "evaluate"):
     """(model, tokenizer) for a Hub id, local dir or alias, with clear errors for non-causal or tokenizer-less
-    models. ``trust_remote_code`` is never set."""
+    models. ``trust_remote_code`` is never set.
+
+    ``placement`` (``kick_hub.device.Placement``; None: auto device, auto dtype) is resolved and checked before any
+    weight is read (``device.resolve``: a device that is not there, a dtype it cannot run, a model that does not fit
+    ``--max-memory`` under ``--device-map auto`` raise ValueError). For ``purpose="evaluate"`` the model is loaded
+    onto the resolved device (or spread by accelerate over the devices under a device map); for ``"compress"`` it is
+    loaded into CPU memory in the resolved dtype and the methods move it to the device block by block. The resolved
+    placement is on ``model.kick_placement`` (``device.Resolved``)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from kick_hub import device as _device
 
     path = resolve_model(name)
     try:
@@ -81,17 +90,30 @@ def load_model(name: str, dtype: torch.dtype = torch.float32):
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ValueError(f"model: {name!r} is a {config.model_type!r} model, not a causal LM "
                          f"(AutoModelForCausalLM cannot load it)")
+    resolved = _device.resolve(placement, config, purpose)
+    if resolved.device_map is not None:
+        _device.check_fits(config, resolved)  # refuses, with accelerate's estimate, a model that cannot fit
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(f"model: {name!r} has no usable tokenizer ({e})") from e
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    if resolved.device_map is not None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype, device_map="auto",
+                                                     max_memory=resolved.max_memory)
+        resolved = _device.Resolved(str(_device.input_device(model)), resolved.dtype, resolved.asked, "auto",
+                                    resolved.max_memory)
+    elif purpose == "compress" or resolved.device == "cpu":
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype, device_map=resolved.device)
     model.eval()
+    model.kick_placement = resolved
     return model, tokenizer
 
 
 class Engine:
-    """Batched inference over one causal LM (CPU or whatever device the model sits on)."""
+    """Batched inference over one causal LM (CPU or whatever device the model sits on; inputs go to the device of
+    its input embeddings, so a model spread over several devices by accelerate's device map works too)."""
 
     def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None) -> None:
         if batch_size <= 0:
@@ -101,12 +123,25 @@ class Engine:
         self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
         tokenizer.padding_side = "left"
         self.max_length = _ppl.context_length(model, max_length)
-        self.device = next(model.parameters()).device
+        from kick_hub.device import input_device
+
+        self.device = input_device(model)  # the embeddings' device: the first one under a device map
 
     @classmethod
     def from_name(cls, name: str, placement=None, **kwargs) -> "Engine":
-        """An engine over ``load_model(name, placement)``; ``kwargs`` go to ``Engine``."""
-        return cls(*load_model(name), **kwargs)
+        """An engine over ``load_model(name, placement)`` (``placement``: a ``kick_hub.device.Placement``, None for
+        auto device and dtype); ``kwargs`` go to ``Engine``. Raises what ``load_model`` raises."""
+        return cls(*load_model(name, placement), **kwargs)
+
+    def placement(self) -> dict:
+        """Where the model runs, for a results file's config: ``device.Resolved.to_dict`` of the loaded model
+        (device, dtype, device map, and what was asked), or, for a model loaded elsewhere, its device and dtype."""
+        resolved = getattr(self.model, "kick_placement", None)
+        if resolved is not None:
+            return resolved.to_dict()
+        from kick_hub.device import dtype_name
+
+        return {"device": str(self.device), "dtype": dtype_name(self.model.dtype), "device_map": None, "asked": None}
 
     def generation_settings(self) -> dict:
         """How this engine decodes, for a results file's config: the stop token ids, the pad id and greedy."""

@@ -59,7 +59,8 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
     ``storage="sparse"`` stores the pruned layers' weights in the sparse-bitmask layout (``formats.sparse_bitmask``).
     The weights written are the model that ran, before or after forward passes: every method's save hook
     (``compress.registry.before_save``) undoes kernels that repack quantized weights at their first forward pass or
-    uses their checkpoint tensors, and refuses a model where neither is possible."""
+    uses their checkpoint tensors, and refuses a model where neither is possible. A model carrying
+    ``kick_save_pretrained(directory)`` (GPTQModel's AWQ) is written by it instead of ``save_pretrained``."""
     from safetensors.torch import save_file
 
     from kick_hub.compress.registry import before_save
@@ -73,6 +74,8 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
             from kick_hub.formats import sparse_bitmask
 
             sparse_bitmask.save(model, tmp, prunable_module_names(model))
+        elif getattr(model, "kick_save_pretrained", None) is not None:  # a method with its own writer (awq)
+            model.kick_save_pretrained(tmp)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -84,7 +87,8 @@ def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torc
 
 def load_manifest(path: str | Path) -> dict:
     """The parsed ``MANIFEST`` (kick_manifest.json) of the variant directory ``path``; its keys include method,
-    spec, label, sparsity, layer_sparsity, wall_time_s (seconds), peak_rss_mb (MiB), calibration and versions.
+    spec, label, sparsity, layer_sparsity, wall_time_s (seconds), peak_rss_mb (MiB), calibration, versions,
+    placement (device and dtype asked and resolved, ``kick_hub.device.Resolved.to_dict``) and compute_device.
     Raises ValueError when the directory has no manifest (not written by ``kick compress``), and
     ``json.JSONDecodeError`` (a ValueError) when it is not valid JSON."""
     file = Path(path) / MANIFEST

@@ -10,19 +10,22 @@ Capture the first decoder block's inputs and every block's own call arguments (a
 ``position_embeddings``; models with sliding-window and full-attention layers pass each kind its own), then for each
 block: collect statistics on its layers' inputs with forward hooks, let the method rewrite the weights, recompute the
 block's outputs with the new weights and feed them to the next block. Peak memory is one model copy plus one block's
-activations for the calibration set.
+activations for the calibration set. With a ``device`` (block offload), the model stays in CPU memory and one block
+at a time moves to the device: device memory is one block plus the calibration activations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from kick_hub.compress.memory import release_freed_memory
+from kick_hub.device import empty_cache
 
 # Llama / Mistral / Qwen2 / Phi / Gemma..., OPT, GPT-2 / GPT-J / Falcon / Bloom, GPT-NeoX, MPT / DBRX, OLMo-style
 # blocks, and multimodal wrappers whose text decoder is ``model.language_model`` (Gemma 3 4B+).
@@ -117,15 +120,88 @@ def _call_kwargs(block: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Ten
     return hidden, bound
 
 
+def _outside_blocks(model, layers: nn.ModuleList) -> list[list[tuple[nn.Module, str, bool]]]:
+    """Every parameter and buffer of ``model`` outside its decoder blocks (embeddings, final norm, rotary tables,
+    output head), one entry per tensor: the list of its ``(owner module, name, is_parameter)`` references (a tied
+    parameter or shared buffer has several)."""
+    inside = {id(m) for m in layers.modules()}
+    refs: dict[int, list[tuple[nn.Module, str, bool]]] = {}
+    for module in model.modules():
+        if id(module) in inside:
+            continue
+        for store, is_param in ((module._parameters, True), (module._buffers, False)):
+            for name, t in store.items():
+                if t is not None:
+                    refs.setdefault(id(t), []).append((module, name, is_param))
+    return list(refs.values())
+
+
+def _set(module: nn.Module, name: str, is_param: bool, tensor: torch.Tensor) -> None:
+    (module._parameters if is_param else module._buffers)[name] = tensor
+
+
+@contextlib.contextmanager
+def outside_blocks_on(model, layers: nn.ModuleList, device: torch.device) -> Iterator[None]:
+    """While in the block, everything of ``model`` outside its decoder blocks sits on ``device`` (embeddings, norm,
+    rotary tables, head: what the forward pass needs before the first block); afterwards the original tensors are put
+    back in every owner as they were (not copied back: those modules are not changed by calibration). Each tensor is
+    copied once, so tied weights stay tied."""
+    saved = []
+    for owners in _outside_blocks(model, layers):
+        module, name, is_param = owners[0]
+        original = (module._parameters if is_param else module._buffers)[name]
+        if original.device == device:
+            continue
+        saved.append((owners, original))
+        copy = original.detach().to(device)
+        if is_param:
+            copy = nn.Parameter(copy, requires_grad=original.requires_grad)
+        for owner, owner_name, owner_is_param in owners:
+            _set(owner, owner_name, owner_is_param, copy)
+    try:
+        yield
+    finally:
+        for owners, original in saved:
+            for owner, owner_name, owner_is_param in owners:
+                _set(owner, owner_name, owner_is_param, original)
+
+
+@contextlib.contextmanager
+def blocks_visit(layers: nn.ModuleList, device: torch.device, home: torch.device) -> Iterator[None]:
+    """While in the block, each decoder block moves to ``device`` when it is called and back to ``home`` when it
+    returns (forward pre- and post-hooks), so a forward pass over the whole model needs one block on the device."""
+    def arrive(module, args, kwargs):
+        module.to(device)
+
+    def leave(module, args, kwargs, output):
+        module.to(home)
+
+    handles = [h for layer in layers for h in (layer.register_forward_pre_hook(arrive, with_kwargs=True),
+                                               layer.register_forward_hook(leave, with_kwargs=True, always_call=True))]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
-def capture_inputs(model, ids: torch.Tensor) -> tuple[list[torch.Tensor], list[dict]]:
+def capture_inputs(model, ids: torch.Tensor, device: torch.device | str | None = None
+                   ) -> tuple[list[torch.Tensor], list[dict]]:
     """The first decoder block's input for each calibration row (``[1, seqlen, hidden]``), and every block's own call
     arguments (a dict per block, hidden states excluded). The arguments come from one full forward pass over the
     first row: they depend on the sequence length and on the block (sliding-window vs full attention, local vs
     global rotary tables in Gemma 3), not on the tokens, since calibration rows have equal length and no padding.
-    The other rows stop at the first block."""
+    The other rows stop at the first block.
+
+    ``device`` None: the pass runs where the model is. Otherwise (block offload) the modules outside the blocks move
+    to ``device`` for the capture and each block visits it during the first row's pass (``blocks_visit``); the
+    inputs and arguments are returned on ``device`` and the model is back where it was. The first block's hook
+    that stops the other rows runs before ``blocks_visit`` would move the block."""
     layers = decoder_layers(model)
-    device = next(model.parameters()).device
+    home = next(model.parameters()).device
+    offloading = device is not None
+    device = home if device is None else torch.device(device)
     inputs: list[torch.Tensor] = []
     kwargs: list[dict | None] = [None] * len(layers)
 
@@ -136,29 +212,36 @@ def capture_inputs(model, ids: torch.Tensor) -> tuple[list[torch.Tensor], list[d
                 inputs.append(hidden)
         return hook
 
-    handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(layers)]
-    try:
-        model(input_ids=ids[:1].to(device), use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [i for i, kw in enumerate(kwargs) if kw is None]
-    if missing:
-        raise ValueError(f"model: the forward pass of {type(model).__name__} never called decoder blocks {missing}")
+    offload = contextlib.ExitStack()
+    if offloading:  # also when device is home: the same code path, moves that change nothing (tested on CPU)
+        offload.enter_context(outside_blocks_on(model, layers, device))
+        offload.enter_context(blocks_visit(layers, device, home))
+    with offload:
+        handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(layers)]
+        try:
+            model(input_ids=ids[:1].to(device), use_cache=False)
+        finally:
+            for h in handles:
+                h.remove()
+        missing = [i for i, kw in enumerate(kwargs) if kw is None]
+        if missing:
+            raise ValueError(f"model: the forward pass of {type(model).__name__} never called decoder blocks "
+                             f"{missing}")
 
-    def first_only(module, args, kw):
-        inputs.append(_call_kwargs(module, args, kw)[0])
-        raise _Captured
+        def first_only(module, args, kw):
+            inputs.append(_call_kwargs(module, args, kw)[0])
+            raise _Captured
 
-    handle = layers[0].register_forward_pre_hook(first_only, with_kwargs=True)
-    try:
-        for row in ids[1:]:
-            try:
-                model(input_ids=row[None].to(device), use_cache=False)
-            except _Captured:
-                pass
-    finally:
-        handle.remove()
+        # registered first, so it stops the call before blocks_visit would move block 0
+        handle = layers[0].register_forward_pre_hook(first_only, with_kwargs=True, prepend=True)
+        try:
+            for row in ids[1:]:
+                try:
+                    model(input_ids=row[None].to(device), use_cache=False)
+                except _Captured:
+                    pass
+        finally:
+            handle.remove()
     return inputs, kwargs
 
 
@@ -179,19 +262,30 @@ def _block_out(out):
 @torch.no_grad()
 def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], object],
                   rewrite: Callable[[str, nn.Module, object], None], desc: str = "blocks",
-                  progress: bool = True) -> None:
+                  progress: bool = True, device: torch.device | str | None = None) -> None:
     """Drive ``make_stats`` (one accumulator per prunable layer, fed with ``add_batch(inp)``, ``inp`` the layer's
-    input ``[1, seqlen, in]``) and ``rewrite`` (changes the layer's weight from its statistics) over every decoder
-    block in order. ``ids``: calibration token ids ``[nsamples, seqlen]``. A ValueError naming the layer when its
-    statistics are not finite (``check_finite``)."""
+    input ``[1, seqlen, in]``; it must keep its statistics on the layer's device) and ``rewrite`` (changes the
+    layer's weight from its statistics) over every decoder block in order. ``ids``: calibration token ids
+    ``[nsamples, seqlen]``. A ValueError naming the layer when its statistics are not finite (``check_finite``).
+
+    ``device`` None: everything runs where the model is (in place). Otherwise block offload, as the reference code
+    (IST-DASLab/sparsegpt ``llama.py`` ``llama_sequential``, locuslab/wanda ``lib/prune.py``): the model stays where it
+    is (CPU memory), the calibration inputs are caught on ``device`` (``capture_inputs``), then each block moves to
+    ``device`` for its statistics, its rewrite and the forward pass that makes the next block's inputs, and goes
+    back. Device memory: one block plus the calibration activations. With ``device`` equal to the model's own
+    device the same code path runs (the moves are no-ops), which is how it is tested on CPU."""
     from tqdm.auto import tqdm
 
     was_training = model.training
     model.eval()
-    inputs, block_kwargs = capture_inputs(model, ids)
+    home = next(model.parameters()).device
+    offload = device is not None
+    inputs, block_kwargs = capture_inputs(model, ids, device)
     layers = decoder_layers(model)
     for index, (block, kwargs) in enumerate(tqdm(zip(layers, block_kwargs), total=len(layers), desc=desc,
                                                   unit="block", disable=not progress)):
+        if offload:
+            block.to(device)
         linears = linear_layers(block)
         stats = {name: make_stats(lin) for name, lin in linears.items()}
         handles = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
@@ -207,4 +301,7 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], ob
             rewrite(name, lin, stats.pop(name))
             release_freed_memory(collect=False)
         inputs = [_block_out(block(x, **kwargs)) for x in inputs]
+        if offload:
+            block.to(home)
+            empty_cache()
     model.train(was_training)

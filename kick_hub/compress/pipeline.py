@@ -65,10 +65,14 @@ def check_compressed(model, spec: CompressSpec) -> None:
                          f"{type(layers[0]).__name__} layers; nothing written")
 
 
-def compress(model, spec: CompressSpec, calibration=None, progress: bool = True):
+def compress(model, spec: CompressSpec, calibration=None, progress: bool = True, device=None):
     """Apply ``spec`` to ``model``; ``calibration``: token ids ``[nsamples, seqlen]`` for the calibrated methods
-    (wanda, sparsegpt, gptq), else unused. Pruning modifies ``model`` in place and returns it, quantization returns a
-    new model and leaves the input on the meta device (its weights released, so memory stays near one model copy).
+    (wanda, sparsegpt, gptq, awq), else unused. ``device`` (None: where the model is) is the compute device: the
+    model stays where it is and the methods move one decoder block (wanda, sparsegpt: block offload,
+    ``blockwise.run_blockwise``) or one matrix (magnitude, random) at a time to it; gptq and awq hand it to
+    GPTQModel / optimum (``registry.check_device`` refuses a device the method cannot use). Pruning modifies
+    ``model`` in place and returns it, quantization returns a new model and leaves the input on the meta device (its
+    weights released, so memory stays near one model copy).
 
     SparseGPT and GPTQ set ``kick_damp_raised`` on the returned model: the layers whose Hessian only factorised
     with more damping than ``spec.damp``, and the damping used (``sparsegpt.prune``, ``gptq.quantize``). A
@@ -80,7 +84,9 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True)
             raise ValueError(f"calibration: method {spec.method!r} needs calibration ids")
         check_ids(calibration, *model_limits(model))
     check_model(model, spec)
-    return registry.method(spec.method).apply(model, spec, calibration, progress)
+    if device is not None:
+        registry.check_device(spec, str(device))
+    return registry.method(spec.method).apply(model, spec, calibration, progress, device=device)
 
 
 def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
@@ -115,6 +121,12 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     ``.pt`` / ``.safetensors`` id file's own shape, else 128 windows of min(2048, context) tokens. The manifest
     records the ids' actual shape.
 
+    ``placement`` (``kick_hub.device.Placement``; None: auto device, auto dtype): the model is loaded into CPU
+    memory in the resolved dtype and the method computes on the resolved device (``compress``); a device that is not
+    there, a dtype the device cannot compress in (16-bit on CPU), a device map, or a device the method cannot use
+    (awq off CUDA) is refused before the model is loaded. The manifest's ``placement`` records what was asked and
+    what it resolved to, and ``compute_device`` where the method computed.
+
     Everything that can be checked is checked before the model is touched; the variant is written atomically.
     """
     import time
@@ -134,9 +146,14 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
         raise ValueError(f"storage: 'sparse' stores pruned weights; {spec.method!r} is a quantization method")
     output = variant.prepare_output(output, overwrite)
     registry.check_available(spec.method)
+    # where: resolved and checked before any weight is read (load_model resolves it again with the config)
+    from kick_hub.device import resolve as resolve_placement
+
+    registry.check_device(spec, resolve_placement(placement, None, "compress").device)
     # load, then check the model before the calibration is built
     start = time.perf_counter()
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, placement, purpose="compress")
+    resolved = model.kick_placement
     check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit
     max_pos = calib.model_limits(model)[1] or 2048  # the text config's context (multimodal wrappers too)
     if seqlen is not None and seqlen > max_pos:
@@ -150,7 +167,9 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     release_freed_memory()  # the tokenized calibration text is gone; do not carry its heap into the compression
     # apply
     torch.manual_seed(spec.seed)
-    model = compress(model, spec, ids, progress=progress)
+    # on the CPU the model is where it computes (in place); elsewhere it stays in CPU memory and the method moves one
+    # block or matrix at a time to the device
+    model = compress(model, spec, ids, progress=progress, device=None if resolved.device == "cpu" else resolved.device)
     check_compressed(model, spec)  # a variant that is not what its label says is never written
     # measure
     sparsity = variant.layer_sparsity(model) if spec.prunes else {}
@@ -166,6 +185,8 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
         "wall_time_s": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
         "versions": versions(), "storage": storage,
         "threads": torch.get_num_threads(),  # SparseGPT and GPTQ weights depend on it (see hub.card.reproduce_argv)
+        "placement": resolved.to_dict(),  # device and dtype, asked and resolved
+        "compute_device": registry.compute_device(spec, resolved.device),
         **registry.manifest_entries(model, spec),  # what the method recorded (e.g. sparsegpt's damp_raised)
     }
     # save

@@ -3,13 +3,18 @@ branch on method names.
 
 Every module in ``kick_hub.compress.methods`` exposes the same entry:
 
-- ``apply(model, spec, calibration, progress) -> model``: compress ``model`` by ``spec`` (pruning in place,
-  quantization returns a new model); ``calibration`` is token ids ``[nsamples, seqlen]`` or None.
+- ``apply(model, spec, calibration, progress, device) -> model``: compress ``model`` by ``spec`` (pruning in place,
+  quantization returns a new model); ``calibration`` is token ids ``[nsamples, seqlen]`` or None; ``device`` the
+  resolved compute device (``kick_hub.device.resolve``; None: where the model is), to which the methods move one
+  block or one matrix at a time while the model stays in CPU memory.
 
 and, where it has something to say:
 
 - ``check_available(method)``: raise ImportError naming the install command when the method's packages are missing;
 - ``check_layers(model, spec)``: raise ValueError naming the layers the method's kernels cannot take, before any work;
+- ``check_device(spec, device)``: raise ValueError naming ``device`` when the method cannot run there (awq: CUDA only);
+- ``compute_device(spec, device) -> str``: where the method really computes when it is not ``device`` (the
+  round-to-nearest quantizers: the CPU);
 - ``manifest_entries(model) -> dict``: what ``apply`` recorded that the manifest keeps (e.g. ``damp_raised``);
 - ``before_save(model)``: refuse or restore a model of the method's kind before its weights are written (run for
   every model saved, whatever made it: a loaded checkpoint has no spec).
@@ -24,8 +29,8 @@ from kick_hub.compress.spec import METHODS
 
 # method -> module in kick_hub.compress.methods
 MODULES = {"magnitude": "magnitude", "magnitude-global": "magnitude", "random": "magnitude", "wanda": "wanda",
-           "sparsegpt": "sparsegpt", "gptq": "gptq", "int8": "weight_only", "bnb-int8": "weight_only",
-           "nf4": "weight_only"}
+           "sparsegpt": "sparsegpt", "gptq": "gptq", "awq": "awq", "int8": "weight_only",
+           "bnb-int8": "weight_only", "nf4": "weight_only"}
 assert set(MODULES) == set(METHODS), "every method in spec.METHODS needs an implementation"
 
 
@@ -52,6 +57,19 @@ def check_layers(model, spec) -> None:
     check = _hook(spec.method, "check_layers")
     if check is not None:
         check(model, spec)
+
+
+def check_device(spec, device: str) -> None:
+    """The method's ``check_device`` (ValueError naming ``device`` where the method cannot run), if it has one."""
+    check = _hook(spec.method, "check_device")
+    if check is not None:
+        check(spec, device)
+
+
+def compute_device(spec, device: str) -> str:
+    """Where the method computes for the resolved ``device``: its ``compute_device`` hook, else ``device``."""
+    hook = _hook(spec.method, "compute_device")
+    return hook(spec, device) if hook is not None else device
 
 
 def manifest_entries(model, spec) -> dict:

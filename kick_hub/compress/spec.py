@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 PRUNING_METHODS = ("magnitude", "magnitude-global", "random", "wanda", "sparsegpt")
-QUANT_METHODS = ("gptq", "int8", "bnb-int8", "nf4")
+QUANT_METHODS = ("gptq", "awq", "int8", "bnb-int8", "nf4")
 METHODS = PRUNING_METHODS + QUANT_METHODS
-CALIBRATED = ("wanda", "sparsegpt", "gptq")
+CALIBRATED = ("wanda", "sparsegpt", "gptq", "awq")
 GPTQ_BITS = (2, 3, 4, 8)
+AWQ_BITS = (4,)  # GPTQModel's AWQ GEMM kernel
 
 
 def parse_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -34,7 +35,8 @@ def parse_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | No
 
 @dataclass(frozen=True)
 class CompressSpec:
-    """What to do to a model. Exactly one of ``sparsity`` / ``pattern`` for pruning, ``bits`` for GPTQ."""
+    """What to do to a model. Exactly one of ``sparsity`` / ``pattern`` for pruning, ``bits`` for GPTQ (AWQ:
+    4, the default)."""
 
     method: str
     sparsity: float | None = None
@@ -70,6 +72,11 @@ class CompressSpec:
                 raise ValueError(f"sparsity/pattern: not used by {self.method!r}; give --bits")
             if self.method == "gptq" and self.bits not in GPTQ_BITS:
                 raise ValueError(f"bits: must be one of {list(GPTQ_BITS)} for gptq, got {self.bits!r}")
+            if self.method == "awq":
+                if self.bits is None:
+                    object.__setattr__(self, "bits", AWQ_BITS[0])
+                if self.bits not in AWQ_BITS:
+                    raise ValueError(f"bits: must be one of {list(AWQ_BITS)} for awq, got {self.bits!r}")
             implied = {"int8": 8, "bnb-int8": 8, "nf4": 4}.get(self.method)
             if implied is not None:
                 if self.bits not in (None, implied):
@@ -93,8 +100,8 @@ class CompressSpec:
     @property
     def label(self) -> str:
         """Short name, e.g. ``wanda-50``, ``sparsegpt-2of4``, ``gptq-4bit``."""
-        if self.method == "gptq":
-            return f"gptq-{self.bits}bit"
+        if self.method in ("gptq", "awq"):
+            return f"{self.method}-{self.bits}bit"
         if self.method in QUANT_METHODS:
             return self.method
         if self.pattern:

@@ -1,6 +1,12 @@
 """GPTQ quantization (Frantar et al., 2023, "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
 Transformers", section 4, Algorithm 1) through the ecosystem's own path: transformers ``GPTQConfig`` -> optimum ->
-GPTQModel (ModelCloud/GPTQModel ``gptqmodel/quantization/gptq.py``), on CPU.
+GPTQModel (ModelCloud/GPTQModel ``gptqmodel/quantization/gptq.py``).
+
+Devices: the model is held in CPU memory and optimum's own device handling (``GPTQQuantizer.quantize_model``) moves
+each decoder block to ``cuda:0`` for its Hessians and GPTQ updates whenever CUDA is present, and back; on CPU
+everything runs on the CPU. ``--device cpu`` on a CUDA machine keeps optimum off the GPU (``device_choice``);
+``cuda:N`` other than 0 and ``mps`` are refused (``check_device``): optimum moves blocks to device 0 only. The
+packed model lives on the CPU with GPTQModel's CPU kernels, whatever device quantized it.
 
 The calibration ids are handed to optimum pre-tokenized (so a run is reproducible from the saved ids) and removed
 from the config before saving, so ``config.json`` never carries the calibration data. GPTQModel packs 2/3/4/8-bit
@@ -140,13 +146,46 @@ def check_layers(model: torch.nn.Module, spec: CompressSpec) -> None:
                                    for (rule, hint), layers in bad.items()))
 
 
-def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSpec) -> torch.nn.Module:
+def check_device(spec: CompressSpec, device: str) -> None:
+    """Refuse, before any work, a compute device optimum's GPTQ path cannot use: it quantizes on ``cuda:0`` when
+    CUDA is present and on the CPU otherwise; ``cuda:N`` (N > 0) and ``mps`` raise a ValueError naming ``device``."""
+    if device not in ("cpu", "cuda:0"):
+        raise ValueError(f"device: gptq runs through optimum, which quantizes on cuda:0 (or the CPU); got {device!r}; "
+                         "use --device cuda or cpu (select another GPU with CUDA_VISIBLE_DEVICES)")
+
+
+def work_dtype(model: torch.nn.Module, device: str) -> torch.dtype:
+    """The dtype of GPTQ's calibration forward passes: ``WORK_DTYPE`` (bfloat16) on CPU; on CUDA the model's own
+    16-bit dtype, float16 for a float32 model (GPTQ's usual working dtype on GPUs)."""
+    if device == "cpu":
+        return WORK_DTYPE
+    return model.dtype if model.dtype in (torch.float16, torch.bfloat16) else torch.float16
+
+
+@contextlib.contextmanager
+def device_choice(device: str) -> Iterator[None]:
+    """While in the block, optimum's GPTQ moves blocks to CUDA only when ``device`` is a CUDA device: with ``cpu``
+    its ``has_device_more_than_cpu`` answers False, so ``--device cpu`` quantizes on the CPU on a GPU machine too."""
+    import optimum.gptq.quantizer as quantizer
+
+    original = quantizer.has_device_more_than_cpu
+    if not device.startswith("cuda"):
+        quantizer.has_device_more_than_cpu = lambda: False
+    try:
+        yield
+    finally:
+        quantizer.has_device_more_than_cpu = original
+
+
+def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSpec,
+             device: str = "cpu") -> torch.nn.Module:
     """Quantize a loaded model with GPTQ on ``calibration`` token ids ``[nsamples, seqlen]`` (each row one
     calibration sample, all-ones attention mask); ``spec.bits`` per weight, ``spec.group_size`` input columns per
     scale (-1: one per output row), ``spec.damp`` a fraction of mean(diag H). Returns the GPTQ model in fp16 (the
     dtype GPTQ checkpoints are read in), in eval mode, its layers in GPTQModel's ``gptq_v2`` layout and its state
     dict the checkpoint's (``keep_checkpoint_state``).
-    The input model's weights are cast in place to ``WORK_DTYPE`` and released once handed over. The returned model's
+    ``device``: ``cpu`` or ``cuda:0`` (``check_device``), where optimum computes each block (``device_choice``).
+    The input model's weights are cast in place to ``work_dtype`` and released once handed over. The returned model's
     ``kick_damp_raised`` / ``kick_hessian_floor`` hold GPTQModel's Hessian recoveries (``recorded_hessian_inverse``);
     a ValueError naming the layer when a Hessian does not factorise at all."""
     check_available()
@@ -161,8 +200,8 @@ def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSp
     raised: dict[str, float] = {}
     floor: dict[str, float] = {}
     try:
-        with recorded_hessian_inverse(raised, floor):
-            quantized = quantize_in_memory(model, config, WORK_DTYPE)
+        with recorded_hessian_inverse(raised, floor), device_choice(device):
+            quantized = quantize_in_memory(model, config, work_dtype(model, device))
     except NameError as e:  # optimum without gptqmodel fails with `NameError: QuantizeConfig`
         raise ImportError(f"gptq: optimum could not reach GPTQModel ({e}): {INSTALL}") from e
     quantized.kick_damp_raised, quantized.kick_hessian_floor = raised, floor
@@ -311,9 +350,10 @@ def check_savable(model: torch.nn.Module) -> None:
                          "it was loaded from")
 
 
-def apply(model, spec, calibration, progress: bool = True):
-    """The registry entry: ``quantize`` (GPTQModel's own progress output; ``progress`` is not used)."""
-    return quantize(model, calibration, spec)
+def apply(model, spec, calibration, progress: bool = True, device: str | None = None):
+    """The registry entry: ``quantize`` on ``device`` (None: the CPU; GPTQModel's own progress output, ``progress``
+    is not used)."""
+    return quantize(model, calibration, spec, "cpu" if device is None else str(device))
 
 
 def manifest_entries(model) -> dict:

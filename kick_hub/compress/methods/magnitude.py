@@ -36,12 +36,15 @@ def global_threshold(weights: list[torch.Tensor], sparsity: float) -> float:
 
 
 @torch.no_grad()
-def prune(model, spec) -> None:
+def prune(model, spec, device: torch.device | str | None = None) -> None:
     """Prune every decoder-block Linear / Conv1D of ``model`` in place by ``spec`` (method ``magnitude``,
     ``magnitude-global`` or ``random``; ``spec.sparsity`` or ``spec.pattern`` N:M). Each weight is scored on its
-    ``[out, in]`` view: |W|, or uniform random numbers from a generator seeded with ``spec.seed``. Layer-wise:
-    ``masks.threshold_mask`` per matrix, or ``masks.nm_mask``; ``magnitude-global`` unstructured: every
-    |w| <= ``global_threshold`` over all the layers (ties prune slightly more than the ratio)."""
+    ``[out, in]`` view: |W|, or uniform random numbers from a CPU generator seeded with ``spec.seed`` (so every
+    device draws the same numbers). Layer-wise: ``masks.threshold_mask`` per matrix, or ``masks.nm_mask``;
+    ``magnitude-global`` unstructured: every |w| <= ``global_threshold`` over all the layers (ties prune slightly
+    more than the ratio). ``device`` (None: where the model is): each matrix moves there for its scores and mask
+    and the pruned matrix is copied back; the global threshold is found where the model is (an exact count, the
+    same on any device)."""
     linears = list(prunable_layers(model).values())
     if spec.method == "magnitude-global" and not spec.pattern:
         if spec.sparsity == 0:
@@ -52,13 +55,20 @@ def prune(model, spec) -> None:
         return
     gen = torch.Generator().manual_seed(spec.seed)
     for lin in linears:
-        W = weight_view(lin)  # [out, in]
-        metric = torch.rand(W.shape, generator=gen) if spec.method == "random" else W.abs()
+        home = weight_view(lin)  # [out, in], the model's own storage
+        W = home if device is None else home.to(device)
+        metric = torch.rand(W.shape, generator=gen).to(W.device) if spec.method == "random" else W.abs()
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else threshold_mask(metric, spec.sparsity)
         W[mask] = 0
+        if W is not home:
+            home.copy_(W)  # in place: the loaded storage keeps its identity
 
 
-def apply(model, spec, calibration=None, progress: bool = True):
-    """The registry entry: ``prune`` in place (no calibration, no progress bar) and return ``model``."""
-    prune(model, spec)
+def apply(model, spec, calibration=None, progress: bool = True, device: torch.device | str | None = None):
+    """The registry entry: ``prune`` in place (no calibration, no progress bar; each matrix scored on ``device``
+    when given) and return ``model``."""
+    if device is None:
+        prune(model, spec)
+    else:
+        prune(model, spec, device)
     return model

@@ -24,6 +24,7 @@ import sys
 import torch
 
 from kick_hub.compress.blockwise import in_features, prunable_layers, run_blockwise, weight_view
+from kick_hub.compress.methods.masks import lowest_n
 
 # the largest damping tried, as a fraction of the mean Hessian diagonal
 MAX_DAMP = 1.0
@@ -38,7 +39,8 @@ class Hessian:
     float32, ``x`` one token's layer input ``[in]``, ``n`` the samples folded in so far."""
 
     def __init__(self, layer: torch.nn.Module) -> None:
-        self.H = torch.zeros(in_features(layer), in_features(layer), dtype=torch.float32)  # [in, in]
+        # [in, in], on the layer's device (block offload runs the statistics where the block is)
+        self.H = torch.zeros(in_features(layer), in_features(layer), dtype=torch.float32, device=layer.weight.device)
         self.nsamples = 0
 
     def take(self) -> torch.Tensor:
@@ -152,7 +154,7 @@ def _prune_columns(W: torch.Tensor, Hinv: torch.Tensor, sparsity: float, pattern
             d = Hinv1[i, i]
             if n and i % m == 0:
                 tmp = W1[:, i:i + m] ** 2 / (torch.diag(Hinv1)[i:i + m].reshape((1, -1))) ** 2
-                mask1.scatter_(1, i + torch.topk(tmp, n, dim=1, largest=False)[1], True)
+                mask1.scatter_(1, i + lowest_n(tmp, n), True)  # the CPU tie rule on any device
             q = w.clone()
             q[mask1[:, i]] = 0
             Q1[:, i] = q
@@ -163,11 +165,14 @@ def _prune_columns(W: torch.Tensor, Hinv: torch.Tensor, sparsity: float, pattern
         W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
 
 
-def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> dict[str, float]:
+def prune(model, calibration: torch.Tensor, spec, progress: bool = True,
+          device: torch.device | str | None = None) -> dict[str, float]:
     """Prune every decoder-block Linear / Conv1D of ``model`` in place, block by block (``run_blockwise``: each
     block's inputs are the previous block's outputs after pruning, as the reference); ``calibration``: token ids
     ``[nsamples, seqlen]``. Returns the layers (``layers.<block>.<name>``, as ``variant.layer_sparsity`` names them)
     whose Hessian needed more damping than ``spec.damp``, with the damping used; each is also printed to stderr.
+    ``device``: None runs where the model is; otherwise each block moves to ``device`` for its Hessians and OBS
+    updates (block offload, ``run_blockwise``), as the reference's ``llama_sequential``.
     Raises what ``fasterprune`` raises, and a ValueError naming the layer when its Hessian is not finite."""
     from tqdm.auto import tqdm
 
@@ -185,14 +190,14 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> dict
             tqdm.write(f"sparsegpt: {full}: Hessian not positive definite with damp={spec.damp:g}; used "
                        f"damp={damp:g}", file=sys.stderr)  # between progress bar updates, not through one
 
-    run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress)
+    run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress, device=device)
     return raised
 
 
-def apply(model, spec, calibration, progress: bool = True):
-    """The registry entry: ``prune`` in place and return ``model``, the layers whose damping was raised on it as
-    ``kick_damp_raised`` (``manifest_entries``)."""
-    model.kick_damp_raised = prune(model, calibration, spec, progress)
+def apply(model, spec, calibration, progress: bool = True, device: torch.device | str | None = None):
+    """The registry entry: ``prune`` in place (blocks offloaded to ``device`` when given) and return ``model``, the
+    layers whose damping was raised on it as ``kick_damp_raised`` (``manifest_entries``)."""
+    model.kick_damp_raised = prune(model, calibration, spec, progress, device)
     return model
 
 

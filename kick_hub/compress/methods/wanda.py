@@ -21,7 +21,8 @@ class InputNorm:
     ``scaler_row`` ``[in]`` float32, in squared activation units."""
 
     def __init__(self, layer: torch.nn.Module) -> None:
-        self.scaler_row = torch.zeros(in_features(layer), dtype=torch.float32)  # [in]
+        # [in], on the layer's device (block offload runs the statistics where the block is)
+        self.scaler_row = torch.zeros(in_features(layer), dtype=torch.float32, device=layer.weight.device)
         self.nsamples = 0
 
     def add_batch(self, inp: torch.Tensor) -> None:
@@ -41,21 +42,23 @@ def score(weight: torch.Tensor, stats: InputNorm) -> torch.Tensor:
     return weight.abs().float() * torch.sqrt(stats.scaler_row.reshape(1, -1))
 
 
-def prune(model, calibration: torch.Tensor, spec, progress: bool = True) -> None:
+def prune(model, calibration: torch.Tensor, spec, progress: bool = True,
+          device: torch.device | str | None = None) -> None:
     """Prune every decoder-block Linear / Conv1D of ``model`` in place, block by block (``run_blockwise``: each
     block's inputs are the previous block's outputs after pruning, as the reference). ``calibration``: token ids
-    ``[nsamples, seqlen]``. Unstructured: ``masks.row_mask`` per output row; N:M: ``masks.nm_mask``. A ValueError
-    naming the layer when its input norms are not finite."""
+    ``[nsamples, seqlen]``. Unstructured: ``masks.row_mask`` per output row; N:M: ``masks.nm_mask``. ``device``:
+    None runs where the model is; otherwise each block moves to ``device`` for its statistics and masks (block
+    offload, ``run_blockwise``). A ValueError naming the layer when its input norms are not finite."""
     def rewrite(name, layer, stats):
         W = weight_view(layer)  # [out, in]
         metric = score(W, stats)
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else row_mask(metric, spec.sparsity)
         W[mask] = 0
 
-    run_blockwise(model, calibration, InputNorm, rewrite, desc="wanda", progress=progress)
+    run_blockwise(model, calibration, InputNorm, rewrite, desc="wanda", progress=progress, device=device)
 
 
-def apply(model, spec, calibration, progress: bool = True):
-    """The registry entry: ``prune`` in place and return ``model``."""
-    prune(model, calibration, spec, progress)
+def apply(model, spec, calibration, progress: bool = True, device: torch.device | str | None = None):
+    """The registry entry: ``prune`` in place (blocks offloaded to ``device`` when given) and return ``model``."""
+    prune(model, calibration, spec, progress, device)
     return model

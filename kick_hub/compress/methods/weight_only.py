@@ -153,9 +153,15 @@ def quantize(model: torch.nn.Module, spec: CompressSpec) -> torch.nn.Module:
     return quantized
 
 
-def apply(model, spec, calibration=None, progress: bool = True):
-    """The registry entry: ``quantize`` (no calibration, no progress bar)."""
+def apply(model, spec, calibration=None, progress: bool = True, device=None):
+    """The registry entry: ``quantize`` (no calibration, no progress bar). Round to nearest runs on the CPU whatever
+    ``device`` is (``compute_device``): it is one pass over the weights, with nothing for an accelerator to speed up."""
     return quantize(model, spec)
+
+
+def compute_device(spec, device: str) -> str:
+    """Where these methods compute: always the CPU (transformers' quantizers are run with ``device_map="cpu"``)."""
+    return "cpu"
 
 
 def before_save(model) -> None:
