@@ -3,7 +3,14 @@
 A client of the library: prompts and scores come from the task modules, generation from ``Engine.stream`` (greedy,
 the same settings for every model), tables and gradio's own interactive charts from ``bench.report`` and
 ``hub.results``; the variants offered first are those where the loss shows (``featured_variants``).
-``space/app.py`` (the Hub Space) and ``kick space`` both call ``build``.
+``space/app.py`` (the Hub Space, put on the Hub by ``kick publish-space``: ``hub/space_repo.py``) and ``kick space``
+both call ``build``.
+
+Where models run: every model loads with one ``device.Placement`` (``kick space --device/--dtype``, the Space's
+KICK_DEVICE / KICK_DTYPE; ``auto`` is the GPU on GPU hardware), and a comparison's generation runs under
+``spaces.GPU`` where the ``spaces`` package is present (``on_gpu``; ZeroGPU hardware), its models loaded before.
+Of a run dir's variants only the kept ones (their directory with its manifest, ``is_kept``) can be compared; the
+Results tab and its browser show every scored variant.
 
 Limits: prompts longer than ``MAX_INPUT_CHARS``, or whose tokens plus the new tokens exceed a chosen model's context,
 are refused with a message and never cut (every model reads exactly the prompt shown; an example whose few-shot or
@@ -17,15 +24,20 @@ dropdowns and number box. Tables show an infinite score (a broken model's perple
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kick_hub import tasks
 from kick_hub.bench.store import FILENAME
+
+if TYPE_CHECKING:
+    from kick_hub.device import Placement
 
 MAX_INPUT_CHARS = 6000
 MAX_NEW_TOKENS = 256
@@ -36,22 +48,37 @@ EXAMPLES_PER_TASK = 50
 # the tasks whose examples can be compared: those whose spec names a reference to show (not perplexity)
 COMPARE_TASKS = tuple(t for t, s in tasks.SPECS.items() if s.example_reference)
 RIGHT = 0.5  # a per-example score >= 0.5 counts as right (EM / accuracy are 0 or 1; ROUGE-L is continuous)
+GPU_SECONDS = 120  # the most one comparison's generation may hold a ZeroGPU device (``on_gpu``)
+
+
+def is_kept(path: str | Path | None) -> bool:
+    """Whether a sweep variant can still be loaded: its directory is there with its manifest
+    (``kick_hub.variant.MANIFEST``); ``kick bench --keep-variants none|pushed`` deletes variant directories once
+    their scores are committed (or pushed)."""
+    from kick_hub.variant import MANIFEST
+
+    return bool(path) and (Path(path) / MANIFEST).is_file()
 
 
 class Models:
-    """The allowlist (display name -> model id or variant dir) and an LRU cache of loaded engines."""
+    """The allowlist (display name -> model id or variant dir) and an LRU cache of loaded engines. Of a run dir's
+    variants only the kept ones (``is_kept``) are offered."""
 
-    def __init__(self, run_dir: str | Path | None, allow: list[str] = ()) -> None:
+    def __init__(self, run_dir: str | Path | None, allow: list[str] = (), placement: Placement | None = None
+                 ) -> None:
         from kick_hub.hub import check_repo_id
 
+        self.placement = placement  # where every engine loads (``Engine.from_name``; None: load_model's default)
         self.choices: dict[str, str] = {"world": "world"}
         self.featured: list[str] = []  # the run dir's variants offered first (``featured_variants``)
+        self.scored: list[str] = []  # every compressed variant the run dir has scores of, kept or not
         if run_dir and (Path(run_dir) / FILENAME).exists():
             from kick_hub.bench.store import Store
 
             store = Store(run_dir, None)
-            offered = [v for v in store.variants()
-                       if v["label"] != "dense" and v["path"] and Path(v["path"]).exists()]
+            scored = [v for v in store.variants() if v["label"] != "dense"]
+            self.scored = [v["label"] for v in scored]
+            offered = [v for v in scored if is_kept(v["path"])]
             self.choices = {"dense": store.model}
             self.choices.update({v["label"]: v["path"] for v in offered})
             self.featured = featured_variants(offered)
@@ -74,11 +101,23 @@ class Models:
         path = self.resolve(name)
         with self._lock:
             if path not in self._cache:
-                self._cache[path] = (Engine.from_name(path, batch_size=1), threading.Lock())
+                engine = Engine.from_name(path, placement=self.placement, batch_size=1)
+                self._cache[path] = (engine, threading.Lock())
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(path)
             return self._cache[path]
+
+
+def on_gpu(fn):
+    """``fn`` wrapped by ``spaces.GPU(duration=GPU_SECONDS)`` when the ``spaces`` package is importable (a Hub
+    Space; on ZeroGPU hardware a function holds a GPU only while a call to it runs, and only when so wrapped; on
+    other hardware the wrapper has no effect); ``fn`` itself otherwise (``kick space`` on any machine)."""
+    if importlib.util.find_spec("spaces") is None:
+        return fn
+    import spaces
+
+    return spaces.GPU(duration=GPU_SECONDS)(fn)
 
 
 def featured_variants(variants: list[dict]) -> list[str]:
@@ -218,12 +257,14 @@ def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task
     return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
 
 
-def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
-                    prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool):
-    """The Compare endpoint: every input checked in the Space's own words (the API can be called without the UI's
-    slider and dropdowns), then ``compare_stream``; yields (model names, outputs, scores or None). ``source``,
-    ``task`` and ``index`` name the example the prompt came from and matter only with ``from_example``; the output
-    is scored only while the prompt is that example's."""
+def check_compare(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
+                  prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool
+                  ) -> tuple[list[str], int, str | None, dict | None]:
+    """The Compare endpoint's inputs, every one checked in the Space's own words (the API can be called without the
+    UI's slider and dropdowns), as (model names, new tokens, task, record) for ``compare_stream``. ``source``,
+    ``task`` and ``index`` name the example the prompt came from and matter only with ``from_example``; task and
+    record are None (nothing is scored) unless the prompt is still that example's. Raises ValueError; loads
+    nothing."""
     check_choice("base", base, models.choices)
     variants = [] if variants is None else variants
     if not isinstance(variants, (list, tuple)):
@@ -239,7 +280,16 @@ def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], 
         record = example_record(examples, source, task, index)
         if tasks.get(task).prompt(record) != prompt:
             record = None  # the prompt was edited: no reference to score against
-    for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task if record else None, record):
+    return chosen, max_new_tokens, task if record else None, record
+
+
+def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
+                    prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool):
+    """The Compare endpoint: ``check_compare``, then ``compare_stream``; yields (model names, outputs, scores or
+    None)."""
+    chosen, max_new_tokens, task, record = check_compare(models, examples, base, variants, prompt, max_new_tokens,
+                                                         source, task, index, from_example)
+    for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task, record):
         yield chosen, texts, scores
 
 
@@ -258,7 +308,8 @@ def display_frame(frame):
 
 
 def results_frame(run_dir: str | Path | None):
-    """The sweep table (absolute and relative-to-dense headline metrics) as a DataFrame."""
+    """The sweep table (absolute headline metrics, their standard errors as ``<task> ±``, and relative to dense) as
+    a DataFrame."""
     import pandas as pd
 
     from kick_hub.bench import report
@@ -275,6 +326,7 @@ def results_frame(run_dir: str | Path | None):
     for r in rows:
         row = {k: r[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
         row.update({t: round(v, 4) for t, v in r["abs"].items()})
+        row.update({f"{t} ±": round(v, 4) for t, v in r["se"].items()})  # standard error (report.table_data)
         row.update({f"{t} rel": round(v, 3) for t, v in r["rel"].items()})
         flat.append(row)
     return display_frame(pd.DataFrame(flat))
@@ -393,11 +445,12 @@ NO_RUN_DIR = "No sweep results here: start the Space with `kick space --run-dir 
 
 
 def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources: list[str] = ("world",),
-          results_repo: str | None = None):
-    """The Gradio Blocks app (call ``.queue(...).launch(...)`` or use ``launch``)."""
+          results_repo: str | None = None, placement: Placement | None = None):
+    """The Gradio Blocks app (call ``.queue(...).launch(...)`` or use ``launch``); models load with ``placement``
+    (``Models``) and a comparison's generation runs under ``on_gpu`` (ZeroGPU hardware)."""
     import gradio as gr
 
-    models = Models(run_dir, list(allow))
+    models = Models(run_dir, list(allow), placement)
     examples = load_examples(list(data_sources))
     names = list(models.choices)
     variant_names = [n for n in names if n not in ("dense", "world")]
@@ -409,11 +462,19 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
         except ValueError as e:
             raise gr.Error(str(e)) from None
 
+    @on_gpu
+    def generate(chosen: list[str], prompt: str, max_new_tokens: int, task: str | None, record: dict | None):
+        """The comparison's generation (``compare_stream``), under ``spaces.GPU`` on a Hub Space."""
+        yield from compare_stream(models, chosen, prompt, max_new_tokens, task, record)
+
     def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
                 index: float, from_example: bool):
         try:
-            for chosen, texts, scores in compare_outputs(models, examples, base, variants, prompt, max_new_tokens,
-                                                         source, task, index, from_example):
+            chosen, max_new_tokens, task, record = check_compare(models, examples, base, variants, prompt,
+                                                                 max_new_tokens, source, task, index, from_example)
+            for name in chosen:  # loaded here, outside the GPU function (ZeroGPU's way: models are loaded in
+                models.engine(name)  # the main process, the GPU is held only while ``generate`` runs)
+            for texts, scores in generate(chosen, prompt, max_new_tokens, task, record):
                 boxes = []
                 for i in range(MAX_PANES):
                     if i < len(chosen):
@@ -461,7 +522,7 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                                  "(1.0 = as good as dense)", interactive=False, visible=bool(len(sweep)))
             curves, bars = plot_frames(run_dir)
             kept = dict(y="kept", y_title="score relative to dense (1.0 = dense)", tooltip="all",
-                        y_lim=[0, max(1.1, *curves["kept"], *bars["kept"])], color_title="task")
+                        y_lim=[0, max([1.1, *curves["kept"], *bars["kept"]])], color_title="task")
             # one chart per pruning method and one per N:M or quantized variant (gradio stacks bars that share
             # an x value, so tasks are side by side only within a variant's own chart); each chart is drawn to
             # its column's width, whole
@@ -475,9 +536,10 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                     gr.BarPlot(bars[bars["variant"] == label], x="task", color="task", sort=list(bars["task"].unique()),
                                title=label, x_title="task", x_axis_labels_visible=False, elem_id=f"plot-{label}",
                                elem_classes="kick-plot", min_width=240, **kept)
-            with gr.Row():
-                b_variant = gr.Dropdown(variant_names, value=next(iter(shown), None), label="variant",
-                                        elem_id="browse-variant")
+            with gr.Row():  # every scored variant: the browser reads the store, not the variant's weights
+                b_variant = gr.Dropdown(models.scored, value=next((n for n in [*shown, *models.scored]
+                                                                     if n in models.scored), None),
+                                        label="variant", elem_id="browse-variant")
                 b_task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
                 b_only = gr.Checkbox(value=True, label="only dense right, variant wrong")
             b_go = gr.Button("Show examples")
@@ -535,9 +597,10 @@ def check_run_dir(run_dir: str | Path | None) -> None:
 
 def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int | None = None,
            allow: list[str] = (), data_sources: list[str] = ("world",), results_repo: str | None = None,
-           block: bool = True):
-    """Build, queue (bounded) and serve the app; returns (demo, local URL)."""
-    demo = build(run_dir, allow, data_sources, results_repo)
+           block: bool = True, placement: Placement | None = None):
+    """Build, queue (bounded) and serve the app; returns (demo, local URL). ``placement`` is where every model the
+    app loads goes (``engine.load_model``; None: its default)."""
+    demo = build(run_dir, allow, data_sources, results_repo, placement)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
                             show_error=True)  # the charts are drawn from tables: no file of the run dir is served
@@ -545,9 +608,16 @@ def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int
 
 
 def from_env() -> dict:
-    """Settings of the deployed Space from its variables: KICK_RUN_DIR, KICK_ALLOW (comma-separated repo ids),
-    KICK_DATA (comma-separated sources), KICK_RESULTS_REPO."""
+    """Settings of the deployed Space (``build``'s keyword arguments) from its variables: KICK_RUN_DIR, KICK_ALLOW
+    (comma-separated repo ids), KICK_DATA (comma-separated sources), KICK_RESULTS_REPO, and KICK_DEVICE /
+    KICK_DTYPE for the placement (default ``auto`` / ``auto``: the GPU and the checkpoint's dtype on GPU hardware,
+    float32 on the CPU); a bad KICK_DEVICE / KICK_DTYPE raises ValueError naming ``device`` / ``dtype`` and the
+    allowed values."""
+    from kick_hub.device import make_placement
+
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
     return {"run_dir": os.environ.get("KICK_RUN_DIR") or None, "allow": split(os.environ.get("KICK_ALLOW", "")),
             "data_sources": split(os.environ.get("KICK_DATA", "world")),
-            "results_repo": os.environ.get("KICK_RESULTS_REPO") or None}
+            "results_repo": os.environ.get("KICK_RESULTS_REPO") or None,
+            "placement": make_placement(os.environ.get("KICK_DEVICE") or "auto",
+                                        os.environ.get("KICK_DTYPE") or "auto")}

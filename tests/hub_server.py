@@ -31,15 +31,23 @@ Implemented endpoints (``{t}`` = ``models|datasets|spaces``; ``{p}`` = file-URL 
 - ``GET|HEAD /{p}{ns}/{name}/resolve/{rev}/{path}``           bytes served directly (no redirect), ``Range`` (206/416),
   ``X-Repo-Commit``, quoted ``ETag`` (git sha1, or sha256 for LFS), ``X-Linked-Etag``/``X-Linked-Size`` for LFS
 - ``GET /api/{t}/{ns}/{name}/xet-{read|write}-token/{rev}``  501: Xet storage is not implemented
+- ``GET|POST|DELETE /api/spaces/{ns}/{name}/variables``       a Space's variables (needs the token): GET lists them,
+  POST {key, value, description?} adds or updates one, DELETE {key} removes one; each answers every variable as
+  {key: {value, description?, updatedAt}}
+- ``POST /api/spaces/{ns}/{name}/hardware``                  {flavor, sleepTimeSeconds?} (needs the token): 400 for a
+  flavor not in ``SPACE_HARDWARE``; answers the runtime
+- ``GET  /api/spaces/{ns}/{name}/runtime``                   {stage, hardware: {current, requested}, gcTimeout, ...}
 
 Errors are JSON ``{"error": msg}`` with ``X-Error-Message`` and, where the Hub sends one, ``X-Error-Code``
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), which ``huggingface_hub`` maps to its exceptions.
 
 Simplified: a single branch ``main`` (revisions are ``main`` or a commit sha / unique prefix of >= 7 hex chars); no
 tags, PRs (``create_pr`` -> 400), gating, orgs permissions (any namespace is writable with the token), pagination,
-copyFile/cross-repo LFS copies, LFS multipart, Xet. Auth: one bearer token. A request carrying a wrong token gets 401
-``Invalid credentials in Authorization header`` (as on the Hub); writes need the token; private repos read without
-it answer 401 ``RepoNotFound`` (404 when authenticated but missing). Nothing is logged (no headers, no token).
+Space builds (a requested hardware flavor is current at once; the stage is ``BUILDING`` once the Space has its
+``app.py``, ``NO_APP_FILE`` before), copyFile/cross-repo LFS copies, LFS multipart, Xet. Auth: one bearer token. A
+request carrying a wrong token gets 401 ``Invalid credentials in Authorization header`` (as on the Hub); writes need
+the token; private repos read without it answer 401 ``RepoNotFound`` (404 when authenticated but missing).
+Nothing is logged (no headers, no token).
 
 Client facts this server relies on (huggingface_hub 2.4): LFS-mode uploads go through ``hf_xet`` (never the LFS batch
 endpoint) unless ``HF_HUB_DISABLE_XET=1``; ``run_client`` sets it by default. The legacy upload path posts the commit
@@ -77,12 +85,17 @@ GITATTRIBUTES = b"".join(b"*%s filter=lfs diff=lfs merge=lfs -text\n" % e.encode
 NAME_RE = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9]$|^[A-Za-z0-9]$")
 YAML_RE = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
 API_RE = re.compile(r"^/api/(models|datasets|spaces)/([^/]+)/([^/]+)"
-                    r"(?:/(revision|tree|paths-info|preupload|commit|refs|xet-write-token|xet-read-token)"
+                    r"(?:/(revision|tree|paths-info|preupload|commit|refs|xet-write-token|xet-read-token|"
+                    r"variables|hardware|runtime)"
                     r"(?:/([^/]+)(?:/(.*))?)?)?/?$")
 RESOLVE_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+)/resolve/([^/]+)/(.+)$")
 BATCH_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+?)\.git/info/lfs/objects/batch$")
 LFS_RE = re.compile(r"^/_lfs/(model|dataset|space)/([^/]+)/([^/]+)/([0-9a-f]{64})(/verify)?$")
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# the Hub's Space hardware flavors (huggingface_hub 2.4's SpaceHardware values)
+SPACE_HARDWARE = ("cpu-basic", "cpu-upgrade", "zero-a10g", "t4-small", "t4-medium", "l4x1", "l4x4", "l40sx1",
+                  "l40sx4", "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4", "a100-large",
+                  "a100x4", "a100x8", "rtx-pro-6000", "rtx-pro-6000x2", "rtx-pro-6000x4", "rtx-pro-6000x8")
 
 
 def _now() -> str:
@@ -122,6 +135,9 @@ class Repo:
     created: str
     commits: list[Commit] = field(default_factory=list)
     lfs: dict[str, Blob] = field(default_factory=dict)  # uploaded LFS objects, by sha256
+    variables: dict[str, dict] = field(default_factory=dict)  # a Space's: key -> {value, description?, updatedAt}
+    hardware: str = "cpu-basic"  # a Space's hardware flavor
+    sleep_time: int | None = None  # a Space's sleepTimeSeconds, when requested
 
 
 class HubError(Exception):
@@ -211,6 +227,16 @@ class HubServer:
         with self._lock:
             repo = self._get(repo_type, repo_id)
             return {p: b.data for p, b in self._commit_at(repo, rev).files.items()}
+
+    def space_variables(self, repo_id: str) -> dict[str, str]:
+        """``{key: value}`` of the Space ``repo_id``'s variables."""
+        with self._lock:
+            return {k: v["value"] for k, v in self._get("space", repo_id).variables.items()}
+
+    def space_hardware(self, repo_id: str) -> str:
+        """The hardware flavor of the Space ``repo_id`` (``cpu-basic`` until another is requested)."""
+        with self._lock:
+            return self._get("space", repo_id).hardware
 
     def lfs_files(self, repo_id: str, repo_type: str = "model", rev: str = "main") -> set[str]:
         """Paths stored as LFS at ``rev``."""
@@ -346,9 +372,11 @@ class HubServer:
             action, rev, rest = m[4], unquote(m[5] or "main"), unquote(m[6] or "")
             if action in ("xet-write-token", "xet-read-token"):
                 raise HubError(501, "Xet storage is not supported by this test hub: set HF_HUB_DISABLE_XET=1")
-            if action in ("preupload", "commit"):
+            if action in ("preupload", "commit", "variables", "hardware"):
                 self._need(authed)
             repo = self._repo(rtype, rid, authed)
+            if action in ("variables", "hardware", "runtime"):
+                return self._space_settings(repo, action, method, body)
             if action in (None, "revision") and method == "GET":
                 return self._info(repo, self._commit_at(repo, rev), query)
             if action == "refs" and method == "GET":
@@ -451,6 +479,39 @@ class HubServer:
         else:
             info.update(sdk=repo.sdk, subdomain=repo.id.replace("/", "-").lower())
         return _json(info)
+
+    def _space_settings(self, repo: Repo, action: str, method: str, body: bytes) -> Response:
+        """A Space's variables, hardware request and runtime (see the module docstring)."""
+        if repo.type != "space":
+            raise HubError(404, f"Not found: {method} {action} of a {repo.type} repo")
+        if action == "variables" and method in ("GET", "POST", "DELETE"):
+            if method != "GET":
+                payload = self._load_json(body)
+                key = payload.get("key")
+                if not isinstance(key, str) or not key:
+                    raise HubError(400, "A variable needs a key")
+                if method == "DELETE":
+                    repo.variables.pop(key, None)
+                else:
+                    if not isinstance(payload.get("value"), str):
+                        raise HubError(400, "A variable needs a string value")
+                    entry = {"value": payload["value"], "updatedAt": _now()}
+                    if payload.get("description") is not None:
+                        entry["description"] = payload["description"]
+                    repo.variables[key] = entry
+            return _json(repo.variables)
+        if action == "hardware" and method == "POST":
+            payload = self._load_json(body)
+            if payload.get("flavor") not in SPACE_HARDWARE:
+                raise HubError(400, f"Invalid hardware flavor {payload.get('flavor')!r}")
+            repo.hardware = payload["flavor"]
+            if payload.get("sleepTimeSeconds") is not None:
+                repo.sleep_time = payload["sleepTimeSeconds"]
+        elif not (action == "runtime" and method == "GET"):
+            raise HubError(404, f"Not found: {method} {action}")
+        stage = "BUILDING" if "app.py" in repo.commits[-1].files else "NO_APP_FILE"
+        return _json({"stage": stage, "hardware": {"current": repo.hardware, "requested": repo.hardware},
+                      "gcTimeout": repo.sleep_time, "storage": None, "devMode": False})
 
     def _last_commit(self, repo: Repo, commit: Commit, path: str, is_dir: bool) -> dict:
         def state(c: Commit):

@@ -336,3 +336,75 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
     assert {"variant", "sparsity %", "N:M", "knowledge kept", "perplexity kept", "knowledge collapsed",
             "factoid-qa exact match"} <= set(headers)
     assert not [h for h in headers if "_" in h]
+
+
+@pytest.fixture(scope="module")
+def thinned_run(tmp_path_factory):
+    """A sweep whose variants were partly deleted, as `kick bench --keep-variants none|pushed` does: magnitude-70's
+    directory is gone and magnitude-30's lost its manifest; only magnitude-50 is kept."""
+    from kick_hub.bench import plan, sweep
+    from kick_hub.variant import MANIFEST
+
+    run_dir = tmp_path_factory.mktemp("thinned")
+    sweep.run("world", run_dir, plan.plan(["magnitude"], [0.3, 0.5, 0.7], [], []), ["factoid-qa"], limit=4,
+              progress=False).close()
+    shutil.rmtree(run_dir / "variants" / "magnitude-70")
+    (run_dir / "variants" / "magnitude-30" / MANIFEST).unlink()
+    return run_dir
+
+
+def test_only_kept_variants_are_offered(thinned_run):
+    models = space.Models(thinned_run)
+    assert sorted(models.choices) == ["dense", "magnitude-50"]
+    assert models.scored == ["magnitude-30", "magnitude-50", "magnitude-70"] and models.featured == ["magnitude-50"]
+    with pytest.raises(ValueError, match=re.escape("model: 'magnitude-70' is not offered here; choose one of "
+                                                   "['dense', 'magnitude-50']")):
+        models.engine("magnitude-70")
+    rows = space.browse(thinned_run, "magnitude-70", "factoid-qa", False)  # its scored outputs stay browsable
+    assert len(rows) == 4 and "magnitude-70 score" in rows.columns
+    demo = space.build(thinned_run)
+    dropdowns = {b.elem_id: [value for _, value in b.choices] for b in demo.blocks.values()
+                 if isinstance(b, gr.Dropdown) and b.elem_id in ("variants", "browse-variant")}
+    assert dropdowns == {"variants": ["magnitude-50"],
+                         "browse-variant": ["magnitude-30", "magnitude-50", "magnitude-70"]}
+
+
+def test_space_without_run_dir_builds():
+    """The published Space's usual case (no KICK_RUN_DIR): the world model and the allowlist, empty results."""
+    demo = space.build(None, ["org/allowed-model"])
+    variants = next(b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and b.elem_id == "variants")
+    assert [value for _, value in variants.choices] == ["org/allowed-model"]
+
+
+def test_placement_reaches_every_model_load():
+    """Models load with the Space's placement: on CPU in float32 with the library's outputs; a device that is not
+    there is refused in kick's words before anything is cached."""
+    import torch
+
+    from kick_hub.device import Placement
+
+    models = space.Models(None, placement=Placement(device="cpu", dtype="float32"))
+    engine, _ = models.engine("world")
+    assert engine.device == torch.device("cpu") and engine.model.dtype == torch.float32
+    assert (list(engine.stream("The capital of Zelmor is", 6))[-1]
+            == Engine.from_name("world").generate(["The capital of Zelmor is"], 6)[0])
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: nothing to refuse")
+    models = space.Models(None, placement=Placement(device="cuda"))
+    with pytest.raises(ValueError, match="device: "):
+        models.engine("world")
+    assert models._cache == OrderedDict()
+
+
+def test_gpu_wrapper_is_a_no_op_without_spaces():
+    """Without the spaces package (anywhere but a Hub Space) the comparison handler is the function itself;
+    tests/test_publish_space.py runs the published app with a real stand-in spaces module."""
+    import importlib.util
+
+    if importlib.util.find_spec("spaces") is not None:
+        pytest.skip("a spaces package is installed here")
+
+    def handler():
+        yield 1
+
+    assert space.on_gpu(handler) is handler
