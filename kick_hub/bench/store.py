@@ -11,6 +11,11 @@ size, calibration source / nsamples / seqlen), recorded when a run starts and fi
 ``meta.task_settings`` holds each task's (examples limit, judge), recorded with the first cell evaluated on it; the
 compression spec of each cell (including its seed) is ``variants.spec``. A store of schema 1 recorded none of this.
 
+Sweep bookkeeping: ``failed`` holds the cells a Ray sweep gave up on (error, attempts so far; a cell's row goes when
+its results are written) and ``pushed`` the variants pushed to the Hub by ``--keep-variants pushed`` (repo, commit
+URL) before their local copy was deleted. Both tables are added to an existing store by the driver (``CREATE TABLE
+IF NOT EXISTS``), so a store without them is still read: as empty.
+
 Non-finite numbers: a score that is not finite (a broken model's perplexity) is stored in ``scores.value`` as the
 TEXT ``'inf'``, ``'-inf'`` or ``'nan'`` (SQLite would turn a NaN REAL into NULL), and ``scores()`` reads it back as a
 float; the JSON columns (``spec``, ``manifest``, ``samples.record``) hold strict JSON from ``kick_hub.io.dumps``.
@@ -41,11 +46,15 @@ CREATE TABLE IF NOT EXISTS samples (
 CREATE TABLE IF NOT EXISTS evaluated (
     label TEXT NOT NULL REFERENCES variants(label), task TEXT NOT NULL, skipped TEXT, run_id INTEGER,
     finished REAL NOT NULL, PRIMARY KEY (label, task));
+CREATE TABLE IF NOT EXISTS failed (
+    label TEXT PRIMARY KEY, tasks TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL, run_id INTEGER,
+    failed REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pushed (label TEXT PRIMARY KEY, repo TEXT NOT NULL, url TEXT, pushed REAL NOT NULL);
 """
 FILENAME = "results.sqlite"
 FILES = (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm", f"{FILENAME}-journal")  # the store and SQLite's side files
 RUN_SETTINGS = ("model", "data", "protocol", "batch_size", "calibration", "nsamples", "seqlen")
-TASK_SETTINGS = ("limit", "judge")
+TASK_SETTINGS = ("limit", "judge", "mcq_protocols")  # mcq_protocols: only when --mcq-protocols was given
 
 
 class StoreError(ValueError):
@@ -256,11 +265,48 @@ class Store:
                     if new:
                         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('task_settings', ?)",
                                         (dumps({**recorded, **new}),))
+            if "failed" in self._tables():  # a cell with results is no longer a failed one
+                self.db.execute("DELETE FROM failed WHERE label = ?", (label,))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         return tasks
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def record_failure(self, label: str, tasks: list[str], error: str, attempts: int, run_id: int) -> int:
+        """Record that cell ``label`` failed on ``tasks`` with ``error`` after ``attempts`` tries in this run (added
+        to those of earlier runs); returns the attempts so far. A later ``write_cell`` of the cell removes it."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT attempts FROM failed WHERE label = ?", (label,)).fetchone()
+            total = attempts + (row[0] if row else 0)
+            self.db.execute("INSERT OR REPLACE INTO failed VALUES (?, ?, ?, ?, ?, ?)",
+                            (label, dumps(list(tasks)), error, total, run_id, time.time()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return total
+
+    def failed(self) -> list[dict]:
+        """Cells recorded as failed and not written since, oldest first: dicts of label, tasks, error, attempts."""
+        if "failed" not in self._tables():
+            return []
+        rows = self.db.execute("SELECT label, tasks, error, attempts FROM failed ORDER BY failed").fetchall()
+        return [{"label": r[0], "tasks": loads(r[1]), "error": r[2], "attempts": r[3]} for r in rows]
+
+    def record_push(self, label: str, repo: str, url: str | None) -> None:
+        """Record that variant ``label`` was pushed to ``repo`` (commit ``url``)."""
+        self.db.execute("INSERT OR REPLACE INTO pushed VALUES (?, ?, ?, ?)", (label, repo, url, time.time()))
+
+    def pushed(self) -> dict[str, dict]:
+        """label -> ``{"repo", "url"}`` for every variant ``record_push`` recorded."""
+        if "pushed" not in self._tables():
+            return {}
+        return {r[0]: {"repo": r[1], "url": r[2]} for r in self.db.execute("SELECT label, repo, url FROM pushed")}
 
     def variants(self) -> list[dict]:
         """Every recorded variant, oldest finished first, as dicts of label, method, sparsity, pattern, bits, spec

@@ -19,10 +19,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kick_hub.bench.plan import Cell
 from kick_hub.bench.store import FILENAME, FILES, RUN_SETTINGS, Store, StoreError
 from kick_hub.io import dumps, loads, public_name, write_json
+
+if TYPE_CHECKING:
+    from kick_hub.device import Placement
 
 LOCK_FILE = ".kick-bench.lock"
 OWNER_FILE = ".kick-bench.owner"  # who holds the lock: pid, host, start time, argv
@@ -108,13 +112,22 @@ def run_settings(model: str, data: str, protocol: str, batch_size: int, calibrat
     return {k: values[k] for k in RUN_SETTINGS}
 
 
-def task_settings(task: str, limit: int | dict[str, int] | None, judge=None) -> dict:
-    """One task's settings (``store.TASK_SETTINGS``): its examples limit and its judge (backend and prompt)."""
+def task_settings(task: str, limit: int | dict[str, int] | None, judge=None,
+                  mcq_protocols: list[str] | None = None) -> dict:
+    """One task's settings (``store.TASK_SETTINGS``): its examples limit and its judge (backend and prompt), and for
+    mcq-reasoning scored under several protocols (``--mcq-protocols``) their names as ``mcq_protocols``."""
     from kick_hub.evaluation import task_limit
+    from kick_hub.tasks.mcq_reasoning import check_mcq_protocols
 
     j = judge.get(task) if isinstance(judge, dict) else None
-    name = f"{j.backend.name}, prompt {j.prompt['name']}" if j is not None else None
-    return {"limit": task_limit(limit, task), "judge": name}
+    name = None
+    if j is not None:  # a pairwise prompt asked in both orders scores differently from one order: part of the identity
+        name = f"{j.backend.name}, prompt {j.prompt['name']}" + (", both orders" if len(j.order_names) > 1 else "")
+    out = {"limit": task_limit(limit, task), "judge": name}
+    protocols = check_mcq_protocols(mcq_protocols)
+    if task == "mcq-reasoning" and protocols:
+        out["mcq_protocols"] = protocols
+    return out
 
 
 def _show(key: str, value) -> str:
@@ -196,25 +209,245 @@ def _cached(vdir: Path, spec) -> dict | None:
     return manifest if manifest.get("spec") == loads(dumps(spec.to_dict())) else None
 
 
-def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], data: str = "world",
-        limit: int | dict[str, int] | None = None, protocol: str = "default", judge=None, force: bool = False,
-        calibration: str = "world", nsamples: int | None = None, seqlen: int | None = None, batch_size: int = 32,
-        progress: bool = True) -> Store:
-    """Evaluate every planned cell on every task it has not been evaluated on; each finished cell is committed at
-    once (resumable after a kill). Holds the run dir's lock throughout (RunDirBusy when another process has it).
-    Settings that differ from the stored results' are refused before any model work, or with ``force`` the old
-    results are moved aside (``check_settings``). ``calibration`` / ``nsamples`` / ``seqlen`` are
-    ``make_variant``'s (unset sizes: an id file's own shape). Returns the store, open for reading."""
-    from tqdm.auto import tqdm
+KEEP_VARIANTS = ("all", "none", "pushed")
+EXECUTORS = ("local", "ray")
 
-    from kick_hub.compress import check_plan, make_variant
+
+def check_keep(keep_variants: str, push: str | None) -> None:
+    """Refuse (ValueError) a ``--keep-variants`` value that is not one of ``KEEP_VARIANTS`` or that does not go
+    with ``--push``: ``pushed`` needs it (a variant is deleted once pushed), ``none`` excludes it (nothing would be
+    left to push)."""
+    if keep_variants not in KEEP_VARIANTS:
+        raise ValueError(f"keep-variants: must be one of {list(KEEP_VARIANTS)}, got {keep_variants!r}")
+    if keep_variants == "pushed" and not push:
+        raise ValueError("keep-variants: 'pushed' deletes each variant once --push has uploaded it, so it needs "
+                         "--push ORG; give --push, or use --keep-variants none (delete once scored) or all")
+    if keep_variants == "none" and push:
+        raise ValueError("keep-variants: 'none' deletes each variant once it is scored, so --push would have "
+                         "nothing to upload; use --keep-variants pushed (delete once pushed) or all")
+
+
+def run_cell(model: str, run_dir: str | Path, cell: Cell, tasks: list[str], data: str = "world",
+             limit: int | dict[str, int] | None = None, protocol: str = "default", judge=None,
+             calibration: str = "world", nsamples: int | None = None, seqlen: int | None = None,
+             batch_size: int = 32, placement: "Placement | None" = None, progress: bool = True,
+             skip_missing: bool = False, delete_variant: bool = False, log=None,
+             mcq_protocols: list[str] | None = None) -> dict:
+    """One cell's work, the same under every executor: compress ``cell`` into ``variant_dir`` unless a complete
+    variant made with its spec is there (a missing or partial one is rebuilt), evaluate it on ``tasks`` and, with
+    ``delete_variant``, remove the variant afterwards. Touches no store. ``log`` (a callable taking a line) reports
+    the phases. Returns ``{"label", "path", "manifest", "results", "samples", "skipped", "seconds", "host"}``:
+    ``path`` the evaluated model (the base model's for dense), ``manifest`` the variant's (None for dense),
+    ``results`` / ``samples`` / ``skipped`` as ``evaluation.evaluate`` gives them, ``seconds`` compress + evaluate
+    wall time."""
+    from kick_hub.compress import make_variant
     from kick_hub.engine import Engine, resolve_model
     from kick_hub.evaluation import evaluate
     from kick_hub.variant import load_manifest
 
+    start = time.perf_counter()
+    say = log or (lambda line: None)
+    if cell.spec is None:
+        path, manifest = resolve_model(model), None
+    else:
+        vdir = variant_dir(run_dir, cell.label)
+        manifest = _cached(vdir, cell.spec)
+        if manifest is None:
+            say("compressing")
+            make_variant(model, cell.spec, vdir, calibration, nsamples, seqlen, overwrite=True, progress=progress,
+                         placement=placement)
+            manifest = load_manifest(vdir)
+        path = str(vdir)
+    say(f"evaluating {', '.join(tasks)}")
+    engine = Engine.from_name(path, batch_size=batch_size, placement=placement)
+    out = evaluate(engine, tasks, data, limit, protocol, judge, model_name=cell.label, skip_missing=skip_missing,
+                   mcq_protocols=mcq_protocols)
+    del engine
+    if delete_variant and cell.spec is not None:
+        remove_variant(run_dir, cell.label)
+    seconds = time.perf_counter() - start
+    say(f"done in {seconds:.1f} s")
+    return {"label": cell.label, "path": path, "manifest": manifest, "results": out["results"],
+            "samples": out["samples"], "skipped": out["config"]["skipped"], "seconds": seconds,
+            "host": socket.gethostname()}
+
+
+def remove_variant(run_dir: str | Path, label: str) -> bool:
+    """Delete the variant of ``label`` from the run dir: renamed aside first (so its directory, and the manifest
+    that marks it complete, go in one step), then removed. True when there was one."""
+    vdir = variant_dir(run_dir, label)
+    if not vdir.exists():
+        return False
+    gone = vdir.parent / f".deleted-{label}-{time.time_ns()}"
+    os.replace(vdir, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+    try:  # the last one takes ``variants/`` with it
+        vdir.parent.rmdir()
+    except OSError:
+        pass
+    return True
+
+
+def kept_variants(run_dir: str | Path) -> list[str]:
+    """Labels of the complete variants (a manifest present) in the run dir's ``variants/``, sorted."""
+    from kick_hub.variant import MANIFEST
+
+    root = Path(run_dir) / "variants"
+    return sorted(p.name for p in root.iterdir() if (p / MANIFEST).exists()) if root.is_dir() else []
+
+
+def variant_bytes(model: str, placement: "Placement | None" = None) -> int | None:
+    """About how many bytes one compressed variant of ``model`` takes on disk (dense storage: every parameter at
+    the dtype the variant is saved in): the parameter count from the model's safetensors headers (a local
+    directory, plus its tokenizer files) or the Hub's safetensors metadata (``get_safetensors_metadata``), times the
+    element size of ``placement``'s dtype (``float32`` on the CPU, the checkpoint's own on an accelerator for ``auto``). GPTQ
+    variants are smaller: for them it is an upper bound. None when the size cannot be known (a Hub model offline,
+    weights without safetensors)."""
+    import json
+    import struct
+
+    from kick_hub.engine import resolve_model
+
+    sizes = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+    counts: dict[str, int] = {}  # safetensors dtype -> parameters
+    path = Path(resolve_model(model))
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            return None
+        for f in files:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for name, t in header.items():
+                if name != "__metadata__":
+                    numel = 1
+                    for d in t["shape"]:
+                        numel *= d
+                    counts[t["dtype"]] = counts.get(t["dtype"], 0) + numel
+        extra = sum(f.stat().st_size for f in path.glob("tokenizer*") if f.is_file())  # saved with every variant
+    else:
+        extra = 0
+        try:
+            from huggingface_hub import get_safetensors_metadata
+
+            counts = dict(get_safetensors_metadata(str(model)).parameter_count)
+        except Exception:  # offline, gated, no safetensors: the size is unknown, the check is skipped
+            return None
+    asked = placement.dtype if placement is not None else "auto"
+    fixed = {"float32": 4, "bfloat16": 2, "float16": 2}.get(asked)
+    if fixed is None:
+        device = placement.device if placement is not None else "auto"
+        on_cpu = device == "cpu" or (device == "auto" and not _accelerator())
+        fixed = 4 if on_cpu else None
+    return extra + sum(n * (fixed or sizes.get(dtype, 4)) for dtype, n in counts.items())
+
+
+def _accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+
+
+def disk_need(run_dir: str | Path, todo: list[Cell], per_variant: int | None, keep_variants: str,
+              at_once: int = 1) -> tuple[int, int] | None:
+    """(bytes the sweep still writes at its peak, bytes free on the run dir's filesystem), or None when the variant
+    size is unknown. With ``keep_variants="all"`` every cell of ``todo`` without a variant on disk adds
+    ``per_variant``; with ``none`` / ``pushed`` at most ``at_once`` variants (the cells running together) exist at
+    a time."""
+    if per_variant is None:
+        return None
+    run_dir = Path(run_dir)
+    have = set(kept_variants(run_dir))
+    building = [c for c in todo if c.spec is not None and c.label not in have]
+    n = len(building) if keep_variants == "all" else min(len(building), at_once)
+    probe = next(p for p in [run_dir, *run_dir.resolve().parents] if p.exists())
+    return n * per_variant, shutil.disk_usage(probe).free
+
+
+def check_disk(run_dir: str | Path, todo: list[Cell], per_variant: int | None, keep_variants: str,
+               at_once: int = 1) -> None:
+    """Refuse (StoreError, before any model work) a sweep whose variants would not fit on the run dir's
+    filesystem (``disk_need``), naming ``--keep-variants none``."""
+    need = disk_need(run_dir, todo, per_variant, keep_variants, at_once)
+    if need is None or need[0] <= need[1]:
+        return
+    gb = lambda b: f"{b / 1e9:.2f} GB"  # noqa: E731
+    n = need[0] // per_variant
+    hint = ("use --keep-variants none (each variant deleted once scored: one at a time on disk) or a run dir with "
+            "more space" if keep_variants == "all" else "use a run dir with more space")
+    raise StoreError(f"run-dir: {run_dir} has {gb(need[1])} free but the sweep needs about {gb(need[0])} "
+                     f"({n} variants x {gb(per_variant)}, --keep-variants {keep_variants}); {hint}")
+
+
+def _settle(store: Store, run_dir: Path, cell: Cell, keep_variants: str, push: str | None, private: bool,
+            model: str) -> None:
+    """What ``keep_variants`` asks of a committed cell's variant: ``none`` deletes it, ``pushed`` pushes it to
+    ``push``/<model>-<label> (recorded in the store) and then deletes it, ``all`` keeps it."""
+    if cell.spec is None or keep_variants == "all" or not variant_dir(run_dir, cell.label).exists():
+        return
+    if keep_variants == "pushed":
+        from kick_hub.hub.push import push_variant, repo_name
+
+        repo = f"{push}/{repo_name(model, cell.label)}"
+        url = push_variant(variant_dir(run_dir, cell.label), repo, private, run_dir)
+        store.record_push(cell.label, repo, url)
+    remove_variant(run_dir, cell.label)
+
+
+def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], data: str = "world",
+        limit: int | dict[str, int] | None = None, protocol: str = "default", judge=None, force: bool = False,
+        calibration: str = "world", nsamples: int | None = None, seqlen: int | None = None, batch_size: int = 32,
+        progress: bool = True, placement: "Placement | None" = None, keep_variants: str = "all",
+        push: str | None = None, private: bool = False, executor: str = "local", ray_address: str | None = None,
+        cell_cpus: int = 1, cell_gpus: float = 0, cell_retries: int = 2,
+        mcq_protocols: list[str] | None = None) -> Store:
+    """Evaluate every planned cell on every task it has not been evaluated on; each finished cell is committed at
+    once (resumable after a kill). Holds the run dir's lock throughout (RunDirBusy when another process has it).
+    Settings that differ from the stored results' are refused before any model work, or with ``force`` the old
+    results are moved aside (``check_settings``). ``calibration`` / ``nsamples`` / ``seqlen`` are
+    ``make_variant``'s (unset sizes: an id file's own shape); ``placement`` where models load and compress;
+    ``mcq_protocols`` scores mcq-reasoning under each protocol named (``evaluation.evaluate``), a task setting.
+
+    ``keep_variants``: ``all`` keeps every variant under ``variants/``; ``none`` deletes a cell's variant once its
+    scores are committed; ``pushed`` pushes it to ``push``/<model>-<label> once committed, then deletes it
+    (``check_keep`` refuses other combinations). A sweep whose variants would not fit on the run dir's disk is
+    refused first (``check_disk``). A cell whose variant is missing is compressed again.
+
+    ``executor``: ``local`` runs the cells one after another in this process; ``ray`` runs each as a Ray task on
+    the cluster at ``ray_address`` (``kick_hub.bench.ray_executor``: ``cell_cpus`` / ``cell_gpus`` per cell, a
+    cell whose worker dies retried up to ``cell_retries`` times, then recorded as failed: ``Store.failed``).
+    Returns the store, open for reading."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: must be one of {list(EXECUTORS)}, got {executor!r}")
+    check_keep(keep_variants, push)
+    slots, connected = 1, False
+    if executor == "ray":  # a cluster that is not there, or has no node for a cell, is refused before any work
+        from kick_hub.bench import ray_executor
+
+        ray_executor.check_options(cell_cpus, cell_gpus, cell_retries)
+        ray_executor.check_judge(judge)
+        slots, connected = ray_executor.connect(ray_address, cell_cpus, cell_gpus)
+    try:
+        return _run(model, Path(run_dir), cells, tasks, data, limit, protocol, judge, force, calibration, nsamples,
+                    seqlen, batch_size, progress, placement, keep_variants, push, private, executor, slots,
+                    cell_cpus, cell_gpus, cell_retries, mcq_protocols=mcq_protocols)
+    finally:
+        if connected:
+            ray_executor.import_ray().shutdown()
+
+
+def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, calibration, nsamples, seqlen,
+         batch_size, progress, placement, keep_variants, push, private, executor, slots, cell_cpus, cell_gpus,
+         cell_retries, mcq_protocols=None) -> Store:
+    """``run``'s work once Ray (for ``executor="ray"``) is connected; ``slots``: cells the executor runs at once."""
+    from tqdm.auto import tqdm
+
+    from kick_hub.compress import check_plan
+
     run_dir = Path(run_dir)
     settings = run_settings(model, data, protocol, batch_size, calibration, nsamples, seqlen)
-    per_task = {t: task_settings(t, limit, judge) for t in tasks}
+    per_task = {t: task_settings(t, limit, judge, mcq_protocols) for t in tasks}
     with hold(run_dir):
         moved = check_settings(run_dir, settings, per_task, cells, force)
         if moved is not None:
@@ -226,28 +459,33 @@ def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], da
             run_id = store.start_run(sys.argv)
             done = store.done()
             todo = [(c, [t for t in tasks if t not in done.get(c.label, set())]) for c in cells]
+            for cell, missing in todo:  # finished cells whose variant a killed run had not settled yet
+                if not missing:
+                    _settle(store, run_dir, cell, keep_variants, push, private, model)
             todo = [(c, missing) for c, missing in todo if missing]
             specs = [c.spec for c, _ in todo if c.spec is not None]
-            if specs:  # a spec the model's layers or the calibration options cannot take fails now, not at its cell
+            if specs:  # variants that would not fit on the disk, or a spec the model's layers or the calibration
+                # options cannot take, fail now, not at their cell
+                check_disk(run_dir, [c for c, _ in todo], variant_bytes(model, placement), keep_variants, slots)
                 check_plan(model, specs, calibration, nsamples, seqlen)
-            for cell, missing in tqdm(todo, desc="cells", unit="cell", disable=not progress):
-                start = time.perf_counter()
-                if cell.spec is None:
-                    path, manifest = resolve_model(model), None
-                else:
-                    vdir = variant_dir(run_dir, cell.label)
-                    manifest = _cached(vdir, cell.spec)
-                    if manifest is None:
-                        make_variant(model, cell.spec, vdir, calibration, nsamples, seqlen, overwrite=True,
-                                     progress=progress)
-                        manifest = load_manifest(vdir)
-                    path = str(vdir)
-                engine = Engine.from_name(path, batch_size=batch_size)
-                out = evaluate(engine, missing, data, limit, protocol, judge, model_name=cell.label,
-                               skip_missing=len(tasks) > 1)
-                store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None, manifest, path,
-                                 out["results"], out["samples"], run_id, time.perf_counter() - start,
-                                 skipped=out["config"]["skipped"], task_settings=per_task)
+            common = dict(data=data, limit=limit, protocol=protocol, judge=judge, calibration=calibration,
+                          nsamples=nsamples, seqlen=seqlen, batch_size=batch_size, placement=placement,
+                          skip_missing=len(tasks) > 1, mcq_protocols=mcq_protocols)
+
+            def commit(cell: Cell, out: dict) -> None:
+                store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None,
+                                 out["manifest"], out["path"], out["results"], out["samples"], run_id,
+                                 out["seconds"], skipped=out["skipped"], task_settings=per_task)
+                _settle(store, run_dir, cell, keep_variants, push, private, model)
+
+            if executor == "ray" and todo:
+                from kick_hub.bench import ray_executor
+
+                ray_executor.run(model, run_dir, todo, common, commit, store, run_id, keep_variants, slots,
+                                 cell_cpus=cell_cpus, cell_gpus=cell_gpus, retries=cell_retries, progress=progress)
+            else:
+                for cell, missing in tqdm(todo, desc="cells", unit="cell", disable=not progress):
+                    commit(cell, run_cell(model, run_dir, cell, missing, progress=progress, **common))
         except BaseException:
             store.close()
             raise
@@ -255,22 +493,38 @@ def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], da
 
 
 def status(run_dir: str | Path, cells: list[Cell] | None = None, tasks: list[str] | None = None) -> str:
-    """What is done in a run dir: each cell with results, the tasks it was evaluated on and the settings they were
-    measured with; given the plan (``cells``, ``tasks``), what is left. Reads only and takes no lock."""
+    """What is done in a run dir: each cell with results, the tasks it was evaluated on, whether its variant is
+    kept (``kept``), was pushed and deleted (``pushed ORG/NAME``) or deleted (``deleted``), and the settings the
+    results were measured with; cells that failed under the Ray executor with their error and attempts; given the
+    plan (``cells``, ``tasks``), what is left. Reads only and takes no lock."""
     if not (Path(run_dir) / FILENAME).exists():
         return f"{run_dir}: no results yet"
     store = Store(run_dir, None)
     try:
         meta, rows, done = store.meta(), store.variants(), store.done()
+        failed, pushed = store.failed(), store.pushed()
     finally:
         store.close()
-    lines = [f"{run_dir}: model {public_name(meta.get('model'))}, {len(rows)} cells done"]
+    kept = set(kept_variants(run_dir))
+    compressed = [r["label"] for r in rows if r["label"] != "dense"]
+    lines = [f"{run_dir}: model {public_name(meta.get('model'))}, {len(rows)} cells done, variants kept: "
+             f"{sum(1 for c in compressed if c in kept)} of {len(compressed)}"]
     if rows:
         shown = {k: meta[k] for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples",
                                       "seqlen", "judge") if k in meta}
         lines.append("  measured with " + ", ".join(f"{k.replace('_', '-')}={_show(k, v)}" for k, v in shown.items()))
-    lines += [f"  done  {r['label']:<24} {r['seconds']:7.1f} s  {', '.join(sorted(done.get(r['label'], ())))}"
-              for r in rows]
+
+    def variant(label: str) -> str:
+        if label == "dense":
+            return "base model"
+        if label in kept:
+            return "kept"
+        return f"pushed {pushed[label]['repo']}" if label in pushed else "deleted"
+
+    lines += [f"  done  {r['label']:<24} {r['seconds']:7.1f} s  {variant(r['label']):<10} "
+              f"{', '.join(sorted(done.get(r['label'], ())))}" for r in rows]
+    lines += [f"  failed {f['label']:<23} after {f['attempts']} attempt(s): {f['error'].strip().splitlines()[0]}"
+              for f in failed if f["error"].strip()]
     for cell in cells or []:
         have = done.get(cell.label, set())
         missing = [t for t in tasks if t not in have] if tasks is not None else ([] if have else ["all"])
