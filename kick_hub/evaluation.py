@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kick_hub import data, tasks, versions
 from kick_hub.engine import Engine
+from kick_hub.scoring.stats import task_stderrs
 
 def resolve_tasks(names: list[str] | str) -> list[str]:
     """Task ids from a list (``all`` expands to every task); unknown names raise listing the valid ones."""
@@ -20,19 +21,28 @@ def resolve_tasks(names: list[str] | str) -> list[str]:
 
 def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = "world",
              limit: int | dict[str, int] | None = None,
-             protocol: str = "default", judge=None, model_name: str = "", skip_missing: bool = False) -> dict:
+             protocol: str = "default", judge=None, model_name: str = "", skip_missing: bool = False,
+             mcq_protocols: list[str] | None = None) -> dict:
     """Run tasks and return ``{"results", "config", "samples"}`` (lm-evaluation-harness layout).
 
     ``results[task]["n"]`` counts the examples scored. ``config["context"]`` records the model's context
     (``tokens``) and, per task, the prompts fitted into it: ``prompts_shortened`` (few-shot examples or a passage
     tail dropped), ``prompts_skipped`` (not scored: too long even shortened) and ``texts_windowed`` (perplexity
     texts scored in several windows); the rules are in ``kick_hub.tasks.fit`` and docs/context.md.
+    Every number in ``results[task]`` that the samples give per example comes with ``<metric>_stderr`` (its
+    standard error, ``kick_hub.scoring.stats.task_stderrs``; none with fewer than 2 examples). ``mcq_protocols``
+    (names of ``tasks.mcq_reasoning.MCQ_PROTOCOLS``) scores mcq-reasoning under each, adding ``accuracy_<name>``.
     ``config["generation"]`` records how the engine decodes (``Engine.generation_settings``: the stop token ids taken
-    from the model's generation config, the pad id, greedy)."""
+    from the model's generation config, the pad id, greedy). ``config["placement"]`` records where the model ran
+    (``Engine.placement``: device, dtype, device map, and what was asked). ``config["judge_usage"][task]`` is what
+    judging the task cost (``scoring.judge.JudgeUsage.to_dict``: replies, requests sent, retries, cache hits,
+    tokens, unparsable replies, examples compared in both orders and disagreements, wall seconds)."""
     names = resolve_tasks(task_names)
+    mcq_protocols = tasks.get("mcq-reasoning").check_mcq_protocols(mcq_protocols)
     if protocol not in tasks.PROTOCOLS:  # a task without the protocol asked for (perplexity) runs its default
         raise ValueError(f"protocol: must be one of {list(tasks.PROTOCOLS)}, got {protocol!r}")
     results, samples, skipped, timings = {}, {}, {}, {}
+    judge_usage: dict[str, dict] = {}
     context: dict = {"tokens": engine.max_length, "prompts_shortened": {}, "prompts_skipped": {},
                      "texts_windowed": {}}
     for name in names:
@@ -47,18 +57,25 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
         task_protocol = protocol if protocol in module.SPEC.protocols else "default"
         start = time.perf_counter()
         judge_for_task = judge.get(name) if isinstance(judge, dict) else None
-        scores, task_samples = module.run(engine, records, protocol=task_protocol, judge=judge_for_task)
+        judge_before = judge_for_task.usage.copy() if judge_for_task is not None else None
+        extra = {"protocols": mcq_protocols} if name == "mcq-reasoning" and mcq_protocols else {}
+        scores, task_samples = module.run(engine, records, protocol=task_protocol, judge=judge_for_task, **extra)
         timings[name] = round(time.perf_counter() - start, 3)
+        if judge_for_task is not None:  # what judging this task cost (scoring.judge.JudgeUsage)
+            judge_usage[name] = judge_for_task.usage.minus(judge_before).to_dict()
         results[name] = {"n": sum("skipped" not in s for s in task_samples), **scores}
+        results[name].update(task_stderrs(name, scores, task_samples))
         samples[name] = task_samples
         context["prompts_shortened"][name] = sum(bool(s.get("shortened")) for s in task_samples)
         context["prompts_skipped"][name] = sum("skipped" in s for s in task_samples)
         context["texts_windowed"][name] = sum(s.get("windows", 1) > 1 for s in task_samples)
     config = {
-        "model": model_name, "data": source, "limit": limit, "protocol": protocol,
+        "model": model_name, "data": source, "limit": limit, "protocol": protocol, "mcq_protocols": mcq_protocols,
         "batch_size": engine.batch_size, "tasks": names, "skipped": skipped, "task_time_s": timings,
         "versions": versions(), "judge": {k: v.backend.name for k, v in (judge or {}).items()},
+        "judge_usage": judge_usage,
         "context": context, "generation": engine.generation_settings(),
+        "placement": engine.placement(),  # device and dtype, asked and resolved (kick_hub.device)
     }
     return {"results": results, "config": config, "samples": samples}
 
@@ -88,16 +105,22 @@ def write_json(payload: dict, path: str | Path) -> Path:
 
 
 def table(results: dict) -> str:
-    """Plain-text table of each task's reported metrics (``TaskSpec.metrics``) and judge scores in a results dict (a
-    non-finite value prints as ``inf`` / ``NaN``)."""
+    """Plain-text table of each task's reported metrics (``TaskSpec.metrics``, each ``accuracy_<protocol>``) and
+    judge scores in a results dict, with ``± <metric>_stderr`` where the results carry one (a non-finite value
+    prints as ``inf`` / ``NaN``)."""
     from kick_hub.io import format_number
+
+    def value(scores: dict, metric: str) -> str:
+        se = scores.get(f"{metric}_stderr")
+        return format_number(scores[metric], ".4f", "inf") + (f" ± {se:.4f}" if se is not None else "")
 
     rows = [("task", "metric", "value", "n")]
     for task, scores in results.items():
-        for metric in tasks.SPECS[task].metrics if task in tasks.SPECS else ():
-            if metric in scores:
-                rows.append((task, metric, format_number(scores[metric], ".4f", "inf"), str(scores.get("n", ""))))
-        rows += [(task, k, format_number(v, ".4f", "inf"), "") for k, v in scores.items() if k.startswith("judge_")]
+        shown = [m for m in tasks.SPECS[task].metrics if m in scores] if task in tasks.SPECS else []
+        shown += [m for m in scores if m.startswith("accuracy_") and not m.endswith("_stderr")]  # --mcq-protocols
+        rows += [(task, m, value(scores, m), str(scores.get("n", ""))) for m in shown]
+        rows += [(task, k, value(scores, k), "") for k in scores if k.startswith("judge_")
+                 and not k.endswith("_stderr")]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

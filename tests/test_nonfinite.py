@@ -125,7 +125,7 @@ def test_report_files_are_strict_and_readable(tmp_path, dense_ppl):
         assert facts[0]["verdict"] == "not measured"
     else:
         assert "| ∞ (0.00) |" in row  # infinite perplexity keeps 0.0 of a finite dense
-        assert "| perplexity | 30% |" in md  # 15 against 10 keeps 0.67 of dense at 30 %
+        assert "| perplexity | n/a | 30% |" in md  # 15 against 10 keeps 0.67 of dense at 30 %
     assert (tmp_path / "sparsity.png").stat().st_size > 0
 
 

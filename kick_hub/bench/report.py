@@ -3,6 +3,13 @@
 Relative score = variant / dense for every task, except perplexity, where it is dense / variant: 1.0 means "as good
 as dense" on every axis and lower means worse, so perplexity sits on the same relative axis as the tasks.
 
+Noise (``kick_hub.scoring.stats``, docs/statistics.md): every score is shown ± its standard error; every variant is
+compared with dense on the same examples (paired bootstrap interval, McNemar's exact test for 0/1 metrics), a change
+is marked significant only when its 95 % interval excludes 0, and each LLM-KICK claim is confirmed, not confirmed,
+or inconclusive within noise (with the examples per task that would resolve it). The plots show the intervals as
+bands and error bars. A store without per-example records (or whose records do not give its stored score) falls
+back to the point values and the 5 % rule.
+
 Non-finite scores (a broken model's perplexity is ``inf``): a relative score is always a finite number or absent. A
 variant whose perplexity is infinite against a finite dense one keeps 0.0 of dense; when dense itself (or a score) is
 not a finite number there is no relative score, and the tables say why. Tables show ``∞`` / ``NaN``; every JSON file
@@ -11,6 +18,7 @@ is strict JSON (``kick_hub.io.dumps``).
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from pathlib import Path
@@ -18,6 +26,8 @@ from pathlib import Path
 from kick_hub import tasks
 from kick_hub.bench.store import Store
 from kick_hub.io import atomic_write_text, format_number, loads, public_name, write_json
+from kick_hub.scoring import stats
+from kick_hub.scoring.judge import usage_from_samples
 
 # headline metric, knowledge flag and direction come from the task specs (kick_hub.tasks.specs)
 HEADLINE = {name: spec.metric for name, spec in tasks.SPECS.items()}  # task id -> its headline metric
@@ -25,6 +35,7 @@ KNOWLEDGE = tuple(name for name, spec in tasks.SPECS.items() if spec.knowledge)
 LOSS = 0.05  # "loses more than 5 % relative to dense"
 # "knowledge collapsed while perplexity did not": knowledge below 80 % of dense, perplexity within 10 % of dense
 COLLAPSE_KNOWLEDGE, COLLAPSE_PERPLEXITY = 0.80, 0.90
+JUDGED = tuple(name for name, spec in tasks.SPECS.items() if spec.judge_prompt)  # tasks an LLM judge may score
 
 
 def _finite(x) -> bool:
@@ -51,11 +62,18 @@ def no_relative(value: float | None, dense: float | None) -> str:
 
 
 def table_data(store: Store) -> tuple[list[dict], dict]:
-    """Rows (one per variant: label, method, sparsity, pattern, bits, abs/rel per task) and the dense scores."""
+    """Rows (one per variant) and the dense scores (task -> headline value).
+
+    Each row holds label, method, sparsity, pattern, bits; ``abs`` / ``rel`` per task (the headline metric, and
+    its share of dense); ``n`` (examples scored); ``se`` (standard error: the stored ``<metric>_stderr``, else
+    computed from the stored samples) and ``se_reason`` (why a task has none, e.g. n < 2); and ``paired`` (task ->
+    ``stats.Paired``, the variant vs dense on the same examples; dense's row and tasks without per-example records
+    have none); ``judge`` (judged task -> ``scoring.judge.usage_from_samples`` of its records)."""
     scores = store.scores()
     if "dense" not in scores:
         raise ValueError("report: the store has no dense baseline yet")
     dense = {t: scores["dense"][t][m] for t, m in HEADLINE.items() if t in scores["dense"]}
+    series = {}  # (label, task) -> per-example headline values
     rows = []
     for v in store.variants():
         s = scores.get(v["label"], {})
@@ -63,8 +81,66 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
         row["abs"] = {t: s[t][m] for t, m in HEADLINE.items() if t in s and m in s[t]}
         rel = {t: relative(t, x, dense[t]) for t, x in row["abs"].items() if t in dense}
         row["rel"] = {t: r for t, r in rel.items() if r is not None}
+        row["n"] = {t: int(s[t]["n"]) for t in row["abs"] if _finite(s[t].get("n"))}
+        row["se"], row["se_reason"] = {}, {}
+        for t in row["abs"]:
+            x = stats.series(t, HEADLINE[t], store.samples(v["label"], t))
+            if x is not None and not _reproduces(x.value(), row["abs"][t]):
+                x = None  # records that do not give the stored score are not its examples: nothing to pair
+            series[v["label"], t] = x
+            stored = s[t].get(f"{HEADLINE[t]}_stderr")
+            if _finite(stored):
+                row["se"][t] = stored
+            elif series[v["label"], t] is not None:
+                e = stats.estimate(series[v["label"], t])
+                if e.stderr is not None:
+                    row["se"][t] = e.stderr
+                else:
+                    row["se_reason"][t] = e.reason
+            elif row["n"].get(t, 2) < 2:
+                row["se_reason"][t] = stats.TOO_FEW.format(n=row["n"][t])
+        row["judge"] = {t: u for t in JUDGED if t in s  # what judging cost (scoring.judge.usage_from_samples)
+                        for u in [usage_from_samples(store.samples(v["label"], t))] if u is not None}
         rows.append(row)
+    for row in rows:
+        row["paired"] = {}
+        if row["method"] == "dense":
+            continue
+        for t in row["abs"]:
+            d, x = series.get(("dense", t)), series.get((row["label"], t))
+            if d is not None and x is not None and t in dense:
+                row["paired"][t] = stats.paired(d, x, key=t, lower_is_better=tasks.SPECS[t].lower_is_better)
     return rows, dense
+
+
+def _reproduces(value: float, stored: float) -> bool:
+    return _finite(value) and _finite(stored) and math.isclose(value, stored, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def mcq_protocols(store: Store) -> list[dict]:
+    """Per variant, mcq-reasoning's accuracy under each protocol of ``--mcq-protocols`` (``accuracy_loglik`` /
+    ``accuracy_generate``) with standard errors, and the paired gap loglik - generate on the same questions
+    (``gap``: ``stats.Paired`` of generate -> loglik; "knows the answer but cannot say it" when it is significantly
+    above 0). Empty when the store holds no such pair."""
+    out, scores = [], store.scores()
+    for v in store.variants():
+        samples = None
+        entry = {"label": v["label"]}
+        scored = scores.get(v["label"], {}).get("mcq-reasoning", {})
+        for name in ("loglik", "generate"):
+            if f"accuracy_{name}" not in scored:
+                break
+            samples = samples if samples is not None else store.samples(v["label"], "mcq-reasoning")
+            s = stats.series("mcq-reasoning", f"accuracy_{name}", samples)
+            entry[name] = stats.estimate(s) if s is not None else stats.Estimate(
+                scored[f"accuracy_{name}"], int(scored.get("n", 0)), None, None, "no per-example records")
+            entry[f"{name}_series"] = s
+        else:
+            gen, log = entry.pop("generate_series"), entry.pop("loglik_series")
+            entry["gap"] = stats.paired(gen, log, key="mcq-protocols") if gen is not None and log is not None \
+                else None
+            out.append(entry)
+    return out
 
 
 def knowledge(row: dict) -> float | None:
@@ -107,75 +183,228 @@ def first_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float 
     return out
 
 
+def first_significant_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float | None]]:
+    """task -> method -> first sparsity at which the task's paired 95 % interval (variant vs dense on the same
+    examples, ``row["paired"]``) lies wholly on the losing side (None: never); a method with no paired interval
+    for the task at any sparsity is left out of that task."""
+    out: dict = {}
+    methods = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
+    for task in tasks:
+        out[task] = {}
+        for m in methods:
+            measured = [r for r in _unstructured(rows, m) if _paired(r, task) is not None]
+            if measured:
+                out[task][m] = next((r["sparsity"] for r in measured if _lost(_paired(r, task), task)), None)
+    return out
+
+
+def _paired(row: dict, task: str) -> stats.Paired | None:
+    p = row.get("paired", {}).get(task)
+    return p if p is not None and p.low is not None else None
+
+
+def _lost(p: stats.Paired, task: str) -> bool:
+    """A significant loss: the interval of variant - dense excludes 0 on the worse side."""
+    return p.low > 0 if tasks.SPECS[task].lower_is_better else p.high < 0
+
+
+def knowledge_interval(row: dict) -> stats.Interval | None:
+    """The share of dense knowledge kept (``knowledge``) with the percentile interval of the same mean over the
+    paired resamples of each knowledge task (tasks resampled independently); no interval (``low`` None) for a row
+    without paired records; None when the row has no knowledge task."""
+    names = [t for t in KNOWLEDGE if t in row["rel"]]
+    if not names:
+        return None
+    ps = [row.get("paired", {}).get(t) for t in names]
+    n = min((p.n for p in ps if p is not None), default=0)
+    iv = stats.combine([row["rel"][t] for t in names], [p.rel_reps if p else None for p in ps], n)
+    why = next((p.reason for p in ps if p is not None and p.reason), None)
+    return dataclasses.replace(iv, reason=why) if iv.low is None and why else iv
+
+
+def _has_records(row: dict) -> bool:
+    """Whether every knowledge task of ``row`` has a paired comparison with dense (per-example records)."""
+    return all(t in row.get("paired", {}) for t in KNOWLEDGE if t in row["rel"])
+
+
+def _state(iv: stats.Interval | None, measured: bool) -> str:
+    """``loss`` (the interval of the share kept lies below 1), ``held`` (it lies above 1 - LOSS: a loss of more
+    than 5 % is excluded) or ``noise`` (neither). Rows without per-example records (``measured`` False, e.g.
+    numbers typed in) fall back to the point value and the 5 % rule."""
+    if iv.low is None:
+        if measured:
+            return "noise"
+        return "loss" if iv.value < 1 - LOSS else "held"
+    if iv.high < 1:
+        return "loss"
+    return "held" if iv.low > 1 - LOSS else "noise"
+
+
+def _ci(iv: stats.Interval, change: bool = True) -> str:
+    """`` [95 % CI a, b]`` of a share of dense, as changes from dense (``change``) or as shares; empty without an
+    interval (rows typed in), the reason when per-example records gave none."""
+    if iv.low is None:
+        return f" (no interval: {iv.reason})" if iv.reason and iv.n else ""
+    if change:
+        return f" [95 % CI {iv.low - 1:+.1%}, {iv.high - 1:+.1%}]"
+    return f" [95 % CI {iv.low:.1%}, {iv.high:.1%}]"
+
+
+def _needed(iv: stats.Interval, centre: float) -> int | None:
+    """Examples per task at which the observed change from ``centre`` (1 for a share of dense, 0 for a
+    difference), or a 5 % one when it is smaller, would be significant with 80 % power."""
+    if iv.stderr is None or not iv.n:
+        return None
+    return stats.examples_needed(max(abs(iv.value - centre), LOSS), iv.stderr, iv.n)
+
+
+def _differs(iv: stats.Interval, strict: bool = True) -> bool | None:
+    """Whether a difference is above 0: True / False when its interval excludes 0 (or, with no interval, from the
+    point value; ``strict``: ``>`` rather than ``>=``), None when the interval holds 0 (within noise)."""
+    if iv.low is None:
+        return iv.value > 0 if strict else iv.value >= 0
+    if iv.excludes(0.0):
+        return iv.low > 0
+    return None
+
+
 def findings(rows: list[dict]) -> list[dict]:
-    """One entry per LLM-KICK claim: claim, verdict (confirmed / not confirmed / not measured), evidence."""
+    """One entry per LLM-KICK claim: claim, verdict, evidence, and with per-example records the noise behind it.
+
+    Verdicts: ``confirmed`` (every comparison agrees, each beyond noise), ``not confirmed`` (a comparison
+    contradicts it beyond noise), ``inconclusive (within noise at n = N)`` (no contradiction, but a comparison's
+    95 % paired interval holds both answers; ``examples_needed`` then says how many examples per task would
+    resolve it, ``stats.examples_needed``), ``not measured``. Comparisons use the paired intervals of
+    ``table_data`` (variant vs dense on the same examples); rows without them (numbers typed in) use the point
+    values and the 5 % rule."""
     out = []
     pruning = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
 
     # 1. knowledge degrades at low sparsity while perplexity barely moves
-    ev, ok = [], []
+    ev, ok, noisy = [], [], []
     for m in pruning:
-        first = next((r for r in _unstructured(rows, m) if (knowledge(r) is not None and knowledge(r) < 1 - LOSS)),
-                     None)
+        measured = [(r, knowledge_interval(r)) for r in _unstructured(rows, m)]
+        measured = [(r, iv) for r, iv in measured if iv is not None]
+        states = [(r, iv, _state(iv, _has_records(r))) for r, iv in measured]
+        first = next(((r, iv) for r, iv, st in states if st == "loss"), None)
         if first is None:
-            ev.append(f"{m}: knowledge never lost > 5 %")
-            ok.append(False)
+            unclear = [(r, iv) for r, iv, st in states if st == "noise"]
+            if unclear:
+                r, iv = min(unclear, key=lambda x: x[1].value)
+                ev.append(f"{m}: no significant knowledge loss; at {r['sparsity']:.0%} knowledge "
+                          f"{iv.value - 1:+.1%}{_ci(iv)} is within noise")
+                ok.append(None)
+                noisy.append((iv, 1.0))
+            elif states:
+                ev.append(f"{m}: knowledge never lost significantly (a loss > 5 % excluded at every sparsity)"
+                          if any(iv.low is not None for _, iv, _ in states) else f"{m}: knowledge never lost > 5 %")
+                ok.append(False)
             continue
-        k_loss = 1 - knowledge(first)
-        if "perplexity" not in first["rel"]:  # no finite relative perplexity: the claim cannot be checked here
-            dense_ppl = next((r["abs"].get("perplexity") for r in rows if r["method"] == "dense"), None)
-            ev.append(f"{m}: at {first['sparsity']:.0%} knowledge -{k_loss:.1%}; perplexity not comparable (dense "
-                      f"{format_number(dense_ppl)}, variant {format_number(first['abs'].get('perplexity'))})")
+        r, iv = first
+        k_loss = 1 - iv.value
+        if "perplexity" not in r["rel"]:  # no finite relative perplexity: the claim cannot be checked here
+            dense_ppl = next((x["abs"].get("perplexity") for x in rows if x["method"] == "dense"), None)
+            ev.append(f"{m}: at {r['sparsity']:.0%} knowledge -{k_loss:.1%}{_ci(iv)}; perplexity not comparable "
+                      f"(dense {format_number(dense_ppl)}, variant {format_number(r['abs'].get('perplexity'))})")
             continue
-        ppl_loss = 1 - first["rel"]["perplexity"]
-        ev.append(f"{m}: at {first['sparsity']:.0%} knowledge -{k_loss:.1%} while perplexity -{ppl_loss:.1%}")
-        ok.append(first["sparsity"] <= 0.5 and ppl_loss < k_loss / 2)
-    out.append(_finding("Knowledge degrades at low sparsity while perplexity barely moves", ok, ev))
+        ppl_loss = 1 - r["rel"]["perplexity"]
+        ev.append(f"{m}: at {r['sparsity']:.0%} knowledge -{k_loss:.1%}{_ci(iv)} while perplexity "
+                  f"-{ppl_loss:.1%}")
+        ok.append(r["sparsity"] <= 0.5 and ppl_loss < k_loss / 2)
+    out.append(_finding("Knowledge degrades at low sparsity while perplexity barely moves", ok, ev, noisy))
 
     # 2. N:M sparsity fails
-    ev, ok = [], []
+    ev, ok, noisy = [], [], []
     for m in pruning:
         nm = [r for r in rows if r["method"] == m and r["pattern"] == "2:4"]
         half = next((r for r in _unstructured(rows, m) if abs(r["sparsity"] - 0.5) < 1e-9), None)
-        if nm and half and knowledge(nm[0]) is not None:
-            ev.append(f"{m}: 2:4 keeps {knowledge(nm[0]):.1%} of dense knowledge vs {knowledge(half):.1%} "
+        iv = knowledge_interval(nm[0]) if nm else None
+        if nm and half and iv is not None and knowledge(half) is not None:
+            st = _state(iv, _has_records(nm[0]))
+            ev.append(f"{m}: 2:4 keeps {iv.value:.1%}{_ci(iv, change=False)} of dense knowledge vs {knowledge(half):.1%} "
                       f"unstructured 50 %")
-            ok.append(knowledge(nm[0]) < 1 - LOSS and knowledge(nm[0]) <= knowledge(half))
+            if st == "noise":
+                ok.append(None)
+                noisy.append((iv, 1.0))
+            else:
+                ok.append(st == "loss" and iv.value <= knowledge(half))
     out.append(_finding("N:M (2:4) sparsity fails on knowledge tasks, worse than unstructured at the same ratio",
-                        ok, ev))
+                        ok, ev, noisy))
 
     # 3. quantization beats pruning at equal memory (4-bit GPTQ = 1/4 of fp16 bytes; 50 % pruning = 1/2 + mask)
     q4 = next((r for r in rows if r["method"] == "gptq" and r["bits"] == 4), None)
     halves = [r for m in pruning for r in _unstructured(rows, m) if abs(r["sparsity"] - 0.5) < 1e-9]
+    claim = "Quantization beats pruning at equal or smaller memory"
     if q4 and halves and knowledge(q4) is not None:
         best = max(halves, key=lambda r: knowledge(r) or 0)
-        out.append(_finding("Quantization beats pruning at equal or smaller memory",
-                            [knowledge(q4) >= (knowledge(best) or 0)],
+        a, b = knowledge_interval(q4), knowledge_interval(best)
+        diff = stats.difference(a, b) if b is not None else stats.Interval(knowledge(q4), None, None, None, 0)
+        verdict = _differs(diff, strict=False)
+        out.append(_finding(claim, [verdict],
                             [f"GPTQ 4-bit keeps {knowledge(q4):.1%} of dense knowledge at ~25 % of fp16 bytes; best "
-                             f"50 % pruning ({best['label']}) keeps {knowledge(best):.1%} at >= 50 %"]))
+                             f"50 % pruning ({best['label']}) keeps {knowledge(best):.1%} at >= 50 %"
+                             + (f" (difference {diff.value:+.1%}, 95 % CI {diff.low:+.1%}, {diff.high:+.1%})"
+                                if diff.low is not None else "")],
+                            [(diff, 0.0)] if verdict is None else []))
     else:
-        out.append(_finding("Quantization beats pruning at equal or smaller memory", [], []))
+        out.append(_finding(claim, [], []))
 
     # 4-5. in-context skills hold up better than closed-book recall at 50 % sparsity
     for task, what, claim in (
             ("icra-qa", "in-context QA", "In-context retrieval is more robust to pruning than closed-book recall"),
             ("icsum", "summarization ROUGE-L", "Pruned models stay decent at in-context summarization")):
         pairs = [r for r in halves if task in r["rel"] and "factoid-qa" in r["rel"]]
-        out.append(_finding(claim, [r["rel"][task] > r["rel"]["factoid-qa"] for r in pairs],
-                            [f"{r['label']}: {what} keeps {r['rel'][task]:.1%}, closed-book factoid "
-                             f"{r['rel']['factoid-qa']:.1%}" for r in pairs]))
+        ok, ev, noisy = [], [], []
+        for r in pairs:
+            diff = stats.difference(_rel_interval(r, task), _rel_interval(r, "factoid-qa"))
+            ok.append(_differs(diff))
+            if ok[-1] is None:
+                noisy.append((diff, 0.0))
+            ev.append(f"{r['label']}: {what} keeps {r['rel'][task]:.1%}, closed-book factoid "
+                      f"{r['rel']['factoid-qa']:.1%}" + (f" (difference 95 % CI {diff.low:+.1%}, {diff.high:+.1%})"
+                                                         if diff.low is not None else ""))
+        out.append(_finding(claim, ok, ev, noisy))
     return out
 
 
-def _finding(claim: str, ok: list[bool], evidence: list[str]) -> dict:
-    verdict = "not measured" if not ok else ("confirmed" if all(ok) else "not confirmed")
-    return {"claim": claim, "verdict": verdict, "evidence": evidence}
+def _rel_interval(row: dict, task: str) -> stats.Interval:
+    p = row.get("paired", {}).get(task)
+    return stats.combine([row["rel"][task]], [p.rel_reps if p else None], p.n if p else 0)
+
+
+def _finding(claim: str, ok: list[bool | None], evidence: list[str], noisy: list | None = None) -> dict:
+    if not ok:
+        verdict = "not measured"
+    elif any(o is False for o in ok):
+        verdict = "not confirmed"
+    elif all(o is True for o in ok):
+        verdict = "confirmed"
+    else:
+        n = min((iv.n for iv, _ in noisy or [] if iv.n), default=0)
+        verdict = f"inconclusive (within noise at n = {n})"
+    out = {"claim": claim, "verdict": verdict, "evidence": evidence}
+    if verdict.startswith("inconclusive"):
+        needed = [_needed(iv, centre) for iv, centre in noisy or []]
+        out["n"] = n
+        out["examples_needed"] = max((x for x in needed if x is not None), default=None)
+    return out
 
 
 # ------------------------------------------------------------------ plots
+def _band(row: dict, task: str) -> tuple[float, float]:
+    """The paired 95 % interval of a row's relative score on ``task`` (NaN, NaN without one; dense: 1, 1)."""
+    if row.get("method") == "dense" or "label" not in row:
+        return (1.0, 1.0) if task in row["rel"] else (math.nan, math.nan)
+    p = row.get("paired", {}).get(task)
+    if p is None or p.rel_low is None or task not in row["rel"]:
+        return math.nan, math.nan
+    return p.rel_low, p.rel_high
+
+
 def plot(rows: list[dict], out_dir: Path) -> list[str]:
-    """PNG files: relative score vs sparsity per pruning method (perplexity dashed on the same axis), and bars
-    for N:M and quantization variants."""
+    """PNG files: relative score vs sparsity per pruning method (perplexity dashed on the same axis) with each
+    point's paired 95 % interval as a band, and bars with the same intervals as error bars for N:M and quantization
+    variants."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,9 +418,14 @@ def plot(rows: list[dict], out_dir: Path) -> list[str]:
         for ax, m in zip(axes[0], pruning):
             pts = [{"sparsity": 0.0, "rel": {t: 1.0 for t in tasks}}] + _unstructured(rows, m)
             for t in tasks:
-                ax.plot([p["sparsity"] * 100 for p in pts], [p["rel"].get(t, float("nan")) for p in pts],
-                        marker="o", linestyle="--" if t == "perplexity" else "-", linewidth=2.5 if t in KNOWLEDGE
-                        else 1.5, label=t + (" (dense/ppl)" if t == "perplexity" else ""))
+                xs = [p["sparsity"] * 100 for p in pts]
+                line, = ax.plot(xs, [p["rel"].get(t, float("nan")) for p in pts],
+                                marker="o", linestyle="--" if t == "perplexity" else "-",
+                                linewidth=2.5 if t in KNOWLEDGE else 1.5,
+                                label=t + (" (dense/ppl)" if t == "perplexity" else ""))
+                band = [_band(p, t) for p in pts]  # the paired 95 % interval of each point (dense: exact 1)
+                ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=line.get_color(), alpha=0.15,
+                                linewidth=0)
             ax.axhline(1 - LOSS, color="grey", linewidth=0.8, linestyle=":")
             ax.set_title(m)
             ax.set_xlabel("sparsity (%)")
@@ -211,7 +445,11 @@ def plot(rows: list[dict], out_dir: Path) -> list[str]:
         width = 0.8 / max(len(tasks), 1)
         x = np.arange(len(others))
         for i, t in enumerate(tasks):
-            ax.bar(x + i * width, [r["rel"].get(t, float("nan")) for r in others], width, label=t)
+            heights = [r["rel"].get(t, float("nan")) for r in others]
+            band = [_band(r, t) for r in others]
+            err = [[max(h - b[0], 0) if math.isfinite(b[0]) else 0 for h, b in zip(heights, band)],
+                   [max(b[1] - h, 0) if math.isfinite(b[1]) else 0 for h, b in zip(heights, band)]]
+            ax.bar(x + i * width, heights, width, label=t, yerr=err, capsize=2, error_kw={"linewidth": 0.8})
         ax.set_xticks(x + width * (len(tasks) - 1) / 2, [r["label"] for r in others], rotation=30, ha="right")
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_ylabel("score relative to dense")
@@ -245,61 +483,160 @@ def settings_text(meta: dict) -> str:
     return "Measured with " + "; ".join(p for p in parts if p) + "."
 
 
+def _se(row: dict, task: str) -> str:
+    """`` ± se`` of a row's headline score, or why it has none (n < 2); empty when nothing is known."""
+    if task in row.get("se", {}):
+        return f" ± {format_number(row['se'][task], '.2g')}"
+    why = row.get("se_reason", {}).get(task)
+    return f" [no interval: {why}]" if why else ""
+
+
+def _score(row: dict, task: str, dense: dict) -> str:
+    """A score cell: value ± standard error (relative to dense, ``*`` when the paired interval excludes 0)."""
+    if task not in row["abs"]:
+        return "-"
+    p = _paired(row, task)
+    mark = "*" if p is not None and p.significant else ""
+    return f"{format_number(row['abs'][task])}{_se(row, task)} ({_rel(row, task, dense)}{mark})"
+
+
+def _signed(x: float) -> str:
+    return format_number(x, "+.3g")
+
+
+def _paired_cell(row: dict, task: str) -> str:
+    p = row.get("paired", {}).get(task)
+    if p is None:
+        return "-"
+    if p.low is None:
+        return f"{_signed(p.diff)} (no interval: {p.reason})"
+    cell = f"{_signed(p.diff)} [{_signed(p.low)}, {_signed(p.high)}]{' *' if p.significant else ''}"
+    return cell + (f"; McNemar p = {format_number(p.p_mcnemar, '.2g')}" if p.p_mcnemar is not None else "")
+
+
+def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
+             protocols: list[dict] | None = None) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """The report's tables as ``(title, note, header, rows of cells)``, rendered by ``markdown`` and ``to_html``
+    alike: first sparsity with a significant loss (and the 5 % rule beside it), mcq-reasoning under both protocols
+    (when the store has them), scores ± standard error, the paired differences against dense, and what the LLM
+    judge cost (when a task was judged; ``row["judge"]``)."""
+    names = [t for t in HEADLINE if t in dense]
+    methods = sorted({m for per in [*losses.values(), *significant.values()] for m in per})
+
+    def first(per: dict, m: str) -> str:
+        return "n/a" if m not in per else "never" if per[m] is None else f"{per[m]:.0%}"
+
+    out = [("First sparsity with a significant loss",
+            "significant: the paired 95 % interval of variant - dense lies wholly on the losing side; > 5 %: the "
+            "relative score falls below 0.95 of dense, whatever the noise; n/a: not comparable.",
+            ["task"] + [f"{m}: {k}" for m in methods for k in ("significant", "> 5 %")],
+            [[t] + [first(per, m) for m in methods for per in (significant.get(t, {}), losses.get(t, {}))]
+             for t in sorted(set(losses) | set(significant), key=list(HEADLINE).index)])]
+    if protocols:
+        body = []
+        for e in protocols:
+            gap = e.get("gap")
+            if gap is None:
+                g = _signed(e["loglik"].value - e["generate"].value)
+            elif gap.low is None:
+                g = f"{_signed(gap.diff)} (no interval: {gap.reason})"
+            else:
+                g = f"{_signed(gap.diff)} [{_signed(gap.low)}, {_signed(gap.high)}]{' *' if gap.significant else ''}"
+            body.append([e["label"]] + [format_number(e[k].value) + (f" ± {format_number(e[k].stderr, '.2g')}"
+                                                                     if e[k].stderr is not None else
+                                                                     f" [no interval: {e[k].reason}]")
+                                        for k in ("loglik", "generate")] + [g])
+        out.append(("mcq-reasoning under both protocols",
+                    "loglik: the option letter with the highest log-likelihood (lm-evaluation-harness); generate: "
+                    "the letter the model generates (LLM-KICK). gap = loglik - generate on the same questions, with "
+                    "its paired 95 % interval; * = beyond noise: the model ranks the right answer first but does "
+                    "not say it.", ["variant", "accuracy (loglik)", "accuracy (generate)", "gap [95 % CI]"], body))
+    out.append(("Scores",
+                "absolute ± standard error (binomial for 0/1 metrics, bootstrap for graded scores, delta method "
+                "for perplexity), and relative to dense in brackets (perplexity relative = dense / variant; * = "
+                "the paired 95 % interval against dense excludes 0).",
+                ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
+                [[r["label"]] + [_score(r, t, dense) for t in names] for r in rows]))
+    others = [r for r in rows if r["method"] != "dense" and r.get("paired")]
+    if others:
+        out.append(("Paired differences against dense",
+                    f"variant - dense on the examples both scored (perplexity: higher is worse), with the paired "
+                    f"bootstrap 95 % interval ({stats.BOOTSTRAP_ITERS} resamples, seed {stats.SEED}); * = the "
+                    f"interval excludes 0; McNemar's exact p for 0/1 metrics.",
+                    ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
+                    [[r["label"]] + [_paired_cell(r, t) for t in names] for r in others]))
+    judged = [(r["label"], t, u) for r in rows for t, u in r.get("judge", {}).items()]
+    if judged:  # what the LLM judge cost, per variant and task and for the whole sweep
+        total = {k: sum(u[k] for _, _, u in judged) for k in judged[0][2]}
+
+        def judge_row(label: str, task: str, u: dict) -> list[str]:
+            agree = (f"{u['disagreements'] / u['compared']:.0%} of {u['compared']}" if u["compared"] else "n/a")
+            return [label, task, str(u["requests"]), f"{u['cache_hits']} of {u['replies']}",
+                    f"{u['prompt_tokens']} + {u['completion_tokens']}", f"{u['request_s']:.1f}",
+                    str(u["unparsable_replies"]), agree]
+
+        out.append(("LLM judge",
+                    "requests sent to the judge (retries included), replies taken from the verdict cache, prompt + "
+                    "completion tokens as the judge reported them, seconds spent on requests (summed; concurrent "
+                    "requests overlap), unparsable replies, and how often a pairwise verdict changed with the order "
+                    "of the two answers (share of the examples judged in both orders).",
+                    ["variant", "task", "requests", "cached", "tokens", "request s", "unparsable",
+                     "orders disagree"],
+                    [judge_row(*j) for j in judged] + [judge_row("all", "all", total)]))
+    return out
+
+
+def _finding_text(f: dict) -> str:
+    """What would resolve an inconclusive finding (``examples_needed``), or nothing."""
+    return f"; about {f['examples_needed']} examples per task would resolve it" if f.get("examples_needed") else ""
+
+
 def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losses: dict, images: list[str],
-             settings: str = "") -> str:
-    """The report as Markdown; ``settings`` is ``settings_text`` of the store."""
-    tasks = [t for t in HEADLINE if t in dense]
-    methods = sorted({m for per in losses.values() for m in per})
-    head = "| variant | " + " | ".join(f"{t} ({HEADLINE[t]})" for t in tasks) + " |"
+             settings: str = "", significant: dict | None = None, protocols: list[dict] | None = None) -> str:
+    """The report as Markdown; ``settings`` is ``settings_text`` of the store, ``significant``
+    ``first_significant_loss`` and ``protocols`` ``mcq_protocols``."""
     lines = [f"# LLM-KICK sweep: {model}", "", *([settings, ""] if settings else []), "## Findings", ""]
     for f in facts:
         lines.append(f"- **{f['verdict']}**: {f['claim']}" + (f" ({'; '.join(f['evidence'])})" if f["evidence"]
-                                                              else ""))
-    lines += ["", "## First sparsity losing > 5 % relative to dense", "",
-              "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
-    for t, per in losses.items():  # a method missing for a task has no relative score there (dense not finite)
-        lines.append(f"| {t} | " + " | ".join("n/a" if m not in per else "never" if per[m] is None
-                                               else f"{per[m]:.0%}" for m in methods) + " |")
-    lines += ["", "## Scores (absolute, and relative to dense in brackets; perplexity relative = dense / variant)",
-              "", head, "|---|" + "---|" * len(tasks)]
-    for r in rows:
-        cells = [f"{format_number(r['abs'][t])} ({_rel(r, t, dense)})" if t in r["abs"] else "-" for t in tasks]
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+                                                              else "") + _finding_text(f))
+    for title, note, header, body in sections(rows, dense, losses, significant or {}, protocols):
+        lines += ["", f"## {title}", "", note, "", "| " + " | ".join(header) + " |", "|---|" + "---|" *
+                  (len(header) - 1)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
     lines += [""] + [f"![{img}]({img})" for img in images]
     return "\n".join(lines) + "\n"
 
 
 def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], losses: dict, images: list[str],
-            settings: str = "") -> str:
-    """The report as HTML; ``settings`` is ``settings_text`` of the store."""
-    tasks = [t for t in HEADLINE if t in dense]
+            settings: str = "", significant: dict | None = None, protocols: list[dict] | None = None) -> str:
+    """The report as HTML (the same sections as ``markdown``); ``settings`` is ``settings_text`` of the store."""
     esc = html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>LLM-KICK sweep: {esc(model)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-             ".confirmed{color:#1a7f37}.not{color:#b42318}</style>",
+             ".confirmed{color:#1a7f37}.not{color:#b42318}.inconclusive{color:#9a6700}</style>",
              f"<h1>LLM-KICK sweep: {esc(model)}</h1>" + (f"<p>{esc(settings.replace('`', ''))}</p>" if settings else "")
              + "<h2>Findings</h2><ul>"]
     for f in facts:
-        cls = "confirmed" if f["verdict"] == "confirmed" else "not"
-        parts.append(f"<li><b class='{cls}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
-                     f"{esc('; '.join(f['evidence']))}</small></li>")
-    parts.append("</ul><h2>Scores</h2><table><tr><th>variant</th>" +
-                 "".join(f"<th>{esc(t)}<br>{esc(HEADLINE[t])}</th>" for t in tasks) + "</tr>")
-    for r in md_rows:
-        parts.append(f"<tr><td>{esc(r['label'])}</td>" + "".join(
-            f"<td>{esc(format_number(r['abs'][t]))} ({esc(_rel(r, t, dense))})</td>" if t in r["abs"] else "<td>-</td>"
-            for t in tasks)
-            + "</tr>")
-    parts.append("</table>")
+        cls = {"confirmed": "confirmed", "not confirmed": "not"}.get(f["verdict"], f["verdict"].split()[0])
+        parts.append(f"<li><b class='{esc(cls)}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
+                     f"{esc('; '.join(f['evidence']) + _finding_text(f))}</small></li>")
+    parts.append("</ul>")
+    for title, note, header, body in sections(md_rows, dense, losses, significant or {}, protocols):
+        parts.append(f"<h2>{esc(title)}</h2><p><small>{esc(note)}</small></p><table><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body]
+        parts.append("</table>")
     parts += [f"<p><img src='{esc(i)}' style='max-width:100%'></p>" for i in images]
     return "\n".join(parts) + "\n"
 
 
-def lm_eval_export(store: Store, out_dir: Path) -> None:
+def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) -> None:
     """One lm-evaluation-harness-style results JSON per variant under ``lm_eval/`` (strict JSON; the model is named
     as it would be published: ``pretrained=`` is the base model's public name, or ``variants/<label>`` in the run
-    dir, never a path of this machine), with the settings the scores were measured with (``Store.meta``)."""
+    dir, never a path of this machine), with the settings the scores were measured with (``Store.meta``). Each
+    metric with a standard error has ``<metric>_stderr`` beside it, as lm-evaluation-harness names it (``rows``:
+    ``table_data``'s, computed when not given)."""
     out_dir.mkdir(exist_ok=True)
     scores = store.scores()
     model = public_name(store.model)
@@ -307,27 +644,50 @@ def lm_eval_export(store: Store, out_dir: Path) -> None:
     measured = {k: public_name(meta[k]) if k in ("data", "calibration") else meta[k]
                 for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "judge")
                 if k in meta}
+    rows = {r["label"]: r for r in (rows if rows is not None else table_data(store)[0])}
     for v in store.variants():
         spec = loads(v["spec"]) if v["spec"] else None
         pretrained = f"variants/{v['label']}" if spec else model
-        payload = {"results": scores.get(v["label"], {}),
+        results = {t: dict(m) for t, m in scores.get(v["label"], {}).items()}
+        for t, se in rows.get(v["label"], {}).get("se", {}).items():  # a store written before stderr was stored
+            results[t].setdefault(f"{HEADLINE[t]}_stderr", se)
+        payload = {"results": results,
                    "config": {"model": model, "variant": v["label"], "model_args": f"pretrained={pretrained}",
                               "compression": spec, **measured}}
         write_json(out_dir / f"{v['label']}.json", payload)
 
 
 def write(store: Store, run_dir: str | Path) -> Path:
-    """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in ``run_dir`` (created if missing)."""
+    """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in ``run_dir`` (created if missing).
+
+    findings.json holds the findings, ``first_loss`` (the 5 % rule), ``first_significant_loss``, ``paired`` (variant
+    -> task -> the paired comparison with dense, ``stats.Paired.to_dict``), ``mcq_protocols`` (when measured) and
+    ``statistics`` (bootstrap resamples, seed, confidence)."""
     run_dir = Path(run_dir)
     rows, dense = table_data(store)
     run_dir.mkdir(parents=True, exist_ok=True)
     facts = findings(rows)
-    losses = first_loss(rows, [t for t in HEADLINE if t in dense])
+    names = [t for t in HEADLINE if t in dense]
+    losses, significant = first_loss(rows, names), first_significant_loss(rows, names)
+    protocols = mcq_protocols(store)
     images = plot(rows, run_dir)
     model = public_name(store.model)
-    settings = settings_text(store.meta())
-    atomic_write_text(run_dir / "report.md", markdown(model, rows, dense, facts, losses, images, settings))
-    atomic_write_text(run_dir / "report.html", to_html(rows, model, dense, facts, losses, images, settings))
-    write_json(run_dir / "findings.json", {"findings": facts, "first_loss": losses})
-    lm_eval_export(store, run_dir / "lm_eval")
+    meta = store.meta()
+    settings = settings_text(meta)
+    asked = store.task_settings().get("mcq-reasoning", {}).get("mcq_protocols")
+    if asked and settings:
+        settings = settings[:-1] + f"; mcq-reasoning also scored under {', '.join(asked)}."
+    atomic_write_text(run_dir / "report.md", markdown(model, rows, dense, facts, losses, images, settings,
+                                                      significant, protocols))
+    atomic_write_text(run_dir / "report.html", to_html(rows, model, dense, facts, losses, images, settings,
+                                                       significant, protocols))
+    write_json(run_dir / "findings.json", {
+        "findings": facts, "first_loss": losses, "first_significant_loss": significant,
+        "paired": {r["label"]: {t: p.to_dict() for t, p in r["paired"].items()} for r in rows if r["paired"]},
+        "mcq_protocols": [{"label": e["label"], **{k: {"value": e[k].value, "stderr": e[k].stderr, "n": e[k].n}
+                                                   for k in ("loglik", "generate")},
+                           "gap": e["gap"].to_dict() if e.get("gap") else None} for e in protocols],
+        "statistics": {"bootstrap_resamples": stats.BOOTSTRAP_ITERS, "seed": stats.SEED,
+                       "confidence": stats.CONFIDENCE, "power": stats.POWER}})
+    lm_eval_export(store, run_dir / "lm_eval", rows)
     return run_dir / "report.md"

@@ -50,7 +50,7 @@ def compression_tags(manifest: dict) -> list[str]:
 def describe(spec: dict) -> str:
     """One phrase for the compression setting: '50 % unstructured', '2:4 semi-structured', '4-bit (group 128)'."""
     if spec["method"] in QUANT_METHODS:
-        group = f", group size {spec['group_size']}" if spec["method"] == "gptq" else ""
+        group = f", group size {spec['group_size']}" if spec["method"] in ("gptq", "awq") else ""
         return f"{spec.get('bits')}-bit{group}"
     if spec.get("pattern"):
         return f"{spec['pattern']} semi-structured sparsity"
@@ -87,8 +87,28 @@ def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
     if row is None:
         raise ValueError(f"run-dir: {run_dir} has no results for variant {manifest['label']!r}; have "
                          f"{sorted(r['label'] for r in rows)}")
-    return {"row": row, "dense": dense, "data": meta.get("data"), "limit": meta.get("limit"),
-            "protocol": meta.get("protocol") or "default", "warning": report.knowledge_collapse(row)}
+    dense_row = next((r for r in rows if r["method"] == "dense"), {})
+    return {"row": row, "dense": dense, "dense_se": dense_row.get("se", {}), "data": meta.get("data"),
+            "limit": meta.get("limit"), "protocol": meta.get("protocol") or "default",
+            "warning": report.knowledge_collapse(row)}
+
+
+def _pm(se: float | None) -> str:
+    return "-" if se is None else f"± {format_number(se, '.2g')}"
+
+
+def _noise(results: dict, task: str) -> str:
+    """The card's noise cells of one task: standard errors (dense / variant) and the paired 95 % interval of the
+    change against dense on the same examples (``significant`` when it excludes 0; ``report.table_data``)."""
+    row = results["row"]
+    se = f"{_pm(results.get('dense_se', {}).get(task))} / {_pm(row.get('se', {}).get(task))}"
+    p = row.get("paired", {}).get(task)
+    if p is None or p.low is None:
+        return f"{se} | {p.reason if p is not None and p.reason else '-'}"
+    scale = 1 / p.dense if p.dense else None
+    ci = (f"{p.low * scale:+.1%} to {p.high * scale:+.1%}" if scale else
+          f"{format_number(p.low, '+.3g')} to {format_number(p.high, '+.3g')}")
+    return f"{se} | {ci}{' (significant)' if p.significant else ''}"
 
 
 def _results_table(results: dict) -> str:
@@ -106,7 +126,23 @@ def _results_table(results: dict) -> str:
         lines.append(f"| {task} ({group}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
                      f"{change} |" if dense is not None else
                      f"| {task} | {spec.metric} | - | {format_number(value)} | |")
+    lines += ["", "How sure these numbers are (kick-hub's docs/statistics.md): each score's standard error, and the "
+              "paired 95 % bootstrap interval of the change against dense on the same examples.", "",
+              "| task | ± (dense / this variant) | change, paired 95 % interval |", "|---|---:|---:|"]
+    lines += [f"| {task} | {_noise(results, task)} |" for task in results["row"]["abs"]]
     return "\n".join(lines)
+
+
+def _placement_row(manifest: dict) -> str:
+    """The card's device / dtype row from the manifest's ``placement`` and ``compute_device`` (empty for a manifest
+    written before they were recorded)."""
+    placement = manifest.get("placement")
+    if not placement:
+        return ""
+    asked = placement.get("asked") or {}
+    asked_text = f" (asked: device {asked.get('device')}, dtype {asked.get('dtype')})" if asked else ""
+    computed = manifest.get("compute_device") or placement.get("device")
+    return (f"| device / dtype | computed on {computed}, weights in {placement.get('dtype')}{asked_text} |")
 
 
 def _layer_table(manifest: dict) -> str:
@@ -172,6 +208,7 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         f"| achieved sparsity (decoder Linear layers) | {manifest.get('sparsity', 0.0):.2%} |",
         f"| calibration | {calib_line} |",
         f"| wall time / peak RSS | {manifest['wall_time_s']} s / {manifest['peak_rss_mb']:.0f} MB |",
+        _placement_row(manifest),
         f"| libraries | {', '.join(f'{k} {v}' for k, v in manifest.get('versions', {}).items())} |\n",
         _layer_table(manifest),
     ]
@@ -192,6 +229,7 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
     load = [f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")']
     extra = {"gptq": "pip install optimum gptqmodel  # GPTQ kernels\n",
+             "awq": "pip install gptqmodel  # AWQ kernels (CUDA)\n",
              "int8": "pip install torchao\n", "bnb-int8": "pip install bitsandbytes\n",
              "nf4": "pip install bitsandbytes\n"}.get(spec["method"], "")
     body += ["## How to load\n", f"```bash\npip install transformers\n{extra}```\n",
@@ -226,8 +264,8 @@ def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = 
     named source (c4, wikitext2, world) by its name, a local file, whose path is not published, by the variant's
     own ``calibration_ids.safetensors``: the exact ids it was calibrated on) with ``--nsamples`` / ``--seqlen`` of
     the ids, ``--storage`` when not dense, ``--threads`` when the manifest records the thread count and the method's weights
-    depend on it (``THREAD_DEPENDENT``), and
-    ``--output output``. ``base_model`` names the base model (default:
+    depend on it (``THREAD_DEPENDENT``), ``--device`` / ``--dtype`` when the manifest's placement resolved to other
+    than the CPU in float32, and ``--output output``. ``base_model`` names the base model (default:
     the manifest's, by ``public_name``). Raises ValueError for a spec field that no option of ``kick compress``
     sets."""
     import dataclasses
@@ -260,6 +298,9 @@ def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = 
         argv += ["--storage", manifest["storage"]]
     if manifest.get("threads") and spec.method in THREAD_DEPENDENT:
         argv += ["--threads", str(manifest["threads"])]
+    placement = manifest.get("placement") or {}
+    if placement.get("device") not in (None, "cpu") or placement.get("dtype") not in (None, "float32"):
+        argv += ["--device", placement["device"], "--dtype", placement["dtype"]]  # off the CPU defaults only
     return argv + ["--output", output]
 
 

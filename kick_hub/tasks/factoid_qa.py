@@ -6,7 +6,7 @@ Context: the question is the whole prompt and is never cut; one that does not fi
 
 from __future__ import annotations
 
-from kick_hub.scoring.qa import exact_match, score_factoid
+from kick_hub.scoring.qa import contains, exact_match, score_factoid
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
 
@@ -44,5 +44,7 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
         sample.update(sample_fields(fitted[i], False))  # never shortened: fits whole or is skipped
         if fitted[i] is not None:
             sample["score"] = scores_all[i]
+            if "contains" in scores:  # each example's value of every reported metric (kick_hub.scoring.stats)
+                sample["contains"] = contains(outputs_all[i], r["answers"])
         samples.append(sample)
     return scores, samples

@@ -11,7 +11,7 @@ empty passage, or closed book, is not scored (sample ``skipped``). See ``kick_hu
 
 from __future__ import annotations
 
-from kick_hub.scoring.qa import exact_match, score_icra
+from kick_hub.scoring.qa import exact_match, f1, score_icra
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
 
@@ -61,6 +61,7 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
                   "closed_book_output": closed_out[i], "reference": r["answers"],
                   **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
         if p is not None:
-            sample.update(score=open_scores[i], closed_book_score=closed_scores[i])
+            sample.update(score=open_scores[i], closed_book_score=closed_scores[i],
+                          f1=f1(open_out[i], r["answers"]), closed_book_f1=f1(closed_out[i], r["answers"]))
         samples.append(sample)
     return scores, samples

@@ -27,8 +27,9 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
-    """ROUGE overall and per bucket (and judge means) over the stories whose prompt fits the context; samples record
-    ``truncated_tokens`` (story tokens dropped), ``shortened`` and, for stories not scored, ``skipped``."""
+    """ROUGE overall and per bucket (and the judge's numbers, ``JudgeResult.scores``) over the stories whose prompt
+    fits the context; samples record ``truncated_tokens`` (story tokens dropped), ``shortened``, the judge's fields
+    (``JudgeResult.sample``) and, for stories not scored, ``skipped``."""
     check_protocol(SPEC, protocol)
     # llm-kick's prompts kept the @highlight reference lines in the story; reproduce that only when asked.
     stories = [r["story"] + ("\n\n" + r["reference"] if protocol == "llm-kick" else "") for r in records]
@@ -46,14 +47,14 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
         sel = [j for j, r in enumerate(scored_records) if r["bucket"] == b]
         scores["per_bucket"][b] = {**rouge([outputs[j] for j in sel], [refs[j] for j in sel]), "n": len(sel)}
     per_example = rouge_per_example(outputs, refs)
+    rouge1_all = spread(rouge_per_example(outputs, refs, "rouge1"), idx, len(records))
     judged = None
     if judge is not None:
         judged = judge.score([fitted[i][1] for i in idx], outputs, progress="judge icsum")
-        scores.update({f"judge_{k}": v for k, v in judged.means.items()})
-        scores["judge_unparsable"] = judged.unparsable
+        scores.update(judged.scores())
     n = len(records)
     outputs_all, scores_all = spread(outputs, idx, n, ""), spread(per_example, idx, n)
-    judged_all = spread(judged.per_example, idx, n) if judged else None
+    judged_all = spread([judged.sample(j) for j in range(len(idx))], idx, n) if judged else None
     scored = set(idx)
     shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
     warn_once(SPEC.id, engine, n, sum(shortened), n - len(idx), "story tail dropped")
@@ -66,7 +67,8 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
                   **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
         if p is not None:
             sample["score"] = scores_all[i]
+            sample["rouge1"] = rouge1_all[i]
             if judged:
-                sample["judge"] = judged_all[i]
+                sample.update(judged_all[i])
         samples.append(sample)
     return scores, samples

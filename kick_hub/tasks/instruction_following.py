@@ -25,8 +25,9 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
-    """ROUGE-L, diversity (and judge means) over the instructions that fit the context; samples of instructions
-    not scored carry ``skipped``."""
+    """ROUGE-L, diversity (and the judge's numbers, ``JudgeResult.scores``: a pairwise prompt asked in both orders)
+    over the instructions that fit the context; samples carry the judge's fields (``JudgeResult.sample``), and those
+    of instructions not scored carry ``skipped``."""
     check_protocol(SPEC, protocol)
     fitted = [fit_whole(engine, prompt(r), SPEC.max_new_tokens, SPEC.chat) for r in records]
     idx = kept(fitted)
@@ -37,16 +38,12 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
     scores: dict = {"rougeL": rouge(outputs, refs)["rougeL"], **diversity(outputs)}
     judged = None
     if judge is not None:
-        pairwise = "{reference}" in judge.prompt["template"]
-        judged = judge.score([r["question"] for r in scored_records], outputs, refs if pairwise else None,
+        judged = judge.score([r["question"] for r in scored_records], outputs, refs if judge.pairwise else None,
                              progress="judge instructions")
-        scores.update({f"judge_{k}": v for k, v in judged.means.items()})
-        if pairwise and judged.means:
-            scores["judge_relative"] = judged.means["answer"] / judged.means["reference"]
-        scores["judge_unparsable"] = judged.unparsable
+        scores.update(judged.scores())
     n = len(records)
     outputs_all, scores_all = spread(outputs, idx, n, ""), spread(rouge_per_example(outputs, refs), idx, n)
-    judged_all = spread(judged.per_example, idx, n) if judged else None
+    judged_all = spread([judged.sample(j) for j in range(len(idx))], idx, n) if judged else None
     warn_once(SPEC.id, engine, n, 0, n - len(idx), "")
     samples = []
     for i, r in enumerate(records):
@@ -56,6 +53,6 @@ def run(engine, records: list[dict], protocol: str = "default", judge=None, **_)
         if fitted[i] is not None:
             sample["score"] = scores_all[i]
             if judged:
-                sample["judge"] = judged_all[i]
+                sample.update(judged_all[i])
         samples.append(sample)
     return scores, samples

@@ -21,6 +21,21 @@ from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_shots, kept, sample_fields, spread, warn_once
 
 SPEC = SPECS["mcq-reasoning"]
+# ``--mcq-protocols`` names -> the task protocol each runs: ``loglik`` scores the letters' log-likelihoods (lm-eval),
+# ``generate`` reads the letter the model generates (LLM-KICK). Each one asked adds ``accuracy_<name>`` to the scores
+# and ``score_<name>`` / ``output_<name>`` to every sample, so one run shows both and their gap.
+MCQ_PROTOCOLS = {"loglik": "default", "generate": "llm-kick"}
+
+
+def check_mcq_protocols(names) -> list[str] | None:
+    """``names`` (``--mcq-protocols``) as a list in ``MCQ_PROTOCOLS`` order without repeats, or None when empty;
+    ValueError naming the option and the allowed values otherwise."""
+    if not names:
+        return None
+    bad = [n for n in names if n not in MCQ_PROTOCOLS]
+    if bad:
+        raise ValueError(f"mcq-protocols: each must be one of {list(MCQ_PROTOCOLS)}, got {bad}")
+    return [n for n in MCQ_PROTOCOLS if n in names]
 
 
 def mcq_prompt(question: str, options: list[str], answer: str | None = None) -> str:
@@ -49,10 +64,28 @@ def score(record: dict, output: str) -> float:
 
 
 def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int | None = None,
-        **_) -> tuple[dict, list[dict]]:
+        protocols: list[str] | None = None, **_) -> tuple[dict, list[dict]]:
     """Accuracy (overall, per subject, per category) over the questions whose prompt fits the context; samples
-    record ``shots`` (solved examples in the prompt), ``shortened`` and, for questions not scored, ``skipped``."""
+    record ``shots`` (solved examples in the prompt), ``shortened`` and, for questions not scored, ``skipped``.
+
+    ``protocols`` (names of ``MCQ_PROTOCOLS``): also score the questions under each, adding ``accuracy_<name>`` to
+    the scores and ``score_<name>`` / ``output_<name>`` to the samples (the one matching ``protocol`` reuses its
+    predictions); ``accuracy`` stays ``protocol``'s."""
     check_protocol(SPEC, protocol)
+    protocols = check_mcq_protocols(protocols)
+    if protocols:
+        scores, samples = run(engine, records, protocol, num_fewshot)
+        for name in protocols:
+            if MCQ_PROTOCOLS[name] == protocol:
+                other_scores, other_samples = scores, samples
+            else:
+                other_scores, other_samples = run(engine, records, MCQ_PROTOCOLS[name], num_fewshot)
+            scores[f"accuracy_{name}"] = other_scores["accuracy"]
+            for sample, other in zip(samples, other_samples):
+                sample[f"output_{name}"] = other["output"]
+                if "score" in other:
+                    sample[f"score_{name}"] = other["score"]
+        return scores, samples
     shots = SPEC.num_fewshot if num_fewshot is None else num_fewshot
     choices = [f" {l}" for l in LETTERS]
     if protocol == "llm-kick":
