@@ -1,9 +1,14 @@
-"""LLM-as-judge: one interface, two backends, versioned prompts, honest parsing.
+"""LLM-as-judge: one interface, two backends, versioned prompts, honest parsing, a verdict cache.
 
 - ``ChatCompletionsBackend``: any OpenAI-compatible ``/v1/chat/completions`` endpoint, through the official ``openai``
   client (extra ``judge``; huggingface_hub's InferenceClient refuses every URL, even a local one, under
-  HF_HUB_OFFLINE). The key is read from an environment variable and never logged or stored.
-- ``TransformersBackend``: a local chat model run by the project's engine.
+  HF_HUB_OFFLINE): ``concurrency`` requests in flight, an optional requests-per-minute limit, the client's retries
+  with exponential backoff. The key is read from an environment variable and never logged or stored.
+- ``TransformersBackend``: a local chat model run by the project's engine, its prompts generated in batches.
+
+``Judge.score`` asks a pairwise prompt in both orders (reference first, then answer first) and averages the two
+verdicts, keeps every reply in a SQLite verdict cache (``judge_cache``) so a rerun sends nothing it already paid
+for, and accounts for what it sent (``JudgeUsage``). docs/judge.md describes all of it.
 
 Judge prompts are JSON files in ``judge_prompts/`` (``<name>-v<k>.json``): a system message, a template, and a
 ``parse`` block naming the reply format and the criteria (see ``PARSE_FORMATS``). A score is a number on the 1-10
@@ -18,9 +23,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from kick_hub.scoring.judge_cache import VerdictCache, cache_key
 
 PROMPT_DIR = Path(__file__).parent / "judge_prompts"
 BACKENDS = ("openai", "transformers")
@@ -159,21 +169,46 @@ def _check_prompt(prompt: dict, path: Path) -> dict:
         raise ValueError(f"judge prompt {path}: a bracketed parse scores exactly one criterion, got {list(criteria)}")
     if parse["format"] == "labelled" and not all(criteria.values()):
         raise ValueError(f"judge prompt {path}: a labelled parse needs at least one label per criterion")
+    if "{reference}" in prompt["template"] and set(criteria) != {"reference", "answer"}:
+        raise ValueError(f"judge prompt {path}: a pairwise template ({{reference}} and {{answer}}) scores exactly the "
+                         f"criteria 'reference' and 'answer' (so the two orders can be mapped back), got {list(criteria)}")
     return prompt
+
+
+def prompt_names() -> list[str]:
+    """The shipped judge prompt names (``judge_prompts/*.json``), sorted."""
+    return sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
 
 
 def load_prompt(name: str) -> dict:
     """A judge prompt by name (``pairwise-v1``, ``single-v1``, ``summary-v1``), its parse block checked."""
     path = PROMPT_DIR / f"{name}.json"
     if not path.exists():
-        allowed = sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
-        raise ValueError(f"judge prompt: must be one of {allowed}, got {name!r}")
+        raise ValueError(f"judge-prompt: must be one of {prompt_names()}, got {name!r}")
     return _check_prompt(json.loads(path.read_text(encoding="utf-8")), path)
+
+
+class JudgeError(RuntimeError):
+    """The judge could not give verdicts: its endpoint failed after the last retry, or it answered unparsably more
+    often than allowed. The message names the judge and its endpoint (never the key); CLI exit 1."""
+
+
+@dataclass
+class Completion:
+    """One answer of a backend: the reply text, its token usage as the backend reports it (None: not reported),
+    the requests sent for it (1 + retries) and the seconds from the first send to the answer (backoff included)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: int = 1
+    seconds: float = 0.0
 
 
 class Backend(Protocol):
     """What a ``Judge`` needs of a judge model: a ``name`` (``<backend>:<model>``, recorded in results) and
-    ``complete``."""
+    ``complete``. Optional: ``cache_id`` (the name plus the decoding settings a reply depends on; default ``name``)
+    and ``complete_many`` (many chat turns at once; default: ``complete`` one after another)."""
 
     name: str
 
@@ -182,124 +217,552 @@ class Backend(Protocol):
         ...
 
 
+class RateLimiter:
+    """At most ``rpm`` request starts per minute, spaced evenly: each ``wait`` returns no sooner than 60 / ``rpm``
+    seconds after the previous one returned (thread-safe; the waiting happens outside the lock)."""
+
+    def __init__(self, rpm: float) -> None:
+        if not rpm >= 1:
+            raise ValueError(f"judge-rpm: must be at least 1 request per minute, got {rpm!r}")
+        self.interval = 60.0 / rpm
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this caller's slot."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def public_endpoint(url: str) -> str:
+    """``url`` without user info, query or fragment (what an error message may show of an endpoint)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def check_base_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; ValueError naming ``judge-base-url`` otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"judge-base-url: must be an http:// or https:// URL with a host, got {url!r}")
+    return url
+
+
+def _check_count(value, option: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{option}: must be an integer of at least 1, got {value!r}")
+    return value
+
+
 class ChatCompletionsBackend:
-    """OpenAI-compatible chat completions (OpenAI, vLLM, TGI, ``transformers serve``, ...)."""
+    """OpenAI-compatible chat completions (OpenAI, vLLM, TGI, ``transformers serve``, ...) through the ``openai``
+    client: up to ``concurrency`` requests in flight (a thread pool), at most ``rpm`` requests a minute (every HTTP
+    request, retries included, waits for its slot in ``RateLimiter``), and the client's own retries
+    (``max_retries``: exponential backoff from 0.5 s, at most 8 s, or the server's ``retry-after``) on 408 / 409 /
+    429 / 5xx answers, timeouts and dropped connections."""
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 512,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, concurrency: int = 8, rpm: float | None = None,
+                 max_retries: int = 4) -> None:
+        """Raises ValueError for a base URL that is not http(s) (``judge-base-url``), a concurrency or rate below 1,
+        a negative ``max_retries`` or an unset / empty ``api_key_env`` variable (named; a server without
+        authentication takes any value, e.g. ``EMPTY``), and ImportError without the openai client."""
         try:
             import openai
         except ImportError as e:
             raise ImportError("the openai judge backend needs the openai client: pip install 'kick-hub[judge]'") from e
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"judge base_url: must start with http:// or https://, got {base_url!r}")
+        check_base_url(base_url)
+        self.concurrency = _check_count(concurrency, "judge-concurrency")
+        if max_retries < 0:
+            raise ValueError(f"judge-retries: must be 0 or more, got {max_retries!r}")
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise ValueError(f"judge-api-key-env: the environment variable {api_key_env} holding the judge's API key "
+                             f"is not set (for a server without authentication set it to any value, e.g. "
+                             f"{api_key_env}=EMPTY)")
         self.name = f"openai:{model}"
-        self.model, self.max_tokens = model, max_tokens
+        self.model, self.max_tokens, self.max_retries = model, max_tokens, max_retries
+        self.cache_id = f"{self.name} max_tokens={max_tokens} temperature=0"
+        self.endpoint = public_endpoint(base_url)
+        self._limiter = RateLimiter(rpm) if rpm is not None else None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.requests_sent = 0  # every HTTP request, retries included
+        http_client = openai.DefaultHttpxClient(event_hooks={"request": [self._on_request]})
         # The key stays inside the client; it is not kept on this object, so it cannot end up in a repr or a log.
-        self._client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
-                                     timeout=timeout, max_retries=2)
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=max_retries,
+                                     http_client=http_client)
 
     def __repr__(self) -> str:
-        return f"ChatCompletionsBackend(model={self.model!r})"
+        return f"ChatCompletionsBackend(model={self.model!r}, endpoint={self.endpoint!r})"
+
+    def _on_request(self, request) -> None:
+        """httpx request hook (runs in the sending thread before every attempt): the rate limit and the counts."""
+        if self._limiter is not None:
+            self._limiter.wait()
+        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+        with self._lock:
+            self.requests_sent += 1
+
+    def request(self, system: str, user: str) -> Completion:
+        """The endpoint's answer to one chat turn at temperature 0 and at most ``max_tokens`` tokens (text ``""``
+        when the reply has no content). Raises JudgeError naming the endpoint once the retries are spent or on an
+        answer that is not retried (401, 404, ...)."""
+        import openai
+
+        self._local.attempts = 0
+        start = time.perf_counter()
+        try:
+            reply = self._client.chat.completions.create(
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                model=self.model, max_tokens=self.max_tokens, temperature=0.0,
+            )
+        except openai.APIError as e:
+            detail = " ".join(str(e).split())
+            raise JudgeError(f"judge {self.name} at {self.endpoint}: the request failed after "
+                             f"{self._local.attempts} attempt(s) (--judge-retries {self.max_retries}): "
+                             f"{type(e).__name__}: {detail[:300]}") from e
+        usage = reply.usage
+        return Completion(reply.choices[0].message.content or "", usage.prompt_tokens if usage else None,
+                          usage.completion_tokens if usage else None, self._local.attempts,
+                          time.perf_counter() - start)
 
     def complete(self, system: str, user: str) -> str:
-        """The endpoint's reply to one chat turn at temperature 0 and at most ``max_tokens`` tokens; ``""`` when
-        the reply has no content. Raises the ``openai`` client's errors (``openai.APIError`` subclasses:
-        connection, timeout, HTTP status) once its 2 retries are spent."""
-        reply = self._client.chat.completions.create(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-            model=self.model, max_tokens=self.max_tokens, temperature=0.0,
-        )
-        return reply.choices[0].message.content or ""
+        """The reply text of ``request``."""
+        return self.request(system, user).text
+
+    def complete_many(self, messages: list[tuple[str, str]], on_done: Callable[[int, Completion], None] | None = None,
+                      progress: str | None = None) -> list[Completion]:
+        """``request`` for every ``(system, user)`` pair, ``concurrency`` at a time; answers in input order.
+        ``on_done(i, completion)`` runs in the calling thread as each answer arrives. The first failure cancels the
+        requests not yet sent and is raised (JudgeError) once those in flight have ended."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
+
+        from tqdm.auto import tqdm
+
+        out: list[Completion | None] = [None] * len(messages)
+        if not messages:
+            return []
+        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(messages)), thread_name_prefix="judge")
+        futures = {pool.submit(self.request, s, u): i for i, (s, u) in enumerate(messages)}
+
+        def deliver(fut) -> None:
+            i = futures[fut]
+            out[i] = fut.result()
+            if on_done is not None:
+                on_done(i, out[i])
+
+        try:
+            for fut in tqdm(as_completed(futures), total=len(futures), desc=progress or "judge", unit="request",
+                            disable=progress is None):
+                deliver(fut)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut, i in futures.items():  # answers that arrived while the failure was raised: paid for, so kept
+                if out[i] is None and fut.done() and not fut.cancelled() and fut.exception() is None:
+                    deliver(fut)
+            raise
+        pool.shutdown(wait=True)
+        return out  # type: ignore[return-value]
 
 
 class TransformersBackend:
-    """A local chat model as judge (greedy)."""
+    """A local chat model as judge (greedy), its prompts generated ``batch_size`` at a time by the engine."""
 
-    def __init__(self, model: str, max_new_tokens: int = 256) -> None:
+    def __init__(self, model: str, max_new_tokens: int = 256, batch_size: int = 8) -> None:
         from kick_hub.engine import Engine
 
         self.name = f"transformers:{model}"
-        self.engine = Engine.from_name(model, batch_size=1)
+        self.cache_id = f"{self.name} max_new_tokens={max_new_tokens} greedy"
+        self.engine = Engine.from_name(model, batch_size=_check_count(batch_size, "judge-concurrency"))
         self.max_new_tokens = max_new_tokens
+
+    @staticmethod
+    def _prompt(system: str, user: str) -> str:
+        return f"{system}\n\n{user}"
 
     def complete(self, system: str, user: str) -> str:
         """The local model's greedy reply (at most ``max_new_tokens`` tokens) to ``system`` and ``user`` joined by
         a blank line as one user turn of its chat template (``Engine.generate(..., chat=True)``). Raises
         ValueError when that prompt plus ``max_new_tokens`` does not fit the model's context."""
-        return self.engine.generate([f"{system}\n\n{user}"], self.max_new_tokens, chat=True)[0]
+        return self.engine.generate([self._prompt(system, user)], self.max_new_tokens, chat=True)[0]
+
+    def complete_many(self, messages: list[tuple[str, str]], on_done: Callable[[int, Completion], None] | None = None,
+                      progress: str | None = None) -> list[Completion]:
+        """``complete`` for every pair, one ``Engine.generate`` call per ``batch_size`` prompts (the same replies as
+        one at a time: greedy, left-padded); answers in input order, ``on_done`` after each batch. Tokens: the
+        prompt as the model reads it and the reply re-tokenized; seconds: the batch's time shared evenly."""
+        from tqdm.auto import tqdm
+
+        prompts = [self._prompt(s, u) for s, u in messages]
+        size = self.engine.batch_size
+        out: list[Completion] = []
+        for start in tqdm(range(0, len(prompts), size), desc=progress or "judge", unit="batch",
+                          disable=progress is None):
+            chunk = prompts[start:start + size]
+            began = time.perf_counter()
+            texts = self.engine.generate(chunk, self.max_new_tokens, chat=True)
+            seconds = (time.perf_counter() - began) / len(chunk)
+            for j, (p, text) in enumerate(zip(chunk, texts)):
+                done = Completion(text, self.engine.count_tokens(p, chat=True),
+                                  len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"]), 1, seconds)
+                out.append(done)
+                if on_done is not None:
+                    on_done(start + j, done)
+        return out
 
 
-def make_backend(spec: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY") -> Backend:
-    """``openai:<model>`` (needs ``base_url``) or ``transformers:<model id or dir>``."""
+def make_backend(spec: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+                 rpm: float | None = None, max_retries: int = 4) -> Backend:
+    """``openai:<model>`` (needs ``base_url``; ``concurrency`` requests in flight, ``rpm`` a minute) or
+    ``transformers:<model id or dir>`` (``concurrency`` = prompts per generate batch; ``rpm`` and ``max_retries``
+    do not apply). Raises ValueError for a bad spec or option (``ChatCompletionsBackend``)."""
     kind, _, model = spec.partition(":")
     if kind not in BACKENDS or not model:
         raise ValueError(f"judge: must be '<backend>:<model>' with backend one of {list(BACKENDS)}, got {spec!r}")
     if kind == "openai":
         if not base_url:
-            raise ValueError("judge base_url: required for the openai backend (e.g. https://api.openai.com/v1)")
-        return ChatCompletionsBackend(base_url, model, api_key_env)
-    return TransformersBackend(model)
+            raise ValueError("judge-base-url: required for the openai backend (e.g. https://api.openai.com/v1)")
+        return ChatCompletionsBackend(base_url, model, api_key_env, concurrency=concurrency, rpm=rpm,
+                                      max_retries=max_retries)
+    return TransformersBackend(model, batch_size=concurrency)
+
+
+# pairwise prompts are asked in both orders: the reference as Assistant 1 and the answer as Assistant 2, then swapped
+ORDERS = ("reference-first", "answer-first")
+USAGE_FIELDS = ("replies", "requests", "retries", "cache_hits", "prompt_tokens", "completion_tokens",
+                "unparsable_replies", "compared", "disagreements", "wall_s")
+
+
+@dataclass
+class JudgeUsage:
+    """What judging cost and how it went: ``replies`` judge replies used (one per example and order),
+    ``requests`` requests sent (HTTP requests, retries included, which is what the endpoint counts; prompts
+    generated for a local judge), ``retries`` of them repeats, ``cache_hits`` replies not requested (from the
+    verdict cache, or an identical request of the same call), ``prompt_tokens`` / ``completion_tokens`` as the
+    backend reported them for the requests sent, ``unparsable_replies``, ``compared`` examples whose two orders
+    both parsed and ``disagreements`` among them (the judge preferred another side, or a tie, after the swap), and
+    ``wall_s`` seconds spent judging."""
+
+    replies: int = 0
+    requests: int = 0
+    retries: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    unparsable_replies: int = 0
+    compared: int = 0
+    disagreements: int = 0
+    wall_s: float = 0.0
+
+    def add(self, other: "JudgeUsage") -> None:
+        """Add ``other``'s counts to these."""
+        for f in USAGE_FIELDS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+
+    def minus(self, other: "JudgeUsage") -> "JudgeUsage":
+        """These counts less ``other``'s (what was spent since ``other`` was copied)."""
+        return JudgeUsage(**{f: getattr(self, f) - getattr(other, f) for f in USAGE_FIELDS})
+
+    def copy(self) -> "JudgeUsage":
+        """An independent copy of these counts."""
+        return JudgeUsage(**{f: getattr(self, f) for f in USAGE_FIELDS})
+
+    def to_dict(self) -> dict:
+        """The counts as a JSON-ready dict (``wall_s`` rounded to ms)."""
+        out = {f: getattr(self, f) for f in USAGE_FIELDS}
+        out["wall_s"] = round(self.wall_s, 3)
+        return out
 
 
 @dataclass
 class JudgeResult:
-    """What ``Judge.score`` returns: per-criterion means (1-10 scale) over the parsable replies, each example's
-    scores (None when its reply is unparsable), the unparsable count and every raw reply, in input order."""
+    """What ``Judge.score`` returns, in input order: per-criterion means (1-10 scale) over the examples with a
+    verdict; each example's verdict (``per_example``: criterion -> score, the mean over the orders asked; None when
+    a reply of any order is unparsable); ``unparsable`` examples without a verdict; ``replies`` (each example's raw
+    replies, one per order) and ``orders`` (each order's verdict, mapped back to the record's sides: ``reference``
+    is always the reference's score); ``order_names`` (``ORDERS`` for a pairwise prompt, else ``("single",)``);
+    ``usage`` (``JudgeUsage``) and each example's share of it (``example_usage``)."""
 
-    means: dict[str, float]          # criterion -> mean over parsable replies
-    per_example: list[dict | None]   # criterion -> score, or None when unparsable
+    means: dict[str, float]
+    per_example: list[dict | None]
     unparsable: int
-    replies: list[str]
+    replies: list[list[str]]
+    orders: list[list[dict | None]] = field(default_factory=list)
+    order_names: tuple[str, ...] = ("single",)
+    usage: JudgeUsage = field(default_factory=JudgeUsage)
+    example_usage: list[dict] = field(default_factory=list)
+
+    @property
+    def disagreement(self) -> float | None:
+        """Share of the examples compared in both orders where the judge's preference changed with the order
+        (None: none compared)."""
+        return self.usage.disagreements / self.usage.compared if self.usage.compared else None
+
+    def scores(self) -> dict[str, float | int]:
+        """The task-level numbers: ``judge_<criterion>`` means, ``judge_relative`` (answer / reference, LLM-KICK's
+        pairwise score) for a pairwise prompt, ``judge_unparsable`` (examples without a verdict) and
+        ``judge_order_disagreement`` (``disagreement``) when examples were compared in both orders."""
+        out: dict = {f"judge_{k}": v for k, v in self.means.items()}
+        if "answer" in self.means and "reference" in self.means and self.means["reference"]:
+            out["judge_relative"] = self.means["answer"] / self.means["reference"]
+        out["judge_unparsable"] = self.unparsable
+        if self.disagreement is not None:
+            out["judge_order_disagreement"] = self.disagreement
+        return out
+
+    def sample(self, i: int) -> dict:
+        """Example ``i``'s fields for its sample record: ``judge`` (its verdict or None), ``judge_replies`` (raw
+        replies, one per order), ``judge_orders`` (order -> verdict, for a prompt asked in both orders) and
+        ``judge_usage`` (requests, cache_hits, prompt_tokens, completion_tokens, seconds spent on its requests)."""
+        out = {"judge": self.per_example[i], "judge_replies": self.replies[i]}
+        if len(self.order_names) > 1:
+            out["judge_orders"] = dict(zip(self.order_names, self.orders[i]))
+        out["judge_usage"] = self.example_usage[i]
+        return out
+
+
+def _preference(verdict: dict) -> int:
+    """+1 when the answer scored above the reference, -1 below, 0 for a tie."""
+    return (verdict["answer"] > verdict["reference"]) - (verdict["answer"] < verdict["reference"])
 
 
 class Judge:
-    """Scores answers with a backend and a versioned prompt."""
+    """Scores answers with a backend and a versioned prompt: a pairwise prompt in both orders (``both_orders``;
+    MT-Bench, Zheng et al. 2023, sec. 3.3, swaps positions for the same reason), every reply kept in the verdict
+    cache (``cache``: a ``VerdictCache`` or a path; None: no cache) and reused unless ``use_cache`` is False (fresh
+    replies are still written, replacing the stored ones); more than ``max_unparsable`` (a share in [0, 1]) of
+    unparsable replies fails the call (JudgeError). ``usage`` adds up every call's ``JudgeUsage``."""
 
-    def __init__(self, backend: Backend, prompt: str) -> None:
+    def __init__(self, backend: Backend, prompt: str, cache: VerdictCache | str | Path | None = None,
+                 use_cache: bool = True, max_unparsable: float = 0.5, both_orders: bool = True) -> None:
+        if not 0 <= max_unparsable <= 1:
+            raise ValueError(f"judge-max-unparsable: must be a share in [0, 1], got {max_unparsable!r}")
         self.backend, self.prompt = backend, load_prompt(prompt)
+        self.cache = VerdictCache(cache) if isinstance(cache, (str, Path)) else cache
+        self.use_cache, self.max_unparsable = use_cache, max_unparsable
+        self.pairwise = "{reference}" in self.prompt["template"]
+        self.order_names = (ORDERS if both_orders else ORDERS[:1]) if self.pairwise else ("single",)
+        self.usage = JudgeUsage()
+
+    @property
+    def cache_id(self) -> str:
+        """The backend's ``cache_id`` (its ``name`` when it has none)."""
+        return getattr(self.backend, "cache_id", None) or self.backend.name
 
     def parse(self, reply: str) -> dict | None:
         """Criterion -> score from one reply, or None when it is unparsable."""
         return parse_reply(reply, self.prompt["parse"])
 
+    def render(self, question: str, answer: str, reference: str | None, order: str = "single") -> str:
+        """The user message for one example in one order (``answer-first`` swaps reference and answer)."""
+        if order == "answer-first":
+            answer, reference = reference, answer
+        return self.prompt["template"].format(question=question, answer=answer, reference=reference or "")
+
+    def _verdict(self, reply: str, order: str) -> dict | None:
+        parsed = self.parse(reply)
+        if parsed is not None and order == "answer-first":
+            parsed = {"reference": parsed["answer"], "answer": parsed["reference"]}
+        return parsed
+
+    def _complete(self, messages: list[tuple[str, str]], on_done, progress: str | None) -> None:
+        many = getattr(self.backend, "complete_many", None)
+        if many is not None:
+            many(messages, on_done, progress)
+            return
+        for i, (system, user) in enumerate(messages):  # a backend with ``complete`` only
+            began = time.perf_counter()
+            text = self.backend.complete(system, user)
+            on_done(i, Completion(text, None, None, 1, time.perf_counter() - began))
+
     def score(self, questions: list[str], answers: list[str], references: list[str] | None = None,
               progress: str | None = None) -> JudgeResult:
-        """Ask the backend once per answer (the prompt's template filled with question, answer and, for a
-        pairwise prompt, reference) and parse each reply (``parse_reply``). ``progress``: a tqdm bar label (None:
-        no bar). ``means`` is empty when no reply parses. Raises ValueError when the three lists differ in length
-        or a pairwise prompt gets no ``references``; backend errors propagate."""
-        from tqdm.auto import tqdm
+        """Judge each answer (the prompt's template filled with question, answer and, for a pairwise prompt,
+        reference; once per order) and parse every reply (``parse_reply``). Replies come from the cache when it
+        holds them, else from the backend (``complete_many``: concurrent or batched; identical requests are sent
+        once). ``progress``: a tqdm bar label (None: no bar). ``means`` is empty when no example has a verdict.
 
+        Raises ValueError when the lists differ in length or a pairwise prompt gets no ``references``;
+        JudgeError when the backend fails (replies received before the failure are cached) or when more than
+        ``max_unparsable`` of the replies are unparsable."""
         if len(questions) != len(answers) or (references is not None and len(references) != len(answers)):
             raise ValueError("questions/answers/references: lengths differ")
-        if "{reference}" in self.prompt["template"] and references is None:
+        if self.pairwise and references is None:
             raise ValueError(f"references: judge prompt {self.prompt['name']!r} is pairwise and needs references")
-        per_example, replies = [], []
-        for i in tqdm(range(len(answers)), desc=progress or "judge", disable=progress is None):
-            user = self.prompt["template"].format(question=questions[i], answer=answers[i],
-                                                  reference=references[i] if references else "")
-            reply = self.backend.complete(self.prompt["system"], user)
-            replies.append(reply)
-            per_example.append(self.parse(reply))
+        began = time.perf_counter()
+        system, name = self.prompt["system"], self.prompt["name"]
+        calls = [(i, order, self.render(questions[i], answers[i], references[i] if references else None, order))
+                 for i in range(len(answers)) for order in self.order_names]
+        keys = [cache_key(self.cache_id, name, system, user) for _, _, user in calls]
+        stored = self.cache.get_many(keys) if self.cache is not None and self.use_cache else {}
+        todo = [k for k in dict.fromkeys(keys) if k not in stored]
+        users = {k: user for k, (_, _, user) in zip(keys, calls)}
+        fresh: dict[str, Completion] = {}
+
+        def on_done(j: int, done: Completion) -> None:
+            fresh[todo[j]] = done
+            if self.cache is not None:
+                self.cache.put(todo[j], self.cache_id, name, done.text, self.parse(done.text), done.prompt_tokens,
+                               done.completion_tokens)
+
+        self._complete([(system, users[k]) for k in todo], on_done, progress)
+
+        usage = JudgeUsage(replies=len(calls))
+        n = len(answers)
+        replies: list[list[str]] = [[] for _ in range(n)]
+        orders: list[list[dict | None]] = [[] for _ in range(n)]
+        example_usage = [{"requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                          "seconds": 0.0} for _ in range(n)]
+        charged: set[str] = set()
+        for (i, order, _), key in zip(calls, keys):
+            ex = example_usage[i]
+            if key in fresh and key not in charged:  # the request was sent for this call
+                charged.add(key)
+                done = fresh[key]
+                text = done.text
+                counts = {"requests": done.attempts, "prompt_tokens": done.prompt_tokens or 0,
+                          "completion_tokens": done.completion_tokens or 0}
+                for k, v in counts.items():
+                    ex[k] += v
+                    setattr(usage, k, getattr(usage, k) + v)
+                usage.retries += done.attempts - 1
+                ex["seconds"] = round(ex["seconds"] + done.seconds, 3)
+            else:
+                text = fresh[key].text if key in fresh else stored[key]["reply"]
+                ex["cache_hits"] += 1
+                usage.cache_hits += 1
+            verdict = self._verdict(text, order)
+            usage.unparsable_replies += verdict is None
+            replies[i].append(text)
+            orders[i].append(verdict)
+
+        per_example: list[dict | None] = []
+        for verdicts in orders:
+            if any(v is None for v in verdicts):
+                per_example.append(None)
+                continue
+            per_example.append({k: sum(v[k] for v in verdicts) / len(verdicts) for k in verdicts[0]})
+            if len(verdicts) == 2:
+                usage.compared += 1
+                usage.disagreements += _preference(verdicts[0]) != _preference(verdicts[1])
+        usage.wall_s = time.perf_counter() - began
+        self.usage.add(usage)
+        if usage.replies and usage.unparsable_replies / usage.replies > self.max_unparsable:
+            first = next(t for rs, vs in zip(replies, orders) for t, v in zip(rs, vs) if v is None)
+            raise JudgeError(
+                f"judge {self.backend.name} (prompt {name}): {usage.unparsable_replies} of {usage.replies} replies "
+                f"({usage.unparsable_replies / usage.replies:.0%}) could not be parsed, more than the "
+                f"{self.max_unparsable:.0%} allowed (--judge-max-unparsable {self.max_unparsable:g}); the first: "
+                f"{' '.join(first.split())[:200]!r}")
         parsed = [p for p in per_example if p is not None]
-        keys = parsed[0].keys() if parsed else []
-        means = {k: sum(p[k] for p in parsed) / len(parsed) for k in keys}
-        return JudgeResult(means, per_example, len(per_example) - len(parsed), replies)
+        keys_ = parsed[0].keys() if parsed else []
+        means = {k: sum(p[k] for p in parsed) / len(parsed) for k in keys_}
+        return JudgeResult(means, per_example, len(per_example) - len(parsed), replies, orders, self.order_names,
+                           usage, example_usage)
+
+    def cached(self) -> int:
+        """Replies of this judge and prompt the cache holds (0 without a cache)."""
+        return self.cache.count(self.cache_id, self.prompt["name"]) if self.cache is not None else 0
 
 
 def make_judges(spec: str | None, task_names: list[str], base_url: str | None = None,
-                api_key_env: str = "OPENAI_API_KEY", prompt: str | None = None) -> dict[str, Judge] | None:
+                api_key_env: str = "OPENAI_API_KEY", prompt: str | None = None, *, concurrency: int = 8,
+                rpm: float | None = None, max_retries: int = 4, cache: str | Path | None = None,
+                use_cache: bool = True, max_unparsable: float = 0.5) -> dict[str, Judge] | None:
     """Task name -> ``Judge`` for each of ``task_names`` that has a judge prompt (``tasks.SPECS[n].judge_prompt``:
-    icsum, instruction-following), all sharing one backend from ``spec`` (``make_backend``). ``prompt`` overrides
-    every task's default prompt name. Returns None when ``spec`` is empty (no judge asked for); an empty dict when
-    no task in ``task_names`` is judged. Raises ValueError for a bad ``spec``, a missing ``base_url`` for
-    ``openai:`` or an unknown prompt name, ImportError when the openai client is not installed, and KeyError for a
-    task name not in ``tasks.SPECS``."""
+    icsum, instruction-following), all sharing one backend from ``spec`` (``make_backend``, with ``concurrency``,
+    ``rpm`` and ``max_retries``) and one verdict cache at ``cache`` (None: no cache). ``prompt`` overrides every
+    task's default prompt name. Returns None when ``spec`` is empty (no judge asked for); an empty dict when no task
+    in ``task_names`` is judged. Raises ValueError for a bad ``spec`` or option, a missing ``base_url`` or API key
+    variable for ``openai:``, or an unknown prompt name (checked before the backend is built), ImportError when the
+    openai client is not installed, and KeyError for a task name not in ``tasks.SPECS``."""
     if not spec:
         return None
     from kick_hub import tasks
 
-    backend = make_backend(spec, base_url, api_key_env)
-    return {n: Judge(backend, prompt or tasks.SPECS[n].judge_prompt)
-            for n in task_names if tasks.SPECS[n].judge_prompt}
+    names = {n: prompt or tasks.SPECS[n].judge_prompt for n in task_names if tasks.SPECS[n].judge_prompt}
+    for p in set(names.values()):
+        load_prompt(p)
+    if not 0 <= max_unparsable <= 1:
+        raise ValueError(f"judge-max-unparsable: must be a share in [0, 1], got {max_unparsable!r}")
+    backend = make_backend(spec, base_url, api_key_env, concurrency, rpm, max_retries)
+    shared = VerdictCache(cache) if cache is not None else None
+    return {n: Judge(backend, p, shared, use_cache, max_unparsable) for n, p in names.items()}
+
+
+def total_usage(judges: dict[str, Judge] | None) -> JudgeUsage:
+    """The summed ``usage`` of ``judges`` (task -> Judge; None: nothing spent)."""
+    out = JudgeUsage()
+    for j in (judges or {}).values():
+        out.add(j.usage)
+    return out
+
+
+def format_usage(usage: JudgeUsage) -> str:
+    """One line for a person: requests sent (and retries), cache hits, tokens, unparsable replies, disagreements
+    across orders and wall time."""
+    line = (f"{usage.requests} requests ({usage.retries} retries), {usage.cache_hits} of {usage.replies} replies "
+            f"from the cache, {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
+            f"{usage.unparsable_replies} unparsable")
+    if usage.compared:
+        line += f", orders disagreed on {usage.disagreements} of {usage.compared} examples"
+    return line + f", {usage.wall_s:.1f} s"
+
+
+def estimate(judges: dict[str, Judge], examples: dict[str, int]) -> dict[str, int]:
+    """task -> the most judge requests judging ``examples[task]`` examples will send: one per example and order
+    (before retries; identical requests and replies already in the cache are not sent)."""
+    return {t: n * len(judges[t].order_names) for t, n in examples.items() if t in judges}
+
+
+def format_estimate(judges: dict[str, Judge], examples: dict[str, int], cells: dict[str, int]) -> str:
+    """The line a sweep prints before it starts: at most how many judge requests it will send (per task: cells x
+    examples x orders) and how many replies of this judge the cache already holds."""
+    need = estimate(judges, {t: n * cells.get(t, 0) for t, n in examples.items()})
+    parts = [f"{t}: {cells.get(t, 0)} cells x {examples[t]} examples x {len(judges[t].order_names)} "
+             f"order{'s' if len(judges[t].order_names) > 1 else ''}" for t in need]
+    any_judge = next(iter(judges.values()), None)
+    if any_judge is None:
+        return "judge: no judged task"
+    held = sum(j.cached() for j in {j.prompt["name"]: j for j in judges.values()}.values())
+    cache = (f"; the cache holds {held} replies of this judge, reused where a request matches exactly"
+             if any_judge.cache is not None and any_judge.use_cache else "; the cache is not read (--judge-no-cache)"
+             if any_judge.cache is not None else "")
+    return (f"judge {any_judge.backend.name}: at most {sum(need.values())} requests "
+            f"({'; '.join(parts) or 'nothing left to judge'}){cache}")
+
+
+def usage_from_samples(samples: list[dict]) -> dict | None:
+    """What judging cost, added up from a task's sample records (``JudgeResult.sample`` fields): ``replies``,
+    ``requests``, ``cache_hits``, ``prompt_tokens``, ``completion_tokens``, ``request_s`` (seconds spent on the
+    requests, summed: concurrent requests overlap, so this exceeds the wall time), ``unparsable_replies``,
+    ``compared`` (examples with both orders parsed) and ``disagreements``. None when no record was judged."""
+    judged = [s for s in samples if "judge_usage" in s]
+    if not judged:
+        return None
+    out = {"replies": 0, "requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+           "request_s": 0.0, "unparsable_replies": 0, "compared": 0, "disagreements": 0}
+    for s in judged:
+        u = s["judge_usage"]
+        for k in ("requests", "cache_hits", "prompt_tokens", "completion_tokens"):
+            out[k] += u.get(k, 0)
+        out["request_s"] += u.get("seconds", 0.0)
+        verdicts = list(s["judge_orders"].values()) if "judge_orders" in s else [s.get("judge")]
+        out["replies"] += len(verdicts)
+        out["unparsable_replies"] += sum(v is None for v in verdicts)
+        if len(verdicts) == 2 and None not in verdicts:
+            out["compared"] += 1
+            out["disagreements"] += _preference(verdicts[0]) != _preference(verdicts[1])
+    out["request_s"] = round(out["request_s"], 3)
+    return out
