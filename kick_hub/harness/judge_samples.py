@@ -1,0 +1,93 @@
+"""``kick judge SAMPLES.jsonl --judge ...``: kick's LLM judge on the generations lm-eval logged for a judged task
+(icsum, instruction-following), since lm-eval has no judge of its own. lm-eval generates; kick judges afterwards.
+
+The judge gets what it gets under ``kick evaluate --judge``: for icsum the story the model summarised (with
+LLM-KICK's highlights under the llm-kick protocol) and the summary; for instruction-following the question, the
+answer and, for a pairwise prompt (the default ``pairwise-v1``), the reference answer. Backends, prompts and reply
+parsing are ``kick_hub.scoring.judge``'s (``make_judges``, ``Judge.score``).
+
+Output: ``judge_<task>_<time>.json`` beside the samples file (or ``--output``): the judge's name, the task's judge
+numbers and each example's judge fields, exactly as ``kick evaluate --judge`` puts them in its results and samples
+(``JudgeResult.scores`` / ``JudgeResult.sample``). ``kick import-lm-eval`` reads it into the store with the task's
+other scores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from kick_hub.harness import by_name
+from kick_hub.harness.functions import story
+from kick_hub.io import write_json
+from kick_hub.tasks.specs import SPECS
+
+SAMPLES_RE = re.compile(r"^samples_(?P<task>.+?)_(?P<time>\d{4}-\d\d-\d\dT.+)\.jsonl$")
+
+
+def judge_output_path(samples: Path) -> Path:
+    """Where ``kick judge`` writes by default: ``judge_<task>_<time>.json`` beside ``samples_<task>_<time>.jsonl``
+    (the name ``kick import-lm-eval`` looks for)."""
+    return samples.with_name("judge_" + samples.name[len("samples_"):-len(".jsonl")] + ".json")
+
+
+def read_samples(path: str | Path) -> tuple[str, list[dict], list[str]]:
+    """(lm-eval task name, kick records, outputs) of an lm-eval samples file of a judged LLM-KICK task, in document
+    order; ValueError naming the file and the field otherwise."""
+    path = Path(path)
+    m = SAMPLES_RE.match(path.name)
+    if not path.is_file() or not m:
+        raise ValueError(f"samples: {path} is not an lm-eval samples file (samples_<task>_<time>.jsonl)")
+    t = by_name().get(m.group("task"))
+    judged = sorted(n for n, x in by_name().items() if SPECS[x.task].judge_prompt)
+    if t is None or not SPECS[t.task].judge_prompt:
+        raise ValueError(f"samples: {path} is of task {m.group('task')!r}; kick judges only {judged}")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {n}"
+        try:
+            s = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"samples: {where}: not valid JSON ({e.msg})") from None
+        doc = s.get("doc") if isinstance(s, dict) else None
+        if not isinstance(doc, dict) or not isinstance(doc.get("record"), str):
+            raise ValueError(f"doc.record: {where}: missing (a sample of the tasks `kick lm-eval-tasks` writes)")
+        out = s.get("filtered_resps")
+        if not isinstance(out, list) or not out or not isinstance(out[0], str) or not isinstance(s.get("doc_id"), int):
+            raise ValueError(f"filtered_resps: {where}: must hold the generated text (and doc_id an integer)")
+        rows.append((s["doc_id"], json.loads(doc["record"]), out[0].strip()))
+    if not rows:
+        raise ValueError(f"samples: {path}: holds no samples")
+    rows.sort(key=lambda r: r[0])
+    return t.name, [r[1] for r in rows], [r[2] for r in rows]
+
+
+def judge_file(samples: str | Path, judge, output: str | Path | None = None, progress: bool = True
+               ) -> tuple[Path, dict]:
+    """Judge every sample of ``samples`` with ``judge`` (a ``kick_hub.scoring.judge.Judge``, e.g. from
+    ``make_judges``) as the task's ``run`` does, and write the result (default ``judge_output_path``): ``task``,
+    ``kick_task``, ``protocol``, ``judge`` (backend and prompt, as the store records it), ``scores``
+    (``JudgeResult.scores``: the task's ``judge_*`` numbers) and ``samples`` (``id`` and ``JudgeResult.sample``'s
+    fields per example, in document order). Returns (path written, what was written). Raises ValueError for a bad
+    samples file, and what ``Judge.score`` raises."""
+    from kick_hub.bench.sweep import task_settings
+
+    samples = Path(samples)
+    name, records, outputs = read_samples(samples)
+    t = by_name()[name]
+    bar = f"judge {t.task}" if progress else None
+    if t.task == "icsum":  # the story as the model read it
+        result = judge.score([story(r, t.protocol) for r in records], outputs, progress=bar)
+    else:
+        refs = [r["reference"] for r in records]
+        result = judge.score([r["question"] for r in records], outputs, refs if judge.pairwise else None,
+                             progress=bar)
+    out = {"task": name, "kick_task": t.task, "protocol": t.protocol,
+           "judge": task_settings(t.task, None, {t.task: judge})["judge"], "scores": result.scores(),
+           "samples": [{"id": r["id"], **result.sample(i)} for i, r in enumerate(records)]}
+    path = Path(output) if output else judge_output_path(samples)
+    write_json(path, out)
+    return path, out
