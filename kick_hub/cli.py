@@ -39,6 +39,16 @@ def _nonneg_int(value: str) -> int:
     return n
 
 
+def _nonneg_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}") from None
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
+    return x
+
+
 def _task_limit(value: str) -> tuple[str, int]:
     from kick_hub.tasks import TASK_NAMES
 
@@ -113,6 +123,15 @@ def cmd_world_train(args) -> int:
     return 0
 
 
+def _add_mcq_protocols(p: argparse.ArgumentParser) -> None:
+    from kick_hub.tasks.mcq_reasoning import MCQ_PROTOCOLS
+
+    p.add_argument("--mcq-protocols", nargs="+", choices=list(MCQ_PROTOCOLS), default=None, metavar="PROTOCOL",
+                   help="also score mcq-reasoning under each of these protocols (loglik: letters' log-likelihood, "
+                        "as lm-eval; generate: the letter the model generates, as LLM-KICK), stored as "
+                        "accuracy_<protocol>, so one run shows both and their gap")
+
+
 def cmd_evaluate(args) -> int:
     """``kick evaluate``: run a model on tasks (``evaluation.evaluate``), print the results table and the skipped
     tasks, and write the JSON to ``--output`` when given. Returns 0; raises ValueError for an unknown task, judge
@@ -121,11 +140,14 @@ def cmd_evaluate(args) -> int:
     from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
-    judges = _judges(args, task_names)
+    from kick_hub.models import cache_root
+    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+
+    judges = _judges(args, task_names, cache_root() / JUDGE_CACHE)
     default_threads()
-    engine = Engine.from_name(args.model, batch_size=args.batch_size)
+    engine = Engine.from_name(args.model, placement=_placement(args), batch_size=args.batch_size)
     out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
-                   skip_missing=len(task_names) > 1)
+                   skip_missing=len(task_names) > 1, mcq_protocols=args.mcq_protocols)
     print(table(out["results"]))
     for name, why in out["config"]["skipped"].items():
         print(f"skipped {name}: {why}", file=sys.stderr)
@@ -164,7 +186,7 @@ def cmd_compress(args) -> int:
     spec = compress_spec(args)
     set_threads(args.threads)
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
-                       overwrite=args.overwrite, storage=args.storage)
+                       overwrite=args.overwrite, storage=args.storage, placement=_placement(args))
     from kick_hub.variant import load_manifest
 
     m = load_manifest(out)
@@ -187,13 +209,20 @@ def cmd_sparsity(args) -> int:
 def cmd_bench(args) -> int:
     """``kick bench``: with ``--status`` print what is done and return; otherwise run the resumable compress x
     evaluate sweep in the run dir (``bench.sweep``), write the report, and push the variants / results when asked
-    (the Hub org, results repo and token are checked before the sweep). Returns 0; raises ValueError for a bad
-    plan, task or judge, and ``hub.HubError`` for a failed push."""
+    (the Hub org, results repo and token are checked before the sweep). Returns 0, or 1 when cells failed under
+    ``--executor ray`` (listed on stderr after the report of the others is written); raises ValueError for a bad
+    plan, task, judge, ``--keep-variants`` / ``--push`` pair or Ray option, and ``hub.HubError`` for a failed push."""
     from kick_hub.bench import plan, report, sweep
     from kick_hub.evaluation import merge_limits, resolve_tasks
 
     cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits, args.group_size)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
+    sweep.check_keep(args.keep_variants, args.push)
+    if args.executor == "ray" and not args.status:
+        from kick_hub.bench import ray_executor
+
+        ray_executor.check_options(args.cell_cpus, args.cell_gpus, args.cell_retries)
+        ray_executor.import_ray()
     if args.push:  # checked before the sweep, not after an hour of work
         from kick_hub.hub import check_org, check_repo_id, token
 
@@ -205,22 +234,38 @@ def cmd_bench(args) -> int:
     if args.status:  # reads only: no lock, works while a sweep runs
         print(sweep.status(run_dir, cells, task_names))
         return 0
-    judges = _judges(args, task_names)
+    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+
+    judges = _judges(args, task_names, run_dir / JUDGE_CACHE)  # the cache stays beside the run, never published
     from kick_hub.engine import default_threads
 
     default_threads()
     limit = merge_limits(args.limit, args.task_limit)
+    if judges:  # the cost before paying it
+        print(_judge_estimate(judges, run_dir, cells, task_names, args.data, limit))
     with sweep.hold(run_dir):  # one driver per run dir, from the sweep through the report and the pushes
         store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
                           force=args.force, calibration=args.calibration, nsamples=args.nsamples,
-                          seqlen=args.seqlen, batch_size=args.batch_size)
+                          seqlen=args.seqlen, batch_size=args.batch_size, keep_variants=args.keep_variants,
+                          push=args.push, private=args.private, executor=args.executor,
+                          ray_address=args.ray_address, cell_cpus=args.cell_cpus, cell_gpus=args.cell_gpus,
+                          cell_retries=args.cell_retries, mcq_protocols=args.mcq_protocols,
+                          placement=_placement(args))
         try:
             path = report.write(store, run_dir)
+            failed, pushed = store.failed(), store.pushed()
         finally:
             store.close()
         print(path.read_text().split("## Scores")[0])
         print(f"report: {path} and {run_dir / 'report.html'}")
-        if args.push:
+        if judges:
+            from kick_hub.scoring.judge import format_usage, total_usage
+
+            print(f"judge this run: {format_usage(total_usage(judges))}")
+        if args.push and args.keep_variants == "pushed":  # each variant was pushed once scored, then deleted
+            for label, info in pushed.items():
+                print(f"pushed {label}: {info['url']}")
+        elif args.push:
             from kick_hub.hub.push import push_sweep
 
             for label, url in push_sweep(run_dir, args.push, args.private).items():
@@ -229,6 +274,12 @@ def cmd_bench(args) -> int:
             from kick_hub.hub.results import push_results
 
             print(f"results: {args.results_repo}/{push_results(run_dir, args.results_repo, args.private)}")
+    if failed:  # the report holds every other cell; a rerun of the same command retries these
+        for f in failed:
+            print(f"failed {f['label']} after {f['attempts']} attempt(s): {f['error'].strip().splitlines()[0]}",
+                  file=sys.stderr)
+        print(f"kick: {len(failed)} cell(s) failed; run the same command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -259,7 +310,8 @@ def cmd_space(args) -> int:
     from kick_hub import space
 
     space.check_run_dir(args.run_dir)
-    _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False)
+    _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False,
+                          placement=_placement(args))
     print(f"kick-hub Space running at {url} (Ctrl+C to stop)")
     try:
         import time
@@ -280,19 +332,148 @@ def cmd_push_results(args) -> int:
     return 0
 
 
-def _judges(args, task_names):
-    """The ``--judge*`` options as ``scoring.judge.make_judges`` judges (None without ``--judge``)."""
+def cmd_publish_space(args) -> int:
+    """``kick publish-space``: put the comparison app on the Hub as the Gradio Space ``repo_id``
+    (``hub.space_repo.publish_space``: files, variables, hardware) and print its URL and commit. Returns 0; raises
+    ValueError for a bad repo id, ``--allow`` id, ``--results-repo`` or ``--hardware``, and ``hub.HubError`` when
+    there is no token or a Hub call fails."""
+    from kick_hub.hub.space_repo import publish_space
+
+    out = publish_space(args.repo_id, args.allow, args.results_repo, args.hardware, args.private)
+    print(f"Space: {out['space']}\ncommit: {out['commit']}")
+    for key, value in out["variables"].items():
+        print(f"variable {key}={value}")
+    if out["hardware"]:
+        print(f"hardware requested: {out['hardware']}")
+    return 0
+
+
+def _device_option(parse, option: str):
+    """An argparse ``type=`` for ``option`` from a ``kick_hub.device.parse_*`` function: its ValueError becomes an
+    argparse error (exit 2) naming the option and the allowed values."""
+    def check(value: str):
+        try:
+            return parse(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+    check.__name__ = option.lstrip("-").replace("-", "_")
+    return check
+
+
+def _add_device_options(p: argparse.ArgumentParser, device_map: bool = True) -> None:
+    """``--device``, ``--dtype`` and (for evaluation) ``--device-map`` / ``--max-memory``, checked while parsing
+    (``kick_hub.device``'s syntax rules); whether the device is present is checked before any model is loaded."""
+    from kick_hub import device
+
+    p.add_argument("--device", type=_device_option(device.parse_device, "--device"), default="auto",
+                   help=f"one of {', '.join(device.DEVICES)} (default auto: the GPU when present, else the CPU)")
+    p.add_argument("--dtype", type=_device_option(device.parse_dtype, "--dtype"), default="auto",
+                   help=f"one of {', '.join(device.DTYPES)} (default auto: the checkpoint's dtype on an accelerator, "
+                        "float32 on CPU)")
+    if device_map:
+        p.add_argument("--device-map", type=_device_option(device.parse_device_map, "--device-map"), default=None,
+                       help="auto: spread the model over the GPUs (and CPU) with accelerate; refused before loading "
+                            "when it cannot fit")
+        p.add_argument("--max-memory", type=_device_option(device.parse_max_memory, "--max-memory"), default=None,
+                       metavar="DEVICE=SIZE,...", help="with --device-map auto: memory per device, e.g. "
+                       "0=20GiB,1=20GiB,cpu=60GiB (accelerate's sizes)")
+
+
+def _placement(args):
+    """The ``kick_hub.device.Placement`` of the parsed ``--device`` / ``--dtype`` / ``--device-map`` /
+    ``--max-memory`` options; ValueError (exit 2) for ``--max-memory`` without ``--device-map auto`` and for a device
+    that is not on this machine."""
+    from kick_hub.device import make_placement, resolve_device
+
+    placement = make_placement(args.device, args.dtype, getattr(args, "device_map", None),
+                               getattr(args, "max_memory", None))
+    if placement.device_map is None:
+        resolve_device(placement.device)  # a device that is not here fails now, before any other work
+    return placement
+
+
+def _judges(args, task_names, cache: Path | None):
+    """The ``--judge*`` options as ``scoring.judge.make_judges`` judges (None without ``--judge``), their verdicts
+    cached at ``cache`` (read unless ``--judge-no-cache``). Builds the backend, so a missing API key variable fails
+    here (ValueError naming it), before any model is loaded."""
     from kick_hub.scoring.judge import make_judges
 
-    return make_judges(args.judge, task_names, args.judge_base_url, args.judge_api_key_env, args.judge_prompt)
+    return make_judges(args.judge, task_names, args.judge_base_url, args.judge_api_key_env, args.judge_prompt,
+                       concurrency=args.judge_concurrency, rpm=args.judge_rpm, max_retries=args.judge_retries,
+                       cache=cache, use_cache=not args.judge_no_cache, max_unparsable=args.judge_max_unparsable)
+
+
+def _judge_estimate(judges, run_dir: Path, cells, task_names, data: str, limit) -> str:
+    """``scoring.judge.format_estimate`` for a sweep: per judged task, the cells not yet evaluated on it (from the
+    run dir's store) and its examples (``data.load`` with the task's limit; prompts that will not fit the model's
+    context are still counted)."""
+    from kick_hub import data as data_mod
+    from kick_hub.bench.store import FILENAME, Store
+    from kick_hub.evaluation import task_limit
+    from kick_hub.scoring.judge import format_estimate
+
+    done: dict = {}
+    if (run_dir / FILENAME).exists():
+        store = Store(run_dir, None)
+        try:
+            done = store.done()
+        finally:
+            store.close()
+    examples, todo = {}, {}
+    for t in judges:
+        try:
+            examples[t] = len(data_mod.load(t, data, task_limit(limit, t)))
+        except ValueError:  # no data for it: the sweep skips it
+            examples[t] = 0
+        todo[t] = sum(t not in done.get(c.label, ()) for c in cells)
+    return format_estimate(judges, examples, todo)
+
+
+def _http_url(value: str) -> str:
+    from kick_hub.scoring.judge import check_base_url
+
+    try:
+        return check_base_url(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, got {value!r}") from None
+
+
+def _judge_prompt(value: str) -> str:
+    from kick_hub.scoring.judge import prompt_names
+
+    if value not in prompt_names():
+        raise argparse.ArgumentTypeError(f"must be one of {prompt_names()}, got {value!r}")
+    return value
+
+
+def _share(value: str) -> float:
+    try:
+        r = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value!r}") from None
+    if not 0 <= r <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value!r}")
+    return r
 
 
 def _add_judge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", default=None, help="'openai:<model>' or 'transformers:<model>' for icsum and "
                    "instruction-following")
-    p.add_argument("--judge-base-url", default=None, help="OpenAI-compatible endpoint for --judge openai:...")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key")
-    p.add_argument("--judge-prompt", default=None, help="judge prompt name (default per task)")
+    p.add_argument("--judge-base-url", type=_http_url, default=None,
+                   help="OpenAI-compatible endpoint (http:// or https://) for --judge openai:...")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key (must be "
+                   "set; any value for a server without authentication)")
+    p.add_argument("--judge-prompt", type=_judge_prompt, default=None, help="judge prompt name (default per task)")
+    p.add_argument("--judge-concurrency", type=_positive_int, default=8, help="judge requests in flight at once "
+                   "(openai), or prompts per generate batch (transformers); default 8")
+    p.add_argument("--judge-rpm", type=_positive_int, default=None, help="at most this many judge requests a "
+                   "minute, retries included (openai; default: no limit)")
+    p.add_argument("--judge-retries", type=_nonneg_int, default=4, help="retries of a failed judge request "
+                   "(429, 5xx, timeout, dropped connection), with exponential backoff; default 4")
+    p.add_argument("--judge-no-cache", action="store_true", help="ask the judge again instead of reusing cached "
+                   "verdicts (the fresh ones replace them in the cache)")
+    p.add_argument("--judge-max-unparsable", type=_share, default=0.5, help="fail a judged task when more than "
+                   "this share of the judge's replies cannot be parsed (default 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,9 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=None, help="first N examples per task")
     p.add_argument("--protocol", choices=["default", "llm-kick"], default="default",
                    help="default = corrected scoring; llm-kick = the original code's rules")
+    _add_mcq_protocols(p)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--output", type=_writable_file, default=None, help="write lm-eval-style JSON here")
     _add_judge_options(p)
+    _add_device_options(p)
     p.set_defaults(func=cmd_evaluate)
 
     from kick_hub.compress import GPTQ_BITS, METHODS
@@ -349,7 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--sparsity", type=_ratio, default=None, help="unstructured ratio in [0, 1)")
     p.add_argument("--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4, 4:8, 1:2")
-    p.add_argument("--bits", type=int, default=None, help=f"GPTQ bits, one of {list(GPTQ_BITS)}")
+    p.add_argument("--bits", type=int, default=None, help=f"GPTQ bits, one of {list(GPTQ_BITS)} (awq: 4, the "
+                   "default)")
     p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1 = per row)")
     p.add_argument("--desc-act", action="store_true", help="GPTQ act-order")
     p.add_argument("--asym", action="store_true", help="GPTQ asymmetric quantization")
@@ -369,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "process may use); SparseGPT and GPTQ weights depend on it bit for bit")
     p.add_argument("--storage", choices=["dense", "sparse"], default="dense", help="sparse: pruned weights in "
                    "the sparse-bitmask layout (loads after `import kick_hub.formats.sparse_bitmask`)")
+    _add_device_options(p, device_map=False)
     p.set_defaults(func=cmd_compress)
 
     from kick_hub.bench import plan
@@ -389,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="examples per task (default 100, which keeps the default world sweep within 10 min)")
     p.add_argument("--data", default="world", help="as for kick evaluate")
     p.add_argument("--protocol", choices=["default", "llm-kick"], default="default")
+    _add_mcq_protocols(p)
     p.add_argument("--calibration", default="world", help="as for kick compress")
     p.add_argument("--nsamples", type=_positive_int, default=None, help="as for kick compress")
     p.add_argument("--seqlen", type=_positive_int, default=None, help="as for kick compress")
@@ -401,7 +587,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-repo", default=None, metavar="ORG/NAME", help="also add the run to this results "
                    "dataset repo")
     p.add_argument("--private", action="store_true", help="create pushed repos private")
+    p.add_argument("--keep-variants", choices=["all", "none", "pushed"], default="all", help="all (default): keep "
+                   "every variant under RUN_DIR/variants/; none: delete a cell's variant once its scores are "
+                   "committed; pushed: delete it once --push has uploaded it (pushed per cell during the sweep)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="local (default): cells one "
+                   "after another in this process; ray: each cell a Ray task (docs/cluster.md)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT", help="the Ray cluster to join "
+                   "(default: start a local one)")
+    p.add_argument("--cell-cpus", type=_positive_int, default=1, help="CPUs per Ray cell task (its torch threads)")
+    p.add_argument("--cell-gpus", type=_nonneg_float, default=0, help="GPUs per Ray cell task (default 0)")
+    p.add_argument("--cell-retries", type=_nonneg_int, default=2, help="times Ray reruns a cell whose worker "
+                   "died (default 2); then the cell is recorded as failed and the sweep goes on")
     _add_judge_options(p)
+    _add_device_options(p, device_map=False)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("push", help="upload a variant with its model card to a Hub model repo (one commit)")
@@ -425,7 +623,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", nargs="*", default=[], metavar="REPO_ID", help="Hub repo ids users may load")
     p.add_argument("--data", nargs="+", default=["world"], help="example sources (world, world-heldout, a data root)")
     p.add_argument("--results-repo", default=None, help="results dataset repo for the leaderboard")
+    _add_device_options(p)
     p.set_defaults(func=cmd_space)
+
+    p = sub.add_parser("publish-space", help="put the comparison app (space/) on the Hub as a Gradio Space")
+    p.add_argument("repo_id", metavar="ORG/NAME", help="the Space to create or update")
+    p.add_argument("--allow", nargs="+", action="extend", default=[], metavar="ORG/REPO",
+                   help="Hub model repos visitors may load (the Space's KICK_ALLOW)")
+    p.add_argument("--results-repo", default=None, metavar="ORG/NAME",
+                   help="results dataset repo for the leaderboard (KICK_RESULTS_REPO)")
+    p.add_argument("--hardware", default=None, metavar="FLAVOR",
+                   help="Space hardware to request: cpu-basic, zero-a10g, t4-small, a10g-small, ... (huggingface_hub's "
+                   "SpaceHardware)")
+    p.add_argument("--private", action="store_true", help="create the Space private")
+    p.set_defaults(func=cmd_publish_space)
 
     p = sub.add_parser("push-results", help="add a run's results to a Hub dataset repo (one JSON per run)")
     p.add_argument("run_dir", help="a kick bench run dir")
@@ -437,13 +648,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("variant", help="variant directory")
     p.add_argument("--verbose", action="store_true", help="print every layer")
     p.set_defaults(func=cmd_sparsity)
+
+    # lm-evaluation-harness (kick_hub.harness, docs/lm-eval.md)
+    p = sub.add_parser("lm-eval-tasks", help="write the LLM-KICK tasks as lm-evaluation-harness task YAMLs")
+    p.add_argument("--output", required=True, help="folder for the YAMLs and their utils.py (lm_eval "
+                   "--include_path)")
+    p.add_argument("--data", default="world", help="the tasks' data, as for kick evaluate: world (default), "
+                   "world-heldout, a local file, folder or data root, hub or hub:<dataset id>")
+    p.set_defaults(func=cmd_lm_eval_tasks)
+    p = sub.add_parser("judge", help="judge the generations lm-eval logged (--log_samples) for icsum or "
+                       "instruction-following")
+    p.add_argument("samples", help="an lm-eval samples_<task>_<time>.jsonl of llmkick_icsum* or "
+                   "llmkick_instruction_following*")
+    p.add_argument("--output", default=None, help="where to write (default: judge_<task>_<time>.json beside the "
+                   "samples, where kick import-lm-eval reads it)")
+    _add_judge_options(p)
+    p.set_defaults(func=cmd_judge)
+    p = sub.add_parser("import-lm-eval", help="put lm-eval results of the LLM-KICK tasks into a sweep store")
+    p.add_argument("results", help="lm-eval's --output_path folder (holding one results_<time>.json) or the "
+                   "results file")
+    p.add_argument("--run-dir", required=True, help="the sweep's run dir (its store is created when missing)")
+    p.add_argument("--label", required=True, help="the cell: dense, or a kick variant's label (its manifest's)")
+    p.add_argument("--protocol", choices=["default", "llm-kick"], default="default",
+                   help="import the tasks of this protocol (llmkick_* or llmkick_*_llm_kick)")
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help="tasks that must be there (default: "
+                   "every LLM-KICK task the run has)")
+    p.add_argument("--model", default=None, help="the model name to record (default: lm-eval's pretrained, "
+                   "'world' for the world model, a kick variant's base model)")
+    p.set_defaults(func=cmd_import_lm_eval)
     return parser
+
+
+def cmd_lm_eval_tasks(args) -> int:
+    """``kick lm-eval-tasks``: write the task YAMLs (``kick_hub.harness.export``); needs no lm-eval."""
+    from kick_hub.harness.export import export
+
+    written = export(args.output, args.data)
+    tasks = [p.stem for p in written if p.suffix == ".yaml"]
+    print(f"wrote {len(tasks)} lm-eval task and group YAMLs and utils.py to {args.output}; run them with:\n"
+          f"  lm_eval --model hf --model_args pretrained=MODEL --include_path {args.output} --tasks llmkick "
+          f"--log_samples --output_path OUT")
+    return 0
+
+
+def cmd_judge(args) -> int:
+    """``kick judge SAMPLES``: kick's judge on lm-eval's logged generations (``kick_hub.harness.judge_samples``);
+    the samples file is checked before the judge is built."""
+    from kick_hub.harness import by_name
+    from kick_hub.harness.judge_samples import judge_file, judge_output_path, read_samples
+    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+
+    name, _, _ = read_samples(args.samples)
+    task = by_name()[name].task
+    output = Path(args.output) if args.output else judge_output_path(Path(args.samples))
+    if not args.judge:
+        raise ValueError("judge: required ('openai:<model>' or 'transformers:<model>')")
+    judges = _judges(args, [task], output.parent / JUDGE_CACHE)
+    path, out = judge_file(args.samples, judges[task], output)
+    print("\n".join(f"{k}: {v}" for k, v in out["scores"].items()))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_import_lm_eval(args) -> int:
+    """``kick import-lm-eval``: lm-eval results as one cell of a sweep store (``kick_hub.harness.importer``); every
+    check runs before the store is written."""
+    from kick_hub.harness.importer import import_run
+
+    written = import_run(args.results, args.run_dir, args.label, args.protocol, args.tasks, args.model)
+    print(f"imported {', '.join(written) or 'nothing new'} as {args.label!r} into {args.run_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kick`` with ``argv`` (default ``sys.argv[1:]``) and return the command's exit status. ValueError,
-    PermissionError and ImportError exit 2 and ``hub.HubError`` exits 1, each as one ``kick: error:`` line on
-    stderr (SystemExit); any other exception propagates."""
+    PermissionError and ImportError exit 2 and ``hub.HubError`` / ``scoring.judge.JudgeError`` exit 1, each as one
+    ``kick: error:`` line on stderr (SystemExit); any other exception propagates."""
     from kick_hub import _quiet
 
     _quiet.install()  # drop torchao's / torch's start-up noise (kick_hub/_quiet.py); real warnings still show
@@ -455,8 +735,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"kick: error: {e}\n")
     except RuntimeError as e:
         from kick_hub.hub import HubError
+        from kick_hub.scoring.judge import JudgeError
 
-        if not isinstance(e, HubError):
+        if not isinstance(e, (HubError, JudgeError)):
             raise
         parser.exit(1, f"kick: error: {e}\n")
 
