@@ -21,12 +21,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(path: str | Path, directory: bool = False) -> None:
+    """Give a temp file or dir made by ``tempfile`` (mode 0600 / 0700, private) the mode ``open`` / ``mkdir`` would
+    have given it under the process's umask (0644 / 0755 under the usual 022), so what kick writes in a shared run
+    dir or task folder is readable by the others who share it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextmanager
 def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temp dir beside ``output``; on success it replaces ``output``, on any error it is removed."""
+    """Yield a temp dir beside ``output``; on success it replaces ``output``, on any error it is removed. The dir
+    gets the umask's usual mode (``plain_mode``)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
+    plain_mode(tmp, directory=True)
     try:
         yield tmp
         if output.exists():
@@ -44,10 +59,12 @@ def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file through a temp file in the same folder and ``os.replace``."""
+    """Write a text file through a temp file in the same folder and ``os.replace``; the file gets the umask's usual
+    mode (``plain_mode``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    plain_mode(tmp)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
