@@ -265,7 +265,11 @@ def resolve(placement: Placement | None, config=None, purpose: str = "evaluate")
     for key in memory:
         name = key if isinstance(key, str) else f"cuda:{key}"
         if name != "cpu":
-            resolve_device("mps" if name == "mps" else name)
+            try:
+                resolve_device("mps" if name == "mps" else name)
+            except ValueError as e:
+                raise ValueError(f"max-memory: names device {key!r}, which is not here "
+                                 f"({str(e).partition(': ')[2]})") from None
     gpus = [k for k in memory if not isinstance(k, str)]
     first = f"cuda:{min(gpus)}" if gpus else ("mps" if "mps" in memory else "cpu")
     dtype = resolve_dtype(placement.dtype, first, config, purpose)

@@ -61,6 +61,8 @@ def test_cuda_absent_exits_2_before_loading(capsys, tmp_path):
     assert "cuda:1" in _exit(["compress", "--method", "magnitude", "--sparsity", "0.5", "--device", "cuda:1",
                               "--output", str(tmp_path / "v")], capsys)
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "v").exists()
+    err = _exit(["evaluate", "--device-map", "auto", "--max-memory", "1=1GiB,cpu=1GiB"], capsys)
+    assert "max-memory: names device 1, which is not here" in err  # the option given, not --device
 
 
 def test_compress_16_bit_on_cpu_exits_2(capsys, tmp_path):
@@ -68,6 +70,25 @@ def test_compress_16_bit_on_cpu_exits_2(capsys, tmp_path):
                  "--output", str(tmp_path / "v")], capsys)
     assert "dtype: compression on CPU runs in float32" in err and "got float16" in err
     assert not (tmp_path / "v").exists()
+
+
+def test_bench_refuses_a_placement_before_any_cell(capsys, tmp_path):
+    """A dtype compression cannot run in fails before the dense cell is evaluated (nothing stored), and the device
+    and dtype a store was measured with are settings: a run asking other ones is refused, naming them."""
+    from kick_hub.bench.store import Store
+
+    run = tmp_path / "run"
+    sweep = ["bench", "--run-dir", str(run), "--methods", "magnitude", "--sparsities", "0.5", "--patterns",
+             "--bits", "--tasks", "factoid-qa", "--limit", "2"]
+    err = _exit([*sweep, "--device", "cpu", "--dtype", "float16"], capsys)
+    assert "dtype: compression on CPU runs in float32" in err
+    store = Store(run, None)
+    assert not store.has_results()
+    store.close()
+    assert main([*sweep, "--dtype", "float32"]) == 0
+    capsys.readouterr()
+    err = _exit([*sweep, "--dtype", "auto"], capsys)
+    assert "was measured with dtype=float32; this run asks dtype=auto" in err
 
 
 @no_cuda

@@ -107,6 +107,9 @@ def test_a_sweep_that_does_not_fit_is_refused_before_any_work(tmp_path):
     (["--keep-variants", "none", "--push", "test-org"], "keep-variants: 'none' deletes each variant once it is "
                                                         "scored, so --push would have nothing to upload"),
     (["--keep-variants", "some"], "argument --keep-variants: invalid choice: 'some'"),
+    # Ray's options without --executor ray would be silently ignored: refused, naming them
+    (["--ray-address", "nonsense", "--cell-gpus", "1"], "executor: --ray-address, --cell-gpus applies to --executor "
+                                                        "ray only; this run's executor is 'local'"),
 ])
 def test_bad_keep_variants(extra, message, tmp_path):
     out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"), *extra],

@@ -35,6 +35,8 @@ CONNECT_TIMEOUT_S = 10.0  # how long a --ray-address HOST:PORT may take to accep
 # environment a worker takes from the driver: offline mode and telemetry settings (never a token or a path)
 FORWARD_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE",
                "HF_HUB_DISABLE_TELEMETRY", "TOKENIZERS_PARALLELISM", "RAY_USAGE_STATS_ENABLED")
+# workers show no progress bars (the driver shows the cells bar): set before tqdm or transformers is imported there
+QUIET_ENV = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def import_ray():
@@ -80,7 +82,8 @@ def connect(address: str | None, cell_cpus: float = 1, cell_gpus: float = 0) -> 
     connected = not ray.is_initialized()
     if connected:
         env = {k: os.environ[k] for k in FORWARD_ENV if k in os.environ}
-        runtime_env = {"env_vars": env} if env else None
+        env.update(QUIET_ENV)
+        runtime_env = {"env_vars": env}
         if address not in (None, "auto"):
             _check_reachable(address)
         try:
@@ -120,7 +123,10 @@ def _cell_task(model: str, run_dir: str, cell: "Cell", tasks: list[str], common:
 
     from kick_hub.bench.sweep import run_cell
 
-    os.environ["TQDM_DISABLE"] = "1"  # no progress bars from workers: the driver shows the cells bar
+    from transformers.utils import logging as hf_logging
+
+    os.environ.update(QUIET_ENV)  # no progress bars from workers (a cluster joined without runtime_env too)
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(max(1, threads))
     return run_cell(model, run_dir, cell, tasks, progress=False, delete_variant=delete_variant,
                     log=lambda line: print(line, flush=True), **common)

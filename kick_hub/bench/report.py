@@ -474,7 +474,9 @@ def settings_text(meta: dict) -> str:
     parts = [f"data `{public_name(meta['data'])}`",
              f"examples per task: {'all' if limit is None else limit}" if "limit" in meta else None,
              f"protocol {meta['protocol']}" if meta.get("protocol") else None, "greedy decoding",
-             f"batch size {meta['batch_size']}" if meta.get("batch_size") else None]
+             f"batch size {meta['batch_size']}" if meta.get("batch_size") else None,
+             f"device {meta['device']}, dtype {meta['dtype']} (as asked; each variant's manifest records what they "
+             f"resolved to)" if meta.get("device") else None]
     if meta.get("calibration"):
         parts.append(f"calibration `{public_name(meta['calibration'])}` (nsamples {meta.get('nsamples') or 'default'}, "
                      f"seqlen {meta.get('seqlen') or 'default'})")
@@ -642,7 +644,8 @@ def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) 
     model = public_name(store.model)
     meta = store.meta()
     measured = {k: public_name(meta[k]) if k in ("data", "calibration") else meta[k]
-                for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "judge")
+                for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "device",
+                          "dtype", "judge")
                 if k in meta}
     rows = {r["label"]: r for r in (rows if rows is not None else table_data(store)[0])}
     for v in store.variants():

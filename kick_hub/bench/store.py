@@ -7,7 +7,7 @@ they finish, so a killed process leaves either all of them or nothing.
 
 Settings: every number in a store was measured with the settings the store records, and a run asking for other ones
 is refused (``differences`` lists them). ``meta.settings`` holds the run-wide ones (model, data, protocol, batch
-size, calibration source / nsamples / seqlen), recorded when a run starts and fixed once the store holds a result;
+size, calibration source / nsamples / seqlen, the device type and dtype the models ran in), recorded when a run starts and fixed once the store holds a result;
 ``meta.task_settings`` holds each task's (examples limit, judge), recorded with the first cell evaluated on it; the
 compression spec of each cell (including its seed) is ``variants.spec``. A store of schema 1 recorded none of this.
 
@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS pushed (label TEXT PRIMARY KEY, repo TEXT NOT NULL, u
 """
 FILENAME = "results.sqlite"
 FILES = (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm", f"{FILENAME}-journal")  # the store and SQLite's side files
-RUN_SETTINGS = ("model", "data", "protocol", "batch_size", "calibration", "nsamples", "seqlen")
+RUN_SETTINGS = ("model", "data", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "device", "dtype")
+# settings added after stores of this schema were written, with the value every older run had (no option: auto)
+SETTING_DEFAULTS = {"device": "auto", "dtype": "auto"}
 TASK_SETTINGS = ("limit", "judge", "mcq_protocols")  # mcq_protocols: only when --mcq-protocols was given
 
 
@@ -123,7 +125,7 @@ class Store:
         """The run-wide settings (``RUN_SETTINGS`` keys) every result was measured with; None before any run
         recorded them (and in a schema-1 store)."""
         raw = self._meta().get("settings")
-        return loads(raw) if raw else None
+        return {**SETTING_DEFAULTS, **loads(raw)} if raw else None
 
     def task_settings(self) -> dict[str, dict]:
         """task -> its settings (``TASK_SETTINGS`` keys) for every task a cell was evaluated on."""
@@ -136,7 +138,8 @@ class Store:
 
     def meta(self) -> dict:
         """What readers label results with: ``model``, ``schema_version`` and the settings the numbers were
-        measured with: ``data``, ``protocol``, ``batch_size``, ``calibration``, ``nsamples``, ``seqlen``, ``limit``
+        measured with: ``data``, ``protocol``, ``batch_size``, ``calibration``, ``nsamples``, ``seqlen``, ``device``,
+        ``dtype``, ``limit``
         (examples per task: one value when every measured task shares it, else task -> value) and ``judge`` (task ->
         judge, for judged tasks). A schema-1 store gives what it has (``data``, ``limit``, ``protocol``), as the
         last run there set it."""
@@ -144,7 +147,7 @@ class Store:
         if "limit" in meta:
             meta["limit"] = loads(meta["limit"])
         meta.pop("task_settings", None)
-        settings = loads(meta.pop("settings")) if meta.get("settings") else None
+        settings = {**SETTING_DEFAULTS, **loads(meta.pop("settings"))} if meta.get("settings") else None
         if settings is not None:
             meta.update({k: v for k, v in settings.items() if k != "model"})
         per_task = self.task_settings()

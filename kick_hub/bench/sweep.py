@@ -105,10 +105,14 @@ def _alive(pid) -> bool:
 
 
 def run_settings(model: str, data: str, protocol: str, batch_size: int, calibration: str, nsamples: int | None,
-                 seqlen: int | None) -> dict:
-    """The run-wide settings a cell's numbers depend on (``store.RUN_SETTINGS``), as recorded in the store."""
+                 seqlen: int | None, placement: "Placement | None" = None) -> dict:
+    """The run-wide settings a cell's numbers depend on (``store.RUN_SETTINGS``), as recorded in the store. The
+    device and dtype are ``placement``'s as asked (``auto`` resolves on each machine; each variant's manifest and
+    results record what it resolved to)."""
+    asked = placement.to_dict() if placement is not None else {}
     values = {"model": model, "data": data, "protocol": protocol, "batch_size": batch_size,
-              "calibration": calibration, "nsamples": nsamples, "seqlen": seqlen}
+              "calibration": calibration, "nsamples": nsamples, "seqlen": seqlen,
+              "device": asked.get("device", "auto"), "dtype": asked.get("dtype", "auto")}
     return {k: values[k] for k in RUN_SETTINGS}
 
 
@@ -446,7 +450,7 @@ def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, cali
     from kick_hub.compress import check_plan
 
     run_dir = Path(run_dir)
-    settings = run_settings(model, data, protocol, batch_size, calibration, nsamples, seqlen)
+    settings = run_settings(model, data, protocol, batch_size, calibration, nsamples, seqlen, placement)
     per_task = {t: task_settings(t, limit, judge, mcq_protocols) for t in tasks}
     with hold(run_dir):
         moved = check_settings(run_dir, settings, per_task, cells, force)
@@ -467,7 +471,9 @@ def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, cali
             if specs:  # variants that would not fit on the disk, or a spec the model's layers or the calibration
                 # options cannot take, fail now, not at their cell
                 check_disk(run_dir, [c for c, _ in todo], variant_bytes(model, placement), keep_variants, slots)
-                check_plan(model, specs, calibration, nsamples, seqlen)
+                # where the cells run decides the device; a Ray cell with GPUs resolves it on its GPU node
+                check_plan(model, specs, calibration, nsamples, seqlen,
+                           placement if executor == "local" or not cell_gpus else None)
             common = dict(data=data, limit=limit, protocol=protocol, judge=judge, calibration=calibration,
                           nsamples=nsamples, seqlen=seqlen, batch_size=batch_size, placement=placement,
                           skip_missing=len(tasks) > 1, mcq_protocols=mcq_protocols)
@@ -511,7 +517,7 @@ def status(run_dir: str | Path, cells: list[Cell] | None = None, tasks: list[str
              f"{sum(1 for c in compressed if c in kept)} of {len(compressed)}"]
     if rows:
         shown = {k: meta[k] for k in ("data", "limit", "protocol", "batch_size", "calibration", "nsamples",
-                                      "seqlen", "judge") if k in meta}
+                                      "seqlen", "device", "dtype", "judge") if k in meta}
         lines.append("  measured with " + ", ".join(f"{k.replace('_', '-')}={_show(k, v)}" for k, v in shown.items()))
 
     def variant(label: str) -> str:

@@ -90,21 +90,28 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True,
 
 
 def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
-               seqlen: int | None = None) -> None:
-    """Check every spec against ``model_name`` and the calibration options before any of them runs: the methods'
-    packages, ``check_model`` on the model's layers (an empty model built from its config on the meta device: no
-    weights are read) and, when a spec calibrates, ``calibration.check_calibration``. For runs of many variants,
-    which would otherwise meet a bad one only when they reach it."""
+               seqlen: int | None = None, placement=None) -> None:
+    """Check every spec against ``model_name``, ``placement`` and the calibration options before any of them
+    runs: the methods' packages, the device and dtype compression would use (``device.resolve`` for ``compress``:
+    e.g. float16 on CPU is refused) and each method's ``check_device``, ``check_model`` on the model's layers (an
+    empty model built from its config on the meta device: no weights are read) and, when a spec calibrates,
+    ``calibration.check_calibration``. For runs of many variants, which would otherwise meet a bad one only when
+    they reach it."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from kick_hub.compress.calibration import check_calibration
+    from kick_hub.device import resolve as resolve_placement
     from kick_hub.engine import resolve_model
 
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
+    config = AutoConfig.from_pretrained(resolve_model(model_name))
+    device = resolve_placement(placement, config, "compress").device
+    for spec in specs:
+        registry.check_device(spec, device)
     with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(model_name)))
+        skeleton = AutoModelForCausalLM.from_config(config)
     for spec in specs:
         check_model(skeleton, spec)
     if any(s.calibrated for s in specs):
