@@ -218,6 +218,12 @@ def cmd_bench(args) -> int:
     cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits, args.group_size)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
     sweep.check_keep(args.keep_variants, args.push)
+    ray_only = {"--ray-address": args.ray_address is not None, "--cell-cpus": args.cell_cpus != 1,
+                "--cell-gpus": args.cell_gpus != 0, "--cell-retries": args.cell_retries != 2}
+    if args.executor != "ray" and any(ray_only.values()):  # an option that would be silently ignored
+        given = ", ".join(k for k, v in ray_only.items() if v)
+        raise ValueError(f"executor: {given} applies to --executor ray only; this run's executor is "
+                         f"{args.executor!r} (add --executor ray, or drop {given})")
     if args.executor == "ray" and not args.status:
         from kick_hub.bench import ray_executor
 
@@ -392,12 +398,31 @@ def _placement(args):
     return placement
 
 
+# the --judge-* options' defaults: one given with another value but no --judge is an error (``_judges``)
+_JUDGE_DEFAULTS = {"judge_base_url": None, "judge_api_key_env": "OPENAI_API_KEY", "judge_prompt": None,
+                   "judge_concurrency": 8, "judge_rpm": None, "judge_retries": 4, "judge_no_cache": False,
+                   "judge_max_unparsable": 0.5}
+
+
 def _judges(args, task_names, cache: Path | None):
     """The ``--judge*`` options as ``scoring.judge.make_judges`` judges (None without ``--judge``), their verdicts
     cached at ``cache`` (read unless ``--judge-no-cache``). Builds the backend, so a missing API key variable fails
-    here (ValueError naming it), before any model is loaded."""
+    here (ValueError naming it), before any model is loaded. ValueError (exit 2) for a ``--judge-*`` option given
+    without ``--judge``, for ``--judge`` when none of ``task_names`` is judged (the judge's options are checked only
+    for the judged tasks selected), and for a ``--judge-prompt`` that does not fit a selected judged task."""
+    from kick_hub import tasks
     from kick_hub.scoring.judge import make_judges
 
+    if not args.judge:
+        given = ["--" + k.replace("_", "-") for k, v in _JUDGE_DEFAULTS.items() if getattr(args, k, v) != v]
+        if given:
+            raise ValueError(f"{', '.join(given)}: {'needs' if len(given) == 1 else 'each needs'} --judge (nothing "
+                             f"is judged without it)")
+        return None
+    judged = [n for n, s in tasks.SPECS.items() if s.judge_prompt]
+    if not any(n in judged for n in task_names):
+        raise ValueError(f"--judge: applies to {' / '.join(judged)} only, and none of the selected tasks "
+                         f"({', '.join(task_names)}) is judged")
     return make_judges(args.judge, task_names, args.judge_base_url, args.judge_api_key_env, args.judge_prompt,
                        concurrency=args.judge_concurrency, rpm=args.judge_rpm, max_retries=args.judge_retries,
                        cache=cache, use_cache=not args.judge_no_cache, max_unparsable=args.judge_max_unparsable)
@@ -457,23 +482,25 @@ def _share(value: str) -> float:
 
 
 def _add_judge_options(p: argparse.ArgumentParser) -> None:
+    d = _JUDGE_DEFAULTS  # every --judge-* option needs --judge (``_judges``)
     p.add_argument("--judge", default=None, help="'openai:<model>' or 'transformers:<model>' for icsum and "
-                   "instruction-following")
-    p.add_argument("--judge-base-url", type=_http_url, default=None,
+                   "instruction-following (exit 2 when no selected task is one of them)")
+    p.add_argument("--judge-base-url", type=_http_url, default=d["judge_base_url"],
                    help="OpenAI-compatible endpoint (http:// or https://) for --judge openai:...")
-    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY", help="env var holding the judge key (must be "
-                   "set; any value for a server without authentication)")
-    p.add_argument("--judge-prompt", type=_judge_prompt, default=None, help="judge prompt name (default per task)")
-    p.add_argument("--judge-concurrency", type=_positive_int, default=8, help="judge requests in flight at once "
-                   "(openai), or prompts per generate batch (transformers); default 8")
-    p.add_argument("--judge-rpm", type=_positive_int, default=None, help="at most this many judge requests a "
-                   "minute, retries included (openai; default: no limit)")
-    p.add_argument("--judge-retries", type=_nonneg_int, default=4, help="retries of a failed judge request "
-                   "(429, 5xx, timeout, dropped connection), with exponential backoff; default 4")
+    p.add_argument("--judge-api-key-env", default=d["judge_api_key_env"], help="env var holding the judge key "
+                   "(must be set; any value for a server without authentication)")
+    p.add_argument("--judge-prompt", type=_judge_prompt, default=d["judge_prompt"], help="judge prompt name "
+                   "(default per task; icsum: summary-v1; instruction-following: pairwise-v1 or single-v1)")
+    p.add_argument("--judge-concurrency", type=_positive_int, default=d["judge_concurrency"], help="judge requests "
+                   "in flight at once (openai), or prompts per generate batch (transformers); default 8")
+    p.add_argument("--judge-rpm", type=_positive_int, default=d["judge_rpm"], help="at most this many judge "
+                   "requests a minute, retries included (openai; default: no limit)")
+    p.add_argument("--judge-retries", type=_nonneg_int, default=d["judge_retries"], help="retries of a failed judge "
+                   "request (429, 5xx, timeout, dropped connection), with exponential backoff; default 4")
     p.add_argument("--judge-no-cache", action="store_true", help="ask the judge again instead of reusing cached "
                    "verdicts (the fresh ones replace them in the cache)")
-    p.add_argument("--judge-max-unparsable", type=_share, default=0.5, help="fail a judged task when more than "
-                   "this share of the judge's replies cannot be parsed (default 0.5)")
+    p.add_argument("--judge-max-unparsable", type=_share, default=d["judge_max_unparsable"], help="fail a judged "
+                   "task when more than this share of the judge's replies cannot be parsed (default 0.5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -654,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder for the YAMLs and their utils.py (lm_eval "
                    "--include_path)")
     p.add_argument("--data", default="world", help="the tasks' data, as for kick evaluate: world (default), "
-                   "world-heldout, a local file, folder or data root, hub or hub:<dataset id>")
+                   "world-heldout, a local file, folder or data root, hub or hub:<dataset id>; each task's data is "
+                   "loaded first (tasks a local source lacks are left out, with a note)")
     p.set_defaults(func=cmd_lm_eval_tasks)
     p = sub.add_parser("judge", help="judge the generations lm-eval logged (--log_samples) for icsum or "
                        "instruction-following")
@@ -685,22 +713,23 @@ def cmd_lm_eval_tasks(args) -> int:
 
     written = export(args.output, args.data)
     tasks = [p.stem for p in written if p.suffix == ".yaml"]
+    run = "llmkick" if "llmkick" in tasks else ",".join(tasks)
     print(f"wrote {len(tasks)} lm-eval task and group YAMLs and utils.py to {args.output}; run them with:\n"
-          f"  lm_eval --model hf --model_args pretrained=MODEL --include_path {args.output} --tasks llmkick "
+          f"  lm_eval --model hf --model_args pretrained=MODEL --include_path {args.output} --tasks {run} "
           f"--log_samples --output_path OUT")
     return 0
 
 
 def cmd_judge(args) -> int:
     """``kick judge SAMPLES``: kick's judge on lm-eval's logged generations (``kick_hub.harness.judge_samples``);
-    the samples file is checked before the judge is built."""
+    the samples file and ``--output`` are checked before the judge is built."""
     from kick_hub.harness import by_name
-    from kick_hub.harness.judge_samples import judge_file, judge_output_path, read_samples
+    from kick_hub.harness.judge_samples import check_output, judge_file, judge_output_path, read_samples
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
     name, _, _ = read_samples(args.samples)
     task = by_name()[name].task
-    output = Path(args.output) if args.output else judge_output_path(Path(args.samples))
+    output = check_output(args.output if args.output else judge_output_path(Path(args.samples)))
     if not args.judge:
         raise ValueError("judge: required ('openai:<model>' or 'transformers:<model>')")
     judges = _judges(args, [task], output.parent / JUDGE_CACHE)

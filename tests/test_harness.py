@@ -263,6 +263,95 @@ def test_bad_input_exits_2_and_writes_nothing(world_run, exported, tmp_path, cap
     assert code == 2 and f"data: '{tmp_path / 'nope'}' is neither" in err and not (tmp_path / "t").exists()
 
 
+def test_import_checks_samples_against_results(world_run, tmp_path, capsys):
+    """A samples file that repeats a doc_id, skips one, or counts other than the results file's n-samples is
+    refused (exit 2 naming the samples file and the field, nothing written); without n-samples the limit stored is
+    the number of samples present, not the full set."""
+    from kick_hub.bench.store import Store
+
+    lines = samples(world_run, "llmkick_factoid_qa")
+    run_dir = tmp_path / "run"
+
+    def run_with(docs: list[int], counts: dict | None, name: str) -> tuple[int, str, Path, Path]:
+        folder = Path(shutil.copytree(world_run, tmp_path / name))
+        (file,) = folder.glob("samples_llmkick_factoid_qa_[0-9]*.jsonl")
+        file.write_text("".join(json.dumps(lines[i]) + "\n" for i in docs))
+        (results,) = folder.glob("results_*.json")
+        doc = json.loads(results.read_text())
+        assert doc["n-samples"]["llmkick_factoid_qa"] == {"original": 1024, "effective": N}  # lm-eval's --limit 8
+        if counts is None:
+            del doc["n-samples"]
+        else:
+            doc["n-samples"]["llmkick_factoid_qa"] = counts
+        results.write_text(json.dumps(doc))
+        code, _, err = kick(capsys, "import-lm-eval", str(folder), "--run-dir", str(run_dir), "--label", "dense",
+                            "--tasks", "factoid-qa")
+        return code, err, file, results
+
+    # the tester's file: 3 lines, doc_id 0 twice; without n-samples, and with n-samples effective 4
+    for counts in (None, {"original": 1024, "effective": 4}):
+        code, err, file, _ = run_with([0, 1, 0], counts, f"dup-{bool(counts)}")
+        assert code == 2 and f"doc_id: {file} line 3: repeats doc_id 0 (first at line 1)" in err
+    code, err, file, results = run_with([0, 1, 2], {"original": 1024, "effective": 4}, "short")
+    assert code == 2 and (f"n-samples: {file} holds 3 samples of task 'llmkick_factoid_qa', but {results} says "
+                          f"n-samples.llmkick_factoid_qa.effective = 4") in err
+    code, err, file, _ = run_with([0, 1, 3], None, "gap")
+    assert code == 2 and f"doc_id: {file}: holds 3 samples, but not documents 0..2" in err
+    code, err, _, results = run_with([0, 1, 2], {"original": "1024", "effective": 3}, "bad-counts")
+    assert code == 2 and f"n-samples: {results}: n-samples.llmkick_factoid_qa must hold integer" in err
+    assert not run_dir.exists()
+    # without n-samples: stored with limit 3 (the samples present) and n 3
+    code, err, _, _ = run_with([2, 0, 1], None, "no-counts")
+    assert code == 0, err
+    store = Store(run_dir, None)
+    limit, n = store.task_settings()["factoid-qa"]["limit"], store.scores()["dense"]["factoid-qa"]["n"]
+    store.close()
+    assert limit == 3 and n == 3
+
+
+def test_lm_eval_tasks_checks_data(tmp_path, capsys):
+    """kick lm-eval-tasks loads each task's data before writing: a model folder or an empty folder is refused
+    naming --data, a data root without some tasks' folders gets the others (with a note), and a task folder that
+    does not load is refused; nothing is written on refusal."""
+    from kick_hub.engine import resolve_model
+    from kick_hub.world.export import data_dir
+
+    model = resolve_model("world")
+    (tmp_path / "empty").mkdir()
+    for source in (model, str(tmp_path / "empty")):
+        code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", source)
+        assert code == 2 and f"data: --data {Path(source).resolve()} holds no LLM-KICK task's data" in err, err
+        assert not (tmp_path / "t").exists()
+    root = tmp_path / "root"
+    shutil.copytree(data_dir() / "freebaseqa", root / "freebaseqa")
+    code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", str(root))
+    assert code == 0, err
+    assert f"note: no mcq-reasoning task written: its data is not in {root}" in err
+    written = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert written == ["llmkick.yaml", "llmkick_factoid_qa.yaml", "llmkick_factoid_qa_llm_kick.yaml",
+                       "llmkick_llm_kick.yaml", "utils.py"]
+    assert "  - llmkick_factoid_qa\nmetadata" in (tmp_path / "t" / "llmkick.yaml").read_text()
+    (root / "mmlu").mkdir()  # the task's own folder, holding no MMLU files: bad data, not missing data
+    code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t2"), "--data", str(root))
+    assert code == 2 and f"data: --data {root}: task mcq-reasoning's data in {root / 'mmlu'} does not load" in err
+    assert not (tmp_path / "t2").exists()
+
+
+def test_judge_checks_paths_before_asking(world_run, tmp_path, monkeypatch, capsys):
+    """kick judge: a samples file that is not there is said not to exist; an --output that is an existing folder
+    is refused naming --output before any judge request."""
+    (file,) = world_run.glob("samples_llmkick_instruction_following_*.jsonl")
+    code, _, err = kick(capsys, "judge", str(tmp_path / "nope.jsonl"), "--judge", "openai:m")
+    assert code == 2 and f"samples: {tmp_path / 'nope.jsonl'} does not exist" in err
+    monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
+    with ChatServer(["6 4"]) as server:
+        code, _, err = kick(capsys, "judge", str(file), "--judge", "openai:judge-model", "--judge-base-url",
+                            server.url, "--output", str(tmp_path))
+        assert code == 2 and f"output: --output {tmp_path} is an existing folder" in err
+        assert server.requests == []
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("source", ["shared", "world-build"])
 def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path, capsys):
     """The tasks exported for a local data root (../shared/data in the datasets' release formats, or the sets

@@ -159,8 +159,65 @@ def test_make_judges_one_backend_for_the_judged_tasks():
     assert judges["icsum"].prompt["name"] == "summary-v1"
     assert judges["icsum"].order_names == ("single",)
     assert judges["instruction-following"].order_names == ("reference-first", "answer-first")
-    assert make_judges("openai:m", ["icsum"], url, prompt="single-v1")["icsum"].prompt["name"] == "single-v1"
+    single = make_judges("openai:m", ["instruction-following"], url, prompt="single-v1")["instruction-following"]
+    assert single.prompt["name"] == "single-v1" and single.order_names == ("single",)
     with pytest.raises(ValueError, match="judge-base-url"):
         make_judges("openai:m", ["icsum"])
     with pytest.raises(ValueError, match="judge-prompt"):
         make_judges("openai:m", ["icsum"], url, prompt="fancy-v9")
+
+
+def test_make_judges_builds_no_backend_without_a_judged_task(monkeypatch):
+    """No judged task among those asked: nothing to judge, so the backend's options (base URL, key) are not needed."""
+    from kick_hub.scoring.judge import make_judges
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert make_judges("openai:m", ["factoid-qa", "perplexity"]) == {}
+
+
+@pytest.mark.parametrize("tasks, prompt, valid", [
+    (["instruction-following"], "summary-v1", r"\['pairwise-v1', 'single-v1'\]"),
+    (["icsum"], "pairwise-v1", r"\['summary-v1'\]"),
+    (["icsum"], "single-v1", r"\['summary-v1'\]"),
+    (["instruction-following", "icsum"], "single-v1", r"task 'icsum'.*\['summary-v1'\]"),
+])
+def test_make_judges_refuses_a_prompt_that_does_not_fit_the_task(monkeypatch, tasks, prompt, valid):
+    """Checked before the backend is built (no key variable is set) and before anything is sent."""
+    from kick_hub.scoring.judge import make_judges
+
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ValueError, match=rf"judge-prompt: '{prompt}' does not fit.*{valid}"):
+        make_judges("openai:m", tasks, "http://127.0.0.1:9/v1", prompt=prompt)
+
+
+def test_task_prompts_fit_what_each_task_passes():
+    """Each judged task lists its default prompt first; a pairwise prompt (``{reference}``) only for a task that
+    passes references (instruction-following; icsum passes none); every listed prompt exists and fills from
+    question / answer / reference only; a task that is not judged has none."""
+    from kick_hub import tasks
+    from kick_hub.scoring.judge import TASK_PROMPTS, task_prompts
+
+    judged = [n for n, s in tasks.SPECS.items() if s.judge_prompt]
+    assert sorted(TASK_PROMPTS) == sorted(judged)
+    for name in judged:
+        prompts = task_prompts(name)
+        assert prompts[0] == tasks.SPECS[name].judge_prompt
+        for p in prompts:
+            template = load_prompt(p)["template"]
+            template.format(question="q", answer="a", reference="r")  # no other placeholder
+            assert ("{reference}" in template) <= (name == "instruction-following")
+    assert task_prompts("icsum") == ("summary-v1",)
+    assert task_prompts("instruction-following") == ("pairwise-v1", "single-v1")
+    assert task_prompts("factoid-qa") == ()
+
+
+def test_single_v1_reads_its_own_format_not_the_pairwise_one():
+    """single-v1 is MT-Bench's single-answer grading, meant for instruction following: its parse block reads
+    ``[[rating]]``. A server answering in the pairwise format (``8 6``) is unparsable under it: that is the server
+    ignoring the prompt, not a broken prompt."""
+    from kick_hub.scoring.judge import parse_reply
+
+    parse = load_prompt("single-v1")["parse"]
+    assert parse == {"format": "bracketed", "criteria": {"answer": []}}
+    assert parse_reply("The answer is helpful.\nRating: [[7]]", parse) == {"answer": 7.0}
+    assert parse_reply("8 6\nAssistant 1 is better.", parse) is None

@@ -221,3 +221,107 @@ def test_sweep_estimates_first_keeps_the_cache_in_the_run_dir_and_reports_the_co
     assert "## LLM judge" in report
     assert re.search(rf"\| all \| all \| {sent} \| {8 - sent} of 8 \|", report)
     assert "<h2>LLM judge</h2>" in (run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "bench"])
+def test_judge_without_a_judged_task_exits_2_naming_it(tmp_path, capsys, monkeypatch, command):
+    """``--judge`` for tasks none of which is judged: exit 2 naming ``--judge`` and the judged tasks, not a demand
+    for the backend's key or base URL, and before any model work."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    base = {"evaluate": ["evaluate", "--task", "factoid-qa"],
+            "bench": ["bench", "--run-dir", str(tmp_path / "run"), "--methods", "magnitude", "--sparsities", "0.5",
+                      "--patterns", "--bits", "--tasks", "factoid-qa", "mcq-reasoning"]}[command]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--model", str(tmp_path / "no-such-model"), "--judge", "openai:m"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--judge: applies to icsum / instruction-following only" in err and "factoid-qa" in err
+    assert "OPENAI_API_KEY" not in err and "judge-base-url" not in err and "no-such-model" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args", [["--judge-rpm", "60"], ["--judge-concurrency", "4"], ["--judge-prompt", "single-v1"],
+                                  ["--judge-base-url", "http://127.0.0.1:9/v1"], ["--judge-no-cache"],
+                                  ["--judge-retries", "1"], ["--judge-max-unparsable", "0.2"],
+                                  ["--judge-api-key-env", "KICK_TEST_JUDGE_KEY"]])
+@pytest.mark.parametrize("command", ["evaluate", "bench"])
+def test_judge_options_without_judge_exit_2_naming_the_option(tmp_path, capsys, command, args):
+    base = {"evaluate": ["evaluate", "--task", "instruction-following"],
+            "bench": ["bench", "--run-dir", str(tmp_path / "run"), "--methods", "magnitude", "--sparsities", "0.5",
+                      "--patterns", "--bits", "--tasks", "instruction-following"]}[command]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--model", str(tmp_path / "no-such-model"), *args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"kick: error: {args[0]}: needs --judge" in err and "no-such-model" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_judge_options_at_their_defaults_without_judge_are_accepted():
+    """The check compares with the defaults: the defaults the parser sets are the ones ``_judges`` knows."""
+    from kick_hub.cli import _JUDGE_DEFAULTS, _judges, build_parser
+
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--task", "factoid-qa"])
+    assert {k: getattr(args, k) for k in _JUDGE_DEFAULTS} == _JUDGE_DEFAULTS
+    assert _judges(args, ["factoid-qa"], None) is None
+    several = build_parser().parse_args(["evaluate", "--model", "m", "--judge-rpm", "5", "--judge-no-cache"])
+    with pytest.raises(ValueError, match="--judge-rpm, --judge-no-cache: each needs --judge"):
+        _judges(several, ["factoid-qa"], None)
+
+
+@pytest.mark.parametrize("task, prompt, valid", [("instruction-following", "summary-v1", "['pairwise-v1', 'single-v1']"),
+                                                 ("icsum", "pairwise-v1", "['summary-v1']"),
+                                                 ("icsum", "single-v1", "['summary-v1']")])
+def test_a_prompt_that_does_not_fit_the_task_exits_2_before_any_request(tmp_path, capsys, task, prompt, valid):
+    """A prompt for another kind of example is refused up front, listing the prompts valid for the task: no model is
+    loaded and nothing is sent (before, summary-v1 for instruction-following sent every request, then failed)."""
+    with ChatServer(biased_judge) as server:
+        with pytest.raises(SystemExit) as e:
+            main(["evaluate", "--task", task, "--model", str(tmp_path / "no-such-model"), "--judge", "openai:m",
+                  "--judge-base-url", server.url, "--judge-api-key-env", "KICK_TEST_JUDGE_KEY",
+                  "--judge-prompt", prompt])
+    assert e.value.code == 2 and not server.requests
+    err = capsys.readouterr().err
+    assert f"judge-prompt: '{prompt}' does not fit task '{task}'" in err and f"the prompts for {task}: {valid}" in err
+    assert "no-such-model" not in err
+
+
+def test_single_v1_judges_instruction_following(tmp_path, monkeypatch):
+    """single-v1 fits instruction-following: one order per example, every ``Rating: [[k]]`` reply parsed."""
+    monkeypatch.setenv("KICK_HUB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out.json"
+    with ChatServer(biased_judge) as server:
+        assert main(["evaluate", "--task", "instruction-following", "--limit", "2", "--output", str(out),
+                     "--judge", "openai:judge-model", "--judge-api-key-env", "KICK_TEST_JUDGE_KEY",
+                     "--judge-base-url", server.url, "--judge-prompt", "single-v1"]) == 0
+    results = json.loads(out.read_text())["results"]["instruction-following"]
+    assert results["judge_unparsable"] == 0 and 1 <= results["judge_answer"] <= 10
+    assert "judge_reference" not in results and len(server.requests) == 2
+
+
+def test_the_cache_keeps_endpoints_apart(tmp_path):
+    """Two servers serve a model of the same name and answer differently: the second is asked, not answered from the
+    first's cached replies; each is then answered from the cache. The identity holds scheme, host, port and path,
+    never user info or query."""
+    cache = tmp_path / FILENAME
+    with ChatServer(["Rating: [[3]]"]) as one, ChatServer(["Rating: [[9]]"]) as two:
+        first = Judge(backend(one), "single-v1", cache=cache).score(QUESTIONS[:2], ANSWERS[:2])
+        second = Judge(backend(two), "single-v1", cache=cache).score(QUESTIONS[:2], ANSWERS[:2])
+        assert (len(one.requests), len(two.requests)) == (2, 2)
+        assert first.means == {"answer": 3.0} and second.means == {"answer": 9.0}
+        for server, score in ((one, 3.0), (two, 9.0)):
+            again = Judge(backend(server), "single-v1", cache=cache).score(QUESTIONS[:2], ANSWERS[:2])
+            assert again.means == {"answer": score} and again.usage.cache_hits == 2
+        assert (len(one.requests), len(two.requests)) == (2, 2)
+        # user info and query are not part of the identity: the same endpoint, answered from the cache
+        host = one.url.split("://", 1)[1]
+        dressed = f"http://someone:{SECRET}@{host}/?token=sk-query-secret"
+        judge = Judge(ChatCompletionsBackend(dressed, "judge-model", api_key_env="KICK_TEST_JUDGE_KEY"), "single-v1",
+                      cache=cache)
+        assert judge.cache_id == backend(one).cache_id
+        assert judge.score(QUESTIONS[:2], ANSWERS[:2]).means == {"answer": 3.0} and len(one.requests) == 2
+    db = sqlite3.connect(cache)
+    judges = {row[0] for row in db.execute("SELECT judge FROM verdicts")}
+    db.close()
+    assert judges == {backend(one).cache_id, backend(two).cache_id} and len(judges) == 2
+    assert all(SECRET not in j and "sk-query-secret" not in j and "someone" not in j for j in judges)

@@ -22,12 +22,15 @@ Settings each YAML carries, so lm-eval's requests are ``kick evaluate``'s:
 
 Data: ``data`` is any source ``kick evaluate --data`` takes (``world``, ``world-heldout``, a local file, folder or
 data root in the datasets' release formats, ``hub`` or ``hub:<dataset id>``); a local path is written absolute.
+Before anything is written, one record of each task is loaded from it (``check_tasks``): a source from which no task
+loads is refused naming ``--data``, and the tasks whose data a local source does not hold are left out (with a note).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from kick_hub import __version__
@@ -57,6 +60,33 @@ def check_data(data: str) -> str:
     if os.path.exists(data):
         return str(Path(data).resolve())
     raise ValueError(f"data: {data!r} is neither {list(SOURCES)}, 'hub:<dataset id>' nor an existing path")
+
+
+def check_tasks(data: str) -> dict[str, str]:
+    """Load one record of every kick task from ``data`` (``check_data``'s value) before anything is written, so a
+    source that is not data (a model folder, an empty folder) fails here rather than later inside lm-eval. Returns
+    the tasks left out, each with why: a task whose data is not there (no folder of its own in a data root, or a
+    single dataset's file or folder holding another task's data) is left out when some other task loads. ValueError
+    naming ``--data`` when no task loads, and for a task whose own folder in the data root does not load (bad data,
+    not missing data). ``hub`` sources are not loaded here (that downloads each whole dataset): lm-eval loads them."""
+    from kick_hub import data as datasets
+
+    if data == "hub" or data.startswith("hub:"):
+        return {}
+    skipped = {}
+    for task, spec in SPECS.items():
+        try:
+            datasets.load(task, data, limit=1)
+        except (ValueError, OSError) as e:
+            own = [d for d in spec.sources.folders if (Path(data) / d).is_dir()] if os.path.isdir(data) else []
+            if own:
+                raise ValueError(f"data: --data {data}: task {task}'s data in {Path(data) / own[0]} does not load "
+                                 f"({e})") from None
+            skipped[task] = str(e)
+    if len(skipped) == len(SPECS):
+        why = "; ".join(f"{t}: {e}" for t, e in skipped.items())
+        raise ValueError(f"data: --data {data} holds no LLM-KICK task's data ({why})"[:2000])
+    return skipped
 
 
 def task_yaml(t: LmEvalTask, data: str) -> str:
@@ -112,20 +142,28 @@ def group_yaml(protocol: str, names: list[str]) -> str:
                       "metadata:", "  version: 1.0"]) + "\n"
 
 
-def export(output: str | Path, data: str = "world") -> list[Path]:
+def export(output: str | Path, data: str = "world", note=None) -> list[Path]:
     """Write the task YAMLs, the two group YAMLs and ``utils.py`` into ``output`` (created when missing; each file
-    written atomically, other files left alone); returns the paths written. ValueError naming ``data`` or
-    ``output`` before anything is written."""
+    written atomically, other files left alone); returns the paths written. Every task's data is loaded from
+    ``data`` first (``check_tasks``); the tasks whose data is not there are left out of the YAMLs and groups, each
+    with a line to ``note`` (default: stderr). ValueError naming ``data`` or ``output`` before anything is
+    written."""
     data = check_data(data)
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ValueError(f"output: {output} exists and is not a folder")
-    exported = lm_eval_tasks()
+    skipped = check_tasks(data)
+    for task, why in skipped.items():
+        (note or (lambda line: print(line, file=sys.stderr)))(
+            f"note: no {task} task written: its data is not in {data} ({why})")
+    exported = [t for t in lm_eval_tasks() if t.task not in skipped]
     written = [atomic_write_text(output / "utils.py", UTILS)]
     for t in exported:
         written.append(atomic_write_text(output / f"{t.name}.yaml", task_yaml(t, data)))
     for protocol, group in GROUPS.items():
         # perplexity runs on its own (it needs add_bos_token=False where the other tasks need the BOS)
         names = [t.name for t in exported if t.protocol == protocol and t.task != "perplexity"]
+        if not names:  # only perplexity's data there: no group (lm-eval refuses an empty one)
+            continue
         written.append(atomic_write_text(output / f"{group}.yaml", group_yaml(protocol, names)))
     return written

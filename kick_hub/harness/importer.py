@@ -14,6 +14,12 @@ text over the text's tokens (counted with the model's tokenizer), as kick report
 ``pretrained``, or a kick variant's base model), data (the exported tasks' source), protocol, lm-eval's batch size
 and each task's limit.
 
+Samples: each samples file must log documents ``0..N-1`` once each (lm-eval's ``--limit N`` takes the first N
+documents; a repeated or missing ``doc_id`` is refused), and N must be the results file's ``n-samples`` count
+(``effective``) for the task. The limit stored is ``effective`` when below ``original`` (None, the full set,
+otherwise); a results file without ``n-samples`` for the task stores the number of samples present as the limit,
+never the full set, since nothing says the file holds every example.
+
 Every check (the files, each field read, the tasks, the model against the store's) runs before the store is
 opened for writing: a refused import writes nothing (ValueError naming the file and the field; CLI exit 2).
 """
@@ -116,6 +122,7 @@ def _samples(file: Path, t: LmEvalTask) -> tuple[list[dict], list[str]]:
         raise ValueError(f"samples: {file.parent} has no {file.name} for task {t.name!r} (run lm_eval with "
                          f"--log_samples)")
     rows = []
+    seen: dict[int, int] = {}  # doc_id -> line
     for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -129,8 +136,15 @@ def _samples(file: Path, t: LmEvalTask) -> tuple[list[dict], list[str]]:
             raise ValueError(f"doc.record: {where}: missing, or not a document of kick task {t.task!r} (a sample "
                              f"of the tasks `kick lm-eval-tasks` writes)")
         resps = s.get("filtered_resps")
-        if not isinstance(resps, list) or not resps or not isinstance(s.get("doc_id"), int):
-            raise ValueError(f"filtered_resps: {where}: missing or empty (and doc_id must be an integer)")
+        doc_id = s.get("doc_id")
+        if not isinstance(doc_id, int) or isinstance(doc_id, bool) or doc_id < 0:
+            raise ValueError(f"doc_id: {where}: missing or not a non-negative integer, got {doc_id!r}"[:300])
+        if doc_id in seen:
+            raise ValueError(f"doc_id: {where}: repeats doc_id {doc_id} (first at line {seen[doc_id]}); each "
+                             f"document must be logged once (one lm-eval run's samples file, not several joined)")
+        seen[doc_id] = n
+        if not isinstance(resps, list) or not resps:
+            raise ValueError(f"filtered_resps: {where}: missing or empty")
         try:
             record = json.loads(doc["record"])
             output = prediction(t.task, t.protocol, resps)
@@ -143,7 +157,31 @@ def _samples(file: Path, t: LmEvalTask) -> tuple[list[dict], list[str]]:
     if not rows:
         raise ValueError(f"samples: {file}: holds no samples")
     rows.sort(key=lambda r: r[0])
+    if rows[-1][0] != len(rows) - 1:  # lm-eval's --limit N logs documents 0..N-1; kick's limit means the same
+        missing = sorted(set(range(rows[-1][0] + 1)) - set(seen))
+        raise ValueError(f"doc_id: {file}: holds {len(rows)} samples, but not documents 0..{len(rows) - 1} "
+                         f"(doc_ids up to {rows[-1][0]}, missing {missing[:10]}{' ...' if len(missing) > 10 else ''}); "
+                         f"kick stores the first N examples of a task (lm-eval's --limit N), not a selection")
     return [r[1] for r in rows], [r[2] for r in rows]
+
+
+def _limit(run_file: Path, counts: dict, t: LmEvalTask, samples_file: Path, n: int) -> int | None:
+    """The examples limit of lm-eval task ``t`` whose samples file holds ``n`` samples: from the results file's
+    ``n-samples`` (``effective`` when below ``original``, else None: the full set), which must count ``n``; without
+    an ``n-samples`` entry for the task, ``n`` itself (the samples present, never the full set). ValueError naming
+    ``n-samples`` and both files when they disagree."""
+    if t.name not in counts:
+        return n
+    entry = counts[t.name]
+    if not (isinstance(entry, dict) and all(isinstance(entry.get(k), int) and not isinstance(entry.get(k), bool)
+                                            and entry.get(k) >= 0 for k in ("original", "effective"))):
+        raise ValueError(f"n-samples: {run_file}: n-samples.{t.name} must hold integer 'original' and 'effective' "
+                         f"counts, got {entry!r}"[:300])
+    if entry["effective"] != n:
+        raise ValueError(f"n-samples: {samples_file} holds {n} samples of task {t.name!r}, but {run_file} says "
+                         f"n-samples.{t.name}.effective = {entry['effective']} (a samples file of another run, or "
+                         f"cut / joined)")
+    return entry["effective"] if entry["effective"] < entry["original"] else None
 
 
 def _judge(file: Path, t: LmEvalTask, n: int) -> dict | None:
@@ -251,17 +289,22 @@ def read(results_path: str | Path, protocol: str = "default", tasks: list[str] |
     if len(sources) != 1 or not isinstance(next(iter(sources)), str):
         raise ValueError(f"configs.*.dataset_kwargs.kick_data: {file}: the tasks must share one data source, "
                          f"got {sorted(map(str, sources))}")
-    counts = run.get("n-samples") if isinstance(run.get("n-samples"), dict) else {}
+    counts = run.get("n-samples", {})
+    if not isinstance(counts, dict):
+        raise ValueError(f"n-samples: {file}: must be an object of per-task sample counts, got {counts!r}"[:300])
     batch = config.get("batch_size")
     out = Imported(model=name, pretrained=pretrained, data=sources.pop(), protocol=protocol,
                    batch_size=int(batch) if isinstance(batch, str) and batch.isdigit() else batch, limits={},
                    judges={}, seconds=float(run.get("total_evaluation_time_seconds") or 0.0), manifest=manifest)
     for task in kick_tasks:
         mine = [t for t in parts.values() if t.task == task]
-        read_parts = {t.part: (t, *_samples(file.parent / f"samples_{t.name}_{stamp}.jsonl", t)) for t in mine}
+        read_parts, limits = {}, {}
+        for t in mine:
+            samples_file = file.parent / f"samples_{t.name}_{stamp}.jsonl"
+            read_parts[t.part] = (t, *_samples(samples_file, t))
+            limits[t.part] = _limit(file, counts, t, samples_file, len(read_parts[t.part][1]))
         t, records, outputs = read_parts["main"]
-        n = counts.get(t.name, {}) if isinstance(counts.get(t.name), dict) else {}
-        out.limits[task] = n.get("effective") if n.get("effective", 0) < n.get("original", 0) else None
+        out.limits[task] = limits["main"]
         judged = _judge(file.parent / f"judge_{t.name}_{stamp}.json", t, len(records)) if SPECS[task].judge_prompt \
             else None
         out.judges[task] = judged["judge"] if judged else None

@@ -37,13 +37,17 @@ def read_samples(path: str | Path) -> tuple[str, list[dict], list[str]]:
     order; ValueError naming the file and the field otherwise."""
     path = Path(path)
     m = SAMPLES_RE.match(path.name)
-    if not path.is_file() or not m:
+    if not path.exists():
+        raise ValueError(f"samples: {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"samples: {path} is not a file (pass lm-eval's samples_<task>_<time>.jsonl)")
+    if not m:
         raise ValueError(f"samples: {path} is not an lm-eval samples file (samples_<task>_<time>.jsonl)")
     t = by_name().get(m.group("task"))
     judged = sorted(n for n, x in by_name().items() if SPECS[x.task].judge_prompt)
     if t is None or not SPECS[t.task].judge_prompt:
         raise ValueError(f"samples: {path} is of task {m.group('task')!r}; kick judges only {judged}")
-    rows = []
+    rows, seen = [], {}
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -58,11 +62,30 @@ def read_samples(path: str | Path) -> tuple[str, list[dict], list[str]]:
         out = s.get("filtered_resps")
         if not isinstance(out, list) or not out or not isinstance(out[0], str) or not isinstance(s.get("doc_id"), int):
             raise ValueError(f"filtered_resps: {where}: must hold the generated text (and doc_id an integer)")
+        if s["doc_id"] in seen:
+            raise ValueError(f"doc_id: {where}: repeats doc_id {s['doc_id']} (first at line {seen[s['doc_id']]})")
+        seen[s["doc_id"]] = n
         rows.append((s["doc_id"], json.loads(doc["record"]), out[0].strip()))
     if not rows:
         raise ValueError(f"samples: {path}: holds no samples")
     rows.sort(key=lambda r: r[0])
     return t.name, [r[1] for r in rows], [r[2] for r in rows]
+
+
+def check_output(output: str | Path) -> Path:
+    """``output`` (where ``kick judge`` writes its JSON) when it can be written as a file: ValueError naming
+    ``output`` for an existing folder, or a path below something that is not a folder. Checked before any judge
+    request is sent."""
+    output = Path(output)
+    if output.is_dir():
+        raise ValueError(f"output: --output {output} is an existing folder; it must name the JSON file to write "
+                         f"(kick import-lm-eval reads judge_<task>_<time>.json beside the samples, the default)")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"output: --output {output}: {parent} is not a folder")
+            break
+    return output
 
 
 def judge_file(samples: str | Path, judge, output: str | Path | None = None, progress: bool = True
@@ -72,11 +95,12 @@ def judge_file(samples: str | Path, judge, output: str | Path | None = None, pro
     ``kick_task``, ``protocol``, ``judge`` (backend and prompt, as the store records it), ``scores``
     (``JudgeResult.scores``: the task's ``judge_*`` numbers) and ``samples`` (``id`` and ``JudgeResult.sample``'s
     fields per example, in document order). Returns (path written, what was written). Raises ValueError for a bad
-    samples file, and what ``Judge.score`` raises."""
+    samples file or ``output`` (``check_output``, before any request), and what ``Judge.score`` raises."""
     from kick_hub.bench.sweep import task_settings
 
     samples = Path(samples)
     name, records, outputs = read_samples(samples)
+    path = check_output(output if output else judge_output_path(samples))  # before any request
     t = by_name()[name]
     bar = f"judge {t.task}" if progress else None
     if t.task == "icsum":  # the story as the model read it
@@ -88,6 +112,5 @@ def judge_file(samples: str | Path, judge, output: str | Path | None = None, pro
     out = {"task": name, "kick_task": t.task, "protocol": t.protocol,
            "judge": task_settings(t.task, None, {t.task: judge})["judge"], "scores": result.scores(),
            "samples": [{"id": r["id"], **result.sample(i)} for i, r in enumerate(records)]}
-    path = Path(output) if output else judge_output_path(samples)
     write_json(path, out)
     return path, out

@@ -175,6 +175,40 @@ def _check_prompt(prompt: dict, path: Path) -> dict:
     return prompt
 
 
+# The judge prompts that fit each judged task, its default (``tasks.SPECS[task].judge_prompt``) first. A prompt fits
+# a task when its placeholders are what the task passes and its wording asks about what the task produced:
+# icsum passes the story as {question} and the summary as {answer}, no reference, so only summary-v1 (a summary of a
+# story, four criteria) fits: pairwise-v1 needs a {reference}, and single-v1 asks about the answer to a question
+# (the judge would see a story with no instruction); instruction-following passes the instruction as {question},
+# the answer and the reference answer, so pairwise-v1 (against the reference, both orders) and single-v1 (the answer
+# alone, MT-Bench's ``[[rating]]``) fit, and summary-v1 (a "summary" of a "story") does not.
+TASK_PROMPTS: dict[str, tuple[str, ...]] = {
+    "icsum": ("summary-v1",),
+    "instruction-following": ("pairwise-v1", "single-v1"),
+}
+
+
+def task_prompts(task: str) -> tuple[str, ...]:
+    """The judge prompts that fit ``task`` (``TASK_PROMPTS``; a judged task missing there: its default prompt only;
+    a task that is not judged: none). KeyError for a task name not in ``tasks.SPECS``."""
+    from kick_hub import tasks
+
+    default = tasks.SPECS[task].judge_prompt
+    if default is None:
+        return ()
+    return TASK_PROMPTS.get(task, (default,))
+
+
+def check_task_prompt(task: str, prompt: str) -> str:
+    """``prompt`` when it fits ``task`` (``task_prompts``); ValueError naming ``judge-prompt`` and listing the
+    prompts that fit ``task`` otherwise."""
+    valid = task_prompts(task)
+    if prompt not in valid:
+        raise ValueError(f"judge-prompt: {prompt!r} does not fit task {task!r} (its template asks about, and its "
+                         f"parse block reads, another kind of example); the prompts for {task}: {list(valid)}")
+    return prompt
+
+
 def prompt_names() -> list[str]:
     """The shipped judge prompt names (``judge_prompts/*.json``), sorted."""
     return sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
@@ -207,7 +241,8 @@ class Completion:
 
 class Backend(Protocol):
     """What a ``Judge`` needs of a judge model: a ``name`` (``<backend>:<model>``, recorded in results) and
-    ``complete``. Optional: ``cache_id`` (the name plus the decoding settings a reply depends on; default ``name``)
+    ``complete``. Optional: ``cache_id`` (the name plus the endpoint and decoding settings a reply depends on;
+default ``name``)
     and ``complete_many`` (many chat turns at once; default: ``complete`` one after another)."""
 
     name: str
@@ -246,6 +281,21 @@ def public_endpoint(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def endpoint_id(url: str) -> str:
+    """``url`` as part of a judge's cache identity: scheme, host (lower case, an IPv6 one bracketed), port (left out
+    when it is the scheme's default) and path (without a trailing slash); never user info (a key may hide there),
+    query or fragment."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    port_text = f":{port}" if port and port != {"http": 80, "https": 443}.get(scheme) else ""
+    return f"{scheme}://{host}{port_text}{parts.path.rstrip('/')}"
 
 
 def check_base_url(url: str) -> str:
@@ -292,8 +342,9 @@ class ChatCompletionsBackend:
                              f"{api_key_env}=EMPTY)")
         self.name = f"openai:{model}"
         self.model, self.max_tokens, self.max_retries = model, max_tokens, max_retries
-        self.cache_id = f"{self.name} max_tokens={max_tokens} temperature=0"
         self.endpoint = public_endpoint(base_url)
+        # the endpoint is part of the judge: another server may serve another model (or build) under the same name
+        self.cache_id = f"{self.name} at {endpoint_id(base_url)} max_tokens={max_tokens} temperature=0"
         self._limiter = RateLimiter(rpm) if rpm is not None else None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -683,10 +734,12 @@ def make_judges(spec: str | None, task_names: list[str], base_url: str | None = 
     """Task name -> ``Judge`` for each of ``task_names`` that has a judge prompt (``tasks.SPECS[n].judge_prompt``:
     icsum, instruction-following), all sharing one backend from ``spec`` (``make_backend``, with ``concurrency``,
     ``rpm`` and ``max_retries``) and one verdict cache at ``cache`` (None: no cache). ``prompt`` overrides every
-    task's default prompt name. Returns None when ``spec`` is empty (no judge asked for); an empty dict when no task
-    in ``task_names`` is judged. Raises ValueError for a bad ``spec`` or option, a missing ``base_url`` or API key
-    variable for ``openai:``, or an unknown prompt name (checked before the backend is built), ImportError when the
-    openai client is not installed, and KeyError for a task name not in ``tasks.SPECS``."""
+    task's default prompt name; it must fit every judged task of ``task_names`` (``task_prompts``). Returns None when
+    ``spec`` is empty (no judge asked for); an empty dict, building no backend, when no task in ``task_names`` is
+    judged. Raises ValueError for a bad ``spec`` or option, a missing ``base_url`` or API key variable for
+    ``openai:``, or an unknown prompt name or one that does not fit a task (both checked before the backend is
+    built), ImportError when the openai client is not installed, and KeyError for a task name not in
+    ``tasks.SPECS``."""
     if not spec:
         return None
     from kick_hub import tasks
@@ -694,6 +747,10 @@ def make_judges(spec: str | None, task_names: list[str], base_url: str | None = 
     names = {n: prompt or tasks.SPECS[n].judge_prompt for n in task_names if tasks.SPECS[n].judge_prompt}
     for p in set(names.values()):
         load_prompt(p)
+    for n, p in names.items():
+        check_task_prompt(n, p)
+    if not names:  # nothing to judge: no backend is built, so no option of it is needed
+        return {}
     if not 0 <= max_unparsable <= 1:
         raise ValueError(f"judge-max-unparsable: must be a share in [0, 1], got {max_unparsable!r}")
     backend = make_backend(spec, base_url, api_key_env, concurrency, rpm, max_retries)

@@ -1,7 +1,8 @@
 """The judge's verdict cache: one SQLite file (stdlib sqlite3, WAL), shared by every judge of a run.
 
-A row holds one judge reply, keyed by ``cache_key``: the sha256 of the judge (backend, model and decoding settings,
-``Backend.cache_id``), the prompt name (which carries its version, ``pairwise-v1``) and the exact system and user
+A row holds one judge reply, keyed by ``cache_key``: the sha256 of the judge (backend, model, endpoint for the openai
+backend (scheme, host, port and path; never user info or query) and decoding settings, ``Backend.cache_id``), the
+prompt name (which carries its version, ``pairwise-v1``) and the exact system and user
 messages sent. The verdict is always parsed again from the stored raw reply, so a change to the parser never serves a
 stale verdict; the stored verdict is there for inspection. Where it lives: ``<run_dir>/judge-cache.sqlite`` for
 ``kick bench`` (it stays in place when ``--force`` moves results aside: its rows stay valid under any other setting),
