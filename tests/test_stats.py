@@ -244,3 +244,17 @@ def test_bad_mcq_protocol_exits_2(tmp_path):
     assert out.returncode == 2 and "--mcq-protocols" in out.stderr and "loglik" in out.stderr
     with pytest.raises(ValueError, match=r"mcq-protocols: each must be one of \['loglik', 'generate'\]"):
         sweep.task_settings("mcq-reasoning", 8, None, ["logprob"])
+
+
+def test_distinct_n_bootstrap_equals_the_resampled_lists():
+    """The batched distinct-n of every resample equals ``distinct_n`` on each resampled list of outputs (the
+    bootstrap of a corpus statistic without recomputing it 2000 times in Python)."""
+    from kick_hub.scoring.stats import DistinctN
+    from kick_hub.scoring.text import distinct_n
+
+    texts = ["the cat sat on the mat", "the cat", "", "a dog sat on a log", "the the the", "mat"]
+    idx = np.random.default_rng(7).integers(0, len(texts), size=(200, len(texts)))
+    for n in (1, 2, 3):
+        want = np.array([distinct_n([texts[i] for i in row], n) for row in idx])
+        assert np.array_equal(DistinctN(n).many(texts, idx), want)
+    assert DistinctN(2).many(["", "one"], np.array([[0, 1], [1, 1]])).tolist() == [0.0, 0.0]  # no bigram: 0

@@ -130,7 +130,10 @@ class Series:
             with np.errstate(over="ignore"):
                 r = self.values[idx].sum(axis=-1) / self.weights[idx].sum(axis=-1)
                 return np.exp(r) if self.kind == "perplexity" else r
-        return np.array([self.corpus([self.texts[i] for i in row]) for row in np.atleast_2d(idx)])
+        rows = np.atleast_2d(idx)
+        if hasattr(self.corpus, "many"):  # every resample at once (distinct-n: 2000 resamples in milliseconds)
+            return self.corpus.many(self.texts, rows)
+        return np.array([self.corpus([self.texts[i] for i in row]) for row in rows])
 
     def value(self) -> float:
         """The metric over all the examples."""
@@ -162,10 +165,40 @@ def _num(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def _distinct(n: int) -> Callable[[list[str]], float]:
-    from kick_hub.scoring.text import distinct_n
+class DistinctN:
+    """distinct-n of a set of outputs (``kick_hub.scoring.text.distinct_n``: distinct n-grams / all n-grams), as a
+    ``Series.corpus`` statistic: ``self(texts)`` for one set, ``many(texts, idx)`` for every resample of a bootstrap
+    at once (``idx`` ``[iters, n]`` -> ``[iters]``): each text's n-grams are counted once, then a resample's total is
+    its texts' counts times their multiplicity and its distinct count the n-grams present in any of them (a sparse
+    texts x n-grams incidence product), equal to ``distinct_n`` on the resampled list."""
 
-    return lambda texts: distinct_n(texts, n)
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, texts: list[str]) -> float:
+        from kick_hub.scoring.text import distinct_n
+
+        return distinct_n(texts, self.n)
+
+    def many(self, texts: list[str], idx: np.ndarray) -> np.ndarray:
+        from scipy.sparse import csr_matrix
+
+        from kick_hub.scoring.text import words
+
+        ids: dict[tuple, int] = {}
+        grams = [[ids.setdefault(tuple(t[i:i + self.n]), len(ids)) for i in range(len(t) - self.n + 1)]
+                 for t in (words(x) for x in texts)]
+        rows = [r for r, g in enumerate(grams) for _ in set(g)]
+        cols = [c for g in grams for c in set(g)]
+        incidence = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), max(len(ids), 1)))
+        counts = np.stack([np.bincount(r, minlength=len(texts)) for r in idx]).astype(np.float64)  # [iters, n]
+        total = counts @ np.array([len(g) for g in grams], dtype=np.float64)
+        distinct = np.asarray(((csr_matrix(counts) @ incidence) > 0).sum(axis=1)).ravel()
+        return np.divide(distinct, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _distinct(n: int) -> DistinctN:
+    return DistinctN(n)
 
 
 def series(task: str, metric: str, samples: list[dict]) -> Series | None:
