@@ -116,8 +116,10 @@ def same_model(a: str, b: str) -> bool:
     return a == b or norm(a) == norm(b)
 
 
-def _samples(file: Path, t: LmEvalTask) -> tuple[list[dict], list[str]]:
-    """(kick records, model outputs) of one lm-eval samples file, in document order."""
+def read_task_samples(file: Path, t: LmEvalTask) -> tuple[list[dict], list[str]]:
+    """(kick records, model outputs) of one lm-eval samples file of task ``t``, in document order: every line a
+    sample of ``t`` with its kick record, each doc_id once, documents 0..N-1 (lm-eval's ``--limit N``); ValueError
+    naming the file, line and field otherwise."""
     if not file.exists():
         raise ValueError(f"samples: {file.parent} has no {file.name} for task {t.name!r} (run lm_eval with "
                          f"--log_samples)")
@@ -301,7 +303,7 @@ def read(results_path: str | Path, protocol: str = "default", tasks: list[str] |
         read_parts, limits = {}, {}
         for t in mine:
             samples_file = file.parent / f"samples_{t.name}_{stamp}.jsonl"
-            read_parts[t.part] = (t, *_samples(samples_file, t))
+            read_parts[t.part] = (t, *read_task_samples(samples_file, t))
             limits[t.part] = _limit(file, counts, t, samples_file, len(read_parts[t.part][1]))
         t, records, outputs = read_parts["main"]
         out.limits[task] = limits["main"]

@@ -14,12 +14,12 @@ other scores.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from kick_hub.harness import by_name
 from kick_hub.harness.functions import story
+from kick_hub.harness.importer import read_task_samples
 from kick_hub.io import write_json
 from kick_hub.tasks.specs import SPECS
 
@@ -47,29 +47,8 @@ def read_samples(path: str | Path) -> tuple[str, list[dict], list[str]]:
     judged = sorted(n for n, x in by_name().items() if SPECS[x.task].judge_prompt)
     if t is None or not SPECS[t.task].judge_prompt:
         raise ValueError(f"samples: {path} is of task {m.group('task')!r}; kick judges only {judged}")
-    rows, seen = [], {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path} line {n}"
-        try:
-            s = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"samples: {where}: not valid JSON ({e.msg})") from None
-        doc = s.get("doc") if isinstance(s, dict) else None
-        if not isinstance(doc, dict) or not isinstance(doc.get("record"), str):
-            raise ValueError(f"doc.record: {where}: missing (a sample of the tasks `kick lm-eval-tasks` writes)")
-        out = s.get("filtered_resps")
-        if not isinstance(out, list) or not out or not isinstance(out[0], str) or not isinstance(s.get("doc_id"), int):
-            raise ValueError(f"filtered_resps: {where}: must hold the generated text (and doc_id an integer)")
-        if s["doc_id"] in seen:
-            raise ValueError(f"doc_id: {where}: repeats doc_id {s['doc_id']} (first at line {seen[s['doc_id']]})")
-        seen[s["doc_id"]] = n
-        rows.append((s["doc_id"], json.loads(doc["record"]), out[0].strip()))
-    if not rows:
-        raise ValueError(f"samples: {path}: holds no samples")
-    rows.sort(key=lambda r: r[0])
-    return t.name, [r[1] for r in rows], [r[2] for r in rows]
+    records, outputs = read_task_samples(path, t)
+    return t.name, records, [o.strip() for o in outputs]
 
 
 def check_output(output: str | Path) -> Path:
