@@ -132,6 +132,14 @@ def _add_mcq_protocols(p: argparse.ArgumentParser) -> None:
                         "accuracy_<protocol>, so one run shows both and their gap")
 
 
+def _check_mcq_protocols(args, task_names: list[str]) -> None:
+    """``--mcq-protocols`` scores mcq-reasoning only: refused (ValueError, exit 2) when that task is not selected,
+    rather than silently ignored."""
+    if args.mcq_protocols and "mcq-reasoning" not in task_names:
+        raise ValueError(f"mcq-protocols: applies to mcq-reasoning only, which is not among the selected tasks "
+                         f"({', '.join(task_names)})")
+
+
 def cmd_evaluate(args) -> int:
     """``kick evaluate``: run a model on tasks (``evaluation.evaluate``), print the results table and the skipped
     tasks, and write the JSON to ``--output`` when given. Returns 0; raises ValueError for an unknown task, judge
@@ -140,6 +148,7 @@ def cmd_evaluate(args) -> int:
     from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
+    _check_mcq_protocols(args, task_names)
     from kick_hub.models import cache_root
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
@@ -237,6 +246,7 @@ def cmd_bench(args) -> int:
             check_repo_id(args.results_repo, "results-repo")
         token()
     task_names = resolve_tasks(args.tasks)
+    _check_mcq_protocols(args, task_names)
     if args.status:  # reads only: no lock, works while a sweep runs
         print(sweep.status(run_dir, cells, task_names))
         return 0

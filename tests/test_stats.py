@@ -244,6 +244,12 @@ def test_bad_mcq_protocol_exits_2(tmp_path):
     assert out.returncode == 2 and "--mcq-protocols" in out.stderr and "loglik" in out.stderr
     with pytest.raises(ValueError, match=r"mcq-protocols: each must be one of \['loglik', 'generate'\]"):
         sweep.task_settings("mcq-reasoning", 8, None, ["logprob"])
+    for command, tasks in (("evaluate", "--task"), ("bench", "--tasks")):  # an option that would do nothing
+        out = subprocess.run([sys.executable, "-m", "kick_hub.cli", command, tasks, "factoid-qa", "--mcq-protocols",
+                              "loglik", *(["--run-dir", str(tmp_path / "r")] if command == "bench" else [])],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2 and "mcq-protocols: applies to mcq-reasoning only" in out.stderr, out.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_distinct_n_bootstrap_equals_the_resampled_lists():
