@@ -69,6 +69,44 @@ def _writable_file(value: str) -> Path:
     return path
 
 
+def _output_file(value: str) -> Path:
+    """A file to write: its directory writable (``_writable_file``) and the path not an existing directory."""
+    path = _writable_file(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a directory; give a file path such as "
+                                         f"{str(path / 'results.json')!r}")
+    return path
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a directory kick creates or writes into (None: it can): the nearest existing directory
+    must accept a new entry (a real probe, as ``_writable_file``), so read-only media fail before any work."""
+    if path.exists() and not path.is_dir():
+        return f"{str(path)!r} exists and is not a directory"
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kick-probe-", dir=existing))
+    except OSError as e:
+        return f"{str(path)!r} is not writable ({existing}: {e.strerror})"
+    return None
+
+
+def _writable_dir(value: str) -> Path:
+    """An argparse ``type=`` for a directory to create or write into (``_dir_problem``)."""
+    problem = _dir_problem(Path(value))
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return Path(value)
+
+
+def _add_threads_option(p: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's thread count for the command's work (``kick_hub.device.resolve_threads``)."""
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: OMP_NUM_THREADS, "
+                   "else the CPUs this process may use, capped by its cgroup CPU quota); on cores busy with other "
+                   "work fewer threads can be several times faster (docs/performance.md); SparseGPT and GPTQ "
+                   "weights depend on it bit for bit")
+
+
 def _world_config(args):
     from kick_hub.world.generate import WorldConfig
 
@@ -142,10 +180,12 @@ def _check_mcq_protocols(args, task_names: list[str]) -> None:
 
 def cmd_evaluate(args) -> int:
     """``kick evaluate``: run a model on tasks (``evaluation.evaluate``), print the results table and the skipped
-    tasks, and write the JSON to ``--output`` when given. Returns 0; raises ValueError for an unknown task, judge
-    spec or data source."""
-    from kick_hub.engine import Engine, default_threads
-    from kick_hub.evaluation import evaluate, resolve_tasks, table, write_json
+    tasks, and write the JSON to ``--output`` when given. Returns 0, or 3 (``evaluation.INVALID_EXIT``, after
+    writing everything) when a task is invalid because the model gave non-finite logits (``evaluation.mark_invalid``;
+    each is named on stderr); raises ValueError for an unknown task, judge spec or data source."""
+    from kick_hub.device import set_threads
+    from kick_hub.engine import Engine
+    from kick_hub.evaluation import INVALID_EXIT, evaluate, invalid_tasks, resolve_tasks, table, write_json
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
     _check_mcq_protocols(args, task_names)
@@ -153,7 +193,7 @@ def cmd_evaluate(args) -> int:
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, cache_root() / JUDGE_CACHE)
-    default_threads()
+    set_threads(args.threads)
     engine = Engine.from_name(args.model, placement=_placement(args), batch_size=args.batch_size)
     out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
                    skip_missing=len(task_names) > 1, mcq_protocols=args.mcq_protocols)
@@ -163,7 +203,10 @@ def cmd_evaluate(args) -> int:
     if args.output:
         write_json(out, args.output)
         print(f"wrote {args.output}")
-    return 0
+    invalid = invalid_tasks(out["results"])
+    for name, why in invalid.items():
+        print(f"kick: error: {name} is invalid: {why}", file=sys.stderr)
+    return INVALID_EXIT if invalid else 0
 
 
 def _ratio(value: str) -> float:
@@ -190,7 +233,7 @@ def cmd_compress(args) -> int:
     label, sparsity, wall time (s) and peak RSS. Returns 0; raises ValueError for a spec the method cannot take or
     a bad calibration option."""
     from kick_hub.compress import make_variant
-    from kick_hub.engine import set_threads
+    from kick_hub.device import set_threads
 
     spec = compress_spec(args)
     set_threads(args.threads)
@@ -224,9 +267,12 @@ def cmd_bench(args) -> int:
     from kick_hub.bench import plan, report, sweep
     from kick_hub.evaluation import merge_limits, resolve_tasks
 
-    cells = plan.plan(args.methods, args.sparsities, args.patterns, args.bits, args.group_size)
+    cells = _bench_plan(args)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
     sweep.check_keep(args.keep_variants, args.push)
+    if args.executor == "ray" and args.threads is not None:
+        raise ValueError("threads: under --executor ray each cell runs on --cell-cpus torch threads; give "
+                         "--cell-cpus instead of --threads")
     ray_only = {"--ray-address": args.ray_address is not None, "--cell-cpus": args.cell_cpus != 1,
                 "--cell-gpus": args.cell_gpus != 0, "--cell-retries": args.cell_retries != 2}
     if args.executor != "ray" and any(ray_only.values()):  # an option that would be silently ignored
@@ -247,15 +293,21 @@ def cmd_bench(args) -> int:
         token()
     task_names = resolve_tasks(args.tasks)
     _check_mcq_protocols(args, task_names)
-    if args.status:  # reads only: no lock, works while a sweep runs
-        print(sweep.status(run_dir, cells, task_names))
+    if args.status:  # reads only: no lock, works while a sweep runs; without plan options, the run's own cells
+        planned = args.methods or args.sparsities or args.patterns or args.bits or args.group_size
+        print(sweep.status(run_dir, cells if planned else None, task_names if args.tasks != ["all"] else None))
         return 0
+    if args.run_dir is None and _dir_problem(run_dir):  # a given --run-dir was probed while parsing
+        raise ValueError(f"run-dir: {_dir_problem(run_dir)}")
+    from kick_hub.models import load_config
+
+    load_config(args.model)  # a model that cannot be read fails here, before the run dir or its store is written
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, run_dir / JUDGE_CACHE)  # the cache stays beside the run, never published
-    from kick_hub.engine import default_threads
+    from kick_hub.device import set_threads
 
-    default_threads()
+    set_threads(args.threads)
     limit = merge_limits(args.limit, args.task_limit)
     if judges:  # the cost before paying it
         print(_judge_estimate(judges, run_dir, cells, task_names, args.data, limit))
@@ -299,6 +351,30 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_plan(args) -> list:
+    """The sweep's cells from ``--methods`` / ``--sparsities`` / ``--patterns`` / ``--bits`` / ``--group-size``
+    (each None when not given: ``bench.plan``'s defaults). ValueError (exit 2) for an option no chosen method uses,
+    which would otherwise be silently dropped (``--bits`` without gptq, ``--sparsities`` / ``--patterns`` without a
+    pruning method)."""
+    from kick_hub.bench import plan
+    from kick_hub.compress import PRUNING_METHODS
+
+    methods = args.methods or list(plan.DEFAULT_METHODS)
+    pruning = [m for m in methods if m in PRUNING_METHODS]
+    unused = [option for option, value, used in (
+        ("--bits", args.bits or None, "gptq" in methods), ("--group-size", args.group_size, "gptq" in methods),
+        ("--sparsities", args.sparsities or None, pruning), ("--patterns", args.patterns or None, pruning))
+        if value is not None and not used]
+    if unused:
+        raise ValueError(f"methods: {', '.join(unused)} applies to no method of this sweep ({' '.join(methods)}); "
+                         f"--bits and --group-size are for gptq, --sparsities and --patterns for "
+                         f"{', '.join(PRUNING_METHODS)} (add such a method, or drop {', '.join(unused)})")
+    pick = lambda given, default: list(default) if given is None else given  # noqa: E731
+    return plan.plan(methods, pick(args.sparsities, plan.DEFAULT_SPARSITIES), pick(args.patterns,
+                     plan.DEFAULT_PATTERNS), pick(args.bits, plan.DEFAULT_BITS),
+                     128 if args.group_size is None else args.group_size)
+
+
 def cmd_push(args) -> int:
     """``kick push``: upload a variant with its model card to ``--repo-id`` in one commit
     (``hub.push.push_variant``) and print the commit URL. Returns 0; raises ValueError for a bad repo id, variant
@@ -325,7 +401,10 @@ def cmd_space(args) -> int:
     ValueError when ``--run-dir`` holds no results store (``space.check_run_dir``)."""
     from kick_hub import space
 
+    from kick_hub.device import set_threads
+
     space.check_run_dir(args.run_dir)
+    set_threads(args.threads)
     _, url = space.launch(args.run_dir, args.host, args.port, args.allow, args.data, args.results_repo, block=False,
                           placement=_placement(args))
     print(f"kick-hub Space running at {url} (Ctrl+C to stop)")
@@ -557,7 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default = corrected scoring; llm-kick = the original code's rules")
     _add_mcq_protocols(p)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--output", type=_writable_file, default=None, help="write lm-eval-style JSON here")
+    p.add_argument("--output", type=_output_file, default=None, help="write lm-eval-style JSON to this file")
+    _add_threads_option(p)
     _add_judge_options(p)
     _add_device_options(p)
     p.set_defaults(func=cmd_evaluate)
@@ -568,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--sparsity", type=_ratio, default=None, help="unstructured ratio in [0, 1)")
-    p.add_argument("--pattern", default=None, help="N:M semi-structured pattern, e.g. 2:4, 4:8, 1:2")
+    p.add_argument("--pattern", default=None, help="N:M semi-structured pattern: N of every M consecutive weights "
+                   "are pruned (2:4 and 4:8 = 50 %% sparsity, 3:4 = 75 %%)")
     p.add_argument("--bits", type=int, default=None, help=f"GPTQ bits, one of {list(GPTQ_BITS)} (awq: 4, the "
                    "default)")
     p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1 = per row)")
@@ -586,8 +667,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_nonneg_int, default=0)
     p.add_argument("--output", type=_writable_file, required=True, help="variant directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: every core this "
-                   "process may use); SparseGPT and GPTQ weights depend on it bit for bit")
+    _add_threads_option(p)
     p.add_argument("--storage", choices=["dense", "sparse"], default="dense", help="sparse: pruned weights in "
                    "the sparse-bitmask layout (loads after `import kick_hub.formats.sparse_bitmask`)")
     _add_device_options(p, device_map=False)
@@ -597,13 +677,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the LLM-KICK sweep: compress x evaluate, resumable, with a report")
     p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
-    p.add_argument("--run-dir", default=None, help="results, variants and report (default runs/<model>)")
-    p.add_argument("--methods", nargs="+", default=list(plan.DEFAULT_METHODS), metavar="METHOD",
-                   help=f"from {', '.join(METHODS)}")
-    p.add_argument("--sparsities", nargs="*", type=_ratio, default=list(plan.DEFAULT_SPARSITIES))
-    p.add_argument("--patterns", nargs="*", default=list(plan.DEFAULT_PATTERNS), help="N:M patterns")
-    p.add_argument("--bits", nargs="*", type=int, default=list(plan.DEFAULT_BITS), help="GPTQ bits")
-    p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1: per row)")
+    p.add_argument("--run-dir", type=_writable_dir, default=None, help="results, variants and report (default "
+                   "runs/<model>); paths "
+                   "inside it are relative, so a finished run dir can be moved or copied")
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"from {', '.join(METHODS)} (default {' '.join(plan.DEFAULT_METHODS)})")
+    p.add_argument("--sparsities", nargs="*", type=_ratio, default=None,
+                   help=f"for the pruning methods (default {' '.join(map(str, plan.DEFAULT_SPARSITIES))})")
+    p.add_argument("--patterns", nargs="*", default=None, help="N:M patterns, N pruned of every M (default "
+                   f"{' '.join(plan.DEFAULT_PATTERNS)}; 3:4 = 75 %% sparsity)")
+    p.add_argument("--bits", nargs="*", type=int, default=None,
+                   help=f"GPTQ bits (default {' '.join(map(str, plan.DEFAULT_BITS))})")
+    p.add_argument("--group-size", type=int, default=None, help="GPTQ group size (default 128; -1: per row)")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
     p.add_argument("--task-limit", type=_task_limit, action="append", metavar="TASK=N",
                    help="per-task override of --limit (repeatable), e.g. icsum=6 for slow generation tasks")
@@ -616,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nsamples", type=_positive_int, default=None, help="as for kick compress")
     p.add_argument("--seqlen", type=_positive_int, default=None, help="as for kick compress")
     p.add_argument("--batch-size", type=_positive_int, default=32)
+    _add_threads_option(p)
     p.add_argument("--force", action="store_true", help="when the run dir holds results measured with other "
                    "settings (model, data, limits, protocol, calibration, judge, batch size, a cell's spec), move "
                    "them aside to RUN_DIR/superseded/<time>/ and start over (without it such a run is refused)")
@@ -623,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", default=None, metavar="ORG", help="push every variant to ORG/<model>-<label>")
     p.add_argument("--results-repo", default=None, metavar="ORG/NAME", help="also add the run to this results "
                    "dataset repo")
-    p.add_argument("--private", action="store_true", help="create pushed repos private")
+    p.add_argument("--private", action="store_true", help="make pushed repos private (an existing public one "
+                   "is switched before any upload; exit 2 if it cannot be)")
     p.add_argument("--keep-variants", choices=["all", "none", "pushed"], default="all", help="all (default): keep "
                    "every variant under RUN_DIR/variants/; none: delete a cell's variant once its scores are "
                    "committed; pushed: delete it once --push has uploaded it (pushed per cell during the sweep)")
@@ -642,7 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="upload a variant with its model card to a Hub model repo (one commit)")
     p.add_argument("variant", help="variant directory written by kick compress or kick bench")
     p.add_argument("--repo-id", required=True, help="ORG/NAME")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true",
+                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
+                        "if it cannot be)")
     p.add_argument("--run-dir", default=None, help="a kick bench run dir: adds results vs dense and plots to the card")
     p.add_argument("--base-model", default=None, help="Hub id of the base model for the card (default: manifest's)")
     p.set_defaults(func=cmd_push)
@@ -650,7 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish-tasks", help="publish every evaluate module as a Space (evaluate.load('ORG/task'))")
     p.add_argument("--org", default="llmkick")
     p.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"subset of {', '.join(TASK_NAMES)}")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true",
+                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
+                        "if it cannot be)")
     p.set_defaults(func=cmd_publish_tasks)
 
     p = sub.add_parser("space", help="serve the comparison app (the Space) locally")
@@ -660,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", nargs="*", default=[], metavar="REPO_ID", help="Hub repo ids users may load")
     p.add_argument("--data", nargs="+", default=["world"], help="example sources (world, world-heldout, a data root)")
     p.add_argument("--results-repo", default=None, help="results dataset repo for the leaderboard")
+    _add_threads_option(p)
     _add_device_options(p)
     p.set_defaults(func=cmd_space)
 
@@ -672,13 +764,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None, metavar="FLAVOR",
                    help="Space hardware to request: cpu-basic, zero-a10g, t4-small, a10g-small, ... (huggingface_hub's "
                    "SpaceHardware)")
-    p.add_argument("--private", action="store_true", help="create the Space private")
+    p.add_argument("--private", action="store_true",
+                   help="make the Space private (an existing public one is switched before any upload; exit 2 "
+                        "if it cannot be)")
     p.set_defaults(func=cmd_publish_space)
 
     p = sub.add_parser("push-results", help="add a run's results to a Hub dataset repo (one JSON per run)")
     p.add_argument("run_dir", help="a kick bench run dir")
     p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true",
+                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
+                        "if it cannot be)")
     p.set_defaults(func=cmd_push_results)
 
     p = sub.add_parser("sparsity", help="check a variant's per-layer sparsity against its manifest")
@@ -688,8 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # lm-evaluation-harness (kick_hub.harness, docs/lm-eval.md)
     p = sub.add_parser("lm-eval-tasks", help="write the LLM-KICK tasks as lm-evaluation-harness task YAMLs")
-    p.add_argument("--output", required=True, help="folder for the YAMLs and their utils.py (lm_eval "
-                   "--include_path)")
+    p.add_argument("--output", type=_writable_dir, required=True, help="folder for the YAMLs and their utils.py "
+                   "(lm_eval --include_path)")
     p.add_argument("--data", default="world", help="the tasks' data, as for kick evaluate: world (default), "
                    "world-heldout, a local file, folder or data root, hub or hub:<dataset id>; each task's data is "
                    "loaded first (tasks a local source lacks are left out, with a note)")
@@ -762,7 +858,8 @@ def cmd_import_lm_eval(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``kick`` with ``argv`` (default ``sys.argv[1:]``) and return the command's exit status. ValueError,
     PermissionError and ImportError exit 2 and ``hub.HubError`` / ``scoring.judge.JudgeError`` exit 1, each as one
-    ``kick: error:`` line on stderr (SystemExit); any other exception propagates."""
+    ``kick: error:`` line on stderr (SystemExit); Ctrl-C returns 130 after one ``kick: interrupted`` line; any other
+    exception propagates."""
     from kick_hub import _quiet
 
     _quiet.install()  # drop torchao's / torch's start-up noise (kick_hub/_quiet.py); real warnings still show
@@ -770,6 +867,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # one line, the shell's status for SIGINT; what was being written is left as it was
+        print("kick: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, PermissionError, ImportError) as e:
         parser.exit(2, f"kick: error: {e}\n")
     except RuntimeError as e:

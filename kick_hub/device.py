@@ -359,3 +359,62 @@ def empty_cache() -> None:
         torch.cuda.empty_cache()
     if _mps_available():
         torch.mps.empty_cache()
+
+
+# ----------------------------------------------------------------- CPU threads
+THREAD_SOURCES = ("--threads", "OMP_NUM_THREADS", "cgroup CPU quota", "CPU affinity")
+
+
+def cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """CPUs the cgroup quota under ``root`` allows (``ceil(quota / period)``; cgroup v2 ``cpu.max``, else v1
+    ``cpu/cpu.cfs_quota_us`` / ``cpu/cpu.cfs_period_us``), or None when there is no quota."""
+    import math
+    from pathlib import Path
+
+    root = Path(root)
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return max(1, math.ceil(quota / period)) if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_threads(threads: int | None = None) -> tuple[int, str]:
+    """``(count, source)``: the torch threads work should run on. ``threads`` (``--threads``) when given; else
+    ``OMP_NUM_THREADS`` when it is a positive integer (the variable OpenMP, MKL and torch itself honour); else the
+    CPUs this process may use: its CPU affinity, capped by the cgroup CPU quota (a container or CI runner limited to
+    2 CPUs on a 64-core host gets 2, not 64). ``source`` is one of ``THREAD_SOURCES``. Raises ValueError for a
+    ``threads`` below 1. On a machine whose cores are busy, fewer threads than cores can be much faster (docs/
+    performance.md: threads)."""
+    import os
+
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads: must be a positive integer, got {threads!r}")
+        return int(threads), "--threads"
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS"
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = cgroup_cpus()
+    if quota is not None and quota < affinity:
+        return quota, "cgroup CPU quota"
+    return max(1, affinity), "CPU affinity"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op thread count to ``resolve_threads(threads)`` and return it. SparseGPT's and GPTQ's
+    weights depend on the thread count bit for bit, so it is recorded in manifests and results."""
+    import torch
+
+    n, _ = resolve_threads(threads)
+    torch.set_num_threads(n)
+    return n

@@ -116,3 +116,33 @@ def resolve(name: str) -> str:
     if name == "stories260k":
         return str(stories260k_dir())
     return name
+
+
+def load_config(name: str, option: str = "model"):
+    """The ``transformers`` config of ``name`` (an alias, a local directory or a Hub id), read before any weight, so a
+    wrong name fails in a second with one line. Raises ValueError naming ``option``: for a path that does not exist
+    ("no such directory"), a directory without a config, and a Hub id that cannot be reached now (offline, unknown,
+    gated), with what was tried."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+    from transformers import AutoConfig
+
+    path = resolve(name)
+    local = Path(path).expanduser()
+    if local.is_file():
+        raise ValueError(f"{option}: {name!r} is a file; give the model's directory (config.json, weights, "
+                         f"tokenizer), an alias {list(ALIASES)} or a Hub id")
+    if not local.exists():
+        try:
+            validate_repo_id(path)
+        except HFValidationError:
+            raise ValueError(f"{option}: no such directory: {name!r} (nor an alias {list(ALIASES)} or a Hub id "
+                             f"ORG/NAME)") from None
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        where = ("a local directory without a usable config.json" if local.is_dir() else
+                 "no such local directory, and as a Hub id it cannot be reached now (offline mode, unknown or "
+                 "gated repo)")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{option}: cannot load {name!r}: {where} ({first})") from e
