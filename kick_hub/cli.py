@@ -230,7 +230,8 @@ def compress_spec(args: argparse.Namespace):
 
 def cmd_compress(args) -> int:
     """``kick compress``: write one pruned or quantized variant directory (``compress.make_variant``) and print its
-    label, sparsity, wall time (s) and peak RSS. Returns 0; raises ValueError for a spec the method cannot take or
+    label, sparsity (pruning) or effective bits per weight (quantization, ``variant.storage_summary``), wall time
+    (s) and peak RSS. Returns 0; raises ValueError for a spec the method cannot take or
     a bad calibration option."""
     from kick_hub.compress import make_variant
     from kick_hub.device import set_threads
@@ -239,11 +240,13 @@ def cmd_compress(args) -> int:
     set_threads(args.threads)
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
                        overwrite=args.overwrite, storage=args.storage, placement=_placement(args))
-    from kick_hub.variant import load_manifest
+    from kick_hub.variant import load_manifest, storage_summary
 
     m = load_manifest(out)
-    print(f"wrote {out}: {m['label']}, sparsity {m['sparsity']:.4f}, {m['wall_time_s']} s, "
-          f"peak RSS {m['peak_rss_mb']:.0f} MB")
+    stored = storage_summary(out, m)
+    what = (f"sparsity {m['sparsity']:.4f}" if spec.prunes else
+            f"{stored['bits_per_weight']:.2f} bits per weight" if stored["bits_per_weight"] else "quantized")
+    print(f"wrote {out}: {m['label']}, {what}, {m['wall_time_s']} s, peak RSS {m['peak_rss_mb']:.0f} MB")
     return 0
 
 
@@ -297,14 +300,15 @@ def cmd_bench(args) -> int:
         planned = args.methods or args.sparsities or args.patterns or args.bits or args.group_size
         print(sweep.status(run_dir, cells if planned else None, task_names if args.tasks != ["all"] else None))
         return 0
-    if args.run_dir is None and _dir_problem(run_dir):  # a given --run-dir was probed while parsing
-        raise ValueError(f"run-dir: {_dir_problem(run_dir)}")
-    from kick_hub.models import load_config
-
-    load_config(args.model)  # a model that cannot be read fails here, before the run dir or its store is written
+    problem = _dir_problem(run_dir)  # probed here, not while parsing: --status reads a run dir on read-only media
+    if problem:
+        raise ValueError(f"{'run-dir' if args.run_dir is None else 'argument --run-dir'}: {problem}")
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, run_dir / JUDGE_CACHE)  # the cache stays beside the run, never published
+    from kick_hub.models import load_config
+
+    load_config(args.model)  # a model that cannot be read fails here, before the run dir or its store is written
     from kick_hub.device import set_threads
 
     set_threads(args.threads)
@@ -440,6 +444,11 @@ def cmd_publish_space(args) -> int:
         print(f"variable {key}={value}")
     if out["hardware"]:
         print(f"hardware requested: {out['hardware']}")
+    if out["kernels"]:
+        print(f"requirements for the allowed models: {' '.join(out['kernels'])}")
+    if out["unchecked"]:
+        print(f"not found on the Hub, so what they need to load is not in requirements.txt: "
+              f"{', '.join(out['unchecked'])}")
     return 0
 
 
@@ -677,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the LLM-KICK sweep: compress x evaluate, resumable, with a report")
     p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
-    p.add_argument("--run-dir", type=_writable_dir, default=None, help="results, variants and report (default "
+    p.add_argument("--run-dir", type=Path, default=None, help="results, variants and report (default "
                    "runs/<model>); paths "
                    "inside it are relative, so a finished run dir can be moved or copied")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
@@ -809,6 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "every LLM-KICK task the run has)")
     p.add_argument("--model", default=None, help="the model name to record (default: lm-eval's pretrained, "
                    "'world' for the world model, a kick variant's base model)")
+    p.add_argument("--allow-sampling", action="store_true", help="import a run whose generations sampled "
+                   "(do_sample, temperature > 0) or searched beams; its --label must contain 'sampled' (without "
+                   "this such a run is refused: kick's results are greedy)")
     p.set_defaults(func=cmd_import_lm_eval)
     return parser
 
@@ -850,16 +862,17 @@ def cmd_import_lm_eval(args) -> int:
     check runs before the store is written."""
     from kick_hub.harness.importer import import_run
 
-    written = import_run(args.results, args.run_dir, args.label, args.protocol, args.tasks, args.model)
+    written = import_run(args.results, args.run_dir, args.label, args.protocol, args.tasks, args.model,
+                         args.allow_sampling)
     print(f"imported {', '.join(written) or 'nothing new'} as {args.label!r} into {args.run_dir}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``kick`` with ``argv`` (default ``sys.argv[1:]``) and return the command's exit status. ValueError,
-    PermissionError and ImportError exit 2 and ``hub.HubError`` / ``scoring.judge.JudgeError`` exit 1, each as one
-    ``kick: error:`` line on stderr (SystemExit); Ctrl-C returns 130 after one ``kick: interrupted`` line; any other
-    exception propagates."""
+    PermissionError, ImportError and a full disk (``io.no_space``) exit 2 and ``hub.HubError`` /
+    ``scoring.judge.JudgeError`` exit 1, each as one ``kick: error:`` line on stderr (SystemExit); Ctrl-C returns
+    130 after one ``kick: interrupted`` line; any other exception propagates."""
     from kick_hub import _quiet
 
     _quiet.install()  # drop torchao's / torch's start-up noise (kick_hub/_quiet.py); real warnings still show
@@ -872,13 +885,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, PermissionError, ImportError) as e:
         parser.exit(2, f"kick: error: {e}\n")
-    except RuntimeError as e:
+    except Exception as e:
         from kick_hub.hub import HubError
+        from kick_hub.io import no_space, no_space_message
         from kick_hub.scoring.judge import JudgeError
 
-        if not isinstance(e, (HubError, JudgeError)):
-            raise
-        parser.exit(1, f"kick: error: {e}\n")
+        if isinstance(e, (HubError, JudgeError)):
+            parser.exit(1, f"kick: error: {e}\n")
+        if no_space(e):  # a write outside the atomic writers (SQLite store, plots) hit a full disk
+            parser.exit(2, f"kick: error: {no_space_message(None, e)}\n")
+        raise
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """GPTQ through transformers -> optimum -> GPTQModel on CPU, on the world model."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -110,3 +111,22 @@ def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):
     ids = torch.randint(5, 2000, (8, 64), generator=torch.Generator().manual_seed(0))
     compress(model, CompressSpec("gptq", bits=4), ids, progress=False)
     assert packed == [28] and strays == []
+
+
+def test_gptq_commands_print_kick_lines_only(tmp_path, gptq_variant):
+    """GPTQModel's banner / kernel notes (stdout, at import), optimum's per-layer INFO lines and inner bars and
+    transformers' load bars stay off the user's screen (kick_hub/_quiet.py); kick's own lines remain."""
+    env = {**os.environ, "PYTHONWARNINGS": ""}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "kick_hub.cli", *a], capture_output=True,  # noqa: E731
+                                    text=True, timeout=900, env=env)
+    out = run("compress", "--method", "gptq", "--bits", "4", "--nsamples", "8", "--seqlen", "64", "--output",
+              str(tmp_path / "g"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines() == [line for line in out.stdout.splitlines() if line.startswith("wrote ")]
+    noise = ("GPT-QModel", "INFO", "Kernel", "Quantizing layers inside the block", "Loading weights",
+             "is_gradient_checkpointing", "loss_type=None", "Token indices")
+    assert not [line for line in out.stderr.splitlines() if any(n in line for n in noise)], out.stderr[-3000:]
+    out = run("evaluate", "--model", str(gptq_variant), "--task", "factoid-qa", "--limit", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("task ") and "GPT-QModel" not in out.stdout + out.stderr
+    assert not [line for line in out.stderr.splitlines() if any(n in line for n in noise)], out.stderr[-3000:]
