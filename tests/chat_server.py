@@ -5,10 +5,12 @@
 request body, Authorization header and arrival time, counts the requests in flight (``max_in_flight``: the most at
 once), and can answer slowly (``delay`` seconds per request) or fail on purpose: ``failures`` maps an arrival number
 (1 = the first request) to ``"429"`` (rate limited, with ``retry-after-ms: 20``), ``"500"`` (server error, no retry
-hint), ``"drop"`` (the connection is closed without an answer) or ``"slow"`` (the answer comes after
-``SLOW`` seconds, past a short client timeout). ``usage`` in each answer counts whitespace-separated
-words: ``prompt_tokens`` over the messages' contents, ``completion_tokens`` over the reply; ``usage_totals`` sums
-those of the answers a client could read (not the "slow" ones).
+hint), ``"drop"`` (the connection is closed without an answer), ``"slow"`` (the answer comes after
+``SLOW`` seconds, past a short client timeout), or a dict: an HTTP 200 answer with that JSON body as it is (with
+``retry-after-ms: 20``), for the ways an endpoint fails inside a 200 (``body``: a reply with no content, cut at the
+token limit, only ``reasoning_content``, ``choices: null`` with an ``error`` object). ``usage`` in each answer
+counts whitespace-separated words: ``prompt_tokens`` over the messages' contents, ``completion_tokens`` over the
+reply; ``usage_totals`` sums those of the scripted answers a client could read (not the "slow" ones).
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SLOW = 1.0  # seconds a "slow" failure waits before answering
 
 
+def body(content: str | None, finish_reason: str = "stop", **message: object) -> dict:
+    """A chat-completions body with one choice: ``content`` (None: JSON null), ``finish_reason`` and any other
+    message fields (``reasoning_content=...``), for a dict failure."""
+    return {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "judge",
+            "choices": [{"index": 0, "finish_reason": finish_reason,
+                         "message": {"role": "assistant", "content": content, **message}}]}
+
+
 class ChatServer:
     def __init__(self, replies: list[str] | Callable[[dict], str], delay: float = 0.0,
-                 failures: dict[int, str] | None = None) -> None:
+                 failures: dict[int, str | dict] | None = None) -> None:
         self.replies = replies if callable(replies) else list(replies)
         self.delay, self.failures = delay, dict(failures or {})
         self.requests: list[dict] = []      # every request body, in arrival order (failed ones included)
         self.auth: list[str | None] = []    # the Authorization header of each
         self.arrivals: list[float] = []     # time.monotonic() at each arrival
-        self.outcomes: list[str] = []       # "200", "429", "500" or "drop", in arrival order of completion
+        self.outcomes: list[str] = []       # "200", "429", "500", "drop", "slow" or "body" (a dict failure)
         self.in_flight = self.max_in_flight = 0
         self.usage_totals = {"prompt_tokens": 0, "completion_tokens": 0}
         self._lock = threading.Lock()
@@ -68,8 +78,17 @@ class ChatServer:
     def _answer(self, handler: BaseHTTPRequestHandler, body: dict, number: int) -> None:
         failure = self.failures.get(number)
         with self._lock:
-            self.outcomes.append(failure or "200")
+            self.outcomes.append("body" if isinstance(failure, dict) else failure or "200")
             answered = self.outcomes.count("200")
+        if isinstance(failure, dict):  # a 200 whose body says the endpoint failed
+            payload = json.dumps(failure).encode()
+            handler.send_response(200)
+            handler.send_header("retry-after-ms", "20")
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
         if failure == "drop":
             handler.close_connection = True  # no status line at all: the client sees the connection end
             return

@@ -4,9 +4,11 @@ Relative score = variant / dense for every task, except perplexity, where it is 
 as dense" on every axis and lower means worse, so perplexity sits on the same relative axis as the tasks.
 
 Noise (``kick_hub.scoring.stats``, docs/statistics.md): every score is shown ± its standard error; every variant is
-compared with dense on the same examples (paired bootstrap interval, McNemar's exact test for 0/1 metrics), a change
-is marked significant only when its 95 % interval excludes 0, and each LLM-KICK claim is confirmed, not confirmed,
-or inconclusive within noise (with the examples per task that would resolve it). The plots show the intervals as
+compared with dense on the same examples by a test of the right size (McNemar's exact test for 0/1 metrics, the
+paired sign-flip test for graded scores and perplexity), with the 95 % interval that inverts that test, so a change
+is marked significant exactly when its interval excludes 0 (``stats.Paired.significant``, the one verdict every
+table, plot, finding and card reads), and each LLM-KICK claim is confirmed, not confirmed, or inconclusive within
+noise (with the examples per task that would resolve it). The plots show the intervals as
 bands and error bars. A store without per-example records (or whose records do not give its stored score) falls
 back to the point values and the 5 % rule.
 
@@ -65,20 +67,24 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
     """Rows (one per variant) and the dense scores (task -> headline value).
 
     Each row holds label, method, sparsity, pattern, bits; ``abs`` / ``rel`` per task (the headline metric, and
-    its share of dense); ``n`` (examples scored); ``se`` (standard error: the stored ``<metric>_stderr``, else
+    its share of dense); ``invalid`` (task -> inputs whose logits were NaN / inf: the task has no score, see
+    ``kick_hub.evaluation.mark_invalid``); ``n`` (examples scored); ``se`` (standard error: the stored ``<metric>_stderr``, else
     computed from the stored samples) and ``se_reason`` (why a task has none, e.g. n < 2); and ``paired`` (task ->
     ``stats.Paired``, the variant vs dense on the same examples; dense's row and tasks without per-example records
     have none); ``judge`` (judged task -> ``scoring.judge.usage_from_samples`` of its records)."""
     scores = store.scores()
     if "dense" not in scores:
         raise ValueError("report: the store has no dense baseline yet")
-    dense = {t: scores["dense"][t][m] for t, m in HEADLINE.items() if t in scores["dense"]}
+    dense = {t: scores["dense"][t][m] for t, m in HEADLINE.items() if m in scores["dense"].get(t, {})}
     series = {}  # (label, task) -> per-example headline values
     rows = []
     for v in store.variants():
         s = scores.get(v["label"], {})
         row = {k: v[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
         row["abs"] = {t: s[t][m] for t, m in HEADLINE.items() if t in s and m in s[t]}
+        # tasks with no score because the model's logits were NaN / inf (kick_hub.evaluation.mark_invalid)
+        row["invalid"] = {t: int(x["non_finite_logits"]) for t, x in s.items() if _finite(x.get("non_finite_logits"))
+                          and x["non_finite_logits"] > 0}
         rel = {t: relative(t, x, dense[t]) for t, x in row["abs"].items() if t in dense}
         row["rel"] = {t: r for t, r in rel.items() if r is not None}
         row["n"] = {t: int(s[t]["n"]) for t in row["abs"] if _finite(s[t].get("n"))}
@@ -184,9 +190,9 @@ def first_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float 
 
 
 def first_significant_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict[str, float | None]]:
-    """task -> method -> first sparsity at which the task's paired 95 % interval (variant vs dense on the same
-    examples, ``row["paired"]``) lies wholly on the losing side (None: never); a method with no paired interval
-    for the task at any sparsity is left out of that task."""
+    """task -> method -> first sparsity at which the task's change against dense on the same examples
+    (``row["paired"]``) is a significant loss (``_lost``: ``stats.Paired.significant`` on the losing side; None:
+    never); a method with no paired test for the task at any sparsity is left out of that task."""
     out: dict = {}
     methods = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
     for task in tasks:
@@ -199,27 +205,30 @@ def first_significant_loss(rows: list[dict], tasks: list[str]) -> dict[str, dict
 
 
 def _paired(row: dict, task: str) -> stats.Paired | None:
+    """A row's comparison with dense on ``task`` when a test was run (per-example records, n >= 2)."""
     p = row.get("paired", {}).get(task)
-    return p if p is not None and p.low is not None else None
+    return p if p is not None and p.p is not None else None
 
 
 def _lost(p: stats.Paired, task: str) -> bool:
-    """A significant loss: the interval of variant - dense excludes 0 on the worse side."""
-    return p.low > 0 if tasks.SPECS[task].lower_is_better else p.high < 0
+    """A significant loss: the change is significant (``stats.Paired.significant``) and on the worse side."""
+    return p.significant and (p.diff > 0 if tasks.SPECS[task].lower_is_better else p.diff < 0)
 
 
 def knowledge_interval(row: dict) -> stats.Interval | None:
-    """The share of dense knowledge kept (``knowledge``) with the percentile interval of the same mean over the
-    paired resamples of each knowledge task (tasks resampled independently); no interval (``low`` None) for a row
-    without paired records; None when the row has no knowledge task."""
+    """The share of dense knowledge kept (``knowledge``) with the interval of the test behind it
+    (``stats.relative_mean``: one knowledge task's own interval, McNemar's for a 0/1 metric; several: the sign-flip
+    test over all their examples); no interval (``low`` None) for a row without paired records; None when the row
+    has no knowledge task."""
     names = [t for t in KNOWLEDGE if t in row["rel"]]
     if not names:
         return None
     ps = [row.get("paired", {}).get(t) for t in names]
     n = min((p.n for p in ps if p is not None), default=0)
-    iv = stats.combine([row["rel"][t] for t in names], [p.rel_reps if p else None for p in ps], n)
-    why = next((p.reason for p in ps if p is not None and p.reason), None)
-    return dataclasses.replace(iv, reason=why) if iv.low is None and why else iv
+    if any(p is None for p in ps):
+        return stats.Interval(knowledge(row), None, None, None, n, "no paired records for every knowledge task")
+    iv = stats.relative_mean(ps)
+    return dataclasses.replace(iv, value=knowledge(row))
 
 
 def _has_records(row: dict) -> bool:
@@ -337,8 +346,7 @@ def findings(rows: list[dict]) -> list[dict]:
     claim = "Quantization beats pruning at equal or smaller memory"
     if q4 and halves and knowledge(q4) is not None:
         best = max(halves, key=lambda r: knowledge(r) or 0)
-        a, b = knowledge_interval(q4), knowledge_interval(best)
-        diff = stats.difference(a, b) if b is not None else stats.Interval(knowledge(q4), None, None, None, 0)
+        diff = _knowledge_difference(q4, best)
         verdict = _differs(diff, strict=False)
         out.append(_finding(claim, [verdict],
                             [f"GPTQ 4-bit keeps {knowledge(q4):.1%} of dense knowledge at ~25 % of fp16 bytes; best "
@@ -356,7 +364,7 @@ def findings(rows: list[dict]) -> list[dict]:
         pairs = [r for r in halves if task in r["rel"] and "factoid-qa" in r["rel"]]
         ok, ev, noisy = [], [], []
         for r in pairs:
-            diff = stats.difference(_rel_interval(r, task), _rel_interval(r, "factoid-qa"))
+            diff = _task_difference(r, task, "factoid-qa")
             ok.append(_differs(diff))
             if ok[-1] is None:
                 noisy.append((diff, 0.0))
@@ -367,9 +375,25 @@ def findings(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _rel_interval(row: dict, task: str) -> stats.Interval:
-    p = row.get("paired", {}).get(task)
-    return stats.combine([row["rel"][task]], [p.rel_reps if p else None], p.n if p else 0)
+def _knowledge_difference(a: dict, b: dict) -> stats.Interval:
+    """Knowledge kept by row ``a`` minus row ``b`` (two variants on the same examples) with the interval of the
+    sign-flip test swapping the two variants' values per example (``stats.relative_mean_difference``); without
+    paired records for every knowledge task of both, the point difference and no interval."""
+    names = [t for t in KNOWLEDGE if t in a["rel"] and t in b["rel"]]
+    pa, pb = [a.get("paired", {}).get(t) for t in names], [b.get("paired", {}).get(t) for t in names]
+    value = (knowledge(a) or 0.0) - (knowledge(b) or 0.0)
+    if not names or any(p is None for p in pa + pb):
+        return stats.Interval(value, None, None, None, 0)
+    return dataclasses.replace(stats.relative_mean_difference(pa, pb), value=value)
+
+
+def _task_difference(row: dict, task: str, other: str) -> stats.Interval:
+    """A row's share of dense kept on ``task`` minus on ``other`` (independent examples), with the conservative
+    interval of ``stats.relative_difference``; the point difference alone without paired records for both."""
+    pa, pb = row.get("paired", {}).get(task), row.get("paired", {}).get(other)
+    if pa is None or pb is None:
+        return stats.Interval(row["rel"][task] - row["rel"][other], None, None, None, 0)
+    return dataclasses.replace(stats.relative_difference(pa, pb), value=row["rel"][task] - row["rel"][other])
 
 
 def _finding(claim: str, ok: list[bool | None], evidence: list[str], noisy: list | None = None) -> dict:
@@ -401,64 +425,93 @@ def _band(row: dict, task: str) -> tuple[float, float]:
     return p.rel_low, p.rel_high
 
 
-def plot(rows: list[dict], out_dir: Path) -> list[str]:
-    """PNG files: relative score vs sparsity per pruning method (perplexity dashed on the same axis) with each
-    point's paired 95 % interval as a band, and bars with the same intervals as error bars for N:M and quantization
-    variants."""
+# matplotlib's default colours ("tab10"), one per task in declaration order (``HEADLINE``), so a task has the same
+# colour in every plot, whichever tasks a sweep ran, and in the Space (which shows these figures)
+TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+TASK_COLOURS = {t: TAB10[i % len(TAB10)] for i, t in enumerate(HEADLINE)}
+
+
+def _task_label(task: str) -> str:
+    return task + " (dense / variant)" if tasks.SPECS[task].lower_is_better else task
+
+
+def figures(rows: list[dict]) -> dict[str, object]:
+    """The report's plots as matplotlib figures, file name -> Figure (the caller saves or shows and closes them):
+
+    - ``sparsity.png``: relative score vs sparsity, one panel per unstructured pruning method (dense is the 0 %
+      point), a marker per variant, each point's paired 95 % interval as a band, perplexity dashed (as dense /
+      variant), the 0.95-of-dense line labelled; present when the sweep has unstructured pruning variants;
+    - ``nm_quant.png``: bars with the same intervals as error bars for the N:M and quantized variants, titled by
+      what the sweep has; present when it has any.
+
+    Legends sit below the axes, never over the data; every task has its ``TASK_COLOURS`` colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
+    out: dict[str, object] = {}
     pruning = sorted({r["method"] for r in rows if r["pattern"] is None and r["sparsity"] is not None})
-    tasks = [t for t in HEADLINE if any(t in r["rel"] for r in rows)]
+    names = [t for t in HEADLINE if any(t in r["rel"] for r in rows)]
     if pruning:
-        fig, axes = plt.subplots(1, len(pruning), figsize=(5 * len(pruning), 4), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(1, len(pruning), figsize=(5 * len(pruning), 4.6), sharey=True, squeeze=False,
+                                 layout="constrained")
         for ax, m in zip(axes[0], pruning):
-            pts = [{"sparsity": 0.0, "rel": {t: 1.0 for t in tasks}}] + _unstructured(rows, m)
-            for t in tasks:
+            pts = [{"sparsity": 0.0, "rel": {t: 1.0 for t in names}}] + _unstructured(rows, m)
+            for t in names:
                 xs = [p["sparsity"] * 100 for p in pts]
-                line, = ax.plot(xs, [p["rel"].get(t, float("nan")) for p in pts],
-                                marker="o", linestyle="--" if t == "perplexity" else "-",
-                                linewidth=2.5 if t in KNOWLEDGE else 1.5,
-                                label=t + (" (dense/ppl)" if t == "perplexity" else ""))
+                ax.plot(xs, [p["rel"].get(t, float("nan")) for p in pts], marker="o", markersize=4,
+                        linestyle="--" if tasks.SPECS[t].lower_is_better else "-",
+                        linewidth=2.5 if t in KNOWLEDGE else 1.5, color=TASK_COLOURS[t], label=_task_label(t))
                 band = [_band(p, t) for p in pts]  # the paired 95 % interval of each point (dense: exact 1)
-                ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=line.get_color(), alpha=0.15,
+                ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=TASK_COLOURS[t], alpha=0.15,
                                 linewidth=0)
-            ax.axhline(1 - LOSS, color="grey", linewidth=0.8, linestyle=":")
+            ax.axhline(1 - LOSS, color="grey", linewidth=1, linestyle=":", label=f"{1 - LOSS:.2f} of dense "
+                       f"(a {LOSS:.0%} loss)")
             ax.set_title(m)
             ax.set_xlabel("sparsity (%)")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("score relative to dense")
-        axes[0][-1].legend(fontsize=8, loc="lower left")
-        fig.suptitle("What perplexity hides: task scores vs sparsity")
-        fig.tight_layout()
-        fig.savefig(out_dir / "sparsity.png", dpi=110)
-        plt.close(fig)
-        files.append("sparsity.png")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+        fig.suptitle("Task scores relative to dense vs sparsity\n(bands: paired 95 % intervals)", fontsize=10)
+        out["sparsity.png"] = fig
     others = [r for r in rows if r["pattern"] is not None or r["bits"] is not None]
     if others:
         import numpy as np
 
-        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(others)), 4))
-        width = 0.8 / max(len(tasks), 1)
+        fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(others)), 4.6), layout="constrained")
+        width = 0.8 / max(len(names), 1)
         x = np.arange(len(others))
-        for i, t in enumerate(tasks):
+        for i, t in enumerate(names):
             heights = [r["rel"].get(t, float("nan")) for r in others]
             band = [_band(r, t) for r in others]
             err = [[max(h - b[0], 0) if math.isfinite(b[0]) else 0 for h, b in zip(heights, band)],
                    [max(b[1] - h, 0) if math.isfinite(b[1]) else 0 for h, b in zip(heights, band)]]
-            ax.bar(x + i * width, heights, width, label=t, yerr=err, capsize=2, error_kw={"linewidth": 0.8})
-        ax.set_xticks(x + width * (len(tasks) - 1) / 2, [r["label"] for r in others], rotation=30, ha="right")
-        ax.axhline(1.0, color="black", linewidth=0.8)
+            ax.bar(x + i * width, heights, width, label=_task_label(t), yerr=err, capsize=2, color=TASK_COLOURS[t],
+                   error_kw={"linewidth": 0.8})
+        ax.set_xticks(x + width * (len(names) - 1) / 2, [r["label"] for r in others], rotation=30, ha="right")
+        ax.axhline(1.0, color="black", linewidth=0.8, label="dense")
         ax.set_ylabel("score relative to dense")
-        ax.set_title("N:M sparsity and quantization")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "nm_quant.png", dpi=110)
+        kinds = [k for k, has in (("N:M sparsity", any(r["pattern"] is not None for r in others)),
+                                  ("quantization", any(r["bits"] is not None for r in others))) if has]
+        ax.set_title(f"{' and '.join(kinds)}: scores relative to dense\n(error bars: paired 95 % intervals)",
+                     fontsize=10)
+        handles, labels = ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
+        out["nm_quant.png"] = fig
+    return out
+
+
+def plot(rows: list[dict], out_dir: Path) -> list[str]:
+    """Save ``figures`` as PNG files in ``out_dir`` (110 dpi) and return their names."""
+    import matplotlib.pyplot as plt
+
+    files = []
+    for name, fig in figures(rows).items():
+        fig.savefig(out_dir / name, dpi=110)
         plt.close(fig)
-        files.append("nm_quant.png")
+        files.append(name)
     return files
 
 
@@ -494,7 +547,10 @@ def _se(row: dict, task: str) -> str:
 
 
 def _score(row: dict, task: str, dense: dict) -> str:
-    """A score cell: value ± standard error (relative to dense, ``*`` when the paired interval excludes 0)."""
+    """A score cell: value ± standard error (relative to dense, ``*`` when the change is significant,
+    ``stats.Paired.significant``); ``invalid`` with the count of inputs whose logits were NaN / inf."""
+    if task in row.get("invalid", {}):
+        return f"invalid ({row['invalid'][task]} inputs with non-finite logits)"
     if task not in row["abs"]:
         return "-"
     p = _paired(row, task)
@@ -510,10 +566,13 @@ def _paired_cell(row: dict, task: str) -> str:
     p = row.get("paired", {}).get(task)
     if p is None:
         return "-"
+    mark = " *" if p.significant else ""
     if p.low is None:
-        return f"{_signed(p.diff)} (no interval: {p.reason})"
-    cell = f"{_signed(p.diff)} [{_signed(p.low)}, {_signed(p.high)}]{' *' if p.significant else ''}"
-    return cell + (f"; McNemar p = {format_number(p.p_mcnemar, '.2g')}" if p.p_mcnemar is not None else "")
+        cell = f"{_signed(p.diff)} (no interval: {p.reason}){mark}"
+    else:
+        cell = f"{_signed(p.diff)} [{_signed(p.low)}, {_signed(p.high)}]{mark}"
+    test = {"mcnemar": "McNemar", "sign-flip": "sign-flip", "swap": "swap"}.get(p.method)
+    return cell + (f"; {test} p = {format_number(p.p, '.2g')}" if test and p.p is not None else "")
 
 
 def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
@@ -522,14 +581,14 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
     alike: first sparsity with a significant loss (and the 5 % rule beside it), mcq-reasoning under both protocols
     (when the store has them), scores ± standard error, the paired differences against dense, and what the LLM
     judge cost (when a task was judged; ``row["judge"]``)."""
-    names = [t for t in HEADLINE if t in dense]
+    names = [t for t in HEADLINE if t in dense or any(t in r.get("invalid", {}) for r in rows)]
     methods = sorted({m for per in [*losses.values(), *significant.values()] for m in per})
 
     def first(per: dict, m: str) -> str:
         return "n/a" if m not in per else "never" if per[m] is None else f"{per[m]:.0%}"
 
     out = [("First sparsity with a significant loss",
-            "significant: the paired 95 % interval of variant - dense lies wholly on the losing side; > 5 %: the "
+            "significant: a significant change (see the paired differences) on the losing side; > 5 %: the "
             "relative score falls below 0.95 of dense, whatever the noise; n/a: not comparable.",
             ["task"] + [f"{m}: {k}" for m in methods for k in ("significant", "> 5 %")],
             [[t] + [first(per, m) for m in methods for per in (significant.get(t, {}), losses.get(t, {}))]
@@ -556,15 +615,18 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
     out.append(("Scores",
                 "absolute ± standard error (binomial for 0/1 metrics, bootstrap for graded scores, delta method "
                 "for perplexity), and relative to dense in brackets (perplexity relative = dense / variant; * = "
-                "the paired 95 % interval against dense excludes 0).",
+                "a significant change against dense on the same examples: its paired 95 % interval excludes 0); "
+                "invalid: no score, the model's logits were not finite (a float16 overflow?) for that many inputs.",
                 ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
                 [[r["label"]] + [_score(r, t, dense) for t in names] for r in rows]))
     others = [r for r in rows if r["method"] != "dense" and r.get("paired")]
     if others:
         out.append(("Paired differences against dense",
-                    f"variant - dense on the examples both scored (perplexity: higher is worse), with the paired "
-                    f"bootstrap 95 % interval ({stats.BOOTSTRAP_ITERS} resamples, seed {stats.SEED}); * = the "
-                    f"interval excludes 0; McNemar's exact p for 0/1 metrics.",
+                    f"variant - dense on the examples both scored (perplexity: higher is worse), with the 95 % "
+                    f"interval that inverts the test named beside it, so * (the interval excludes 0) is exactly p < "
+                    f"0.05: McNemar's exact test for 0/1 metrics (Clopper-Pearson interval of the discordant "
+                    f"examples), the paired sign-flip test for graded scores and perplexity ({stats.SIGN_FLIPS} "
+                    f"sign vectors, seed {stats.SEED}; all of them up to {stats.EXACT_UP_TO} examples).",
                     ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
                     [[r["label"]] + [_paired_cell(r, t) for t in names] for r in others]))
     judged = [(r["label"], t, u) for r in rows for t, u in r.get("judge", {}).items()]
@@ -616,11 +678,12 @@ def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], los
     parts = [f"<!doctype html><meta charset='utf-8'><title>LLM-KICK sweep: {esc(model)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}"
-             ".confirmed{color:#1a7f37}.not{color:#b42318}.inconclusive{color:#9a6700}</style>",
+             ".confirmed{color:#1a7f37}.not{color:#b42318}.inconclusive{color:#9a6700}.unmeasured{color:#57606a}</style>",
              f"<h1>LLM-KICK sweep: {esc(model)}</h1>" + (f"<p>{esc(settings.replace('`', ''))}</p>" if settings else "")
              + "<h2>Findings</h2><ul>"]
     for f in facts:
-        cls = {"confirmed": "confirmed", "not confirmed": "not"}.get(f["verdict"], f["verdict"].split()[0])
+        cls = {"confirmed": "confirmed", "not confirmed": "not", "not measured": "unmeasured"}.get(
+            f["verdict"], f["verdict"].split()[0])  # failed claims red, unmeasured ones grey
         parts.append(f"<li><b class='{esc(cls)}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
                      f"{esc('; '.join(f['evidence']) + _finding_text(f))}</small></li>")
     parts.append("</ul>")
@@ -665,7 +728,7 @@ def write(store: Store, run_dir: str | Path) -> Path:
 
     findings.json holds the findings, ``first_loss`` (the 5 % rule), ``first_significant_loss``, ``paired`` (variant
     -> task -> the paired comparison with dense, ``stats.Paired.to_dict``), ``mcq_protocols`` (when measured) and
-    ``statistics`` (bootstrap resamples, seed, confidence)."""
+    ``statistics`` (the tests, sign vectors, seed, confidence)."""
     run_dir = Path(run_dir)
     rows, dense = table_data(store)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -690,7 +753,11 @@ def write(store: Store, run_dir: str | Path) -> Path:
         "mcq_protocols": [{"label": e["label"], **{k: {"value": e[k].value, "stderr": e[k].stderr, "n": e[k].n}
                                                    for k in ("loglik", "generate")},
                            "gap": e["gap"].to_dict() if e.get("gap") else None} for e in protocols],
-        "statistics": {"bootstrap_resamples": stats.BOOTSTRAP_ITERS, "seed": stats.SEED,
-                       "confidence": stats.CONFIDENCE, "power": stats.POWER}})
+        "statistics": {"tests": {"0/1 metrics": "McNemar exact (Clopper-Pearson interval)",
+                                 "graded, perplexity, nll": "paired sign-flip (inverted interval)",
+                                 "corpus statistics": "paired swap (no interval)"},
+                       "sign_flips": stats.SIGN_FLIPS, "exact_up_to": stats.EXACT_UP_TO, "seed": stats.SEED,
+                       "bootstrap_resamples": stats.BOOTSTRAP_ITERS, "confidence": stats.CONFIDENCE,
+                       "power": stats.POWER}})
     lm_eval_export(store, run_dir / "lm_eval", rows)
     return run_dir / "report.md"

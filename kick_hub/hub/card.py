@@ -11,8 +11,8 @@ from pathlib import Path
 
 from kick_hub import tasks
 from kick_hub.compress import QUANT_METHODS
-from kick_hub.io import format_number, public_name
-from kick_hub.variant import CALIBRATION_FILE, load_manifest
+from kick_hub.io import format_number, format_size, public_name
+from kick_hub.variant import CALIBRATION_FILE, load_manifest, quantizer_libraries, storage_summary
 
 # model-index dataset id of the embedded world (real data is named by each task's spec: Sources.reference_dataset)
 WORLD_DATASET = "kick-hub/world"
@@ -99,12 +99,14 @@ def _pm(se: float | None) -> str:
 
 def _noise(results: dict, task: str) -> str:
     """The card's noise cells of one task: standard errors (dense / variant) and the paired 95 % interval of the
-    change against dense on the same examples (``significant`` when it excludes 0; ``report.table_data``)."""
+    change against dense on the same examples, the inversion of the test behind ``stats.Paired.significant``
+    (``(significant)`` exactly when it excludes 0; ``report.table_data``)."""
     row = results["row"]
     se = f"{_pm(results.get('dense_se', {}).get(task))} / {_pm(row.get('se', {}).get(task))}"
     p = row.get("paired", {}).get(task)
     if p is None or p.low is None:
-        return f"{se} | {p.reason if p is not None and p.reason else '-'}"
+        why = p.reason if p is not None and p.reason else "-"
+        return f"{se} | {why}{' (significant)' if p is not None and p.significant else ''}"
     scale = 1 / p.dense if p.dense else None
     ci = (f"{p.low * scale:+.1%} to {p.high * scale:+.1%}" if scale else
           f"{format_number(p.low, '+.3g')} to {format_number(p.high, '+.3g')}")
@@ -126,8 +128,13 @@ def _results_table(results: dict) -> str:
         lines.append(f"| {task} ({group}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
                      f"{change} |" if dense is not None else
                      f"| {task} | {spec.metric} | - | {format_number(value)} | |")
+    for task, count in results["row"].get("invalid", {}).items():  # NaN / inf logits: no score (report.table_data)
+        lines.append(f"| {task} | {tasks.get(task).SPEC.metric} | {format_number(results['dense'].get(task))} | "
+                     f"invalid: non-finite logits for {count} inputs | |")
     lines += ["", "How sure these numbers are (kick-hub's docs/statistics.md): each score's standard error, and the "
-              "paired 95 % bootstrap interval of the change against dense on the same examples.", "",
+              "paired 95 % interval of the change against dense on the same examples (inverting McNemar's exact "
+              "test for 0/1 metrics, the paired sign-flip test otherwise; significant exactly when it excludes 0).",
+              "",
               "| task | ± (dense / this variant) | change, paired 95 % interval |", "|---|---:|---:|"]
     lines += [f"| {task} | {_noise(results, task)} |" for task in results["row"]["abs"]]
     return "\n".join(lines)
@@ -142,7 +149,35 @@ def _placement_row(manifest: dict) -> str:
     asked = placement.get("asked") or {}
     asked_text = f" (asked: device {asked.get('device')}, dtype {asked.get('dtype')})" if asked else ""
     computed = manifest.get("compute_device") or placement.get("device")
-    return (f"| device / dtype | computed on {computed}, weights in {placement.get('dtype')}{asked_text} |")
+    return (f"| device / dtype | computed on {computed} from the base model loaded in {placement.get('dtype')}"
+            f"{asked_text} |")
+
+
+def _storage_rows(variant_dir: str | Path, manifest: dict) -> str:
+    """The card's storage rows, measured on the saved files (``variant.storage_summary``: safetensors headers, no
+    tensor loaded): effective bits per weight (tensor bytes x 8 / the base model's parameters; scales, zero points
+    and unquantized tensors included), each tensor dtype with its tensor count and bytes, and the variant's bytes
+    on disk. For a quantized variant, the quantizer's libraries with the versions that wrote the weights."""
+    s = storage_summary(variant_dir, manifest)
+    per_weight = (f"{s['bits_per_weight']:.2f} bits per weight: {format_size(s['weight_bytes'])} of tensors for "
+                  f"{s['parameters']:,} parameters" if s["bits_per_weight"] else
+                  f"{format_size(s['weight_bytes'])} of tensors")
+    dtypes = "; ".join(f"{name}: {row['tensors']} tensors, {format_size(row['bytes'])}"
+                       for name, row in sorted(s["dtypes"].items(), key=lambda kv: (-kv[1]["bytes"], kv[0])))
+    rows = [f"| storage | {per_weight} |", f"| tensor dtypes | {dtypes or '-'} |",
+            f"| size on disk | {format_size(s['file_bytes'])} (weights, config, tokenizer, manifest"
+            f"{', calibration ids' if manifest.get('calibration') else ''}) |"]
+    libraries = quantizer_libraries(manifest)
+    if libraries:
+        rows.append("| quantizer libraries | " + ", ".join(f"{name} {version or '(version not recorded)'}"
+                                                         for name, version in libraries.items()) + " |")
+    return "\n".join(rows)
+
+
+def load_requirements(manifest: dict) -> list[str]:
+    """The ``pip install`` arguments a variant needs beside transformers: its quantizer's libraries
+    (``variant.quantizer_libraries``), each pinned to the version that wrote its weights where recorded."""
+    return [f"{name}=={version}" if version else name for name, version in quantizer_libraries(manifest).items()]
 
 
 def _layer_table(manifest: dict) -> str:
@@ -151,6 +186,23 @@ def _layer_table(manifest: dict) -> str:
         return ""
     return ("<details><summary>Per-layer sparsity (" + str(len(rows)) + " matrices)</summary>\n\n"
             "| layer | sparsity |\n|---|---:|\n" + "\n".join(rows) + "\n\n</details>\n")
+
+
+WORLD_MODEL_TEXT = (
+    "`world` is kick-hub's own small model: a 3.7 M-parameter Llama-architecture causal LM (4 layers, context 512, "
+    "byte-level BPE tokenizer with a chat template) trained by kick-hub on a fictional world it generates from a "
+    "seed (invented countries, cities, companies and people with their birthplaces, birth years, professions and "
+    "employers). It knows that world's facts well enough for every LLM-KICK task to have answers it can recall "
+    "(factoid QA exact match about 0.95, MCQ accuracy about 0.83) while staying small enough for a whole sweep to run "
+    "on a CPU in minutes; it says nothing about real-world knowledge. See kick-hub's "
+    "[world model documentation](https://github.com/llmkick/kick-hub/blob/main/docs/world-model.md).\n")
+
+
+def plot_for(spec: dict) -> str:
+    """The sweep plot (``bench.report.figures``) that shows a variant of ``spec`` (its manifest's): ``nm_quant.png``
+    for an N:M pattern or a quantization method, ``sparsity.png`` for unstructured pruning. Raises KeyError when
+    ``spec`` has no ``method``."""
+    return "nm_quant.png" if spec.get("pattern") or spec["method"] in QUANT_METHODS else "sparsity.png"
 
 
 def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | None = None,
@@ -201,14 +253,17 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         f"*Compressing LLMs: The Truth is Rarely Pure and Never Simple*, ICLR 2024), which measure what perplexity "
         f"hides: closed-book knowledge, multiple-choice reasoning, in-context retrieval, summarization and "
         f"instruction following.\n",
+        WORLD_MODEL_TEXT if base == "world" else "",
         "## Compression\n",
         "| | |\n|---|---|",
         f"| method | `{spec['method']}` |",
         f"| setting | {describe(spec)} |",
-        f"| achieved sparsity (decoder Linear layers) | {manifest.get('sparsity', 0.0):.2%} |",
+        f"| achieved sparsity (decoder Linear layers) | {manifest.get('sparsity', 0.0):.2%} |" if not quantized
+        else "",
         f"| calibration | {calib_line} |",
         f"| wall time / peak RSS | {manifest['wall_time_s']} s / {manifest['peak_rss_mb']:.0f} MB |",
         _placement_row(manifest),
+        _storage_rows(variant_dir, manifest),
         f"| libraries | {', '.join(f'{k} {v}' for k, v in manifest.get('versions', {}).items())} |\n",
         _layer_table(manifest),
     ]
@@ -224,14 +279,18 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         if not all(math.isfinite(v) for v in [*results["row"]["abs"].values(), *results["dense"].values()]):
             body.append("∞ / NaN: the score is not a finite number (a perplexity whose exponent overflows is "
                         "infinite); such values are left out of the model-index metadata.\n")
-    for plot in plots:
-        body.append(f"![{Path(plot).stem}]({plot})\n")
+        if results["row"].get("invalid"):
+            body.append("invalid: the model's logits were NaN / inf (a float16 overflow?) for that many inputs, so "
+                        "the task has no score; it is left out of the model-index metadata.\n")
+    for plot in plots:  # only the plot of this variant's kind (``plot_for``), never another method's
+        if Path(plot).name == plot_for(spec):
+            body.append(f"![{Path(plot).stem}]({plot})\n")
     load = [f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")',
             f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")']
-    extra = {"gptq": "pip install optimum gptqmodel  # GPTQ kernels\n",
-             "awq": "pip install gptqmodel  # AWQ kernels (CUDA)\n",
-             "int8": "pip install torchao\n", "bnb-int8": "pip install bitsandbytes\n",
-             "nf4": "pip install bitsandbytes\n"}.get(spec["method"], "")
+    kernels = load_requirements(manifest)
+    pinned = ", at the versions that wrote the weights" if all("==" in k for k in kernels) else ""
+    extra = (f"pip install {' '.join(kernels)}  # the {spec['method']} kernels{pinned}"
+             f"{' (CUDA)' if spec['method'] == 'awq' else ''}\n" if kernels else "")
     body += ["## How to load\n", f"```bash\npip install transformers\n{extra}```\n",
              "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n" + "\n".join(load) + "\n```\n",
              "## How to reproduce\n",
@@ -314,6 +373,10 @@ def reproduce_text(manifest: dict, base_model: str) -> str:
     calib = manifest.get("calibration")
     notes = ["`kick_manifest.json` in this repo records every setting; this command rebuilds the variant's weights "
              "bit for bit with the library versions above."]
+    unrecorded = [name for name, version in quantizer_libraries(manifest).items() if version is None]
+    if unrecorded:
+        notes.append(f"The manifest does not record the version of {', '.join(unrecorded)}, which wrote the "
+                     f"weights: a rebuild with another version may differ.")
     if manifest["spec"]["method"] in THREAD_DEPENDENT:
         threads = (f"{manifest['threads']} torch threads (`--threads`)" if manifest.get("threads") else
                    "as many torch threads as the original run, which its manifest does not record")

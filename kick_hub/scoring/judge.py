@@ -15,7 +15,15 @@ Judge prompts are JSON files in ``judge_prompts/`` (``<name>-v<k>.json``): a sys
 scale, written ``8``, ``7.5``, ``8/10``, ``8 out of 10`` or ``[[8]]``; a quoted scale (``Coherence (1-10): 8``) is
 skipped, never read as the score. A reply with a missing, ambiguous (two different scores for one criterion) or
 out-of-range score (``0``, ``11``, ``-1``, ``9/5``, or a quoted scale other than 1-10) is counted in
-``unparsable`` and left out of every mean: it is never clamped or otherwise turned into a number.
+``unparsable`` and left out of every mean: it is never clamped or otherwise turned into a number. A reasoning
+judge's blocks (``<think>``, ``<thinking>``, ``<reasoning>``, ``<thought>``) are removed before any prompt's reply is
+parsed, so a draft verdict inside one is never read; a block left open (the reply was cut while reasoning) makes
+the reply unparsable (``strip_reasoning``).
+
+A reply that carries no verdict because the endpoint failed (no content, filtered, cut at the token limit, an error
+in the choice; ``Completion.failure``) is unparsable in the run that got it and never cached: the next run asks
+again. An answer without any choice (an HTTP 200 whose body is an ``error`` object) is a ``JudgeError`` naming the
+provider's message, retried like an HTTP 429 when its code is 408, 409, 429 or 5xx.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -128,10 +136,37 @@ def _line_scores(line: str, k: int) -> list | None:
     return scores if _LINE_END_RE.fullmatch(line, pos) else None
 
 
+# reasoning blocks of reasoning judges (DeepSeek-R1, Qwen3: <think>; others <thinking>, <reasoning>, <thought>)
+REASONING_TAGS = ("think", "thinking", "reasoning", "thought")
+_TAGS = "|".join(REASONING_TAGS)
+_REASONING_BLOCK_RE = re.compile(rf"<\s*({_TAGS})\s*>.*?<\s*/\s*\1\s*>", re.IGNORECASE | re.DOTALL)
+_REASONING_OPEN_RE = re.compile(rf"<\s*(?:{_TAGS})\s*>", re.IGNORECASE)
+_REASONING_CLOSE_RE = re.compile(rf"<\s*/\s*(?:{_TAGS})\s*>", re.IGNORECASE)
+
+
+def strip_reasoning(reply: str) -> str | None:
+    """``reply`` without its reasoning blocks (``<think>...</think>``, likewise ``thinking``, ``reasoning``,
+    ``thought``; any case), or None when a block is left open or a tag is left over: the reply was cut while the
+    judge was still reasoning, and what it wrote so far is a draft, not its verdict. A reply that starts inside a
+    block (its chat template wrote the opening tag into the prompt, as DeepSeek-R1's does) loses everything up to the
+    first closing tag that comes before any opening one."""
+    close, opening = _REASONING_CLOSE_RE.search(reply), _REASONING_OPEN_RE.search(reply)
+    if close and (opening is None or close.start() < opening.start()):
+        reply = reply[close.end():]
+    out = _REASONING_BLOCK_RE.sub("\n", reply)
+    if _REASONING_OPEN_RE.search(out) or _REASONING_CLOSE_RE.search(out):
+        return None
+    return out
+
+
 def parse_reply(reply: str, parse: dict) -> dict | None:
     """Criterion -> score read from a judge's ``reply`` under a prompt's ``parse`` block, or None when the reply is
-    unparsable (a score missing, ambiguous or invalid; see the module docstring)."""
+    unparsable (a score missing, ambiguous or invalid, or a reasoning block left open; see the module docstring).
+    Reasoning blocks are removed first (``strip_reasoning``), whatever the format."""
     criteria: dict[str, list[str]] = parse["criteria"]
+    reply = strip_reasoning(reply)
+    if reply is None:
+        return None
     if parse["format"] == "bracketed":
         [key] = criteria
         scores = {key: _one([_score(m) for m in _BRACKETED_RE.finditer(reply)])}
@@ -230,13 +265,16 @@ class JudgeError(RuntimeError):
 @dataclass
 class Completion:
     """One answer of a backend: the reply text, its token usage as the backend reports it (None: not reported),
-    the requests sent for it (1 + retries) and the seconds from the first send to the answer (backoff included)."""
+    the requests sent for it (1 + retries), the seconds from the first send to the answer (backoff included), and
+    ``failure``: why the endpoint ended the reply abnormally (``"no content"``, ``"cut at the token limit
+    (finish_reason length)"``, ...; None: it finished normally). A failed reply without a verdict is never cached."""
 
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     attempts: int = 1
     seconds: float = 0.0
+    failure: str | None = None
 
 
 class Backend(Protocol):
@@ -314,6 +352,86 @@ def _check_count(value, option: str) -> int:
     return value
 
 
+# finish reasons that mean the endpoint ended the reply before the judge did (OpenAI, vLLM, TGI, OpenRouter)
+FAILED_FINISH = {"length": "cut at the token limit", "content_filter": "filtered", "error": "an error",
+                 "abort": "aborted"}
+INITIAL_RETRY_DELAY, MAX_RETRY_DELAY, MAX_RETRY_AFTER = 0.5, 8.0, 60.0  # seconds, as the openai client's backoff
+
+
+def _retryable(code: object) -> bool:
+    """An error code inside a 200 body that the client would retry as an HTTP status: 408, 409, 429, 5xx (as a
+    number or digits), or a rate-limit / overload / server-error / timeout name."""
+    text = str(code).strip().lower() if code is not None else ""
+    if text.isdigit():
+        return int(text) in (408, 409, 429) or int(text) >= 500
+    return any(word in text for word in ("rate_limit", "overloaded", "server_error", "timeout"))
+
+
+def body_error(body: object) -> tuple[str, bool] | None:
+    """``(message, retryable)`` when an HTTP 200 answer of a chat-completions endpoint holds no choice (``choices``
+    null, missing or empty; routers such as OpenRouter answer an upstream failure this way, with an ``error``
+    object): the provider's message and code, and whether the code is one retried as an HTTP status (``_retryable``).
+    None when the body has a choice."""
+    if not isinstance(body, dict):
+        return f"the body is not a JSON object: {' '.join(str(body).split())[:200]!r}", False
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        message = " ".join(str(error.get("message") or "no message").split())
+        code = error.get("code", error.get("status"))
+        kind = error.get("type")
+        detail = ", ".join(f"{k} {v}" for k, v in (("code", code), ("type", kind)) if v not in (None, ""))
+        return f"{message}{f' ({detail})' if detail else ''}"[:300], _retryable(code) or _retryable(kind)
+    if error is not None:
+        return " ".join(str(error).split())[:300], False
+    return "the answer holds no choice and no error", False
+
+
+def read_choice(body: dict) -> tuple[str, str | None]:
+    """``(text, failure)`` of the first choice of a chat-completions body: the message's ``content`` only (a
+    reasoning model's ``reasoning_content`` / ``reasoning`` is never read as the verdict), and why the endpoint ended
+    the reply abnormally (an ``error`` in the choice, a ``finish_reason`` in ``FAILED_FINISH``, no content), else
+    None."""
+    choice = body["choices"][0]
+    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    content = message.get("content")
+    if isinstance(content, list):  # content parts
+        content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    text = content if isinstance(content, str) else ""
+    finish = choice.get("finish_reason")
+    error = choice.get("error")
+    if error:
+        message_ = error.get("message") if isinstance(error, dict) else error
+        failure = f"an error in the choice: {' '.join(str(message_).split())[:200]}"
+    elif isinstance(finish, str) and finish in FAILED_FINISH:
+        failure = f"{FAILED_FINISH[finish]} (finish_reason {finish})"
+    elif not text.strip():
+        failure = "no content"
+    else:
+        failure = None
+    if failure is not None and not text.strip() and failure != "no content":
+        failure += ", no content"
+    return text, failure
+
+
+def _retry_delay(retry: int, headers: Mapping[str, str]) -> float:
+    """Seconds to wait before retry number ``retry`` (0 = the first): the server's ``retry-after-ms`` /
+    ``retry-after`` (seconds) when given and at most a minute, else exponential backoff from 0.5 s, at most 8 s,
+    less up to 25 % jitter (the openai client's rule for HTTP statuses)."""
+    import random
+
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            wait = float(headers.get(name)) / scale
+        except (TypeError, ValueError):
+            continue
+        if 0 < wait <= MAX_RETRY_AFTER:
+            return wait
+    return min(INITIAL_RETRY_DELAY * 2.0 ** retry, MAX_RETRY_DELAY) * (1 - 0.25 * random.random())
+
+
 class ChatCompletionsBackend:
     """OpenAI-compatible chat completions (OpenAI, vLLM, TGI, ``transformers serve``, ...) through the ``openai``
     client: up to ``concurrency`` requests in flight (a thread pool), at most ``rpm`` requests a minute (every HTTP
@@ -365,28 +483,47 @@ class ChatCompletionsBackend:
         with self._lock:
             self.requests_sent += 1
 
+    def _failed(self, detail: str) -> JudgeError:
+        return JudgeError(f"judge {self.name} at {self.endpoint}: the request failed after {self._local.attempts} "
+                          f"attempt(s) (--judge-retries {self.max_retries}): {detail}")
+
     def request(self, system: str, user: str) -> Completion:
-        """The endpoint's answer to one chat turn at temperature 0 and at most ``max_tokens`` tokens (text ``""``
-        when the reply has no content). Raises JudgeError naming the endpoint once the retries are spent or on an
-        answer that is not retried (401, 404, ...)."""
+        """The endpoint's answer to one chat turn at temperature 0 and at most ``max_tokens`` tokens: the first
+        choice's content (``read_choice``: text ``""`` and a ``failure`` when the endpoint ended the reply
+        abnormally). An HTTP 200 answer without a choice (``body_error``) is retried like an HTTP 429 when its code
+        is 408 / 409 / 429 / 5xx, within the same ``max_retries`` (every HTTP request counts). Raises JudgeError
+        naming the endpoint (and the provider's message) once the retries are spent or on an answer that is not
+        retried (401, 404, a 200 with another error, a body that is not JSON)."""
         import openai
 
         self._local.attempts = 0
         start = time.perf_counter()
-        try:
-            reply = self._client.chat.completions.create(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                model=self.model, max_tokens=self.max_tokens, temperature=0.0,
-            )
-        except openai.APIError as e:
-            detail = " ".join(str(e).split())
-            raise JudgeError(f"judge {self.name} at {self.endpoint}: the request failed after "
-                             f"{self._local.attempts} attempt(s) (--judge-retries {self.max_retries}): "
-                             f"{type(e).__name__}: {detail[:300]}") from e
-        usage = reply.usage
-        return Completion(reply.choices[0].message.content or "", usage.prompt_tokens if usage else None,
-                          usage.completion_tokens if usage else None, self._local.attempts,
-                          time.perf_counter() - start)
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        while True:
+            sent = self._local.attempts
+            # the client retries HTTP statuses itself; what is left of the budget after earlier 200-with-error answers
+            client = self._client if sent == 0 else self._client.with_options(max_retries=self.max_retries - sent)
+            try:
+                raw = client.chat.completions.with_raw_response.create(
+                    messages=messages, model=self.model, max_tokens=self.max_tokens, temperature=0.0)
+            except openai.APIError as e:
+                raise self._failed(f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+            try:
+                body = json.loads(raw.text)
+            except ValueError:
+                raise self._failed(f"HTTP {raw.status_code} with a body that is not JSON: "
+                                   f"{' '.join(raw.text.split())[:200]!r}") from None
+            error = body_error(body)
+            if error is None:
+                break
+            message, retryable = error
+            if not retryable or self._local.attempts > self.max_retries:
+                raise self._failed(f"HTTP {raw.status_code} with an error instead of a reply: {message}")
+            time.sleep(_retry_delay(self._local.attempts - 1, raw.headers))
+        text, failure = read_choice(body)
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        return Completion(text, usage.get("prompt_tokens"), usage.get("completion_tokens"), self._local.attempts,
+                          time.perf_counter() - start, failure)
 
     def complete(self, system: str, user: str) -> str:
         """The reply text of ``request``."""
@@ -442,17 +579,30 @@ class TransformersBackend:
     def _prompt(system: str, user: str) -> str:
         return f"{system}\n\n{user}"
 
+    def _generate(self, prompts: list[str]) -> list[str]:
+        """``Engine.generate`` of ``prompts`` (chat template); JudgeError when any reply came from non-finite
+        logits (``Engine.checked``): such a reply is not the judge's verdict."""
+        before = self.engine.checked.copy()
+        texts = self.engine.generate(prompts, self.max_new_tokens, chat=True)
+        bad = self.engine.checked.minus(before).non_finite
+        if bad:
+            raise JudgeError(f"judge: {self.name} gave non-finite (NaN / inf) logits for {bad} of {len(prompts)} "
+                             f"prompts; its replies are not verdicts (a float16 overflow? see docs/gpu.md)")
+        return texts
+
     def complete(self, system: str, user: str) -> str:
         """The local model's greedy reply (at most ``max_new_tokens`` tokens) to ``system`` and ``user`` joined by
         a blank line as one user turn of its chat template (``Engine.generate(..., chat=True)``). Raises
-        ValueError when that prompt plus ``max_new_tokens`` does not fit the model's context."""
-        return self.engine.generate([self._prompt(system, user)], self.max_new_tokens, chat=True)[0]
+        ValueError when that prompt plus ``max_new_tokens`` does not fit the model's context, JudgeError when the
+        model's logits were non-finite."""
+        return self._generate([self._prompt(system, user)])[0]
 
     def complete_many(self, messages: list[tuple[str, str]], on_done: Callable[[int, Completion], None] | None = None,
                       progress: str | None = None) -> list[Completion]:
         """``complete`` for every pair, one ``Engine.generate`` call per ``batch_size`` prompts (the same replies as
         one at a time: greedy, left-padded); answers in input order, ``on_done`` after each batch. Tokens: the
-        prompt as the model reads it and the reply re-tokenized; seconds: the batch's time shared evenly."""
+        prompt as the model reads it and the reply re-tokenized; seconds: the batch's time shared evenly. Raises
+        JudgeError when a batch's logits were non-finite."""
         from tqdm.auto import tqdm
 
         prompts = [self._prompt(s, u) for s, u in messages]
@@ -462,7 +612,7 @@ class TransformersBackend:
                           disable=progress is None):
             chunk = prompts[start:start + size]
             began = time.perf_counter()
-            texts = self.engine.generate(chunk, self.max_new_tokens, chat=True)
+            texts = self._generate(chunk)
             seconds = (time.perf_counter() - began) / len(chunk)
             for j, (p, text) in enumerate(zip(chunk, texts)):
                 done = Completion(text, self.engine.count_tokens(p, chat=True),
@@ -621,8 +771,35 @@ class Judge:
             answer, reference = reference, answer
         return self.prompt["template"].format(question=question, answer=answer, reference=reference or "")
 
-    def _verdict(self, reply: str, order: str) -> dict | None:
-        parsed = self.parse(reply)
+    def failure(self, done: Completion) -> str | None:
+        """Why ``done`` carries no trustworthy reply because its backend failed: its own ``failure``; else
+        ``"no content"`` for an empty reply; else, for a backend with ``max_new_tokens`` (the local one, which
+        reports no finish reason), a reply of that many tokens or more was cut at the limit. None: a normal reply."""
+        if done.failure:
+            return done.failure
+        if not done.text.strip():
+            return "no content"
+        limit = getattr(self.backend, "max_new_tokens", None)
+        if isinstance(limit, int) and done.completion_tokens is not None and done.completion_tokens >= limit:
+            return f"cut at the token limit ({done.completion_tokens} of max_new_tokens {limit})"
+        return None
+
+    def fresh_verdict(self, done: Completion) -> tuple[dict | None, str | None]:
+        """``(verdict, failure)`` of a reply just received: the parsed verdict (None: unparsable) and ``failure``.
+        A failed reply keeps a verdict only when its text parses to the same verdict without its last line (that
+        line may be cut mid-score: ``relevance: 1`` of ``relevance: 10``), so re-parsing the stored reply later gives
+        the same verdict; a failed reply without a verdict is not cached."""
+        failure = self.failure(done)
+        parsed = self.parse(done.text)
+        if failure is not None and parsed is not None:
+            head = done.text.rstrip("\n").rpartition("\n")[0]
+            if self.parse(head) != parsed:
+                parsed = None
+        return parsed, failure
+
+    @staticmethod
+    def _oriented(parsed: dict | None, order: str) -> dict | None:
+        """A verdict mapped back to the record's sides (``answer-first`` swaps them)."""
         if parsed is not None and order == "answer-first":
             parsed = {"reference": parsed["answer"], "answer": parsed["reference"]}
         return parsed
@@ -642,7 +819,9 @@ class Judge:
         """Judge each answer (the prompt's template filled with question, answer and, for a pairwise prompt,
         reference; once per order) and parse every reply (``parse_reply``). Replies come from the cache when it
         holds them, else from the backend (``complete_many``: concurrent or batched; identical requests are sent
-        once). ``progress``: a tqdm bar label (None: no bar). ``means`` is empty when no example has a verdict.
+        once). A fresh reply is cached as it arrives unless the backend failed on it and it has no verdict
+        (``fresh_verdict``): such a reply counts as unparsable here and is asked again by the next call.
+        ``progress``: a tqdm bar label (None: no bar). ``means`` is empty when no example has a verdict.
 
         Raises ValueError when the lists differ in length or a pairwise prompt gets no ``references``;
         JudgeError when the backend fails (replies received before the failure are cached) or when more than
@@ -657,14 +836,22 @@ class Judge:
                  for i in range(len(answers)) for order in self.order_names]
         keys = [cache_key(self.cache_id, name, system, user) for _, _, user in calls]
         stored = self.cache.get_many(keys) if self.cache is not None and self.use_cache else {}
+        # an empty stored reply is a failure an older version cached: asked again
+        stored = {k: row for k, row in stored.items() if row["reply"].strip()}
         todo = [k for k in dict.fromkeys(keys) if k not in stored]
         users = {k: user for k, (_, _, user) in zip(keys, calls)}
         fresh: dict[str, Completion] = {}
+        fresh_parsed: dict[str, dict | None] = {}
+        failures: dict[str, str] = {}  # key -> why the endpoint gave no verdict (not cached)
 
         def on_done(j: int, done: Completion) -> None:
-            fresh[todo[j]] = done
-            if self.cache is not None:
-                self.cache.put(todo[j], self.cache_id, name, done.text, self.parse(done.text), done.prompt_tokens,
+            key = todo[j]
+            fresh[key] = done
+            fresh_parsed[key], failure = self.fresh_verdict(done)
+            if failure is not None and fresh_parsed[key] is None:
+                failures[key] = failure  # the endpoint failed, not the judge: the next run asks again
+            elif self.cache is not None:
+                self.cache.put(key, self.cache_id, name, done.text, fresh_parsed[key], done.prompt_tokens,
                                done.completion_tokens)
 
         self._complete([(system, users[k]) for k in todo], on_done, progress)
@@ -693,7 +880,7 @@ class Judge:
                 text = fresh[key].text if key in fresh else stored[key]["reply"]
                 ex["cache_hits"] += 1
                 usage.cache_hits += 1
-            verdict = self._verdict(text, order)
+            verdict = self._oriented(fresh_parsed[key] if key in fresh else self.parse(text), order)
             usage.unparsable_replies += verdict is None
             replies[i].append(text)
             orders[i].append(verdict)
@@ -711,11 +898,14 @@ class Judge:
         self.usage.add(usage)
         if usage.replies and usage.unparsable_replies / usage.replies > self.max_unparsable:
             first = next(t for rs, vs in zip(replies, orders) for t, v in zip(rs, vs) if v is None)
+            failed = [failures[k] for k in keys if k in failures]
+            why = (f"; {len(failed)} of them carried no verdict because the endpoint failed (the first: "
+                   f"{failed[0]}), are not cached and are asked again on the next run" if failed else "")
             raise JudgeError(
                 f"judge {self.backend.name} (prompt {name}): {usage.unparsable_replies} of {usage.replies} replies "
                 f"({usage.unparsable_replies / usage.replies:.0%}) could not be parsed, more than the "
-                f"{self.max_unparsable:.0%} allowed (--judge-max-unparsable {self.max_unparsable:g}); the first: "
-                f"{' '.join(first.split())[:200]!r}")
+                f"{self.max_unparsable:.0%} allowed (--judge-max-unparsable {self.max_unparsable:g}){why}; the "
+                f"first: {' '.join(first.split())[:200]!r}")
         parsed = [p for p in per_example if p is not None]
         keys_ = parsed[0].keys() if parsed else []
         means = {k: sum(p[k] for p in parsed) / len(parsed) for k in keys_}

@@ -10,6 +10,8 @@ stale verdict; the stored verdict is there for inspection. Where it lives: ``<ru
 published: the Hub pushes upload variant directories, plots and results records only.
 
 Each row is written in its own transaction as its reply arrives, so a killed run keeps every verdict it paid for.
+A reply that carries no verdict because the endpoint failed (no content, filtered, cut at the token limit, an error;
+``judge.Judge.fresh_verdict``) is never written, and an empty stored reply is not reused: the next run asks again.
 """
 
 from __future__ import annotations

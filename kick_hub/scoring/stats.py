@@ -1,8 +1,8 @@
 """How sure each number is: standard errors, paired comparisons against dense, McNemar's test and sample sizes.
 
-The one place for the statistics (docs/statistics.md). Every function is deterministic: bootstraps draw from
-``numpy.random.default_rng`` seeded with ``SEED`` (and, for a paired comparison, the task's name), so the same inputs
-give the same intervals in every process.
+The one place for the statistics (docs/statistics.md). Every function is deterministic: bootstraps and sign-flip
+tests draw from ``numpy.random.default_rng`` seeded with ``SEED`` (and, for a paired comparison, the task's name),
+and a sign-flip test's sums are exact whole numbers, so the same inputs give the same intervals in every process.
 
 - Standard error of a 0/1 metric (exact match, accuracy): ``mean_stderr``, lm-evaluation-harness's
   ``lm_eval.api.metrics.mean_stderr`` (sample standard deviation / sqrt(n)), which for 0/1 values is the binomial
@@ -11,15 +11,25 @@ give the same intervals in every process.
   of ``BOOTSTRAP_ITERS`` resampled means (lm-evaluation-harness bootstraps its non-mean metrics the same way).
 - Standard error of corpus perplexity ``exp(sum NLL / sum tokens)``: ``perplexity_stderr``, the delta method on the
   ratio estimator with texts as the sampling units (tokens of one text are not independent).
-- Variant vs dense on the same examples: ``paired`` (paired bootstrap of the difference and of the relative score,
-  percentile 95 % interval; McNemar's exact test for 0/1 metrics, ``mcnemar_exact``) and ``examples_needed`` (the
-  number of examples at which a difference of a given size would be significant with 80 % power).
+- Variant vs dense on the same examples: ``paired``. A change is significant only when a test of the right size
+  rejects at 5 %, and the interval printed inverts that same test, so the two never disagree
+  (``Paired.significant``, read by every table, plot, finding and card): McNemar's exact test (``mcnemar_exact``)
+  with its Clopper-Pearson interval (``mcnemar_interval``) for 0/1 metrics; the paired sign-flip test with its
+  inverted interval (``sign_flip``) for graded scores, perplexity and NLL; the paired swap test for corpus
+  statistics. A percentile bootstrap is not used for verdicts: with few one-sided discordant examples it drops
+  them all from few resamples and calls noise significant.
+- Combinations for the findings: ``relative_mean`` (the share of dense knowledge kept over several tasks),
+  ``relative_mean_difference`` (two variants), ``relative_difference`` (two tasks), each from tests of the right
+  size; ``examples_needed`` (the number of examples at which a difference of a given size would be significant
+  with 80 % power).
 - Fewer than 2 examples: a value has no interval; ``Estimate.reason`` / ``Paired.reason`` say why. No function
   returns NaN.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -327,17 +337,148 @@ def examples_needed(effect: float, stderr: float, n: int, alpha: float = 1 - CON
 
 
 def _seed(key: str, seed: int) -> np.random.SeedSequence:
-    """A bootstrap's seed: ``seed`` with a stable hash (CRC-32) of ``key``, so comparisons on different tasks
-    resample independently while two variants compared on the same task share their resamples (paired)."""
+    """A resampling's seed: ``seed`` with a stable hash (CRC-32) of ``key``, so tests on different tasks draw
+    independent sign flips while two variants compared on the same task share theirs."""
     return np.random.SeedSequence([seed, zlib.crc32(key.encode())])
+
+
+SIGN_FLIPS = 2000  # random sign vectors of a sign-flip test (besides the identity)
+EXACT_UP_TO = 11  # up to this many units a sign-flip test enumerates all 2^n sign vectors instead
+
+
+@functools.lru_cache(maxsize=16)
+def _signs(n: int, key: str, seed: int) -> np.ndarray:
+    """The sign vectors of a sign-flip test on ``n`` units, ``[G, n]`` float64 of +-1 (read-only; float for BLAS,
+    exact on the integers of ``_quantize``), row 0 the identity: every one of the 2^n vectors when
+    ``n <= EXACT_UP_TO`` (an exact test), else the identity and ``SIGN_FLIPS`` vectors drawn from
+    ``numpy.random.default_rng`` seeded by ``seed`` and ``key``."""
+    if n <= EXACT_UP_TO:
+        rows = (np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]) & 1
+    else:
+        rows = np.vstack([np.zeros((1, n), dtype=np.int64),
+                          np.random.default_rng(_seed(key, seed)).integers(0, 2, size=(SIGN_FLIPS, n))])
+    out = (1 - 2 * rows).astype(np.float64)
+    out.setflags(write=False)
+    return out
+
+
+def _quantize(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """``x`` as whole numbers (float64) and their unit (``x ~ ints * unit``), with ``sum |ints| <= 2^51`` so that
+    every signed sum of them is exact in float64 whatever the order of summation: the sums of a sign-flip test
+    are then exact, a tie at 0 is a tie in every process, and the p-value and the interval, both read off the
+    same sums, cannot disagree."""
+    top = float(np.max(np.abs(x))) if len(x) else 0.0
+    if top == 0:
+        return np.zeros(len(x)), 1.0
+    unit = top / 2 ** (51 - math.ceil(math.log2(len(x) + 1)))
+    return np.rint(x / unit), unit
+
+
+def _crossings(big_a: float, big_c: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each sign vector j, the largest shift ``delta`` above the estimate ``A / C`` at which its statistic
+    ``|a_j - delta b_j|`` (``a_j = sum_i s_ji e_i``, ``b_j = sum_i s_ji c_i``) still reaches the observed
+    ``|A - delta C|`` (``A = sum e``, ``C = sum c``; exact whole numbers, ``c >= 0``). Above the estimate the
+    observed statistic grows at rate C and the flipped one at most at ``|b_j| <= C``, so vector j counts exactly
+    for ``delta <= crossing_j`` (``+inf``: always)."""
+    out = np.full(len(a), -np.inf)
+    for num, den in ((big_a + a, big_c + b), (big_a - a, big_c - b)):  # |x| = max(x, -x): two linear pieces
+        q = np.where(num >= 0, np.inf, -np.inf)
+        np.divide(num, den, out=q, where=den > 0)
+        out = np.maximum(out, q)
+    return out
+
+
+def _rank(alpha: float, g: int) -> int:
+    """The smallest count r of the G sign vectors with ``r / G >= alpha``: a shift is kept while at least r of them
+    reach the observed statistic (its p-value ``count / G`` is then not below ``alpha``)."""
+    r = max(1, math.ceil(alpha * g))
+    while r > 1 and (r - 1) / g >= alpha:
+        r -= 1
+    while r / g < alpha:
+        r += 1
+    return r
+
+
+@dataclass(frozen=True)
+class SignFlip:
+    """A sign-flip test of ``delta = sum(e) / sum(c)`` and the interval inverting it: ``low`` / ``high`` (None when
+    too few units bound it), ``p`` its two-sided p-value at 0, ``groups`` the sign vectors used."""
+
+    estimate: float
+    low: float | None
+    high: float | None
+    p: float
+    stderr: float | None
+    groups: int
+
+
+def sign_flip(e: Sequence[float], c: Sequence[float] | None = None, key: str = "", seed: int = SEED,
+              confidence: float = CONFIDENCE) -> SignFlip:
+    """Paired sign-flip (randomisation) test and its inverted interval for ``delta = sum(e) / sum(c)``.
+
+    ``e`` (``[n]``): each unit's paired difference (variant - dense of one example, or a weighted one); ``c``
+    (``[n]``, >= 0, default 1): its weight in the shift model ``e_i = delta c_i + d_i`` with each ``d_i``
+    symmetric about 0 (under no difference the two models' values of an example are exchangeable, Fisher 1935).
+    The statistic is ``|sum_i s_i (e_i - delta c_i)|`` over the sign vectors of ``_signs`` (all 2^n for n <= 11,
+    else the identity and 2000 seeded ones), the p-value the share reaching the observed value, valid at any n
+    (Phipson & Smyth 2010). The interval is every ``delta`` the test keeps at ``1 - confidence``, computed in closed
+    form (``_crossings``): it holds the estimate, and excludes 0 exactly when ``p < 1 - confidence``. Bounds are
+    None when fewer than about 6 units leave the test unable to reject. Raises ValueError for non-finite values
+    or negative weights."""
+    e = np.asarray(e, dtype=np.float64)
+    c = np.ones(len(e)) if c is None else np.asarray(c, dtype=np.float64)
+    if len(e) != len(c) or not len(e):
+        raise ValueError(f"e, c: need the same non-zero length, got {len(e)} and {len(c)}")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(c))) or np.any(c < 0) or c.sum() <= 0:
+        raise ValueError("e, c: values must be finite and weights >= 0 with a positive sum")
+    (ei, eu), (ci, cu) = _quantize(e), _quantize(c)
+    signs = _signs(len(e), key, seed)
+    g, alpha = len(signs), 1 - confidence
+    r = _rank(alpha, g)
+    ab = signs @ np.stack([ei, ci], axis=1)  # [G, 2], exact whole numbers
+    big_a, big_c = float(ei.sum()), float(ci.sum())
+    up = _crossings(big_a, big_c, ab[:, 0], ab[:, 1])  # above the estimate
+    down = _crossings(-big_a, big_c, -ab[:, 0], ab[:, 1])  # below it (negated)
+    high = float(np.sort(up)[-r]) * eu / cu + 0.0  # + 0.0: no -0.0 in a table
+    low = -float(np.sort(down)[-r]) * eu / cu + 0.0
+    count = g if big_a == 0 else int(np.sum((up if big_a < 0 else down) >= 0))  # vectors reaching it at 0
+    estimate = float(e.sum() / c.sum())
+    n = len(e)
+    stderr = (math.sqrt(n / (n - 1) * float(np.sum((e - estimate * c) ** 2))) / float(c.sum())) if n > 1 else None
+    finite = math.isfinite(low) and math.isfinite(high)
+    return SignFlip(estimate, low if finite else None, high if finite else None, count / g, stderr, g)
+
+
+def mcnemar_interval(b: int, c: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The interval of a 0/1 metric's paired difference (variant - dense) that inverts McNemar's exact test:
+    with ``m = b + c`` discordant examples of ``n``, the Clopper-Pearson interval ``[pl, ph]`` of the share of
+    them the variant gets right (its beta-quantile form, as ``scipy.stats.binomtest(c, m).proportion_ci(
+    method="exact")`` computes it by root finding, 20 times slower), mapped to the
+    difference as ``(m / n) (2 p - 1)``. The binomial at 1/2 is symmetric, so it excludes 0 exactly when
+    ``mcnemar_exact(b, c) < 1 - confidence``. ``(0, 0)`` when m = 0. Raises ValueError for bad counts."""
+    if b < 0 or c < 0 or n < b + c or n < 1:
+        raise ValueError(f"b, c, n: need 0 <= b, c and b + c <= n, got {b}, {c}, {n}")
+    m = b + c
+    if m == 0:
+        return 0.0, 0.0
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    low = float(beta.ppf(tail, c, m - c + 1)) if c > 0 else 0.0
+    high = float(beta.ppf(1 - tail, c + 1, m - c)) if c < m else 1.0
+    return m / n * (2 * low - 1), m / n * (2 * high - 1)
 
 
 @dataclass
 class Paired:
     """Variant vs dense on the examples both scored. ``diff`` = variant - dense (on the metric's scale), ``low`` /
-    ``high`` its percentile interval; ``rel`` = variant / dense (dense / variant when ``lower_is_better``) with
-    ``rel_low`` / ``rel_high``; ``significant`` when the interval of ``diff`` excludes 0. For a 0/1 metric ``b`` /
-    ``c`` count the examples right under dense only / the variant only and ``p_mcnemar`` is McNemar's exact p.
+    ``high`` the 95 % interval that inverts the test named by ``method`` (``mcnemar``: McNemar's exact test, for
+    0/1 metrics; ``sign-flip``: the paired sign-flip test, for graded means, perplexity and NLL; ``swap``: the
+    paired swap test of a corpus statistic, which has no interval); ``p`` that test's two-sided p-value. ``rel`` =
+    variant / dense (dense / variant when ``lower_is_better``) with ``rel_low`` / ``rel_high``, the same interval
+    through the monotone map from difference to relative score. ``significant`` (the one verdict every report,
+    card and finding reads): the interval of ``diff`` excludes 0, which is ``p < 1 - confidence``. For a 0/1
+    metric ``b`` / ``c`` count the examples right under dense only / the variant only (``p_mcnemar`` = ``p``).
     ``reason`` says why there is no interval (then ``low`` ... are None)."""
 
     n: int
@@ -355,76 +496,144 @@ class Paired:
     c: int | None = None
     p_mcnemar: float | None = None
     seed: int = SEED
-    iters: int = BOOTSTRAP_ITERS
+    iters: int = SIGN_FLIPS
     reason: str | None = None
+    method: str | None = None
+    p: float | None = None
+    confidence: float = CONFIDENCE
+    key: str = ""
+    lower_is_better: bool = False
     ids: list = field(default_factory=list, repr=False)
-    rel_reps: np.ndarray | None = field(default=None, repr=False)  # the relative score of each resample
+    series: tuple | None = field(default=None, repr=False, compare=False)  # (dense, variant) on ``ids``
 
     @property
     def significant(self) -> bool:
-        """Whether the interval of the difference excludes 0."""
-        return self.low is not None and (self.low > 0 or self.high < 0)
+        """Whether the change is beyond noise: the interval of the difference excludes 0 (equivalently the test's
+        p < 1 - confidence); for a corpus statistic, which has no interval, the swap test's p."""
+        if self.low is not None:
+            return self.low > 0 or self.high < 0
+        return self.method == "swap" and self.p is not None and self.p < 1 - self.confidence
+
+    def at(self, confidence: float) -> Paired:
+        """The same comparison with intervals at another ``confidence``."""
+        if self.series is None:
+            return dataclasses.replace(self, low=None, high=None, rel_low=None, rel_high=None, confidence=confidence)
+        return paired(*self.series, key=self.key, lower_is_better=self.lower_is_better, seed=self.seed,
+                      confidence=confidence)
 
     def to_dict(self) -> dict:
-        """The JSON-ready fields (no resamples)."""
+        """The JSON-ready fields (no per-example values)."""
         keys = ("n", "dense", "variant", "diff", "low", "high", "rel", "rel_low", "rel_high", "stderr", "b", "c",
-                "p_mcnemar", "seed", "iters", "reason")
+                "p_mcnemar", "method", "p", "seed", "iters", "reason")
         return {k: getattr(self, k) for k in keys} | {"significant": self.significant}
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray | None:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = num / den
-    return r if np.all(np.isfinite(r)) else None
+def _relative(dense: float, x: float, lower_is_better: bool) -> float | None:
+    """The relative score of a variant ``dense + x`` (``x``: the difference), None where it is not finite."""
+    num, den = (dense, dense + x) if lower_is_better else (dense + x, dense)
+    r = num / den if den else math.inf
+    return r if math.isfinite(r) else None
 
 
-def paired(dense: Series, variant: Series, key: str = "", lower_is_better: bool = False,
-           iters: int = BOOTSTRAP_ITERS, seed: int = SEED, confidence: float = CONFIDENCE) -> Paired:
-    """Paired bootstrap of variant - dense over the examples both scored (matched by id, in dense's order): each of
-    ``iters`` resamples draws the same example indices for both models (from ``numpy.random.default_rng`` seeded by
-    ``seed`` and ``key``, usually the task), and the interval is the percentile one at ``confidence``. The relative
-    score's interval comes from the same resamples (ratios of the resampled scores; where a resample's divisor is
-    0, the difference over dense's full-sample score). For 0/1 metrics McNemar's exact test is added. With fewer than
-    2 shared examples the point values come with ``reason`` and no interval."""
+def paired(dense: Series, variant: Series, key: str = "", lower_is_better: bool = False, seed: int = SEED,
+           confidence: float = CONFIDENCE) -> Paired:
+    """Variant vs dense over the examples both scored (matched by id, in dense's order), tested so that a change
+    is called significant only by a test of the right size, and the interval printed is the inversion of that
+    test (docs/statistics.md):
+
+    - 0/1 metrics: McNemar's exact test, the interval ``mcnemar_interval``;
+    - graded means: the paired sign-flip test of the per-example differences (``sign_flip`` with weights 1);
+    - perplexity / NLL: the sign-flip test of each text's NLL difference with its tokens as weights (the shift
+      in mean NLL per token, i.e. the log ratio of the perplexities), mapped to the metric's scale;
+    - corpus statistics (distinct-n): the paired swap test (each example's two outputs swapped by the same sign
+      vectors), no interval.
+
+    ``key`` (usually the task) and ``seed`` seed the sign vectors (``SIGN_FLIPS`` of them beyond 11 examples). With
+    fewer than 2 shared examples, or a non-finite value, the point values come with ``reason`` and no test."""
     have = set(variant.ids)
     ids = [i for i in dense.ids if i in have]
     d, v = dense.subset(ids), variant.subset(ids)
     n = len(ids)
     dv, vv = (d.value(), v.value()) if n else (math.nan, math.nan)
-    out = Paired(n, dv, vv, vv - dv, seed=seed, iters=iters, ids=ids)
+    out = Paired(n, dv, vv, vv - dv, seed=seed, ids=ids, confidence=confidence, key=key,
+                 lower_is_better=lower_is_better, series=(d, v))
     if n:
         num, den = (dv, vv) if lower_is_better else (vv, dv)
         out.rel = num / den if den and math.isfinite(num / den) else None
     if n < 2:
         out.reason = TOO_FEW.format(n=n)
         return out
-    rng = np.random.default_rng(_seed(key, seed))
-    idx = rng.integers(0, n, size=(iters, n))
-    ds, vs = d.stat(idx), v.stat(idx)
-    diffs = vs - ds
-    if not np.all(np.isfinite(diffs)):
-        out.reason = "a resample's score is not finite"
-        return out
-    tail = (1 - confidence) / 2
-    out.low, out.high = (float(x) for x in np.quantile(diffs, [tail, 1 - tail]))
-    out.stderr = float(np.std(diffs, ddof=1))
-    rel = _ratio(ds, vs) if lower_is_better else _ratio(vs, ds)
-    if rel is None and out.rel is not None:  # a resample scored 0 where it divides: hold that side at its value
-        rel = _ratio(np.full(iters, dv), dv + diffs) if lower_is_better else 1 + diffs / dv
-    if rel is not None and out.rel is not None:
-        out.rel_reps = rel
-        out.rel_low, out.rel_high = (float(x) for x in np.quantile(rel, [tail, 1 - tail]))
-        out.rel_stderr = float(np.std(rel, ddof=1))
-    if d.binary() and v.binary():
+    if d.kind != v.kind:
+        raise ValueError(f"dense, variant: series of different kinds ({d.kind}, {v.kind})")
+    if d.kind == "corpus":
+        return _swap(out, d, v, key, seed, confidence)
+    if d.kind == "mean" and d.binary() and v.binary():
         out.b = int(np.sum((d.values == 1) & (v.values == 0)))
         out.c = int(np.sum((d.values == 0) & (v.values == 1)))
-        out.p_mcnemar = mcnemar_exact(out.b, out.c)
+        out.p = out.p_mcnemar = mcnemar_exact(out.b, out.c)
+        out.low, out.high = mcnemar_interval(out.b, out.c, n, confidence)
+        out.method = "mcnemar"
+        out.stderr = float(np.std(v.values - d.values, ddof=1) / math.sqrt(n))
+    else:
+        if d.kind == "mean":
+            e, c = v.values - d.values, np.ones(n)
+        else:  # perplexity / nll: R = sum nll / sum tokens; e_i - delta c_i linearises R_v - R_d
+            tv, td = float(np.sum(v.weights)), float(np.sum(d.weights))
+            with np.errstate(invalid="ignore", over="ignore"):
+                e = v.values / tv - d.values / td
+            c = (v.weights / tv + d.weights / td) / 2
+        if not (np.all(np.isfinite(e)) and math.isfinite(dv) and math.isfinite(vv)):
+            out.reason = "a score is not finite"
+            return out
+        t = sign_flip(e, c, key=key, seed=seed, confidence=confidence)
+        out.p, out.method = t.p, "sign-flip"
+        if t.low is None:
+            out.reason = f"n = {n}: too few examples for the sign-flip test to reject at {1 - confidence:.0%}"
+        scale = 1.0
+        if d.kind == "perplexity":  # a shift x of mean NLL per token is ppl_dense (exp(x) - 1) of perplexity
+            out.low, out.high = (None, None) if t.low is None else (_ppl_change(dv, t.low), _ppl_change(dv, t.high))
+            scale = vv if math.isfinite(vv) else math.nan  # d(ppl)/d(shift) at the estimate
+        else:
+            out.low, out.high = t.low, t.high
+        out.stderr = t.stderr * scale if t.stderr is not None and math.isfinite(scale) else None
+    if out.low is not None and out.rel is not None:
+        ends = [_relative(dv, x, lower_is_better) for x in (out.low, out.high)]
+        if None not in ends:  # the map from difference to relative score is monotone: same verdict
+            out.rel_low, out.rel_high = min(ends), max(ends)
+    if out.stderr is not None and dv and math.isfinite(vv) and (vv or not lower_is_better):  # delta method
+        out.rel_stderr = out.stderr * (abs(dv) / vv ** 2 if lower_is_better else 1 / abs(dv))
+    return out
+
+
+def _ppl_change(dense_ppl: float, shift: float) -> float:
+    """The perplexity difference ``ppl_dense (exp(shift) - 1)`` of a shift in mean NLL per token (increasing, so an
+    interval keeps its order and its side of 0)."""
+    return dense_ppl * math.expm1(shift) if shift < 700 else math.inf
+
+
+def _swap(out: Paired, d: Series, v: Series, key: str, seed: int, confidence: float) -> Paired:
+    """A corpus statistic: the paired swap test (each example's two outputs exchanged under the sign vectors of
+    ``_signs``; p = the share of them whose |variant - dense| reaches the observed one). No interval: the
+    statistic of a whole set of outputs has no per-example shift to invert."""
+    n = out.n
+    both = Series(list(range(2 * n)), np.zeros(2 * n), "corpus", texts=list(d.texts) + list(v.texts),
+                  corpus=d.corpus)
+    flip = _signs(n, key, seed) < 0  # [G, n]: True where the two outputs swap
+    own = np.arange(n)[None, :]
+    dense_idx, variant_idx = np.where(flip, own + n, own), np.where(flip, own, own + n)
+    stats_ = both.stat(variant_idx) - both.stat(dense_idx)  # row 0 is the observed difference
+    observed = abs(float(stats_[0]))
+    out.p = float(np.mean(np.abs(stats_) >= observed - 1e-12 * max(observed, 1.0)))
+    out.method = "swap"
+    out.stderr = float(np.std(stats_, ddof=1))  # the spread of the difference under no difference
+    out.reason = "a corpus statistic: the swap test gives the verdict, there is no interval to invert"
     return out
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A bootstrap statistic with its percentile interval (``low`` / ``high`` None: no interval, ``reason``)."""
+    """A combined statistic (e.g. the share of dense knowledge kept) with the interval of the test behind it
+    (``low`` / ``high`` None: no interval, ``reason``); ``p`` that test's p-value where there is one."""
 
     value: float
     low: float | None
@@ -432,36 +641,88 @@ class Interval:
     stderr: float | None
     n: int
     reason: str | None = None
-    reps: np.ndarray | None = field(default=None, repr=False, compare=False)  # the statistic of each resample
+    p: float | None = None
+    method: str | None = None
 
     def excludes(self, x: float) -> bool:
         """Whether the interval lies wholly above or below ``x``."""
         return self.low is not None and (self.low > x or self.high < x)
 
 
-def combine(values: list[float], reps: list[np.ndarray | None], n: int, sign: list[float] | None = None,
-            confidence: float = CONFIDENCE) -> Interval:
-    """The mean of ``values`` (e.g. relative scores on several tasks), or with ``sign`` the signed sum
-    ``sum(sign_i * values_i)`` (a difference of two), with the percentile interval of the same combination of
-    their bootstrap resamples ``reps`` (``[iters]`` each; resamples of different tasks are independent, of the same
-    task paired). ``n``: the examples behind it, for the report. No interval when a resample is missing."""
-    w = np.asarray(sign, dtype=np.float64) if sign is not None else np.full(len(values), 1 / len(values))
-    value = float(np.dot(w, values))
-    if any(r is None for r in reps) or len({len(r) for r in reps}) != 1:
-        return Interval(value, None, None, None, n, "no paired resamples for every part")
-    return _interval(value, np.tensordot(w, np.stack(reps), axes=1), n, confidence)
+def _units(pairs: list[Paired], other: list[Paired] | None = None) -> tuple[np.ndarray, np.ndarray, int] | str:
+    """The sign-flip units of the mean relative score over ``pairs`` (each task counted once): example i of task
+    t gives ``e_i = (x_i - y_i) / (T n_t dense_t)`` and ``c_i = 1 / (T n_t)``, where x is the variant and y dense,
+    or with ``other`` x the variant of ``pairs`` and y that of ``other`` on the examples both scored. A string
+    says why there are none."""
+    es, cs = [], []
+    for k, p in enumerate(pairs):
+        if p.series is None or p.n < 1 or p.series[0].kind != "mean" or p.lower_is_better or not p.dense:
+            return p.reason or "no per-example values of a mean metric"
+        d, v = p.series
+        if other is not None:
+            q = other[k]
+            if q.series is None or q.series[0].kind != "mean":
+                return q.reason or "no per-example values of a mean metric"
+            shared = set(q.ids)
+            ids = [i for i in p.ids if i in shared]
+            if not ids:
+                return "no example scored by both"
+            x, y = v.subset(ids).values, q.series[1].subset(ids).values
+        else:
+            x, y = v.values, d.values
+        w = 1 / (len(pairs) * len(x))
+        es.append((x - y) * w / p.dense), cs.append(np.full(len(x), w))
+    return np.concatenate(es), np.concatenate(cs), min(len(e) for e in es)
 
 
-def _interval(value: float, reps: np.ndarray, n: int, confidence: float = CONFIDENCE) -> Interval:
-    tail = (1 - confidence) / 2
-    low, high = (float(x) for x in np.quantile(reps, [tail, 1 - tail]))
-    return Interval(value, low, high, float(np.std(reps, ddof=1)), n, reps=reps)
+def relative_mean(pairs: list[Paired], confidence: float = CONFIDENCE) -> Interval:
+    """The mean relative score (variant / dense) over several paired comparisons of mean metrics on independent
+    examples (the share of dense knowledge kept over the knowledge tasks), with the sign-flip test of "no change
+    on any example" inverted as an interval (``sign_flip`` on the units of ``_units``: a shift ``delta`` of the
+    relative score). One comparison gives its own relative interval (McNemar's for a 0/1 metric), so a finding
+    on one task agrees with that task's verdict. ``n``: the fewest examples of a task."""
+    value = sum(p.rel for p in pairs) / len(pairs) if all(p.rel is not None for p in pairs) else math.nan
+    n = min((p.n for p in pairs), default=0)
+    if len(pairs) == 1:
+        p = pairs[0]
+        return Interval(value, p.rel_low, p.rel_high, p.rel_stderr, n, p.reason, p.p, p.method)
+    units = _units(pairs)
+    if isinstance(units, str):
+        return Interval(value, None, None, None, n, units)
+    e, c, n = units
+    t = sign_flip(e, c, key="relative_mean:" + ",".join(p.key for p in pairs), seed=pairs[0].seed,
+                  confidence=confidence)
+    low, high = (None, None) if t.low is None else (1 + t.low, 1 + t.high)
+    return Interval(1 + t.estimate, low, high, t.stderr, n, None if low is not None else "too few examples", t.p,
+                    "sign-flip")
 
 
-def difference(a: Interval, b: Interval, confidence: float = CONFIDENCE) -> Interval:
-    """``a - b`` with the percentile interval of the differences of their resamples (paired when both were drawn
-    with the same seeds on the same examples, independent otherwise); no interval when either has no resamples."""
+def relative_mean_difference(a: list[Paired], b: list[Paired], confidence: float = CONFIDENCE) -> Interval:
+    """The mean relative score of one variant minus another's (``a[k]`` and ``b[k]``: each against the same dense
+    on the same task), on the examples both scored, with the sign-flip test of "the two variants are
+    exchangeable on every example" (their two values of an example swapped) inverted as an interval."""
+    n = min((p.n for p in a + b), default=0)
+    units = _units(a, b)
+    if isinstance(units, str):
+        va = sum(p.rel for p in a) / len(a) if all(p.rel is not None for p in a) else math.nan
+        vb = sum(p.rel for p in b) / len(b) if all(p.rel is not None for p in b) else math.nan
+        return Interval(va - vb, None, None, None, n, units)
+    e, c, n = units
+    t = sign_flip(e, c, key="relative_mean_difference:" + ",".join(p.key for p in a), seed=a[0].seed,
+                  confidence=confidence)
+    return Interval(t.estimate, t.low, t.high, t.stderr, n, None if t.low is not None else "too few examples", t.p,
+                    "sign-flip")
+
+
+def relative_difference(a: Paired, b: Paired, confidence: float = CONFIDENCE) -> Interval:
+    """``a.rel - b.rel`` for two comparisons on independent examples (two tasks of one variant), with the interval
+    ``[a_low - b_high, a_high - b_low]`` of their relative intervals each at ``sqrt(confidence)``: both cover at
+    once with probability ``>= confidence``, so it covers the difference at least as often (conservative; each
+    part is the inversion of its own test of the right size). No p-value."""
+    value = a.rel - b.rel if a.rel is not None and b.rel is not None else math.nan
     n = min(a.n, b.n)
-    if a.reps is None or b.reps is None or len(a.reps) != len(b.reps):
-        return Interval(a.value - b.value, None, None, None, n, a.reason or b.reason or "no resamples")
-    return _interval(a.value - b.value, a.reps - b.reps, n, confidence)
+    x, y = a.at(math.sqrt(confidence)), b.at(math.sqrt(confidence))
+    if x.rel_low is None or y.rel_low is None:
+        return Interval(value, None, None, None, n, x.reason or y.reason or "no interval")
+    se = math.hypot(x.rel_stderr, y.rel_stderr) if x.rel_stderr is not None and y.rel_stderr is not None else None
+    return Interval(value, x.rel_low - y.rel_high, x.rel_high - y.rel_low, se, n, method="intervals")
