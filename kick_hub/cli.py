@@ -326,6 +326,8 @@ def cmd_bench(args) -> int:
         try:
             path = report.write(store, run_dir)
             failed, pushed = store.failed(), store.pushed()
+            invalid = {label: [t for t, x in tasks.items() if x.get("non_finite_logits")]
+                       for label, tasks in store.scores().items()}
         finally:
             store.close()
         print(path.read_text().split("## Scores")[0])
@@ -352,7 +354,12 @@ def cmd_bench(args) -> int:
                   file=sys.stderr)
         print(f"kick: {len(failed)} cell(s) failed; run the same command again to retry them", file=sys.stderr)
         return 1
-    return 0
+    invalid = {label: tasks for label, tasks in invalid.items() if tasks}
+    for label, tasks in invalid.items():  # NaN / inf logits: the report says "invalid" where a score would be
+        print(f"kick: error: {label}: {', '.join(tasks)} invalid (non-finite logits; see the report)", file=sys.stderr)
+    from kick_hub.evaluation import INVALID_EXIT
+
+    return INVALID_EXIT if invalid else 0
 
 
 def _bench_plan(args) -> list:

@@ -14,12 +14,23 @@ generation config that would change greedy decoding (sampling, beams, repetition
 Context rule: the engine never cuts a prompt. A prompt that does not fit the context (``max_length`` tokens, less the
 room its continuation needs) raises ``ValueError``; the tasks fit their prompts first with the rules in
 ``kick_hub.tasks.fit`` (docs/context.md). Perplexity scores long texts in strided windows, so every token is scored.
+
+Padding rule: padded positions are masked, so the pad id only has to be one the model can embed
+(``choose_pad_token_id``): a tokenizer pad token past the embedding matrix is never fed to the model, and scores are
+the same at every batch size. A real prompt token the model cannot embed is a ``ValueError`` naming it, raised before
+the forward pass (``kick_hub.scoring.perplexity.check_embeddable``).
+
+Non-finite rule: every forward pass's logits are checked with one ``torch.isfinite(...).all()`` (greedy generation
+steps, option log-probs, perplexity windows). An input (prompt or text) with a NaN / inf logit where it is read is
+counted in ``Engine.checked`` (``LogitCheck``: inputs run, inputs with non-finite logits); the outputs keep their
+types (a text, NaN log-probs, NaN perplexity) and the caller decides: ``kick_hub.evaluation`` marks the task
+invalid, the judge's local backend raises, ``Engine.stream`` raises ``NonFiniteLogits``.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -29,13 +40,59 @@ from kick_hub.models import resolve as resolve_model
 from kick_hub.scoring import perplexity as _ppl
 
 __all__ = ["Engine", "load_model", "resolve_model", "MODEL_ALIASES", "WORLD_MODEL_DIR", "stop_token_ids",
-           "choose_pad_token_id", "until_stop", "until_stop_streamer", "GREEDY"]
+           "choose_pad_token_id", "until_stop", "until_stop_streamer", "GREEDY", "LogitCheck", "NonFiniteLogits"]
 
 # Passed to every ``model.generate`` call, above the model's generation config: plain greedy decoding, one sequence.
 GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
           "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
           "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
           "forced_eos_token_id": None, "sequence_bias": None, "exponential_decay_length_penalty": None}
+
+
+class NonFiniteLogits(ValueError):
+    """The model gave NaN / inf logits where a result was read (``Engine.stream``): what it would return is not the
+    model's answer. Usually a float16 overflow; float32 or bfloat16 (``--dtype``) avoids it (docs/gpu.md)."""
+
+
+@dataclass
+class LogitCheck:
+    """Counts of the non-finite check: ``inputs`` prompts / texts run through the model and ``non_finite`` those of
+    them with a NaN or inf logit where a result was read (a generation step before the stop, an option's
+    log-prob, a scored perplexity position)."""
+
+    inputs: int = 0
+    non_finite: int = 0
+
+    def minus(self, before: "LogitCheck") -> "LogitCheck":
+        """The counts since ``before`` (an earlier copy)."""
+        return LogitCheck(self.inputs - before.inputs, self.non_finite - before.non_finite)
+
+    def copy(self) -> "LogitCheck":
+        """A snapshot of the counts."""
+        return LogitCheck(self.inputs, self.non_finite)
+
+    def add(self, bad: Sequence[bool]) -> None:
+        """Count one call's inputs (``bad[i]``: input ``i`` had a non-finite logit)."""
+        self.inputs += len(bad)
+        self.non_finite += sum(bool(b) for b in bad)
+
+
+class _FiniteCheck:
+    """A logits processor (last in greedy decoding's list, which ``GREEDY`` leaves empty, so it sees the raw logits)
+    that marks each row with a NaN / inf logit at a step before that row generated a stop id: one
+    ``torch.isfinite(...).all(-1)`` per step, on the device and without a host sync (generation stays as fast)."""
+
+    def __init__(self, rows: int, prompt_width: int, stop_ids: Sequence[int], device) -> None:
+        self.bad = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.prompt_width = prompt_width
+        self.stops = torch.tensor(list(stop_ids) or [-1], device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] > self.prompt_width:  # the last token was generated: a stop ends its row
+            self.finished |= torch.isin(input_ids[:, -1], self.stops)
+        self.bad |= ~torch.isfinite(scores).all(-1) & ~self.finished
+        return scores
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -50,18 +107,21 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 
 
 def choose_pad_token_id(model, tokenizer, stop_ids: Sequence[int]) -> int:
-    """The id that left-pads prompts in a batch (always masked out): the tokenizer's pad token when it has one;
-    otherwise the first of the generation config's pad, the model config's pad and the tokenizer's unk token that is
-    a valid id and not a stop id; otherwise the first stop id (pad = eos), else 0."""
-    if tokenizer.pad_token_id is not None:
+    """The id that left-pads prompts in a batch and fills finished rows in batch generation (always masked out, so it
+    only has to be an id the model can embed): the tokenizer's pad token when the model can embed it (an id below
+    the rows of its input embedding, ``kick_hub.scoring.perplexity.embedding_rows``); otherwise the first of the
+    generation config's pad, the model config's pad and the tokenizer's unk token that is such an id and not a stop
+    id; otherwise the first stop id (pad = eos), else 0. A pad token added to the tokenizer without resizing the
+    model (``add_special_tokens({"pad_token": "[PAD]"})``) is thus never fed to it."""
+    vocab = _ppl.embedding_rows(model)
+    if isinstance(tokenizer.pad_token_id, int) and 0 <= tokenizer.pad_token_id < vocab:
         return tokenizer.pad_token_id
-    vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
     candidates = [getattr(getattr(model, "generation_config", None), "pad_token_id", None),
                   getattr(model.config, "pad_token_id", None), tokenizer.unk_token_id]
     for cand in candidates:
         if isinstance(cand, int) and 0 <= cand < vocab and cand not in stop_ids:
             return cand
-    return stop_ids[0] if stop_ids else 0
+    return next((i for i in stop_ids if 0 <= i < vocab), 0)
 
 
 def load_model(name: str, placement=None, purpose: str = "evaluate"):
@@ -74,17 +134,15 @@ def load_model(name: str, placement=None, purpose: str = "evaluate"):
     onto the resolved device (or spread by accelerate over the devices under a device map); for ``"compress"`` it is
     loaded into CPU memory in the resolved dtype and the methods move it to the device block by block. The resolved
     placement is on ``model.kick_placement`` (``device.Resolved``)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     from kick_hub import device as _device
 
+    from kick_hub.models import load_config
+
     path = resolve_model(name)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except OSError as e:
-        raise ValueError(f"model: cannot load {name!r} (not a local model directory, a known alias "
-                         f"{sorted(MODEL_ALIASES)}, or a Hub id reachable now): {e}") from e
+    config = load_config(name)  # one-line errors for a missing path, an unreachable Hub id, a directory without config
     if (getattr(config, "quantization_config", None) or {}).get("quant_method") == "sparse-bitmask":
         from kick_hub.formats import sparse_bitmask  # noqa: F401 - registers the format with transformers
     if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -123,6 +181,8 @@ class Engine:
         self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
         tokenizer.padding_side = "left"
         self.max_length = _ppl.context_length(model, max_length)
+        self.rows = _ppl.embedding_rows(model)  # token ids the model can embed: 0 .. rows - 1
+        self.checked = LogitCheck()  # inputs run and those with non-finite logits (module docstring)
         from kick_hub.device import input_device
 
         self.device = input_device(model)  # the embeddings' device: the first one under a device map
@@ -148,11 +208,14 @@ class Engine:
         return {"stop_token_ids": list(self.stop_token_ids), "pad_token_id": self.pad_token_id,
                 "do_sample": False}
 
-    def _generate_kwargs(self, max_new_tokens: int, stop: Sequence[str]) -> dict:
-        """``model.generate`` keyword arguments shared by ``generate`` and ``stream``."""
+    def _generate_kwargs(self, max_new_tokens: int, stop: Sequence[str], check: _FiniteCheck) -> dict:
+        """``model.generate`` keyword arguments shared by ``generate`` and ``stream``; ``check`` marks the rows
+        whose logits were non-finite."""
+        from transformers import LogitsProcessorList
+
         return dict(max_new_tokens=max_new_tokens, **GREEDY, pad_token_id=self.pad_token_id,
                     eos_token_id=list(self.stop_token_ids) or None, stop_strings=list(stop) or None,
-                    tokenizer=self.tokenizer if stop else None)
+                    tokenizer=self.tokenizer if stop else None, logits_processor=LogitsProcessorList([check]))
 
     # ------------------------------------------------------------ prompts
     def render(self, prompt: str, chat: bool) -> str:
@@ -182,10 +245,12 @@ class Engine:
     def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Token ids of each text. A text longer than ``max_length`` tokens raises ``ValueError``: the engine never
         cuts a prompt (cutting from the left would silently drop the task header and instructions); callers fit
-        their prompts first (``kick_hub.tasks.fit``)."""
+        their prompts first (``kick_hub.tasks.fit``). So does a token the model cannot embed
+        (``scoring.perplexity.check_embeddable``)."""
         out = []
         for i, t in enumerate(texts):
             ids = self.token_ids(t)
+            _ppl.check_embeddable(self.tokenizer, [ids], self.rows, f"prompt #{i}")
             if len(ids) > max_length:
                 raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's "
                                  f"{self.max_length}-token context with the room its continuation needs; shorten it "
@@ -203,32 +268,40 @@ class Engine:
                  chat: bool = False, progress: str | None = None) -> list[str]:
         """Greedy continuations (prompt excluded), each ended at the model's stop token ids (``stop_token_ids``) and
         cut at its first stop string, in input order. Each prompt plus ``max_new_tokens`` must fit the context
-        (``ValueError`` otherwise)."""
+        (``ValueError`` otherwise). Prompts whose logits were non-finite at a step before their stop are counted in
+        ``checked``."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
         encoded = self.encode(texts, self.room(max_new_tokens))
         outputs: list[str] = [""] * len(texts)
+        bad = [False] * len(texts)
         batches = list(self._batches(encoded))
         for idx, ids, mask in tqdm(batches, desc=progress or "generate", unit="batch", disable=progress is None):
+            check = _FiniteCheck(len(idx), ids.shape[1], self.stop_token_ids, ids.device)
             gen = self.model.generate(input_ids=ids, attention_mask=mask,
-                                      **self._generate_kwargs(max_new_tokens, stop))
+                                      **self._generate_kwargs(max_new_tokens, stop, check))
+            for i, flag in zip(idx, check.bad.tolist()):
+                bad[i] = flag
             for row, i in enumerate(idx):
                 new_ids = until_stop(gen[row, ids.shape[1]:].tolist(), self.stop_token_ids)
                 text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
                 outputs[i] = cut_at_stop(text, stop)
+        self.checked.add(bad)
         return outputs
 
     def stream(self, prompt: str, max_new_tokens: int = 32, stop: Sequence[str] = (), chat: bool = False):
         """The same greedy continuation as ``generate`` for one prompt, yielded as the text grows token by token
         (``TextIteratorStreamer`` on a worker thread); the last value equals ``generate([prompt], ...)[0]``. An error
-        inside ``model.generate`` ends the stream and is raised here."""
+        inside ``model.generate`` ends the stream and is raised here; non-finite logits before the stop raise
+        ``NonFiniteLogits`` once the stream has ended (the text shown is not the model's answer)."""
         from threading import Thread
 
         ids = self.encode([self.render(prompt, chat)], self.room(max_new_tokens))[0]
         streamer = until_stop_streamer(self.tokenizer, self.stop_token_ids)
+        check = _FiniteCheck(1, len(ids), self.stop_token_ids, self.device)
         kwargs = dict(input_ids=torch.tensor([ids], device=self.device), streamer=streamer,
-                      **self._generate_kwargs(max_new_tokens, stop))
+                      **self._generate_kwargs(max_new_tokens, stop, check))
         errors: list[BaseException] = []
 
         def work() -> None:
@@ -248,49 +321,76 @@ class Engine:
         worker.join()
         if errors:
             raise errors[0]
+        self.checked.add(check.bad.tolist())
+        if bool(check.bad.any()):
+            raise NonFiniteLogits(f"model: non-finite (NaN / inf) logits while generating (dtype "
+                                  f"{self.model.dtype}); the text is not the model's answer")
 
     # ----------------------------------------------------- log-likelihood
     @torch.inference_mode()
-    def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[bool]]:
+        """Log-probs ``[batch, vocab]`` of the token after each row, and per row whether its logits were non-finite."""
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         # only the last position's logits: a 49 k vocabulary over 2 k-token MMLU prompts would otherwise take GBs
         logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            logits_to_keep=1).logits[:, -1, :]
-        return torch.log_softmax(logits.float(), dim=-1)
+                            logits_to_keep=1).logits[:, -1, :].float()
+        bad = [False] * ids.shape[0]
+        if not bool(torch.isfinite(logits).all()):
+            bad = (~torch.isfinite(logits).all(-1)).tolist()
+        return torch.log_softmax(logits, dim=-1), bad
 
     def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str], chat: bool = False,
                         progress: str | None = None) -> list[list[float]]:
         """log P(choice | prompt) for each prompt and each choice. When every choice is one token after the prompt
         (option letters) this is one forward pass per prompt; otherwise each option is scored by its own pass.
-        Prompt plus choice must fit the context (``ValueError`` otherwise)."""
+        Prompt plus choice must fit the context (``ValueError`` otherwise). A prompt with non-finite logits gets NaN
+        log-probs and is counted in ``checked``."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
         choice_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
         if not all(len(c) == 1 for c in choice_ids):
-            return [[self.continuation_logprob(t, c) for c in choices] for t in texts]
+            scored = [[self._continuation(t, c) for c in choices] for t in texts]
+            self.checked.add([any(b for _, b in row) for row in scored])
+            return [[v for v, _ in row] for row in scored]
+        _ppl.check_embeddable(self.tokenizer, choice_ids, self.rows, "choice")
         token_ids = torch.tensor([c[0] for c in choice_ids], device=self.device)
         encoded = self.encode(texts, self.room(1))
         out: list[list[float]] = [[] for _ in texts]
+        bad = [False] * len(texts)
         for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "score", unit="batch",
                                    disable=progress is None):
-            logprobs = self._last_logprobs(ids, mask)[:, token_ids]
+            logprobs, rows_bad = self._last_logprobs(ids, mask)
+            logprobs = logprobs[:, token_ids]
             for row, i in enumerate(idx):
-                out[i] = logprobs[row].tolist()
+                bad[i] = rows_bad[row]
+                out[i] = [float("nan")] * len(choices) if bad[i] else logprobs[row].tolist()
+        self.checked.add(bad)
         return out
 
     @torch.inference_mode()
     def continuation_logprob(self, context: str, continuation: str) -> float:
         """Sum of log P(continuation tokens | context), tokenized as lm-evaluation-harness does (whole string, then
         split at the context's length). Context plus continuation must fit ``max_length`` (``ValueError``
-        otherwise; lm-evaluation-harness would cut the context from the left)."""
+        otherwise; lm-evaluation-harness would cut the context from the left). NaN, counted in ``checked``, when the
+        logits that score the continuation are non-finite."""
+        value, bad = self._continuation(context, continuation)
+        self.checked.add([bad])
+        return value
+
+    @torch.inference_mode()
+    def _continuation(self, context: str, continuation: str) -> tuple[float, bool]:
+        """``continuation_logprob`` (NaN when non-finite) and whether the scoring logits were non-finite."""
         ctx = self.token_ids(context)
         whole = self.encode([context + continuation], self.max_length)[0]
         n_ctx = len(ctx) if whole[: len(ctx)] == ctx else len(ctx) - 1
         ids = torch.tensor([whole], device=self.device)
-        logprobs = torch.log_softmax(self.model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-        targets = ids[0, 1:]
-        return float(logprobs[n_ctx - 1:].gather(-1, targets[n_ctx - 1:, None]).sum())
+        logits = self.model(input_ids=ids).logits[0, n_ctx - 1:-1].float()
+        if not bool(torch.isfinite(logits).all()):
+            return float("nan"), True
+        logprobs = torch.log_softmax(logits, dim=-1)
+        targets = ids[0, n_ctx:]
+        return float(logprobs.gather(-1, targets[:, None]).sum()), False
 
     # ---------------------------------------------------------- perplexity
     def perplexity(self, texts: Sequence[str], progress: str | None = None,
@@ -305,10 +405,16 @@ class Engine:
         lives in ``kick_hub.scoring.perplexity``, which the ``perplexity`` evaluate module shares.
 
         Returns ``perplexity`` (``inf`` when exp overflows; ``nll`` stays finite), ``nll`` (mean per token),
-        ``tokens`` (predicted tokens), ``per_example`` (each text's perplexity) and ``per_example_windows``.
+        ``tokens`` (predicted tokens), ``per_example`` (each text's perplexity), ``per_example_windows`` and
+        ``non_finite`` (texts with non-finite logits at a scored position, also counted in ``checked``; with any,
+        ``perplexity`` and ``nll`` are NaN). A token the model cannot embed raises ``ValueError`` first.
         """
-        return _ppl.perplexity(self.model, [self.token_ids(t) for t in texts], self.max_length, self.batch_size,
-                               self.pad_token_id, stride=stride, progress=progress)
+        encoded = [self.token_ids(t) for t in texts]
+        _ppl.check_embeddable(self.tokenizer, encoded, self.rows, "text")
+        result = _ppl.perplexity(self.model, encoded, self.max_length, self.batch_size, self.pad_token_id,
+                                 stride=stride, progress=progress)
+        self.checked.add(result.pop("per_example_non_finite"))
+        return result
 
 
 def until_stop(ids: Sequence[int], stop_ids: Sequence[int]) -> list[int]:
@@ -351,17 +457,3 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     """Text up to (excluding) the earliest stop string."""
     cut = min((text.find(s) for s in stop if s and s in text), default=-1)
     return text[:cut] if cut >= 0 else text
-
-
-def default_threads() -> None:
-    """Use every core this process may run on (torch defaults can pick fewer inside containers)."""
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
-
-
-def set_threads(n: int | None = None) -> None:
-    """Run torch on ``n`` threads, or on every core this process may use when ``n`` is None or 0
-    (``default_threads``). SparseGPT and GPTQ weights depend on the thread count bit for bit."""
-    if n:
-        torch.set_num_threads(n)
-    else:
-        default_threads()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import torch
+
 from kick_hub import data, tasks, versions
 from kick_hub.engine import Engine
 from kick_hub.scoring.stats import task_stderrs
@@ -36,7 +38,9 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
     from the model's generation config, the pad id, greedy). ``config["placement"]`` records where the model ran
     (``Engine.placement``: device, dtype, device map, and what was asked). ``config["judge_usage"][task]`` is what
     judging the task cost (``scoring.judge.JudgeUsage.to_dict``: replies, requests sent, retries, cache hits,
-    tokens, unparsable replies, examples compared in both orders and disagreements, wall seconds)."""
+    tokens, unparsable replies, examples compared in both orders and disagreements, wall seconds). A task during
+    which the model gave NaN / inf logits (``Engine.checked``) is marked invalid (``mark_invalid``: null scores,
+    ``non_finite_logits``, ``invalid_reason``; no standard errors)."""
     names = resolve_tasks(task_names)
     mcq_protocols = tasks.get("mcq-reasoning").check_mcq_protocols(mcq_protocols)
     if protocol not in tasks.PROTOCOLS:  # a task without the protocol asked for (perplexity) runs its default
@@ -59,12 +63,17 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
         judge_for_task = judge.get(name) if isinstance(judge, dict) else None
         judge_before = judge_for_task.usage.copy() if judge_for_task is not None else None
         extra = {"protocols": mcq_protocols} if name == "mcq-reasoning" and mcq_protocols else {}
+        checked_before = engine.checked.copy()
         scores, task_samples = module.run(engine, records, protocol=task_protocol, judge=judge_for_task, **extra)
+        checked = engine.checked.minus(checked_before)  # inputs whose logits were NaN / inf (Engine.checked)
         timings[name] = round(time.perf_counter() - start, 3)
         if judge_for_task is not None:  # what judging this task cost (scoring.judge.JudgeUsage)
             judge_usage[name] = judge_for_task.usage.minus(judge_before).to_dict()
         results[name] = {"n": sum("skipped" not in s for s in task_samples), **scores}
-        results[name].update(task_stderrs(name, scores, task_samples))
+        if checked.non_finite:
+            mark_invalid(results[name], task_samples, checked.non_finite, checked.inputs)
+        else:
+            results[name].update(task_stderrs(name, scores, task_samples))
         samples[name] = task_samples
         context["prompts_shortened"][name] = sum(bool(s.get("shortened")) for s in task_samples)
         context["prompts_skipped"][name] = sum("skipped" in s for s in task_samples)
@@ -76,8 +85,42 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
         "judge_usage": judge_usage,
         "context": context, "generation": engine.generation_settings(),
         "placement": engine.placement(),  # device and dtype, asked and resolved (kick_hub.device)
+        "threads": torch.get_num_threads(),  # torch's intra-op threads (kick_hub.device.resolve_threads)
     }
     return {"results": results, "config": config, "samples": samples}
+
+
+INVALID_EXIT = 3  # `kick evaluate`'s exit status when a task is invalid (non-finite logits); bad input is 2
+
+
+def mark_invalid(scores: dict, samples: list[dict], non_finite: int, inputs: int) -> None:
+    """Mark a task's results invalid in place because ``non_finite`` of the ``inputs`` prompts / texts it ran gave
+    NaN / inf logits (``engine.LogitCheck``): every float in ``scores`` (headline, judge scores, per subject or
+    bucket) becomes None (JSON ``null``), counts stay; ``non_finite_logits`` (a number, so the sweep store keeps it:
+    a task is invalid when it is above 0) counts the inputs and ``invalid_reason`` says why. Each sample loses its
+    float fields (``score``, ``f1``, ...) and gets ``invalid: true``: a number computed from non-finite logits is not
+    the model's score."""
+    def void(value):
+        if isinstance(value, float):
+            return None
+        if isinstance(value, dict):
+            return {k: void(v) for k, v in value.items()}
+        return value
+
+    scores.update({k: void(v) for k, v in scores.items() if k != "n"})
+    scores["non_finite_logits"] = non_finite
+    scores["invalid_reason"] = (f"non-finite (NaN / inf) logits for {non_finite} of {inputs} model inputs; no score "
+                                f"reported (a float16 overflow? see docs/gpu.md)")
+    for sample in samples:
+        for key in [k for k, v in sample.items() if isinstance(v, float) or k == "judge"]:
+            del sample[key]
+        sample["invalid"] = True
+
+
+def invalid_tasks(results: dict) -> dict[str, str]:
+    """Task -> why, for the tasks of a results dict that ``mark_invalid`` marked."""
+    return {task: scores.get("invalid_reason", "non-finite logits") for task, scores in results.items()
+            if scores.get("non_finite_logits")}
 
 
 def task_limit(limit: int | dict[str, int] | None, task: str) -> int | None:
@@ -107,7 +150,8 @@ def write_json(payload: dict, path: str | Path) -> Path:
 def table(results: dict) -> str:
     """Plain-text table of each task's reported metrics (``TaskSpec.metrics``, each ``accuracy_<protocol>``) and
     judge scores in a results dict, with ``± <metric>_stderr`` where the results carry one (a non-finite value
-    prints as ``inf`` / ``NaN``)."""
+    prints as ``inf`` / ``NaN``); a task marked invalid (``mark_invalid``) has one ``invalid`` row with its count of
+    inputs with non-finite logits instead of scores."""
     from kick_hub.io import format_number
 
     def value(scores: dict, metric: str) -> str:
@@ -116,6 +160,10 @@ def table(results: dict) -> str:
 
     rows = [("task", "metric", "value", "n")]
     for task, scores in results.items():
+        if scores.get("non_finite_logits"):
+            rows.append((task, "invalid", f"non-finite logits: {scores.get('non_finite_logits')}",
+                         str(scores.get("n", ""))))
+            continue
         shown = [m for m in tasks.SPECS[task].metrics if m in scores] if task in tasks.SPECS else []
         shown += [m for m in scores if m.startswith("accuracy_") and not m.endswith("_stderr")]  # --mcq-protocols
         rows += [(task, m, value(scores, m), str(scores.get("n", ""))) for m in shown]

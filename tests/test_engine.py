@@ -88,8 +88,16 @@ def test_perplexity_is_token_level_and_padding_invariant(engine):
 
 
 def test_bad_models_give_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="model: cannot load"):
+    with pytest.raises(ValueError, match="model: no such directory"):
         Engine.from_name(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="model: cannot load 'org/not-cached': no such local directory, and as a "
+                                         "Hub id it cannot be reached now"):
+        Engine.from_name("org/not-cached")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="a local directory without a usable config.json"):
+        Engine.from_name(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="is a file"):
+        Engine.from_name(__file__)
     from transformers import DistilBertConfig
 
     DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=32).save_pretrained(tmp_path / "distilbert")

@@ -14,6 +14,13 @@ Rules:
   Hugging Face's "Perplexity of fixed-length models" guide). Nothing is cut.
 - ``perplexity`` is ``exp(total NLL / predicted tokens)``; ``inf`` where exp overflows (a broken model), never an
   ``OverflowError``; ``nll`` stays finite.
+- Padding: padded positions are masked, so they are filled with an id the model can embed (``safe_pad_id``): a
+  tokenizer whose pad token lies past the embedding matrix (``add_special_tokens({"pad_token": "[PAD]"})`` on a
+  model that was not resized) scores the same at every batch size. A real token id the model cannot embed is a
+  ``ValueError`` naming the token (``check_embeddable``), raised before any forward pass.
+- Non-finite logits (NaN / inf, e.g. a float16 overflow) at a scored position make that text's perplexity, and the
+  corpus ``perplexity`` and ``nll``, NaN, and are counted in ``non_finite`` (texts) and ``per_example_non_finite``:
+  a number computed from them would read as the model's score.
 """
 
 from __future__ import annotations
@@ -46,6 +53,29 @@ def token_ids(tokenizer, text: str) -> list[int]:
     starts with BOS."""
     bos = tokenizer.bos_token
     return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+def embedding_rows(model) -> int:
+    """Token ids ``model`` can embed: the rows of its input embedding (``config.vocab_size`` when it exposes no
+    ``num_embeddings``)."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return int(getattr(emb, "num_embeddings", None) or model.config.vocab_size)
+
+
+def safe_pad_id(pad_token_id: int | None, rows: int) -> int:
+    """``pad_token_id`` when the model can embed it (``0 <= id < rows``), else 0: padded positions are masked, so
+    any embeddable id gives the same scores, while an id past the embedding matrix would fail the lookup."""
+    return pad_token_id if isinstance(pad_token_id, int) and 0 <= pad_token_id < rows else 0
+
+
+def check_embeddable(tokenizer, encoded: Sequence[Sequence[int]], rows: int, what: str = "prompt") -> None:
+    """ValueError naming the first token of ``encoded`` (token ids per text) that the model cannot embed (id outside
+    ``0 .. rows - 1``): the tokenizer does not match the model, and the lookup would fail or read the wrong row."""
+    for i, ids in enumerate(encoded):
+        if ids and (max(ids) >= rows or min(ids) < 0):
+            bad = next(t for t in ids if not 0 <= t < rows)
+            raise ValueError(f"{what}: #{i} has the token {tokenizer.convert_ids_to_tokens(bad)!r} (id {bad}), but "
+                             f"the model embeds only ids 0 to {rows - 1}: its tokenizer does not match the model")
 
 
 def left_padded_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad_token_id: int, device):
@@ -81,7 +111,11 @@ def perplexity(model, encoded: Sequence[Sequence[int]], max_length: int, batch_s
     """Perplexity of ``model`` over texts given as token ids (``token_ids``), each text scored on its own.
 
     Returns ``perplexity``, ``nll`` (mean per predicted token), ``tokens`` (predicted tokens), ``per_example`` (each
-    text's perplexity) and ``per_example_windows`` (windows per text)."""
+    text's perplexity), ``per_example_windows`` (windows per text), ``non_finite`` (texts with a non-finite logit at
+    a scored position; then ``perplexity`` and ``nll`` are NaN, as is each such text's perplexity) and
+    ``per_example_non_finite``. ``pad_token_id`` is replaced by 0 when the model cannot embed it (``safe_pad_id``).
+    """
+    pad_token_id = safe_pad_id(pad_token_id, embedding_rows(model))
     stride = max_length // 2 if stride is None else stride
     if batch_size <= 0:
         raise ValueError(f"batch_size: must be positive, got {batch_size}")
@@ -95,6 +129,7 @@ def perplexity(model, encoded: Sequence[Sequence[int]], max_length: int, batch_s
     seg_ids = [seg[1] for seg in segments]
     text_nll = [0.0] * len(encoded)
     text_count = [0] * len(encoded)
+    text_bad = [False] * len(encoded)
     batches = list(left_padded_batches(seg_ids, batch_size, pad_token_id, next(model.parameters()).device))
     if progress is not None:
         from tqdm.auto import tqdm
@@ -107,13 +142,19 @@ def perplexity(model, encoded: Sequence[Sequence[int]], max_length: int, batch_s
         # target column c holds window token c + 1 - pad; score it from the segment's first scored token on
         first = torch.tensor([ids.shape[1] - len(seg_ids[i]) + segments[i][2] for i in idx], device=ids.device)
         columns = torch.arange(1, ids.shape[1], device=ids.device)
-        valid = mask[:, 1:] * mask[:, :-1] * (columns[None, :] >= first[:, None])
-        token_nll = token_nll * valid
+        valid = (mask[:, 1:] * mask[:, :-1] * (columns[None, :] >= first[:, None])).bool()
+        bad = torch.zeros(len(idx), dtype=torch.bool, device=ids.device)
+        if not bool(torch.isfinite(logits).all()):  # one check per forward; rows only when something is off
+            bad = (~torch.isfinite(logits).all(-1) & valid).any(-1)
+        token_nll = torch.where(valid, token_nll, 0.0)  # padded positions never leak into the sum (NaN * 0 is NaN)
+        bad = bad.tolist()
         for row, i in enumerate(idx):
             text = segments[i][0]
             text_nll[text] += float(token_nll[row].sum())
             text_count[text] += int(valid[row].sum())
+            text_bad[text] = text_bad[text] or bad[row]
     nll, count = sum(text_nll), sum(text_count)
-    per_text = [safe_exp(n / max(c, 1)) for n, c in zip(text_nll, text_count)]
-    return {"perplexity": safe_exp(nll / max(count, 1)), "nll": nll / max(count, 1), "tokens": count,
-            "per_example": per_text, "per_example_windows": n_windows}
+    per_text = [math.nan if b else safe_exp(n / max(c, 1)) for n, c, b in zip(text_nll, text_count, text_bad)]
+    mean = math.nan if any(text_bad) else nll / max(count, 1)
+    return {"perplexity": safe_exp(mean), "nll": mean, "tokens": count, "per_example": per_text,
+            "per_example_windows": n_windows, "non_finite": sum(text_bad), "per_example_non_finite": text_bad}

@@ -22,6 +22,7 @@ def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[di
     result = engine.perplexity([r["text"] for r in records], progress=SPEC.id)
     per_text = result.pop("per_example")
     windows = result.pop("per_example_windows")
+    result.pop("non_finite")  # counted in engine.checked; kick_hub.evaluation marks the task invalid
     samples = [{"id": r["id"], "prompt": r["text"], "output": "", "reference": "", "score": s, "windows": w}
                for r, s, w in zip(records, per_text, windows)]
     for sample in samples:  # what the standard error needs (kick_hub.scoring.stats): each text's NLL and tokens

@@ -4,7 +4,7 @@ import datasets
 import evaluate
 import torch
 
-from .kick_perplexity import context_length, perplexity, token_ids
+from .kick_perplexity import check_embeddable, context_length, embedding_rows, perplexity, safe_pad_id, token_ids
 
 _CITATION = """\
 @inproceedings{jaiswal2024compressing,
@@ -20,8 +20,11 @@ Token-level perplexity, exp(total negative log-likelihood / predicted tokens), o
 each text scored on its own (first token conditioned on BOS when the tokenizer adds one; a text longer than the
 model's context is scored in windows of the context length that start half a context apart, every token after the first
 scored exactly once; nothing is cut; inf where exp overflows). An empty list, a blank text or a text with no token to predict is a
-ValueError naming predictions (its perplexity is undefined, not 1). LLM-KICK's point is that this number moves little
-while knowledge tasks collapse. The model is loaded with transformers' AutoModelForCausalLM (never with
+ValueError naming predictions (its perplexity is undefined, not 1). Padded positions are masked and filled with an id
+the model can embed, so a tokenizer pad token past the embedding matrix gives the same result at every batch size; a
+text token the model cannot embed is a ValueError naming it. Non-finite (NaN / inf) logits at a scored position are a
+ValueError naming model_id: a number computed from them would not be the model's perplexity. LLM-KICK's point is
+that this number moves little while knowledge tasks collapse. The model is loaded with transformers' AutoModelForCausalLM (never with
 trust_remote_code).
 """
 
@@ -64,8 +67,15 @@ class Perplexity(evaluate.Metric):
         short = [i for i, ids in enumerate(encoded) if len(ids) < 2]
         if short:
             raise ValueError(f"predictions: element {short[0]} has no token to predict (one token long)")
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any valid id
+        rows = embedding_rows(model)
+        check_embeddable(tokenizer, encoded, rows, "predictions")
+        pad = safe_pad_id(tokenizer.pad_token_id, rows)  # masked out: any id the model can embed
         result = perplexity(model, encoded, context_length(model), batch_size, pad)
+        bad = result.pop("non_finite")
+        flags = result.pop("per_example_non_finite")
+        if bad:
+            raise ValueError(f"model_id: {model_id!r} gives non-finite (NaN / inf) logits for {bad} of "
+                             f"{len(flags)} texts (first: element {flags.index(True)}); its perplexity is undefined")
         result["perplexities"] = result.pop("per_example")
         return result
 
