@@ -132,3 +132,15 @@ def test_ctrl_c_is_one_line_and_exit_130_and_status_lists_the_runs_own_cells(tmp
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "kick: interrupted"
+
+
+@pytest.mark.parametrize("variables, named", [
+    ({"TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": ""}, "unset TRANSFORMERS_OFFLINE for"),
+    ({"TRANSFORMERS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}, "unset HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE for"),
+])
+def test_hub_commands_in_offline_mode_name_every_variable_that_set_it(tmp_path, variables, named):
+    """huggingface_hub treats TRANSFORMERS_OFFLINE as HF_HUB_OFFLINE; its own hint names only the latter."""
+    for argv in (["publish-tasks", "--org", "org"], ["bench", "--run-dir", str(tmp_path / "r"), "--push", "org"]):
+        out = kick(*argv, env={"HF_TOKEN": "hf_test", **variables})
+        assert out.returncode == 1 and "kick: error: hub: offline mode is on" in out.stderr, out.stderr
+        assert named in out.stderr and "hf_test" not in out.stderr

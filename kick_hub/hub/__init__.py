@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 
 class HubError(RuntimeError):
@@ -38,9 +42,28 @@ def check_org(org: str, field: str = "org") -> str:
     return org
 
 
+def check_online() -> None:
+    """Refuse, before any work, a Hub write while huggingface_hub is in offline mode, naming the variables that
+    set it: huggingface_hub treats ``TRANSFORMERS_OFFLINE`` like ``HF_HUB_OFFLINE``, so its own hint ("unset
+    HF_HUB_OFFLINE") is wrong when only the former is set. Raises HubError."""
+    import os
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        names = [v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "").strip().upper() in
+                 ("1", "ON", "YES", "TRUE")] or ["HF_HUB_OFFLINE"]
+        raise HubError(f"hub: offline mode is on ({', '.join(f'{n}=' + os.environ.get(n, '1') for n in names)}): "
+                       f"huggingface_hub treats HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE alike; unset "
+                       f"{' and '.join(names)} for this command to reach {endpoint()}")
+
+
 def token() -> str:
-    """The token from huggingface_hub's usual sources, or a clear error before any work."""
+    """The token from huggingface_hub's usual sources, or a clear error before any work (offline mode included:
+    ``check_online``)."""
     from huggingface_hub import get_token
+
+    check_online()
 
     found = get_token()
     if not found:
@@ -60,6 +83,32 @@ def endpoint() -> str:
     from huggingface_hub import constants
 
     return constants.ENDPOINT
+
+
+def ensure_repo(api: HfApi, repo_id: str, repo_type: str, private: bool = False, secret: str | None = None,
+                **create: object) -> None:
+    """Create ``repo_id`` (``HfApi.create_repo``, ``exist_ok``; ``create`` adds e.g. ``space_sdk``) and, when
+    ``private``, make sure it is private before anything is uploaded: ``create_repo`` leaves an existing repo's
+    visibility as it is, so a public one is switched with ``HfApi.update_repo_settings(private=True)`` and read
+    back. Every command that creates repos (push, push-results, publish-tasks, publish-space, ``bench --push``)
+    calls it before its first upload.
+
+    Raises ValueError naming ``private`` (``kick`` exits 2; nothing uploaded) when the repo stays public: the token
+    may not change its settings, or the Hub refused; the token is scrubbed from the message. Without ``private`` an
+    existing repo keeps its visibility (a private repo is never made public)."""
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **create)
+    if not private or api.repo_info(repo_id, repo_type=repo_type).private:
+        return
+    try:
+        api.update_repo_settings(repo_id, private=True, repo_type=repo_type)
+        made_private = bool(api.repo_info(repo_id, repo_type=repo_type).private)
+        detail = "the Hub still reports it public"
+    except Exception as e:  # noqa: BLE001 - any refusal or transport failure: stop before uploading
+        made_private, detail = False, scrub(f"{type(e).__name__}: {e}".splitlines()[0][:300], secret)
+    if not made_private:
+        raise ValueError(f"private: the {repo_type} repo {repo_id} exists as a public repo and could not be made "
+                         f"private ({detail}); nothing was uploaded. Make it private on the Hub (Settings) with a "
+                         f"token allowed to, or run without --private to publish it publicly")
 
 
 @contextlib.contextmanager
