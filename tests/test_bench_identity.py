@@ -11,7 +11,7 @@ from kick_hub.bench import plan, sweep
 from kick_hub.bench.store import FILENAME, Store, StoreError
 from kick_hub.cli import main
 
-BASE = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa",
+BASE = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--tasks", "factoid-qa",
         "--limit", "3"]
 
 
@@ -69,10 +69,17 @@ def test_other_data_and_limit_are_refused_and_nothing_is_relabelled(measured, ca
     (["--calibration", "c4"], "calibration=world", "calibration=c4"),
     (["--nsamples", "8"], "nsamples=default", "nsamples=8"),
     (["--seqlen", "64"], "seqlen=default", "seqlen=64"),
-    (["--model", "other-model"], "model=world", "model=other-model"),
+    (["--model", "{other}"], "model=world", "model=other-model"),  # a loadable model: the world's, copied
     (["--task-limit", "factoid-qa=2"], "limit=3 (factoid-qa)", "limit=2 (factoid-qa)"),
 ])
-def test_each_other_setting_is_refused_by_name(measured, capsys, args, stored, asked):
+def test_each_other_setting_is_refused_by_name(measured, capsys, args, stored, asked, tmp_path):
+    if "{other}" in args:
+        import shutil
+
+        from kick_hub.engine import resolve_model
+
+        shutil.copytree(resolve_model("world"), tmp_path / "other-model")
+        args = [a.replace("{other}", str(tmp_path / "other-model")) for a in args]
     before = rows(measured, SCORES), rows(measured, "SELECT count(*) FROM runs")
     with pytest.raises(SystemExit) as e:
         bench(measured, *BASE, *args)
@@ -87,7 +94,7 @@ def test_same_settings_resume_evaluates_only_missing_cells_and_tasks(tmp_path):
     assert bench(run_dir, *BASE) == 0
     factoid = rows(run_dir, SCORES)
     # a new task (with its own limit), a new sparsity: old cells get the new task, the new cell both tasks
-    more = ["--methods", "magnitude", "--sparsities", "0.5", "0.3", "--patterns", "--bits", "--tasks", "factoid-qa",
+    more = ["--methods", "magnitude", "--sparsities", "0.5", "0.3", "--patterns", "--tasks", "factoid-qa",
             "mcq-reasoning", "--limit", "3", "--task-limit", "mcq-reasoning=2"]
     assert bench(run_dir, *more) == 0
     evaluated = rows(run_dir, "SELECT label, task, run_id FROM evaluated ORDER BY 1, 2")

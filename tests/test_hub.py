@@ -179,7 +179,7 @@ def test_results_dataset_round_trip(hub, small_run):
 
     out = kick(hub, "push-results", str(small_run), "--repo-id", "test-org/kick-results")
     path, record = run_record(small_run)
-    assert out.stdout.strip() == path and path.startswith("results/world/results_")
+    assert out.stdout.strip() == path and path.startswith("results/world/run_")
     assert json.loads(hub.files("test-org/kick-results", "dataset")[path]) == json.loads(json.dumps(record))
     got = client(hub, READ_RESULTS)
     assert got["n"] == 2 and sorted(got["variants"]) == ["dense", "magnitude-70"]

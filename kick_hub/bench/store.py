@@ -8,8 +8,19 @@ they finish, so a killed process leaves either all of them or nothing.
 Settings: every number in a store was measured with the settings the store records, and a run asking for other ones
 is refused (``differences`` lists them). ``meta.settings`` holds the run-wide ones (model, data, protocol, batch
 size, calibration source / nsamples / seqlen, the device type and dtype the models ran in), recorded when a run starts and fixed once the store holds a result;
-``meta.task_settings`` holds each task's (examples limit, judge), recorded with the first cell evaluated on it; the
-compression spec of each cell (including its seed) is ``variants.spec``. A store of schema 1 recorded none of this.
+``meta.task_settings`` holds each task's (examples limit, judge, and ``data``: the identity of its data by content,
+``kick_hub.data.identity``, whose ``digest`` is compared and whose ``files`` name what changed), recorded with the
+first cell evaluated on it; the compression spec of each cell (including its seed) is ``variants.spec``. A store of
+schema 1 recorded none of this; task settings recorded before ``data`` existed are compared on what they hold.
+
+Paths: ``variants.path`` of a model inside the run dir is stored relative to it (``./variants/<label>``) and read back
+as a path of the run dir wherever it now is (``variants``), so a run dir can be copied or moved; an older store's
+absolute ``.../variants/<label>`` is read as this run dir's own. The run's identity (``run_identity``) is derived from
+its creation record, never from a path.
+
+Readers open the store read-only (``open_readonly``), also where nothing can be written (read-only media): SQLite's
+``mode=ro``, else ``immutable=1``, else (a killed driver's unmerged ``-wal``) a private copy. Only a file that is not a
+kick-hub store is reported as one.
 
 Sweep bookkeeping: ``failed`` holds the cells a Ray sweep gave up on (error, attempts so far; a cell's row goes when
 its results are written) and ``pushed`` the variants pushed to the Hub by ``--keep-variants pushed`` (repo, commit
@@ -23,7 +34,10 @@ float; the JSON columns (``spec``, ``manifest``, ``samples.record``) hold strict
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -56,7 +70,9 @@ FILES = (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm", f"{FILENAME}-journal") 
 RUN_SETTINGS = ("model", "data", "protocol", "batch_size", "calibration", "nsamples", "seqlen", "device", "dtype")
 # settings added after stores of this schema were written, with the value every older run had (no option: auto)
 SETTING_DEFAULTS = {"device": "auto", "dtype": "auto"}
-TASK_SETTINGS = ("limit", "judge", "mcq_protocols")  # mcq_protocols: only when --mcq-protocols was given
+TASK_SETTINGS = ("limit", "judge", "mcq_protocols", "data")  # mcq_protocols: only when --mcq-protocols was given
+# task settings a store written before they existed does not hold: not compared there (nothing to compare with)
+TASK_SETTINGS_ADDED = ("data",)
 
 
 class StoreError(ValueError):
@@ -67,25 +83,34 @@ class Store:
     """A run dir's results store, opened for reading (``model=None``) or by the sweep driver (``model`` given)."""
 
     def __init__(self, run_dir: str | Path, model: str | None, create: bool = True) -> None:
-        """``model=None`` opens an existing store whatever it holds and writes nothing (readers: push, report,
-        Space). With a ``model`` the driver opens it: created when missing and ``create``; an older store without
-        results is upgraded, one with results of an older schema or of another model is refused (StoreError)."""
+        """``model=None`` opens an existing store whatever it holds and writes nothing (readers: status, report,
+        push, push-results, the Space, cards: ``open_readonly``), also on read-only media. With a ``model`` the
+        driver opens it: created when missing and ``create``; an older store without results is upgraded, one with
+        results of an older schema or of another model is refused (StoreError)."""
         self.path = Path(run_dir) / FILENAME
+        self._scratch = None  # a private copy a reader opened instead (``_connect_readonly``)
         if not self.path.exists() and (model is None or not create):
             raise StoreError(f"run-dir: {run_dir} holds no {FILENAME}")
         try:
             if model is None:  # readers cannot write: SQLite's read-only mode
-                self.db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None,
-                                          timeout=30)
+                self.db = self._connect_readonly()
             else:
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if model is not None and not tables:  # a new store
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(SCHEMA)
+                tables = self._tables()
+            if not {"meta", "variants"} <= tables:
+                raise sqlite3.DatabaseError(f"no kick-hub tables; it holds {sorted(tables) or 'none'}")
             stored = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
             results = self.db.execute("SELECT 1 FROM variants LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError as e:  # cannot open or lock it (permissions, media, busy): not broken
+            self._drop()
+            raise StoreError(f"run-dir: {self.path} cannot be opened here ({e}); the store was left as it is") \
+                from e
         except sqlite3.DatabaseError as e:
+            self._drop()
             raise StoreError(f"run-dir: {self.path} is not a readable kick-hub store ({e}); it was left untouched, "
                              f"move it away or choose another --run-dir") from e
         self.schema_version = int(stored.get("schema_version", SCHEMA_VERSION))
@@ -113,6 +138,49 @@ class Store:
                                 [("model", model), ("schema_version", str(SCHEMA_VERSION))])
             self.schema_version = SCHEMA_VERSION
         self.model = model
+
+    @classmethod
+    def open_readonly(cls, run_dir: str | Path) -> "Store":
+        """The store of ``run_dir`` opened for reading only: the one way readers open it. Works on a store the
+        process cannot write (read-only media, a read-only bind mount, another user's files); StoreError when
+        there is none or it is not a kick-hub store."""
+        return cls(run_dir, None)
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection (``mode=ro``). Where that cannot open the store because its directory is not
+        writable (a WAL store needs its ``-shm`` file, which SQLite creates beside it), the store is opened as
+        ``immutable=1`` (nothing can change it there), or, when its ``-wal`` still holds writes a killed driver
+        never merged, a private copy of the store and its ``-wal`` is opened instead."""
+        uri = self.path.resolve().as_uri()
+        db = None
+        try:
+            db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None, timeout=30)
+            db.execute("SELECT name FROM sqlite_master").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            if db is not None:
+                db.close()
+            if os.access(self.path.parent, os.W_OK):  # not read-only media: the error is real
+                raise
+        wal = self.path.with_name(f"{FILENAME}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            import tempfile
+
+            self._scratch = tempfile.TemporaryDirectory(prefix="kick-store-")
+            for name in (FILENAME, f"{FILENAME}-wal"):
+                shutil.copyfile(self.path.with_name(name), Path(self._scratch.name) / name)
+            return sqlite3.connect(Path(self._scratch.name) / FILENAME, isolation_level=None, timeout=30)
+        db = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None, timeout=30)
+        db.execute("SELECT name FROM sqlite_master").fetchall()
+        return db
+
+    def _drop(self) -> None:
+        """Close what ``__init__`` opened before it failed."""
+        if getattr(self, "db", None) is not None:
+            self.db.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     def _meta(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
@@ -174,13 +242,20 @@ class Store:
         out = []
         stored = self.settings() or {}
         stored.setdefault("model", self.model)
+        recorded = self.task_settings()
         for key in RUN_SETTINGS:
             if key in settings and stored.get(key) != settings[key]:
+                if key == "data" and _same_content(stored.get(key), settings[key], recorded, task_settings):
+                    continue  # the same data at another path (a moved file, another machine)
                 out.append((key, stored.get(key), settings[key]))
-        recorded = self.task_settings()
         for task, asked in task_settings.items():
             for key in TASK_SETTINGS:
-                if task in recorded and recorded[task].get(key) != asked.get(key):
+                if task not in recorded or (key in TASK_SETTINGS_ADDED and key not in recorded[task]):
+                    continue
+                if key == "data" and asked.get(key) is not None and recorded[task].get(key) is not None:
+                    if asked[key]["digest"] != recorded[task][key]["digest"]:
+                        out.append((f"{key} ({task})", recorded[task][key], asked[key]))
+                elif recorded[task].get(key) != asked.get(key):
                     out.append((f"{key} ({task})", recorded[task].get(key), asked.get(key)))
         cells = dict(self.db.execute("SELECT label, spec FROM variants").fetchall())
         for label, spec in specs.items():
@@ -215,6 +290,13 @@ class Store:
             raise
         return stale
 
+    def run_identity(self) -> str:
+        """A stable id of the run this store holds (16 hex digits), derived from its creation record (the model and
+        the start time of its first invocation, ``runs`` row 1), never from a path: the same wherever the run dir is
+        copied or moved and after every resume, new when results start over (``--force`` moves the store aside)."""
+        row = self.db.execute("SELECT started FROM runs ORDER BY id LIMIT 1").fetchone()
+        return hashlib.sha256(dumps([self.model, repr(row[0]) if row else None]).encode()).hexdigest()[:16]
+
     def start_run(self, argv: list[str]) -> int:
         """Record one invocation (its argv); returns its id."""
         cur = self.db.execute("INSERT INTO runs (started, argv) VALUES (?, ?)", (time.time(), dumps(argv)))
@@ -234,11 +316,12 @@ class Store:
                    results: dict, samples: dict, run_id: int, seconds: float, skipped: dict[str, str] | None = None,
                    task_settings: dict[str, dict] | None = None) -> list[str]:
         """One cell's evaluated tasks (``results`` / ``samples``: task -> ...; ``skipped``: task -> why it had no
-        data), in one transaction (all or nothing), with the settings of each task (``task_settings``) when they
+        data; ``path``: the model evaluated, stored relative to the run dir when it lies in it), in one transaction (all or nothing), with the settings of each task (``task_settings``) when they
         are not recorded yet. A task already stored for this cell (another writer got there first) is left as it
         is. Returns the tasks written."""
         spec = spec or {}
         skipped = skipped or {}
+        path = self._stored_path(path)
         self.db.execute("BEGIN IMMEDIATE")
         try:
             have = {r[0] for r in self.db.execute("SELECT task FROM evaluated WHERE label = ?", (label,))}
@@ -313,10 +396,40 @@ class Store:
 
     def variants(self) -> list[dict]:
         """Every recorded variant, oldest finished first, as dicts of label, method, sparsity, pattern, bits, spec
-        and manifest (JSON text; manifest None for dense), path, and seconds (compress + evaluate time so far)."""
+        and manifest (JSON text; manifest None for dense), path (the model evaluated: a variant's directory in this
+        run dir, wherever the run dir now is; ``_read_path``), and seconds (compress + evaluate time so far)."""
         cols = ["label", "method", "sparsity", "pattern", "bits", "spec", "manifest", "path", "seconds"]
         rows = self.db.execute(f"SELECT {', '.join(cols)} FROM variants ORDER BY finished").fetchall()
-        return [dict(zip(cols, r)) for r in rows]
+        out = [dict(zip(cols, r)) for r in rows]
+        for v in out:
+            v["path"] = self._read_path(v["label"], v["path"])
+        return out
+
+    def _stored_path(self, path: str | None) -> str | None:
+        """``path`` as the store keeps it: an existing path inside the run dir as ``./`` + its path relative to the
+        run dir (so the run dir can be copied or moved), anything else (a Hub id, a model elsewhere) as given."""
+        if not path or str(path).startswith("./"):
+            return path
+        p = Path(path)
+        if not p.exists():
+            return str(path)
+        try:
+            return "./" + p.resolve().relative_to(self.path.parent.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _read_path(self, label: str, path: str | None) -> str | None:
+        """A stored path as a path of this run dir, wherever it is now: ``./...`` under the run dir; an absolute
+        path an older store recorded for the sweep's own ``variants/<label>`` as this run dir's ``variants/<label>``
+        (never the original run dir's, which may still be there); anything else as stored."""
+        if not path:
+            return path
+        if path.startswith("./"):
+            return str(self.path.parent / path[2:])
+        p = Path(path)
+        if p.is_absolute() and p.parts[-2:] == ("variants", label):
+            return str(self.path.parent / "variants" / label)
+        return path
 
     def scores(self) -> dict[str, dict[str, dict[str, float]]]:
         """label -> task -> metric -> value (non-finite values as ``inf`` / ``-inf`` / ``nan`` floats)."""
@@ -334,6 +447,26 @@ class Store:
     def close(self) -> None:
         """Close the SQLite connection; the store cannot be used afterwards."""
         self.db.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+
+def local_source(source: object) -> bool:
+    """Whether a ``data`` setting is a local path (not ``world`` / ``world-heldout`` / ``hub`` / ``hub:<id>``)."""
+    return isinstance(source, str) and source not in ("world", "world-heldout", "hub") and \
+        not source.startswith("hub:")
+
+
+def _same_content(stored: object, asked: object, recorded: dict[str, dict], task_settings: dict[str, dict]) -> bool:
+    """Whether data source ``asked`` is ``stored`` at another path: both local paths (``local_source``), and every
+    task of this run with stored results has the recorded data digest."""
+    if not (local_source(stored) and local_source(asked)):
+        return False
+    tasks = [t for t in task_settings if t in recorded]
+    return bool(tasks) and all(
+        isinstance(recorded[t].get("data"), dict) and isinstance(task_settings[t].get("data"), dict)
+        and recorded[t]["data"]["digest"] == task_settings[t]["data"]["digest"] for t in tasks)
 
 
 def _score_value(value: float) -> float | str:

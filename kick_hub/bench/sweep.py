@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kick_hub.bench.plan import Cell
-from kick_hub.bench.store import FILENAME, FILES, RUN_SETTINGS, Store, StoreError
+from kick_hub.bench.store import FILENAME, FILES, RUN_SETTINGS, Store, StoreError, local_source
 from kick_hub.io import dumps, loads, public_name, write_json
 
 if TYPE_CHECKING:
@@ -117,9 +117,11 @@ def run_settings(model: str, data: str, protocol: str, batch_size: int, calibrat
 
 
 def task_settings(task: str, limit: int | dict[str, int] | None, judge=None,
-                  mcq_protocols: list[str] | None = None) -> dict:
-    """One task's settings (``store.TASK_SETTINGS``): its examples limit and its judge (backend and prompt), and for
-    mcq-reasoning scored under several protocols (``--mcq-protocols``) their names as ``mcq_protocols``."""
+                  mcq_protocols: list[str] | None = None, data: str | None = None) -> dict:
+    """One task's settings (``store.TASK_SETTINGS``): its examples limit and its judge (backend and prompt), for
+    mcq-reasoning scored under several protocols (``--mcq-protocols``) their names as ``mcq_protocols``, and, given
+    the ``data`` source, the identity of the task's data by content (``kick_hub.data.identity``: a digest of the
+    records used and of every file read; None where the source has none of the task's data)."""
     from kick_hub.evaluation import task_limit
     from kick_hub.tasks.mcq_reasoning import check_mcq_protocols
 
@@ -131,6 +133,10 @@ def task_settings(task: str, limit: int | dict[str, int] | None, judge=None,
     protocols = check_mcq_protocols(mcq_protocols)
     if task == "mcq-reasoning" and protocols:
         out["mcq_protocols"] = protocols
+    if data is not None:
+        from kick_hub.data import identity
+
+        out["data"] = identity(task, data, out["limit"])
     return out
 
 
@@ -149,17 +155,44 @@ def describe_differences(run_dir: str | Path, diffs: list[tuple[str, object, obj
         return (f"run-dir: {run_dir} was written by an older kick-hub (store schema {diffs[0][1]}), which did not "
                 f"record the settings its results were measured with; use another --run-dir, or --force to move its "
                 f"results aside (to {Path(run_dir) / ARCHIVE_DIR}/) and start over")
+    data = [(name[len("data ("):-1], stored, asked) for name, stored, asked in diffs if name.startswith("data (")]
+    diffs = [d for d in diffs if not d[0].startswith("data (")]
+    source = next((d for d in diffs if d[0] == "data"), None)
+    if source and data and local_source(source[1]) and local_source(source[2]):
+        diffs = [d for d in diffs if d[0] != "data"]  # local data at another path: what matters is what differs in it
+    elif source:  # another kind of source: its files differ as a matter of course
+        data = []
+    data = [d for d in data if f"limit ({d[0]})" not in {name for name, _, _ in diffs}]  # other records: the limit
+    clauses = [f"was measured with {_sides(diffs, 1)}; this run asks {_sides(diffs, 2)}"] if diffs else []
+    if data:
+        clauses.append("holds results measured on other data than this run's: " +
+                       "; ".join(f"{task} ({_data_change(stored, asked)})" for task, stored, asked in data))
+    return (f"run-dir: {run_dir} {'; it '.join(clauses)}: use another --run-dir, or --force to move the stored "
+            f"results aside (to {Path(run_dir) / ARCHIVE_DIR}/) and start over")
+
+
+def _data_change(stored: dict | None, asked: dict | None) -> str:
+    """What differs between two ``data.identity`` values of a task, by file: the files changed, added or gone."""
+    if stored is None or asked is None:
+        return "it had no data then" if stored is None else "this data source has none of it"
+    have, want = stored.get("files") or {}, asked.get("files") or {}
+    parts = [f"{name} changed" for name in sorted(set(have) & set(want)) if have[name] != want[name]]
+    parts += [f"{name} is new" for name in sorted(set(want) - set(have))]
+    parts += [f"{name} is gone" for name in sorted(set(have) - set(want))]
+    if len(parts) > 6:
+        parts = parts[:6] + [f"{len(parts) - 6} more files"]
+    return ", ".join(parts) or "other records from the same files"
+
+
+def _sides(diffs: list[tuple[str, object, object]], i: int) -> str:
+    """One side (1: stored, 2: asked) of the settings in ``diffs``, each with the tasks or cells it applies to."""
     groups: dict[tuple[str, str, str], list[str]] = {}  # (setting, stored, asked) -> tasks or cells it applies to
     for name, stored, asked in diffs:
         key, _, where = name.partition(" (")
         groups.setdefault((key.replace("_", "-") if key in RUN_SETTINGS else key, _show(name, stored),
                            _show(name, asked)), []).append(where.rstrip(")"))
 
-    def side(i: int) -> str:
-        return ", ".join(f"{k[0]}={k[i]}" + (f" ({', '.join(w)})" if any(w) else "") for k, w in groups.items())
-
-    return (f"run-dir: {run_dir} was measured with {side(1)}; this run asks {side(2)}: use another --run-dir, or "
-            f"--force to move the stored results aside (to {Path(run_dir) / ARCHIVE_DIR}/) and start over")
+    return ", ".join(f"{k[0]}={k[i]}" + (f" ({', '.join(w)})" if any(w) else "") for k, w in groups.items())
 
 
 def check_settings(run_dir: str | Path, settings: dict, per_task: dict[str, dict], cells: list[Cell],
@@ -168,7 +201,7 @@ def check_settings(run_dir: str | Path, settings: dict, per_task: dict[str, dict
     ``force`` move those results aside instead and return where they went. Reads only; call it holding the lock."""
     if not (Path(run_dir) / FILENAME).exists():
         return None
-    store = Store(run_dir, None)
+    store = Store.open_readonly(run_dir)
     try:
         diffs = store.differences(settings, per_task, {c.label: c.spec.to_dict() if c.spec else None for c in cells})
     finally:
@@ -246,7 +279,7 @@ def run_cell(model: str, run_dir: str | Path, cell: Cell, tasks: list[str], data
     wall time."""
     from kick_hub.compress import make_variant
     from kick_hub.engine import Engine, resolve_model
-    from kick_hub.evaluation import evaluate
+    from kick_hub.evaluation import evaluate, invalid_tasks
     from kick_hub.variant import load_manifest
 
     start = time.perf_counter()
@@ -267,6 +300,8 @@ def run_cell(model: str, run_dir: str | Path, cell: Cell, tasks: list[str], data
     out = evaluate(engine, tasks, data, limit, protocol, judge, model_name=cell.label, skip_missing=skip_missing,
                    mcq_protocols=mcq_protocols)
     del engine
+    for task, why in invalid_tasks(out["results"]).items():  # NaN / inf logits: stored, reported as invalid
+        say(f"{task} is invalid: {why}")
     if delete_variant and cell.spec is not None:
         remove_variant(run_dir, cell.label)
     seconds = time.perf_counter() - start
@@ -302,55 +337,12 @@ def kept_variants(run_dir: str | Path) -> list[str]:
 
 def variant_bytes(model: str, placement: "Placement | None" = None) -> int | None:
     """About how many bytes one compressed variant of ``model`` takes on disk (dense storage: every parameter at
-    the dtype the variant is saved in): the parameter count from the model's safetensors headers (a local
-    directory, plus its tokenizer files) or the Hub's safetensors metadata (``get_safetensors_metadata``), times the
-    element size of ``placement``'s dtype (``float32`` on the CPU, the checkpoint's own on an accelerator for ``auto``). GPTQ
-    variants are smaller: for them it is an upper bound. None when the size cannot be known (a Hub model offline,
-    weights without safetensors)."""
-    import json
-    import struct
+    the dtype the variant is saved in; for quantized variants an upper bound): ``kick_hub.variant.variant_bytes``
+    without a spec, the estimate ``kick compress`` checks too. None when the size cannot be known (a Hub model
+    offline, weights without safetensors)."""
+    from kick_hub.variant import variant_bytes as estimate
 
-    from kick_hub.engine import resolve_model
-
-    sizes = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-    counts: dict[str, int] = {}  # safetensors dtype -> parameters
-    path = Path(resolve_model(model))
-    if path.is_dir():
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            return None
-        for f in files:
-            with open(f, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-            for name, t in header.items():
-                if name != "__metadata__":
-                    numel = 1
-                    for d in t["shape"]:
-                        numel *= d
-                    counts[t["dtype"]] = counts.get(t["dtype"], 0) + numel
-        extra = sum(f.stat().st_size for f in path.glob("tokenizer*") if f.is_file())  # saved with every variant
-    else:
-        extra = 0
-        try:
-            from huggingface_hub import get_safetensors_metadata
-
-            counts = dict(get_safetensors_metadata(str(model)).parameter_count)
-        except Exception:  # offline, gated, no safetensors: the size is unknown, the check is skipped
-            return None
-    asked = placement.dtype if placement is not None else "auto"
-    fixed = {"float32": 4, "bfloat16": 2, "float16": 2}.get(asked)
-    if fixed is None:
-        device = placement.device if placement is not None else "auto"
-        on_cpu = device == "cpu" or (device == "auto" and not _accelerator())
-        fixed = 4 if on_cpu else None
-    return extra + sum(n * (fixed or sizes.get(dtype, 4)) for dtype, n in counts.items())
-
-
-def _accelerator() -> bool:
-    import torch
-
-    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+    return estimate(model, placement)
 
 
 def disk_need(run_dir: str | Path, todo: list[Cell], per_variant: int | None, keep_variants: str,
@@ -376,7 +368,7 @@ def check_disk(run_dir: str | Path, todo: list[Cell], per_variant: int | None, k
     need = disk_need(run_dir, todo, per_variant, keep_variants, at_once)
     if need is None or need[0] <= need[1]:
         return
-    gb = lambda b: f"{b / 1e9:.2f} GB"  # noqa: E731
+    from kick_hub.io import format_size as gb  # binary units, 3 significant digits: 7.94 MiB, 14.7 MiB
     n = need[0] // per_variant
     hint = ("use --keep-variants none (each variant deleted once scored: one at a time on disk) or a run dir with "
             "more space" if keep_variants == "all" else "use a run dir with more space")
@@ -451,13 +443,16 @@ def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, cali
 
     run_dir = Path(run_dir)
     settings = run_settings(model, data, protocol, batch_size, calibration, nsamples, seqlen, placement)
-    per_task = {t: task_settings(t, limit, judge, mcq_protocols) for t in tasks}
+    per_task = {t: task_settings(t, limit, judge, mcq_protocols, data) for t in tasks}
     with hold(run_dir):
         moved = check_settings(run_dir, settings, per_task, cells, force)
         if moved is not None:
             print(f"moved results measured with other settings to {moved}", file=sys.stderr)
         store = Store(run_dir, model)
         try:
+            recorded = store.settings() if store.has_results() else None
+            if recorded and recorded.get("data") != settings["data"]:  # the same content at another path (checked
+                settings = {**settings, "data": recorded["data"]}  # above): the results keep the source they name
             if store.begin(settings):
                 _discard_variants(run_dir)
             run_id = store.start_run(sys.argv)
@@ -479,8 +474,10 @@ def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, cali
                           skip_missing=len(tasks) > 1, mcq_protocols=mcq_protocols)
 
             def commit(cell: Cell, out: dict) -> None:
+                # a variant's path relative to the run dir, so the run dir can be copied or moved
+                path = out["path"] if cell.spec is None else f"./variants/{cell.label}"
                 store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None,
-                                 out["manifest"], out["path"], out["results"], out["samples"], run_id,
+                                 out["manifest"], path, out["results"], out["samples"], run_id,
                                  out["seconds"], skipped=out["skipped"], task_settings=per_task)
                 _settle(store, run_dir, cell, keep_variants, push, private, model)
 
@@ -505,7 +502,7 @@ def status(run_dir: str | Path, cells: list[Cell] | None = None, tasks: list[str
     plan (``cells``, ``tasks``), what is left. Reads only and takes no lock."""
     if not (Path(run_dir) / FILENAME).exists():
         return f"{run_dir}: no results yet"
-    store = Store(run_dir, None)
+    store = Store.open_readonly(run_dir)
     try:
         meta, rows, done = store.meta(), store.variants(), store.done()
         failed, pushed = store.failed(), store.pushed()

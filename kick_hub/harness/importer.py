@@ -20,6 +20,14 @@ documents; a repeated or missing ``doc_id`` is refused), and N must be the resul
 otherwise); a results file without ``n-samples`` for the task stores the number of samples present as the limit,
 never the full set, since nothing says the file holds every example.
 
+Decoding and precision are part of a cell's identity. kick's generations are greedy: a run whose generation
+settings sample (lm-eval's per-task ``configs.<task>.generation_kwargs``, which ``--gen_kwargs`` updates, recorded
+also as ``config.gen_kwargs``: ``do_sample`` true, or a ``temperature`` above 0 without ``do_sample=False``) or search
+beams (``num_beams`` above 1) is refused naming the field, unless ``allow_sampling`` (``--allow-sampling``), and then
+its label must say so (contain ``sampled``) and the cell's spec records the decoding. The dtype the model ran in
+(``dtype=`` / ``torch_dtype=`` of ``config.model_args``; ``auto`` when absent) is the store's ``dtype`` setting: a run
+at another dtype than the store's results is refused (a store of ``auto`` takes any).
+
 Every check (the files, each field read, the tasks, the model against the store's) runs before the store is
 opened for writing: a refused import writes nothing (ValueError naming the file and the field; CLI exit 2).
 """
@@ -53,8 +61,11 @@ class Imported:
     judges: dict[str, str | None]   # kick task -> judge name (None: not judged)
     results: dict[str, dict] = field(default_factory=dict)
     samples: dict[str, list[dict]] = field(default_factory=dict)
+    records: dict[str, list[dict]] = field(default_factory=dict)  # kick task -> the records lm-eval ran, in order
     seconds: float = 0.0
     manifest: dict | None = None    # the kick variant's manifest when pretrained is one
+    dtype: str = "auto"             # config.model_args dtype / torch_dtype (``model_dtype``)
+    decoding: dict | None = None    # non-greedy generation settings (``decoding``), only with allow_sampling
 
 
 def find_results(path: str | Path) -> Path:
@@ -92,6 +103,70 @@ def _model_args(config: dict) -> dict:
     if isinstance(args, str):
         args = dict(kv.split("=", 1) for kv in args.split(",") if "=" in kv)
     return args if isinstance(args, dict) else {}
+
+
+DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+
+
+def model_dtype(config: dict) -> str:
+    """The dtype lm-eval loaded the model in: ``dtype`` or ``torch_dtype`` of ``config.model_args`` without a
+    ``torch.`` prefix (``bf16`` / ``fp16`` / ``half`` / ``fp32`` / ``float`` as their full names); ``auto`` when
+    neither is given (lm-eval's default)."""
+    args = _model_args(config)
+    value = str(args.get("dtype") or args.get("torch_dtype") or "auto").strip().removeprefix("torch.")
+    return DTYPE_ALIASES.get(value.lower(), value.lower())
+
+
+def _kwargs(value) -> dict:
+    """Generation kwargs as lm-eval records them (a dict, or a ``k=v,...`` string) as a dict; {} when neither."""
+    if isinstance(value, str):
+        return {k.strip(): v.strip() for k, v in (kv.split("=", 1) for kv in value.split(",") if "=" in kv)}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _truth(value) -> bool | None:
+    """A do_sample value as lm-eval takes it (a bool, or its text from ``--gen_kwargs``); None when unset."""
+    if value is None:
+        return None
+    return str(value).strip().lower() in ("true", "1", "yes") if isinstance(value, str) else bool(value)
+
+
+def _number(value, field: str, file: Path) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: {file}: must be a number, got {value!r}"[:300]) from None
+
+
+def decoding(configs: dict, config: dict, names: list[str], file: Path) -> tuple[dict, str] | None:
+    """(the non-greedy settings, the field that says so) of the generating tasks ``names`` of an lm-eval run, or
+    None when every one decodes greedily as kick does. Read from each task's ``configs.<task>.generation_kwargs``
+    (``--gen_kwargs`` updates them) and the run's ``config.gen_kwargs``: sampling is ``do_sample`` true, or a
+    ``temperature`` above 0 without ``do_sample=False``; beam search is ``num_beams`` above 1."""
+    run_kwargs = _kwargs(config.get("gen_kwargs"))
+    for name in names:
+        cfg = configs.get(name) if isinstance(configs.get(name), dict) else {}
+        if cfg.get("output_type") not in (None, "generate_until"):
+            continue
+        task_kwargs = _kwargs(cfg.get("generation_kwargs"))
+        merged = {**task_kwargs, **run_kwargs}
+
+        def where(key: str) -> str:
+            return "config.gen_kwargs" if key in run_kwargs else f"configs.{name}.generation_kwargs"
+
+        sample = _truth(merged.get("do_sample"))
+        temperature = _number(merged["temperature"], f"{where('temperature')}.temperature", file) \
+            if merged.get("temperature") is not None else 0.0
+        beams = _number(merged["num_beams"], f"{where('num_beams')}.num_beams", file) \
+            if merged.get("num_beams") is not None else 1
+        shown = {k: merged[k] for k in ("do_sample", "temperature", "top_p", "top_k", "num_beams") if k in merged}
+        if sample:
+            return shown, f"{where('do_sample')}.do_sample"
+        if temperature > 0 and sample is None:
+            return shown, f"{where('temperature')}.temperature"
+        if beams > 1:
+            return shown, f"{where('num_beams')}.num_beams"
+    return None
 
 
 def _pretrained(config: dict, file: Path) -> str:
@@ -226,11 +301,12 @@ def _token_counts(pretrained: str, add_bos: str | None, texts: list[str], file: 
 
 
 def read(results_path: str | Path, protocol: str = "default", tasks: list[str] | None = None,
-         model: str | None = None) -> Imported:
+         model: str | None = None, allow_sampling: bool = False) -> Imported:
     """Read and check one lm-eval run (``find_results``) and rescore its LLM-KICK tasks of ``protocol``; ``tasks``
     (kick task ids) must all be there (default: every one the run has). ``model`` overrides the model name the
     store records (default: lm-eval's ``pretrained``, ``world`` for the world model's directory, or a kick variant's
-    base model). Raises ValueError naming the file and field of anything missing or wrong."""
+    base model). A run that did not decode greedily (``decoding``) is refused unless ``allow_sampling``. Raises
+    ValueError naming the file and field of anything missing or wrong."""
     from kick_hub.variant import MANIFEST, load_manifest
 
     file = find_results(results_path)
@@ -277,6 +353,13 @@ def read(results_path: str | Path, protocol: str = "default", tasks: list[str] |
         raise ValueError(f"system_instruction: {file}: lm-eval added a system instruction, which kick's prompts "
                          f"do not have; run without --system_instruction")
     pretrained = _pretrained(config, file)
+    sampled = decoding(configs, config, list(parts), file)
+    if sampled is not None and not allow_sampling:
+        settings, where = sampled
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items())
+        raise ValueError(f"{where}: {file}: lm-eval did not decode greedily ({shown}), but kick's results are "
+                         f"greedy generations; rerun lm_eval without "
+                         f"sampling, or pass --allow-sampling with a --label that says so (containing 'sampled')")
     manifest = None
     if (Path(pretrained) / MANIFEST).exists():
         manifest = load_manifest(pretrained)
@@ -297,7 +380,8 @@ def read(results_path: str | Path, protocol: str = "default", tasks: list[str] |
     batch = config.get("batch_size")
     out = Imported(model=name, pretrained=pretrained, data=sources.pop(), protocol=protocol,
                    batch_size=int(batch) if isinstance(batch, str) and batch.isdigit() else batch, limits={},
-                   judges={}, seconds=float(run.get("total_evaluation_time_seconds") or 0.0), manifest=manifest)
+                   judges={}, seconds=float(run.get("total_evaluation_time_seconds") or 0.0), manifest=manifest,
+                   dtype=model_dtype(config), decoding=sampled[0] if sampled else None)
     for task in kick_tasks:
         mine = [t for t in parts.values() if t.task == task]
         read_parts, limits = {}, {}
@@ -306,6 +390,7 @@ def read(results_path: str | Path, protocol: str = "default", tasks: list[str] |
             read_parts[t.part] = (t, *read_task_samples(samples_file, t))
             limits[t.part] = _limit(file, counts, t, samples_file, len(read_parts[t.part][1]))
         t, records, outputs = read_parts["main"]
+        out.records[task] = records
         out.limits[task] = limits["main"]
         judged = _judge(file.parent / f"judge_{t.name}_{stamp}.json", t, len(records)) if SPECS[task].judge_prompt \
             else None
@@ -364,17 +449,22 @@ def _task(task: str, protocol: str, parts: dict, judged: dict | None, tokens: li
 
 
 def import_run(results_path: str | Path, run_dir: str | Path, label: str, protocol: str = "default",
-               tasks: list[str] | None = None, model: str | None = None) -> list[str]:
-    """Read and check the lm-eval run (``read``), check it against the store in ``run_dir`` (same model, data and
-    protocol as its results; the label's tasks and their limits / judges not stored yet), then write it as cell
-    ``label`` in one transaction, holding the run dir's lock. Returns the tasks written. ValueError (StoreError)
-    naming the field before anything is written."""
+               tasks: list[str] | None = None, model: str | None = None, allow_sampling: bool = False) -> list[str]:
+    """Read and check the lm-eval run (``read``), check it against the store in ``run_dir`` (same model, data,
+    protocol and dtype as its results, the same records of each task; the label's tasks and their limits / judges
+    not stored yet), then write it as cell ``label`` in one transaction, holding the run dir's lock. A run that
+    sampled is taken only with ``allow_sampling`` and a label containing ``sampled``; its cell's spec records the
+    decoding. Returns the tasks written. ValueError (StoreError) naming the field before anything is written."""
     from kick_hub.bench.store import FILENAME, Store
     from kick_hub.bench.sweep import hold, run_settings
+    from kick_hub.data import records_digest
 
     if not label or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label):
         raise ValueError(f"label: must be letters, digits, '.', '_' or '-' (e.g. dense, wanda-50), got {label!r}")
-    imported = read(results_path, protocol, tasks, model)
+    if allow_sampling and "sampled" not in label:
+        raise ValueError(f"label: --allow-sampling imports a non-greedy run, which must not pass for a greedy cell; "
+                         f"use a label containing 'sampled' (e.g. dense-sampled), got {label!r}")
+    imported = read(results_path, protocol, tasks, model, allow_sampling)
     if imported.manifest is not None and imported.manifest.get("label") != label:
         raise ValueError(f"label: {imported.pretrained} is kick variant {imported.manifest.get('label')!r} (its "
                          f"manifest's label); import it with --label {imported.manifest.get('label')}")
@@ -382,13 +472,18 @@ def import_run(results_path: str | Path, run_dir: str | Path, label: str, protoc
     calibration = (imported.manifest or {}).get("calibration") or {}
     settings = run_settings(imported.model, imported.data, protocol, imported.batch_size, calibration.get("source"),
                             calibration.get("nsamples"), calibration.get("seqlen"))
-    per_task = {t: {"limit": imported.limits[t], "judge": imported.judges[t]} for t in imported.results}
+    settings["dtype"] = imported.dtype
+    per_task = {t: {"limit": imported.limits[t], "judge": imported.judges[t],
+                    "data": {"digest": records_digest(imported.records[t]), "files": {}}}
+                for t in imported.results}
     if (run_dir / FILENAME).exists():
         _check_store(run_dir, imported, label, per_task)
     if imported.manifest is not None:
         spec, method = imported.manifest["spec"], imported.manifest["spec"]["method"]
     else:  # a model that is no kick variant: dense, or another model's results beside it
         spec, method = None, "dense" if label == "dense" else "lm-eval"
+    if imported.decoding is not None:  # a non-greedy cell: its decoding is part of its identity
+        spec = {**(spec or {}), "decoding": imported.decoding}
     with hold(run_dir):
         if (run_dir / FILENAME).exists():  # again under the lock: another writer may have come in between
             _check_store(run_dir, imported, label, per_task)
@@ -408,7 +503,7 @@ def _check_store(run_dir: Path, imported: Imported, label: str, per_task: dict[s
     from kick_hub.bench.store import Store
     from kick_hub.io import public_name
 
-    store = Store(run_dir, None)
+    store = Store.open_readonly(run_dir)
     try:
         if not store.has_results():
             return
@@ -421,12 +516,22 @@ def _check_store(run_dir: Path, imported: Imported, label: str, per_task: dict[s
             if settings.get(key) is not None and settings.get(key) != have:
                 raise ValueError(f"{key}: the lm-eval run has {key} {public_name(have)!r}, but run-dir {run_dir} "
                                  f"was measured with {public_name(settings.get(key))!r}")
+        stored_dtype = settings.get("dtype", "auto")
+        if stored_dtype != "auto" and stored_dtype != imported.dtype:
+            raise ValueError(f"config.model_args.dtype: the lm-eval run loaded the model as {imported.dtype}, but "
+                             f"run-dir {run_dir} holds results measured in {stored_dtype}; rerun lm_eval with "
+                             f"--model_args ...,dtype={stored_dtype}, or use another --run-dir")
         recorded = store.task_settings()
         for task, asked in per_task.items():
             for key in ("limit", "judge"):
                 if task in recorded and recorded[task].get(key) != asked[key]:
                     raise ValueError(f"{key}: task {task} of the lm-eval run has {key} {asked[key]!r}, but run-dir "
                                      f"{run_dir} measured it with {recorded[task].get(key)!r}")
+            have = (recorded.get(task) or {}).get("data")
+            if have and have["digest"] != asked["data"]["digest"]:
+                raise ValueError(f"samples: task {task} of the lm-eval run holds other records (questions, contexts, "
+                                 f"few-shot examples) than run-dir {run_dir} measured it on; export the tasks from the "
+                                 f"same data (kick lm-eval-tasks --data) or use another --run-dir")
         done = store.done().get(label, set()) & set(per_task)
         if done:
             raise ValueError(f"label: run-dir {run_dir} already holds {sorted(done)} for {label!r}; use another "

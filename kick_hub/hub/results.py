@@ -1,9 +1,14 @@
 """Sweep results as a Hub dataset repo: one JSON file per run, as the Open LLM Leaderboard keeps its results
 (``results/<model>/results_<time>.json``), read back with ``datasets`` for the Space's leaderboard.
 
-Each file holds ``config`` (model, data, limit, protocol, versions), ``results`` (variant -> task -> metric -> value,
-lm-evaluation-harness style) and ``rows``: one flat row per variant with every task's headline value, its value
-relative to dense and the knowledge-collapse flag, always with the same columns so files concatenate.
+Each file holds ``config`` (model, data, limit, protocol, versions, the run's id), ``results`` (variant -> task ->
+metric -> value, lm-evaluation-harness style) and ``rows``: one flat row per variant with every task's headline value,
+its value relative to dense and the knowledge-collapse flag, always with the same columns so files concatenate.
+
+One file per run: a run dir's results are a run with a stable id (``Store.run_identity``: from the store's creation
+record, not a path, so the same after a resume and wherever the run dir is), the file is
+``results/<model>/run_<id>.json`` and every row carries the id in ``run``. Pushing a resumed run again replaces its
+file, so the dataset holds one row per variant of a run, and rows of different runs differ in ``run``.
 
 Published files name the model and data source by ``kick_hub.io.public_name`` (never a path of the machine the
 sweep ran on) and are strict JSON (``kick_hub.io.dumps``): a non-finite score is ``null`` in its column and listed
@@ -15,30 +20,29 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kick_hub.hub import check_repo_id, hub_errors, token
+from kick_hub.hub import check_repo_id, ensure_repo, hub_errors, token
 from kick_hub.io import dumps, public_name
 
 ROW_FIELDS = ("model", "variant", "method", "sparsity", "pattern", "bits", "data", "run")
 
 
 def run_record(run_dir: str | Path) -> tuple[str, dict]:
-    """(path in the dataset repo, record) for a run dir's results store."""
+    """(path in the dataset repo, record) for a run dir's results store: ``results/<model>/run_<run id>.json``, the
+    same path for every push of the run (``Store.run_identity``); reads the store only (read-only media too)."""
     from kick_hub import tasks
     from kick_hub.bench import report
     from kick_hub.bench.store import Store
     from kick_hub import versions
 
-    store = Store(run_dir, None)
+    store = Store.open_readonly(run_dir)
     try:
         rows, _ = report.table_data(store)
-        meta, scores = store.meta(), store.scores()
+        meta, scores, run = store.meta(), store.scores(), store.run_identity()
         finished = store.db.execute("SELECT MAX(finished) FROM variants").fetchone()[0]
     finally:
         store.close()
-    # named after the last finished cell, so pushing an unchanged run again writes the same file
     stamp = time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(finished))
     model, data = public_name(store.model), public_name(meta.get("data", "world"))
-    run = f"{model}/results_{stamp}"
     flat = []
     for row in rows:
         out = {"model": model, "variant": row["label"], "method": row["method"], "sparsity": row["sparsity"],
@@ -53,9 +57,10 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
                          "protocol": meta.get("protocol"), "batch_size": meta.get("batch_size"),
                          "calibration": public_name(meta.get("calibration")), "nsamples": meta.get("nsamples"),
                          "seqlen": meta.get("seqlen"), "judge": _public_judges(meta.get("judge")), "versions": versions(),
-                         "finished": stamp},
+                         "run": run, "finished": stamp},
               "results": scores, "rows": flat}
-    return f"results/{run}.json", record
+    # one file per run (named by its id): a later push of the same run, resumed or not, replaces it
+    return f"results/{model}/run_{run}.json", record
 
 
 def _public_judges(judges: dict | None) -> dict | None:
@@ -70,7 +75,8 @@ def _public_judges(judges: dict | None) -> dict | None:
 
 
 def push_results(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
-    """Add this run's JSON to the dataset repo ``repo_id`` (created if needed); returns the path in the repo."""
+    """Add this run's JSON to the dataset repo ``repo_id`` (created if needed), replacing the file an earlier push
+    of the same run wrote; returns the path in the repo."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
     check_repo_id(repo_id, "results-repo")
@@ -80,7 +86,7 @@ def push_results(run_dir: str | Path, repo_id: str, private: bool = False) -> st
     data = (dumps(record, indent=2) + "\n").encode()
     with hub_errors(f"pushing results of {run_dir} to the dataset {repo_id}",
                     "The dataset stays at its previous commit; re-run to retry.", secret):
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        ensure_repo(api, repo_id, "dataset", private, secret)
         api.create_commit(repo_id, [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data)],
                           repo_type="dataset", commit_message=f"kick-hub results: {path}")
     return path
