@@ -1,8 +1,12 @@
 """The kick-hub Space: dense and compressed outputs side by side, the sweep's results, a leaderboard.
 
 A client of the library: prompts and scores come from the task modules, generation from ``Engine.stream`` (greedy,
-the same settings for every model), tables and gradio's own interactive charts from ``bench.report`` and
-``hub.results``; the variants offered first are those where the loss shows (``featured_variants``).
+the same settings for every model, the prompt as typed or in the chat template as chosen: ``PROMPT_FORMATS``, a
+task's own format by default), the sweep table (with its significance marks) and figures from ``bench.report``, the
+leaderboard from ``hub.results``; the variants offered first are those where the loss shows
+(``featured_variants``). Tables wrap their cells and size their columns to fit a 1024 px window (``CSS``,
+``fit_widths``, ``BROWSE_WIDTHS``); the per-example browser shows the question, not the whole prompt
+(``question_text``).
 ``space/app.py`` (the Hub Space, put on the Hub by ``kick publish-space``: ``hub/space_repo.py``) and ``kick space``
 both call ``build``.
 
@@ -19,7 +23,9 @@ passage prompt is too long can be edited down by hand, docs/context.md); at most
 cached (``CACHE_SIZE``); only the run dir's models and an allowlist of Hub repo ids can be chosen (no free paths);
 ``trust_remote_code`` is never set (``engine.load_model``). The handlers check every input themselves and answer in
 kick's words (``max_new_tokens: must be between 1 and 256 ...``), since the API can be called without the UI's slider,
-dropdowns and number box. Tables show an infinite score (a broken model's perplexity) as ``∞``.
+dropdowns and number box (the endpoints take their inputs unprocessed, and a refused input is a ``gr.Error``
+without a server traceback: it is the user's input, not a fault). Tables show an infinite score (a broken model's
+perplexity) as ``∞``.
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ class Models:
         if run_dir and (Path(run_dir) / FILENAME).exists():
             from kick_hub.bench.store import Store
 
-            store = Store(run_dir, None)
+            store = Store.open_readonly(run_dir)
             scored = [v for v in store.variants() if v["label"] != "dense"]
             self.scored = [v["label"] for v in scored]
             offered = [v for v in scored if is_kept(v["path"])]
@@ -86,6 +92,7 @@ class Models:
         for repo_id in allow:
             self.choices[check_repo_id(repo_id, "allow")] = repo_id
         self._cache: OrderedDict = OrderedDict()
+        self._templates: dict[str, bool] = {}  # path -> whether its tokenizer has a chat template
         self._lock = threading.Lock()
 
     def resolve(self, name: str) -> str:
@@ -93,6 +100,28 @@ class Models:
         if not isinstance(name, str) or name not in self.choices:
             raise ValueError(f"model: {name!r} is not offered here; choose one of {sorted(self.choices)}")
         return self.choices[name]
+
+    def has_chat_template(self, name: str) -> bool:
+        """Whether ``name``'s tokenizer has a chat template (read from the loaded engine, else from the tokenizer
+        alone, cached; a tokenizer that cannot be read counts as none). ValueError naming ``model`` for a name not
+        offered."""
+        path = self.resolve(name)
+        with self._lock:
+            if path in self._cache:
+                return bool(getattr(self._cache[path][0].tokenizer, "chat_template", None))
+            if path in self._templates:
+                return self._templates[path]
+        from transformers import AutoTokenizer
+
+        from kick_hub.models import resolve as resolve_model
+
+        try:
+            found = bool(getattr(AutoTokenizer.from_pretrained(resolve_model(path)), "chat_template", None))
+        except (OSError, ValueError, TypeError):
+            found = False
+        with self._lock:
+            self._templates[path] = found
+        return found
 
     def engine(self, name: str):
         """The cached engine for ``name`` (loaded once; the least recently used is dropped beyond CACHE_SIZE)."""
@@ -161,6 +190,23 @@ def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict
     return out
 
 
+AS_TYPED, CHAT = "as typed (no template)", "chat template"
+PROMPT_FORMATS = (AS_TYPED, CHAT)  # what a model reads: the prompt itself, or the prompt in its chat template
+
+
+def task_format(task: str) -> str:
+    """The prompt format ``kick evaluate`` gives ``task``'s prompts (``TaskSpec.chat``): ``CHAT`` or ``AS_TYPED``."""
+    return CHAT if tasks.SPECS[task].chat else AS_TYPED
+
+
+def applied_format(engine, chat: bool) -> str:
+    """What a model read, in words: the prompt as typed, or in its chat template (``Engine.render`` applies one
+    only when asked and the tokenizer has one)."""
+    if not chat:
+        return "as typed"
+    return "chat template" if getattr(engine.tokenizer, "chat_template", None) else "as typed (no chat template)"
+
+
 def check_whole(field: str, value, low: int, high: int) -> int:
     """``value`` as an int when it is a whole number in [low, high] (an integral float such as 12.0 counts, as
     gradio's Number and Slider send them); otherwise a ValueError naming ``field`` and the allowed range."""
@@ -198,9 +244,13 @@ def check_prompt(prompt: str, max_new_tokens: int) -> int:
 
 
 def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens: int, task: str | None = None,
-                   record: dict | None = None):
+                   record: dict | None = None, chat: bool | None = None):
     """Yield the list of outputs of every model as they grow (one thread per model, greedy, same settings); the
-    last item also carries each output's score when ``record`` comes from ``task``."""
+    last item also carries each output's score when ``record`` comes from ``task``.
+
+    Generation stops at ``task``'s stop strings (none without a task); ``chat``: wrap the prompt in each model's chat
+    template (``applied_format``), None for the task's own format (``task_format``; as typed without a task), so a
+    task's prompt gives exactly ``kick evaluate``'s output."""
     max_new_tokens = check_prompt(prompt, max_new_tokens)
     if not names:
         raise ValueError(f"models: pick at least one of {sorted(models.choices)}")
@@ -209,7 +259,8 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
     for n in names:  # every name checked before any model loads
         models.resolve(n)
     spec = tasks.get(task).SPEC if task else None
-    stop, chat = (spec.stop, spec.chat) if spec else ((), True)
+    stop = spec.stop if spec else ()
+    chat = (spec.chat if spec else False) if chat is None else check_flag("chat", chat)
     engines = [models.engine(n) for n in names]
     for name, (engine, _) in zip(names, engines):
         n_tokens = engine.count_tokens(prompt, chat)
@@ -220,10 +271,14 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
     errors: list[BaseException] = []
 
     def work(i: int, engine, lock) -> None:
+        from kick_hub.engine import NonFiniteLogits
+
         try:
             with lock:
                 for text in engine.stream(prompt, max_new_tokens, stop, chat):
                     texts[i] = text
+        except NonFiniteLogits as e:  # NaN / inf logits: the text is not the model's answer; say whose it was
+            errors.append(NonFiniteLogits(f"{names[i]}: {e}"))
         except BaseException as e:  # noqa: BLE001 - surfaced to the user below
             errors.append(e)
 
@@ -253,18 +308,18 @@ def example_prompt(examples: dict[str, dict[str, list[dict]]], source: str, task
     """The Example endpoint: (prompt, reference) of example ``index`` of ``task`` from ``source``, every input checked
     in the Space's own words (the API can be called without the UI's dropdowns and number box)."""
     rec = example_record(examples, source, task, index)
-    ref = rec[tasks.SPECS[task].example_reference]
-    return tasks.get(task).prompt(rec), " | ".join(ref) if isinstance(ref, list) else str(ref)
+    return tasks.get(task).prompt(rec), reference_text(rec[tasks.SPECS[task].example_reference])
 
 
 def check_compare(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
-                  prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool
-                  ) -> tuple[list[str], int, str | None, dict | None]:
+                  prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool,
+                  prompt_format: str | None = None) -> tuple[list[str], int, str, dict | None, bool]:
     """The Compare endpoint's inputs, every one checked in the Space's own words (the API can be called without the
-    UI's slider and dropdowns), as (model names, new tokens, task, record) for ``compare_stream``. ``source``,
-    ``task`` and ``index`` name the example the prompt came from and matter only with ``from_example``; task and
-    record are None (nothing is scored) unless the prompt is still that example's. Raises ValueError; loads
-    nothing."""
+    UI's slider and dropdowns), as (model names, new tokens, task, record, chat) for ``compare_stream``. ``task``
+    is the selected task: its stop strings end every output. ``source`` and ``index`` name the example the prompt
+    came from and matter only with ``from_example``; record is None (nothing is scored) unless the prompt is still
+    that example's. ``prompt_format`` is one of ``PROMPT_FORMATS`` (None: the task's own, ``task_format``); chat is
+    True for ``CHAT``. Raises ValueError; loads nothing."""
     check_choice("base", base, models.choices)
     variants = [] if variants is None else variants
     if not isinstance(variants, (list, tuple)):
@@ -275,21 +330,26 @@ def check_compare(models: Models, examples: dict[str, dict[str, list[dict]]], ba
     if len(chosen) > MAX_PANES:
         raise ValueError(f"variants: at most {MAX_PANES - 1} beside the base model, got {len(chosen) - 1}")
     max_new_tokens = check_prompt(prompt, max_new_tokens)
+    check_choice("task", task, COMPARE_TASKS)
+    chat = check_choice("prompt_format", task_format(task) if prompt_format is None else prompt_format,
+                        PROMPT_FORMATS) == CHAT
     record = None
     if check_flag("from_example", from_example):
         record = example_record(examples, source, task, index)
         if tasks.get(task).prompt(record) != prompt:
             record = None  # the prompt was edited: no reference to score against
-    return chosen, max_new_tokens, task if record else None, record
+    return chosen, max_new_tokens, task, record, chat
 
 
 def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], base: str, variants: list[str],
-                    prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool):
+                    prompt: str, max_new_tokens, source: str, task: str, index, from_example: bool,
+                    prompt_format: str | None = None):
     """The Compare endpoint: ``check_compare``, then ``compare_stream``; yields (model names, outputs, scores or
     None)."""
-    chosen, max_new_tokens, task, record = check_compare(models, examples, base, variants, prompt, max_new_tokens,
-                                                         source, task, index, from_example)
-    for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task, record):
+    chosen, max_new_tokens, task, record, chat = check_compare(models, examples, base, variants, prompt,
+                                                               max_new_tokens, source, task, index, from_example,
+                                                               prompt_format)
+    for texts, scores in compare_stream(models, chosen, prompt, max_new_tokens, task, record, chat):
         yield chosen, texts, scores
 
 
@@ -307,70 +367,135 @@ def display_frame(frame):
     return frame
 
 
-def results_frame(run_dir: str | Path | None):
-    """The sweep table (absolute headline metrics, their standard errors as ``<task> ±``, and relative to dense) as
-    a DataFrame."""
-    import pandas as pd
-
+def results_sections(run_dir: str | Path | None) -> dict[str, tuple[str, list[str], list[list[str]]]]:
+    """The report's own tables of a run dir (``bench.report.sections``: the same cells, significance marks and
+    notes as report.md), title -> (note, header, rows of cells); empty without a run dir."""
     from kick_hub.bench import report
     from kick_hub.bench.store import Store
 
     if not run_dir or not (Path(run_dir) / FILENAME).exists():
+        return {}
+    store = Store.open_readonly(run_dir)
+    try:
+        rows, dense = report.table_data(store)
+    finally:
+        store.close()
+    names = [t for t in report.HEADLINE if t in dense]
+    losses, significant = report.first_loss(rows, names), report.first_significant_loss(rows, names)
+    return {title: (note, header, body) for title, note, header, body
+            in report.sections(rows, dense, losses, significant)}
+
+
+SCORES = "Scores"  # the title of the report's score table (``bench.report.sections``)
+
+
+def results_frame(run_dir: str | Path | None):
+    """The sweep table as a DataFrame: the report's score table (``results_sections``), one row per variant and one
+    column per task, each cell ``absolute ± standard error (relative to dense, * where the paired 95 % interval
+    against dense excludes 0)``; empty without a run dir."""
+    import pandas as pd
+
+    sections = results_sections(run_dir)
+    if SCORES not in sections:
         return pd.DataFrame()
-    store = Store(run_dir, None)
+    _, header, body = sections[SCORES]
+    return pd.DataFrame(body, columns=header)
+
+
+def sweep_figures(run_dir: str | Path | None) -> dict[str, object]:
+    """The sweep report's figures of a run dir (``bench.report.figures``: file name -> matplotlib Figure, the same
+    drawing as its sparsity.png and nm_quant.png); empty without a run dir. Close each with ``close_figure``."""
+    from kick_hub.bench import report
+    from kick_hub.bench.store import Store
+
+    if not run_dir or not (Path(run_dir) / FILENAME).exists():
+        return {}
+    store = Store.open_readonly(run_dir)
     try:
         rows, _ = report.table_data(store)
     finally:
         store.close()
-    flat = []
-    for r in rows:
-        row = {k: r[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
-        row.update({t: round(v, 4) for t, v in r["abs"].items()})
-        row.update({f"{t} ±": round(v, 4) for t, v in r["se"].items()})  # standard error (report.table_data)
-        row.update({f"{t} rel": round(v, 3) for t, v in r["rel"].items()})
-        flat.append(row)
-    return display_frame(pd.DataFrame(flat))
+    return report.figures(rows)
 
 
-def plot_frames(run_dir: str | Path | None):
-    """The sweep's plots as tables for gradio's own (interactive) charts, both in relative-to-dense scores
-    (perplexity as dense / variant, so 1.0 = as good as dense on every axis):
+def close_figure(fig) -> None:
+    """Free a matplotlib figure once gradio has drawn it (``gr.Plot`` encodes it when built)."""
+    import matplotlib.pyplot as plt
 
-    - curves: per unstructured pruning variant and task, with dense as the 0 % point of every method
-      (columns method, sparsity in %, task, kept);
-    - bars: per N:M or quantized variant and task (columns variant, task, kept).
+    plt.close(fig)
 
-    Both are empty without a run dir."""
-    import pandas as pd
 
-    from kick_hub.bench import report
-    from kick_hub.bench.store import Store
+# the browser's columns (question, reference, dense, variant, dense score, variant score, id) as shares of the
+# table's width: the texts get the room, wrapped in their cells (``CSS``), so nothing is cut at 1024 px
+BROWSE_WIDTHS = ["26%", "13%", "16%", "16%", "10%", "10%", "9%"]
+# every table's cells wrap (long ids too) and keep line breaks (an MCQ question's options, one a line); gradio's
+# own cell rule is more specific than a class selector, hence !important
+CSS = """
+.kick-table span.text:not(.header) { white-space: pre-wrap !important; overflow-wrap: anywhere !important; }
+.kick-table span.header { word-break: normal !important; overflow-wrap: anywhere !important; }
+"""
 
-    curves, bars = [], []
-    if run_dir and (Path(run_dir) / FILENAME).exists():
-        store = Store(run_dir, None)
-        try:
-            rows, _ = report.table_data(store)
-        finally:
-            store.close()
-        names = [t for t in report.HEADLINE if any(t in r["rel"] for r in rows)]
-        named = {t: t + " (dense / variant)" if tasks.SPECS[t].lower_is_better else t for t in names}
-        pruned = sorted((r for r in rows if r["pattern"] is None and r["sparsity"] is not None),
-                        key=lambda r: r["sparsity"])
-        for method in sorted({r["method"] for r in pruned}):
-            points = [{"sparsity": 0.0, "rel": {t: 1.0 for t in names}}] + [r for r in pruned if r["method"] == method]
-            curves += [{"method": method, "sparsity": round(pt["sparsity"] * 100), "task": named[t],
-                        "kept": round(pt["rel"][t], 3)} for pt in points for t in names if t in pt["rel"]]
-        for r in rows:
-            if r["pattern"] is not None or r["bits"] is not None:
-                bars += [{"variant": r["label"], "task": named[t], "kept": round(r["rel"][t], 3)}
-                         for t in names if t in r["rel"]]
-    return (pd.DataFrame(curves, columns=["method", "sparsity", "task", "kept"]),
-            pd.DataFrame(bars, columns=["variant", "task", "kept"]))
+
+PASSAGE_HEAD = 160  # characters of an in-context task's passage the browser shows before its question
+
+
+def reference_text(reference) -> str:
+    """A reference as plain text: a list of accepted answers joined with `` | ``, anything else as ``str``."""
+    if isinstance(reference, (list, tuple)):
+        return " | ".join(str(r) for r in reference)
+    return "" if reference is None else str(reference)
+
+
+def _template_fields(template: str, text: str) -> dict[str, str] | None:
+    """The fields of a ``str.format`` template (``TaskSpec.prompts``) read back out of ``text``; None when ``text``
+    does not have the template's shape."""
+    import re
+    import string
+
+    pattern = "".join(re.escape(literal) + (f"(?P<{field}>.*)" if field else "")
+                      for literal, field, _, _ in string.Formatter().parse(template))
+    match = re.fullmatch(pattern, text, flags=re.DOTALL)
+    return match.groupdict() if match else None
+
+
+def _head(text: str, limit: int = PASSAGE_HEAD) -> str:
+    """The first ``limit`` characters of a passage, cut at a word, with `` …`` when there is more."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def question_text(task: str, prompt: str) -> str:
+    """What a browser row shows of a stored prompt (``samples``' ``prompt``): the question a reader needs, not the
+    whole prompt. mcq-reasoning: the final question with its options, without the header and solved examples;
+    icra-qa / icsum: the head of the passage (``PASSAGE_HEAD`` characters) and the question or instruction;
+    factoid-qa / instruction-following: the question. A prompt that does not have its task's template shape
+    (another protocol's) is shown from its last paragraph."""
+    import re
+
+    spec = tasks.SPECS[task]
+    if task == "mcq-reasoning":
+        # a solved example ends "Answer: X" and a blank line; the header ends with a blank line
+        ends = [m.end() for m in re.finditer(r"\nAnswer:[^\n]*\n\n", prompt)]
+        start = ends[-1] if ends else prompt.find("\n\n") + 2 if "\n\n" in prompt else 0
+        return prompt[start:].removesuffix("Answer:").strip()
+    fields = _template_fields(spec.prompts.get("prompt", ""), prompt) if spec.prompts else None
+    if fields is None:
+        return prompt.strip().rsplit("\n\n", 1)[-1].strip()
+    passage = fields.get("context", fields.get("story"))
+    if passage is None:
+        return fields.get("question", prompt).strip()
+    if "question" in fields:
+        return f"{_head(passage)}\n\nQ: {fields['question'].strip()}"
+    instruction = spec.prompts["prompt"].rsplit("}", 1)[-1].strip()  # what follows the passage (icsum's ask)
+    return f"{_head(passage)}\n\n{instruction}"
 
 
 def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool):
-    """Per-example dense vs variant outputs of a task; optionally only where dense is right and the variant wrong."""
+    """Per-example dense vs variant outputs of a task, optionally only where dense is right and the variant wrong,
+    as a DataFrame with the columns question (``question_text``), reference (``reference_text``), dense,
+    ``label``, dense score, ``label`` score, id. Raises ValueError naming the field for a bad input."""
     import pandas as pd
 
     from kick_hub.bench.store import Store
@@ -379,7 +504,7 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
         raise ValueError("run-dir: this Space was started without a run dir (kick space --run-dir DIR)")
     check_choice("task", task, COMPARE_TASKS)
     check_flag("only_regressions", only_regressions)
-    store = Store(run_dir, None)
+    store = Store.open_readonly(run_dir)
     try:
         labels = {v["label"] for v in store.variants()}
         check_choice("variant", label, sorted(labels))
@@ -393,10 +518,12 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
             continue  # an example that was not scored (skipped) on either side
         if only_regressions and not (d["score"] >= RIGHT > v["score"]):
             continue
-        rows.append({"id": d.get("id"), "prompt": str(d.get("prompt", ""))[-300:], "reference": str(d.get("reference")),
-                     "dense": d.get("output"), "dense score": round(d["score"], 3), label: v.get("output"),
-                     f"{label} score": round(v["score"], 3)})
-    return display_frame(pd.DataFrame(rows))
+        rows.append({"question": question_text(task, str(d.get("prompt", ""))),
+                     "reference": reference_text(d.get("reference")), "dense": d.get("output"),
+                     label: v.get("output"), "dense score": round(d["score"], 3),
+                     f"{label} score": round(v["score"], 3), "id": d.get("id")})
+    columns = ["question", "reference", "dense", label, "dense score", f"{label} score", "id"]
+    return display_frame(pd.DataFrame(rows, columns=columns))
 
 
 LEADERBOARD_HEADERS = {"sparsity": "sparsity %", "pattern": "N:M", "knowledge_rel": "knowledge kept",
@@ -411,8 +538,9 @@ def task_header(task: str) -> str:
 
 
 def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = None):
-    """Leaderboard rows from a results dataset repo or, without one, the run dir's store; best knowledge first,
-    under human headers (``LEADERBOARD_HEADERS``, ``task_header``), sparsity in whole percent, scores to 2
+    """Leaderboard rows from a results dataset repo or, without one, the run dir's store (one row per variant of a
+    run; a ``run`` column, the run's id, when rows of several runs are shown); best knowledge first, under human
+    headers (``LEADERBOARD_HEADERS``, ``task_header``), sparsity in whole percent, scores to 2
     decimals."""
     import pandas as pd
 
@@ -424,9 +552,12 @@ def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = Non
         frame = pd.DataFrame(results.run_record(run_dir)[1]["rows"])
     else:
         return pd.DataFrame()
-    keep = ["model", "variant", "method", "sparsity", "pattern", "bits", "knowledge_rel", "perplexity_rel",
+    runs = ["run"] if "run" in frame and frame["run"].nunique() > 1 else []  # rows of several runs: which is which
+    keep = ["variant", "model", "method", "sparsity", "pattern", "bits", *runs, "knowledge_rel", "perplexity_rel",
             "knowledge_collapse", *[t for t in tasks.TASK_NAMES if t in frame and frame[t].notna().any()]]
-    frame = frame[[c for c in keep if c in frame]].sort_values("knowledge_rel", ascending=False, na_position="last")
+    # a column no variant has a value in (N:M or bits in a sweep without such variants) is left out
+    frame = frame[[c for c in keep if c in frame and (c not in ("pattern", "bits") or frame[c].notna().any())]]
+    frame = frame.sort_values("knowledge_rel", ascending=False, na_position="last")
     def whole(column, scale=1):  # no "4.0" bits, no "0.5" sparsity: whole numbers, None where missing
         return pd.Series([None if pd.isna(v) else int(round(v * scale)) for v in column], index=column.index,
                          dtype=object)
@@ -439,6 +570,19 @@ def leaderboard_frame(run_dir: str | Path | None, results_repo: str | None = Non
         frame["knowledge_collapse"] = frame["knowledge_collapse"].map(lambda v: "yes" if v is True else "no")
     frame = frame.round(2).rename(columns={**LEADERBOARD_HEADERS, **{t: task_header(t) for t in tasks.TASK_NAMES}})
     return display_frame(frame.reset_index(drop=True))
+
+
+def fit_widths(frame) -> list[str]:
+    """Column widths (shares of the table's width, so the table fits its box at any window width) for a DataFrame,
+    each column's share following its longest header word or cell text (between 5 and 16 characters, plus the
+    cell's padding); a longer text wraps in its cell (``CSS``)."""
+    def longest(column) -> int:
+        words = str(column).split() or [""]
+        cells = [len(str(v)) for v in frame[column] if v is not None and v == v]
+        return min(max(5, *map(len, words), *cells), 16) + 3  # + 3: the cell's padding and menu button
+
+    weights = [longest(c) for c in frame.columns]
+    return [f"{100 * w / sum(weights):.2f}%" for w in weights]
 
 
 NO_RUN_DIR = "No sweep results here: start the Space with `kick space --run-dir RUN_DIR`"
@@ -456,36 +600,59 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
     variant_names = [n for n in names if n not in ("dense", "world")]
     shown = models.featured or variant_names[:1]  # the variants compared by default
 
+    def refuse(e: ValueError):
+        """A refused input as gradio shows it: the message in the page, no server traceback in the log."""
+        return gr.Error(str(e), print_exception=False)
+
     def pick_example(source: str, task: str, index: float):
         try:
             return example_prompt(examples, source, task, index)
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise refuse(e) from None
+
+    def offered_formats(chosen: list[str]) -> list[str]:
+        """``CHAT`` is offered only when a chosen model's tokenizer has a chat template."""
+        return list(PROMPT_FORMATS) if any(models.has_chat_template(n) for n in chosen) else [AS_TYPED]
+
+    def format_update(base_name, variant_names, task_name, current, reset: bool):
+        """The prompt-format radio for the chosen models: ``reset`` (a task or an example was picked) sets the
+        task's own format (``task_format``), otherwise the current choice stays when still offered."""
+        try:
+            chosen = [base_name, *(variant_names or [])]
+            offered = offered_formats([n for n in chosen if n in models.choices])
+            wanted = task_format(task_name) if reset and task_name in COMPARE_TASKS else current
+        except ValueError:
+            return gr.update()
+        return gr.update(choices=offered, value=wanted if wanted in offered else AS_TYPED)
 
     @on_gpu
-    def generate(chosen: list[str], prompt: str, max_new_tokens: int, task: str | None, record: dict | None):
+    def generate(chosen: list[str], prompt: str, max_new_tokens: int, task: str | None, record: dict | None,
+                 chat: bool):
         """The comparison's generation (``compare_stream``), under ``spaces.GPU`` on a Hub Space."""
-        yield from compare_stream(models, chosen, prompt, max_new_tokens, task, record)
+        yield from compare_stream(models, chosen, prompt, max_new_tokens, task, record, chat)
 
     def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
-                index: float, from_example: bool):
+                index: float, from_example: bool, prompt_format: str | None = None):
         try:
-            chosen, max_new_tokens, task, record = check_compare(models, examples, base, variants, prompt,
-                                                                 max_new_tokens, source, task, index, from_example)
-            for name in chosen:  # loaded here, outside the GPU function (ZeroGPU's way: models are loaded in
-                models.engine(name)  # the main process, the GPU is held only while ``generate`` runs)
-            for texts, scores in generate(chosen, prompt, max_new_tokens, task, record):
+            chosen, max_new_tokens, task, record, chat = check_compare(models, examples, base, variants, prompt,
+                                                                       max_new_tokens, source, task, index,
+                                                                       from_example, prompt_format)
+            # loaded here, outside the GPU function (ZeroGPU's way: models are loaded in the main process, the GPU
+            # is held only while ``generate`` runs); each pane says what its model read (``applied_format``)
+            read = [applied_format(models.engine(name)[0], chat) for name in chosen]
+            for texts, scores in generate(chosen, prompt, max_new_tokens, task, record, chat):
                 boxes = []
                 for i in range(MAX_PANES):
                     if i < len(chosen):
-                        label = chosen[i] + (f" · score {scores[i]:.2f}" if scores else "")
+                        label = f"{chosen[i]} · {read[i]}" + (f" · score {scores[i]:.2f}" if scores else "")
                         boxes.append(gr.update(value=texts[i], label=label, visible=True))
                     else:
                         boxes.append(gr.update(value="", visible=False))
                 yield boxes
         except ValueError as e:
-            raise gr.Error(str(e)) from None
+            raise refuse(e) from None
 
+    first_formats = offered_formats([names[0], *shown])
     with gr.Blocks(title="kick-hub: what compression does to an LLM's knowledge") as demo:
         gr.Markdown("# kick-hub\nDense and compressed models side by side on the LLM-KICK tasks: knowledge, "
                     "reasoning, in-context retrieval, summarization, instructions.")
@@ -497,45 +664,54 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             with gr.Row():
                 source = gr.Dropdown([(source_label(s), s) for s in examples], value=next(iter(examples), None),
                                      label="examples from", elem_id="source")  # in the order given
-                task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
+                task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task (its stop strings apply)",
+                                   elem_id="task")
                 index = gr.Number(value=0, precision=0, label="example #")
                 load = gr.Button("Load example")
-            prompt = gr.Textbox(lines=6, label="prompt", max_length=MAX_INPUT_CHARS * 2)
+            prompt = gr.Textbox(lines=6, label="prompt", max_length=MAX_INPUT_CHARS * 2, elem_id="prompt")
             reference = gr.Textbox(label="reference answer", interactive=False)
             from_example = gr.Checkbox(value=False, label="score against the example's reference", visible=False)
-            max_new = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="max new tokens")
+            with gr.Row():
+                fmt = gr.Radio(first_formats, value=task_format(COMPARE_TASKS[0]) if task_format(COMPARE_TASKS[0])
+                               in first_formats else AS_TYPED, label="prompt format", elem_id="prompt-format",
+                               info="what every model reads: the prompt exactly as typed, or wrapped in the model's "
+                                    "chat template (offered when a chosen model has one); picking a task or an "
+                                    "example sets the format kick evaluate gives that task")
+                max_new = gr.Slider(1, MAX_NEW_TOKENS, value=32, step=1, label="max new tokens")
             run = gr.Button("Compare", variant="primary", elem_id="compare-button")
             with gr.Row():
                 panes = [gr.Textbox(label=f"output {i + 1}", lines=6, visible=i < max(2, 1 + len(shown)),
                                     elem_id=f"pane-{i}")
                          for i in range(MAX_PANES)]
-            load.click(pick_example, [source, task, index], [prompt, reference], api_name="example").then(
-                lambda: True, None, from_example, api_name=False)
+            # the endpoints take their inputs raw (preprocess=False: the components' own checks would refuse with
+            # a server traceback in the log) and check every one themselves, in kick's words (``refuse``)
+            load.click(pick_example, [source, task, index], [prompt, reference], api_name="example",
+                       preprocess=False).then(
+                lambda: True, None, from_example, api_name=False).then(
+                lambda b, v, t, f: format_update(b, v, t, f, True), [base, variants, task, fmt], fmt, api_name=False)
+            task.input(lambda b, v, t, f: format_update(b, v, t, f, True), [base, variants, task, fmt], fmt,
+                       api_name=False)
+            for chooser in (base, variants):
+                chooser.input(lambda b, v, t, f: format_update(b, v, t, f, False), [base, variants, task, fmt], fmt,
+                              api_name=False)
             prompt.input(lambda: False, None, from_example, api_name=False)
-            run.click(compare, [base, variants, prompt, max_new, source, task, index, from_example], panes,
-                      api_name="compare")
+            run.click(compare, [base, variants, prompt, max_new, source, task, index, from_example, fmt], panes,
+                      api_name="compare", preprocess=False)
         with gr.Tab("Results"):
             sweep = results_frame(run_dir)
             if not len(sweep):
                 gr.Markdown(NO_RUN_DIR, elem_id="results-empty")
-            table = gr.Dataframe(sweep, label="sweep: headline metric per task, absolute and relative to dense "
-                                 "(1.0 = as good as dense)", interactive=False, visible=bool(len(sweep)))
-            curves, bars = plot_frames(run_dir)
-            kept = dict(y="kept", y_title="score relative to dense (1.0 = dense)", tooltip="all",
-                        y_lim=[0, max([1.1, *curves["kept"], *bars["kept"]])], color_title="task")
-            # one chart per pruning method and one per N:M or quantized variant (gradio stacks bars that share
-            # an x value, so tasks are side by side only within a variant's own chart); each chart is drawn to
-            # its column's width, whole
-            with gr.Row():
-                for method in curves["method"].unique():
-                    gr.LinePlot(curves[curves["method"] == method], x="sparsity", color="task",
-                                title=f"{method}: task scores vs sparsity", x_title="sparsity (%)",
-                                elem_id=f"plot-{method}", elem_classes="kick-plot", min_width=320, **kept)
-            with gr.Row():
-                for label in bars["variant"].unique():
-                    gr.BarPlot(bars[bars["variant"] == label], x="task", color="task", sort=list(bars["task"].unique()),
-                               title=label, x_title="task", x_axis_labels_visible=False, elem_id=f"plot-{label}",
-                               elem_classes="kick-plot", min_width=240, **kept)
+            table = gr.Dataframe(sweep, label="sweep: headline metric per task", interactive=False,
+                                 visible=bool(len(sweep)), wrap=True, pinned_columns=1, elem_id="results-table",
+                                 elem_classes="kick-table",
+                                 column_widths=fit_widths(sweep) if len(sweep) else None)
+            if len(sweep):
+                gr.Markdown(results_sections(run_dir)[SCORES][0], elem_id="results-note")
+            # the report's own figures (``report.figures``): the same markers, bands, colours and legends as
+            # sparsity.png and nm_quant.png, each drawn whole at its column's width
+            for name, fig in sweep_figures(run_dir).items():
+                gr.Plot(fig, show_label=False, elem_id=f"plot-{Path(name).stem}", elem_classes="kick-plot")
+                close_figure(fig)
             with gr.Row():  # every scored variant: the browser reads the store, not the variant's weights
                 b_variant = gr.Dropdown(models.scored, value=next((n for n in [*shown, *models.scored]
                                                                      if n in models.scored), None),
@@ -545,13 +721,14 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             b_go = gr.Button("Show examples")
             b_note = gr.Markdown("Pick a variant and a task, then **Show examples** to read dense and variant "
                                  "outputs side by side.", elem_id="browse-note")
-            b_out = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="browse-table")
+            b_out = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="browse-table",
+                                 elem_classes="kick-table", column_widths=BROWSE_WIDTHS)
 
             def do_browse(label, task_name, only):
                 try:
                     return browse(run_dir, label, task_name, only)
                 except ValueError as e:
-                    raise gr.Error(str(e)) from None
+                    raise refuse(e) from None
 
             def browse_note(frame, label, task_name, only):
                 """The table only when it has rows; otherwise a sentence saying what was looked for."""
@@ -560,7 +737,7 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                     return gr.update(visible=True), f"{len(frame)} {task_name} example{'s' * (len(frame) > 1)} {which}."
                 return gr.update(visible=False), f"No {task_name} examples {which}."
 
-            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse").success(
+            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse", preprocess=False).success(
                 browse_note, [b_out, b_variant, b_task, b_only], [b_out, b_note], api_name=False)
             refresh = gr.Button("Reload table", size="sm")
             refresh.click(lambda: results_frame(run_dir), None, table, api_name="results")
@@ -569,7 +746,9 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
             if not len(board):
                 gr.Markdown(NO_RUN_DIR + " or `--results-repo ORG/NAME`", elem_id="leaderboard-empty")
             lb = gr.Dataframe(board, label="sorted by knowledge kept (relative to dense); click a header to re-sort",
-                              interactive=False, visible=bool(len(board)), elem_id="leaderboard")
+                              interactive=False, visible=bool(len(board)), elem_id="leaderboard", wrap=True,
+                              pinned_columns=1 if len(board) else None, elem_classes="kick-table",
+                              column_widths=fit_widths(board) if len(board) else None)
             if len(board):
                 scatter = board.rename(columns={"perplexity kept": "perplexity_kept", "knowledge kept": "knowledge"})
                 def pad(column):  # room around the dots, so none sits on the chart's edge
@@ -603,7 +782,7 @@ def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int
     demo = build(run_dir, allow, data_sources, results_repo, placement)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,
-                            show_error=True)  # the charts are drawn from tables: no file of the run dir is served
+                            show_error=True, css=CSS)  # the charts are drawn from tables: no file of the run dir is served
     return demo, url
 
 

@@ -281,6 +281,6 @@ def test_space_refuses_a_prompt_without_room_for_its_new_tokens():
     n = engine.count_tokens(prompt, chat=True)
     assert 256 < n < 512 - 8
     with pytest.raises(ValueError, match=f"prompt: {n} tokens \\+ 256 new exceed world's context of 512 tokens"):
-        next(space.compare_stream(models, ["world"], prompt, 256))
-    *_, (texts, scores) = space.compare_stream(models, ["world"], prompt, 8)
+        next(space.compare_stream(models, ["world"], prompt, 256, chat=True))
+    *_, (texts, scores) = space.compare_stream(models, ["world"], prompt, 8, chat=True)
     assert texts[0] == engine.generate([prompt], 8, chat=True)[0] and scores is None

@@ -35,7 +35,8 @@ def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
     prompt, reference = client.predict("world", "factoid-qa", 2, api_name="/example")
     assert prompt == tasks.get("factoid-qa").prompt(record) and "answer" in prompt
     assert record["answers"][0] in reference
-    job = client.submit("dense", ["magnitude-70"], prompt, 12, "world", "factoid-qa", 2, True, api_name="/compare")
+    job = client.submit("dense", ["magnitude-70"], prompt, 12, "world", "factoid-qa", 2, True, space.AS_TYPED,
+                        api_name="/compare")
     final = job.result(timeout=120)
     assert len(job.outputs()) >= 2  # partial updates arrived before the final one
     spec = tasks.get("factoid-qa").SPEC
@@ -43,14 +44,14 @@ def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
     for pane, (name, path) in zip(final, paths.items()):
         expected = Engine.from_name(path).generate([prompt], 12, spec.stop)[0]
         assert pane["value"] == expected  # the same greedy continuation as the batch engine
-        assert pane["label"] == f"{name} · score {tasks.get('factoid-qa').score(record, expected):.2f}"
+        assert pane["label"] == f"{name} · as typed · score {tasks.get('factoid-qa').score(record, expected):.2f}"
     assert final[2]["visible"] is False and final[3]["visible"] is False
 
 
 def test_edited_prompt_is_not_scored(client):
     final = client.predict("dense", [], "The capital of Zelmor is", 8, "world", "factoid-qa", 0, False,
                            api_name="/compare")
-    assert final[0]["label"] == "dense" and final[0]["value"]
+    assert final[0]["label"] == "dense · as typed" and final[0]["value"]
 
 
 def test_oversized_input_gets_a_clear_message(client):
@@ -59,7 +60,7 @@ def test_oversized_input_gets_a_clear_message(client):
     long_prompt = "Tell me about the town. " * 200  # 4,800 characters, far beyond the world model's 512 tokens
     with pytest.raises(Exception, match="exceed dense's context of 512 tokens"):
         client.predict("dense", [], long_prompt, 8, "world", "factoid-qa", 0, False, api_name="/compare")
-    with pytest.raises(Exception, match="greater than maximum value 256"):  # the slider's own bound
+    with pytest.raises(Exception, match="max_new_tokens: must be between 1 and 256"):  # the handler's own check
         client.predict("dense", [], "Hi", 999, "world", "factoid-qa", 0, False, api_name="/compare")
     with pytest.raises(ValueError, match="max_new_tokens: must be between 1 and 256"):  # the library's check
         space.check_prompt("Hi", 999)
@@ -88,6 +89,9 @@ COMPARE_LIMITS = [
     ({"from_example": "yes"}, "from_example: must be true or false, got 'yes'"),
     ({"from_example": True, "source": "nowhere"}, "source: must be one of ['world'], got 'nowhere'"),
     ({"from_example": True, "task": "perplexity"}, "task: must be one of ['factoid-qa', 'mcq-reasoning'"),
+    ({"task": "perplexity"}, "task: must be one of ['factoid-qa', 'mcq-reasoning'"),
+    ({"prompt_format": "markdown"}, "prompt_format: must be one of ['as typed (no template)', 'chat template'], "
+                                    "got 'markdown'"),
     ({"from_example": True, "index": 50}, "index: must be between 0 and 49 (a whole number), got 50"),
     ({"from_example": True, "index": -1}, "index: must be between 0 and 49"),
     ({"from_example": True, "index": 1.5}, "index: must be between 0 and 49 (a whole number), got 1.5"),
@@ -134,7 +138,7 @@ def test_registered_handlers_answer_in_kicks_words(app, client):
     fns = {f.api_name: f.fn for f in app[2].fns.values()}
     with pytest.raises(gr.Error, match=re.escape("max_new_tokens: must be between 1 and 256 (a whole number), got "
                                                  "100000")):
-        next(fns["compare"]("dense", [], "Hi", 100000, "world", "factoid-qa", 0, False))
+        next(fns["compare"]("dense", [], "Hi", 100000, "world", "factoid-qa", 0, False, space.AS_TYPED))
     with pytest.raises(gr.Error, match=re.escape("index: must be between 0 and 49")):
         fns["example"]("world", "factoid-qa", 999)
     with pytest.raises(gr.Error, match=re.escape("task: must be one of")):
@@ -162,7 +166,7 @@ def test_only_offered_models_load():
 def test_results_table_and_regression_browser(client, app):
     table = client.predict(api_name="/results")
     labels = [row[0] for row in table["data"]]
-    assert labels == ["dense", "magnitude-70"] and "factoid-qa rel" in table["headers"]
+    assert labels == ["dense", "magnitude-70"] and table["headers"][:2] == ["variant", "factoid-qa (exact_match)"]
     rows = client.predict("magnitude-70", "factoid-qa", True, api_name="/browse")
     from kick_hub.bench.store import Store
 
@@ -170,7 +174,9 @@ def test_results_table_and_regression_browser(client, app):
     dense, variant = store.samples("dense", "factoid-qa"), store.samples("magnitude-70", "factoid-qa")
     store.close()
     expected = [d["id"] for d, v in zip(dense, variant) if d["score"] >= 0.5 > v["score"]]
-    assert [r[0] for r in rows["data"]] == expected
+    assert rows["headers"] == ["question", "reference", "dense", "magnitude-70", "dense score",
+                               "magnitude-70 score", "id"]
+    assert [r[-1] for r in rows["data"]] == expected
     everything = client.predict("magnitude-70", "factoid-qa", False, api_name="/browse")
     assert len(everything["data"]) == len(dense)
 
@@ -210,12 +216,22 @@ def test_sources_are_named_in_words():
     assert "../" not in space.source_label("../../x/y/z")
 
 
-def test_plot_frames(app):
-    curves, bars = space.plot_frames(app[1])
-    assert sorted(curves["sparsity"].unique()) == [0, 70] and set(curves["method"]) == {"magnitude"}
-    assert "perplexity (dense / variant)" in set(curves["task"]) and len(bars) == 0
-    assert (curves[curves["sparsity"] == 0]["kept"] == 1.0).all()
-    assert [len(f) for f in space.plot_frames(None)] == [0, 0]
+def test_sweep_figures_are_the_reports(app):
+    """The Results tab shows the report's own figures: the same axes and legend entries as sparsity.png."""
+    from kick_hub.bench import report
+    from kick_hub.bench.store import Store
+
+    figs = space.sweep_figures(app[1])
+    store = Store(app[1], None)
+    rows, _ = report.table_data(store)
+    store.close()
+    again = report.figures(rows)
+    assert list(figs) == list(again) == ["sparsity.png"]
+    legend = [t.get_text() for t in figs["sparsity.png"].legends[0].get_texts()]
+    assert legend == [t.get_text() for t in again["sparsity.png"].legends[0].get_texts()]
+    for fig in [*figs.values(), *again.values()]:
+        space.close_figure(fig)
+    assert space.sweep_figures(None) == {}
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install chromium)")
@@ -264,15 +280,14 @@ def _chromium(p):
         "--disable-background-networking", "--disable-component-update", "--disable-sync"])
 
 
-# every chart of the Results tab: its drawing inside its box, and everything drawn inside the drawing
+# every chart of the Results tab (the report's figures as images): drawn, inside its box and at least 300 px wide
 PLOTS_WHOLE = """() => [...document.querySelectorAll('.kick-plot')].map(el => {
-    const box = el.getBoundingClientRect(), svg = el.querySelector('svg.marks');
-    if (!svg) return {id: el.id, drawn: false};
-    const r = svg.getBoundingClientRect(), b = svg.getBBox();
+    const box = el.getBoundingClientRect(), img = el.querySelector('img');
+    if (!img || !img.naturalWidth) return {id: el.id, drawn: false};
+    const r = img.getBoundingClientRect();
     return {id: el.id, drawn: true, width: r.width,
             inBox: r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1
-                   && r.bottom <= box.bottom + 1,
-            contentInside: b.x >= -1 && b.y >= -1 && b.x + b.width <= r.width + 1 && b.y + b.height <= r.height + 1};
+                   && r.bottom <= box.bottom + 1, contentInside: r.right <= window.innerWidth + 1};
 })"""
 # any image shown at another aspect ratio than its own, or cut by object-fit: cover
 IMAGES_CROPPED = """() => [...document.querySelectorAll('img')].filter(i => i.naturalWidth && i.offsetWidth).filter(i =>
@@ -301,7 +316,8 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
         page.keyboard.press("Escape")
 
         page.get_by_role("tab", name="Results").click()
-        page.wait_for_function("document.querySelectorAll('.kick-plot svg.marks').length >= 2", timeout=30000)
+        page.wait_for_function("[...document.querySelectorAll('.kick-plot img')].filter(i => i.naturalWidth)"
+                               ".length >= 2", timeout=30000)
         plots, cropped = page.evaluate(PLOTS_WHOLE), page.evaluate(IMAGES_CROPPED)
         browse_variant = page.locator("#browse-variant input").input_value()
         note = page.locator("#browse-note").inner_text()
@@ -326,7 +342,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
     assert source == "the synthetic world (built in)" and any(o.startswith("local files: ") for o in options)
     for text in (compare_text, results_text, *options):
         assert "../" not in text and "./" not in text  # no path as typed
-    assert {p["id"] for p in plots} == {"plot-magnitude", "plot-magnitude-2of4"}
+    assert {p["id"] for p in plots} == {"plot-sparsity", "plot-nm_quant"}
     for plot in plots:
         assert plot["drawn"] and plot["inBox"] and plot["contentInside"] and plot["width"] > 300, plot
     assert cropped == []

@@ -141,7 +141,7 @@ def test_space_streams_the_same_text_for_both_layouts(instruct_dir, prompts):
 
     models = Models(None)
     models.choices["instruct"] = str(instruct_dir)
-    *_, (texts, scores) = compare_stream(models, ["world", "instruct"], prompts[1], MAX_NEW)
+    *_, (texts, scores) = compare_stream(models, ["world", "instruct"], prompts[1], MAX_NEW, chat=True)
     assert texts[0] == texts[1] and texts[0].strip()
     assert scores is None
 

@@ -504,12 +504,16 @@ def figures(rows: list[dict]) -> dict[str, object]:
 
 
 def plot(rows: list[dict], out_dir: Path) -> list[str]:
-    """Save ``figures`` as PNG files in ``out_dir`` (110 dpi) and return their names."""
+    """Save ``figures`` as PNG files in ``out_dir`` (110 dpi; each through a temp file, ``io.atomic_path``) and
+    return their names."""
     import matplotlib.pyplot as plt
+
+    from kick_hub.io import atomic_path
 
     files = []
     for name, fig in figures(rows).items():
-        fig.savefig(out_dir / name, dpi=110)
+        with atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         files.append(name)
     return files

@@ -14,4 +14,4 @@ demo = space.build(**space.from_env())
 demo.queue(default_concurrency_limit=space.CONCURRENCY, max_size=space.QUEUE_SIZE)
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(css=space.CSS)
