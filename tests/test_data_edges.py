@@ -10,6 +10,8 @@ import pytest
 from kick_hub import data
 from kick_hub.data import DataWarning
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 FRUIT = ["Which is a fruit?", "Apple", "Rock", "Nail", "Sand", "A"]
 
 

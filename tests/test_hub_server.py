@@ -11,6 +11,8 @@ import pytest
 
 from tests.hub_server import HubServer, run_client
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 TOKEN = "hf_test_token_0123456789"
 
 

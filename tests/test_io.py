@@ -8,6 +8,8 @@ import pytest
 
 from kick_hub.io import atomic_dir, atomic_write_text, write_json
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 
 @pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
                                                         (0o002, 0o664, 0o775)])

@@ -8,6 +8,8 @@ import pytest
 from kick_hub.scoring import judge as judge_mod
 from kick_hub.scoring.judge import Judge, load_prompt, parse_reply
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 SUMMARY_TAIL = "\nConsistency: 9\nFluency: 7\nRelevance: 6"
 
 

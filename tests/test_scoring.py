@@ -4,6 +4,8 @@ import pytest
 
 from kick_hub.scoring import mcq, qa, text
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 
 @pytest.mark.parametrize("raw, expected", [
     ("The Beatles!", "beatles"),

@@ -13,6 +13,8 @@ import pytest
 from kick_hub.scoring import mcq, qa, text
 from kick_hub.tasks import factoid_qa, icra_qa, icsum, instruction_following, mcq_reasoning
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ROOT / "evaluate_metrics"
 _LOADED: dict = {}

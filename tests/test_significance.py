@@ -19,6 +19,8 @@ from kick_hub.hub import card
 from kick_hub.scoring import stats
 from tests.test_stats import _spec, _write
 
+pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
+
 
 def _series(values, ids=None):
     return stats.Series(ids or list(range(len(values))), np.array(values, dtype=float))
