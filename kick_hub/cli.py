@@ -267,7 +267,7 @@ def cmd_bench(args) -> int:
     (the Hub org, results repo and token are checked before the sweep). Returns 0, or 1 when cells failed under
     ``--executor ray`` (listed on stderr after the report of the others is written); raises ValueError for a bad
     plan, task, judge, ``--keep-variants`` / ``--push`` pair or Ray option, and ``hub.HubError`` for a failed push."""
-    from kick_hub.bench import plan, report, sweep
+    from kick_hub.bench import report, sweep
     from kick_hub.evaluation import merge_limits, resolve_tasks
 
     cells = _bench_plan(args)

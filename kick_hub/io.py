@@ -10,6 +10,7 @@ numbers or null, so lm-evaluation-harness readers and ``datasets`` JSON loading 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -34,10 +35,74 @@ def plain_mode(path: str | Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+class NoSpaceError(ValueError):
+    """A write failed because its filesystem is full (ENOSPC or quota); the message says where, how much is free
+    and that the partial files were removed. A ValueError, so ``kick`` prints it as one ``kick: error:`` line and
+    exits 2."""
+
+
+# what libraries that do their own I/O say when the disk is full: safetensors' Rust error (os error 28 = ENOSPC,
+# 122 = EDQUOT), SQLite
+NO_SPACE_TEXT = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122",
+                 "database or disk is full")
+
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether ``error`` or one in its ``__cause__`` / ``__context__`` chain says the disk is full: an OSError
+    with errno ENOSPC or EDQUOT, or a library error whose text says so (``NO_SPACE_TEXT``)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(error).lower() for text in NO_SPACE_TEXT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def format_size(n: float) -> str:
+    """A byte count in binary units with 3 significant digits: ``512 B``, ``3.20 KiB``, ``14.7 MiB``,
+    ``1.50 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    if unit == "B":
+        return f"{n:.0f} B"
+    return f"{n:.0f} {unit}" if abs(n) >= 100 else f"{n:.1f} {unit}" if abs(n) >= 10 else f"{n:.2f} {unit}"
+
+
+def mount_point(path: str | Path) -> Path:
+    """The mount point of the filesystem holding ``path`` (its nearest existing ancestor's)."""
+    path = Path(path).resolve()
+    path = next(p for p in [path, *path.parents] if p.exists())
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def no_space_message(path: str | Path | None, error: BaseException | None = None) -> str:
+    """The one line for a write to ``path`` that ran out of space: where, how much is free now, that nothing was
+    left behind. Without ``path``: the failing file of an OSError in ``error``'s chain, else the error's text."""
+    if path is None:
+        cause = error
+        while cause is not None and not (isinstance(cause, OSError) and cause.filename):
+            cause = cause.__cause__ or cause.__context__
+        path = cause.filename if cause is not None else None
+    if path is None:
+        detail = f"{type(error).__name__}: {error}".splitlines()[0][:200] if error is not None else ""
+        return f"no space left on device ({detail}); free some space and run again"
+    where = mount_point(path)
+    return (f"no space left on device writing {path}: {format_size(shutil.disk_usage(where).free)} free on "
+            f"{where}; the partial files were removed, nothing was written; free some space or write elsewhere")
+
+
 @contextmanager
 def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temp dir beside ``output``; on success it replaces ``output``, on any error it is removed. The dir
-    gets the umask's usual mode (``plain_mode``)."""
+    gets the umask's usual mode (``plain_mode``). A write that ran out of space (``no_space``) is raised as
+    ``NoSpaceError``."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{output.name}-", dir=output.parent))
@@ -53,14 +118,36 @@ def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(output)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and not isinstance(e, NoSpaceError) and no_space(e):
+            raise NoSpaceError(no_space_message(output)) from e
+        raise
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp file path beside ``path`` (same folder, hidden name) for a writer that takes a path (e.g.
+    matplotlib's ``savefig``, with an explicit ``format``); on success it replaces ``path`` (``os.replace``), on any
+    error it is removed, and a full disk is raised as ``NoSpaceError``. The file gets the umask's usual mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    plain_mode(tmp)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, NoSpaceError) and no_space(e):
+            raise NoSpaceError(no_space_message(path)) from e
         raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write a text file through a temp file in the same folder and ``os.replace``; the file gets the umask's usual
-    mode (``plain_mode``)."""
+    mode (``plain_mode``). A write that ran out of space is raised as ``NoSpaceError`` (the temp file removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -69,8 +156,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, NoSpaceError) and no_space(e):
+            raise NoSpaceError(no_space_message(path)) from e
         raise
     return path
 

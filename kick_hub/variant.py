@@ -52,6 +52,205 @@ def prepare_output(output: str | Path, overwrite: bool) -> Path:
 
 STORAGES = ("dense", "sparse")
 
+# safetensors dtype code -> (torch dtype name, bytes per element)
+SAFETENSORS_DTYPES = {"F64": ("float64", 8), "F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2),
+                      "F8_E4M3": ("float8_e4m3fn", 1), "F8_E5M2": ("float8_e5m2", 1), "I64": ("int64", 8),
+                      "I32": ("int32", 4), "I16": ("int16", 2), "I8": ("int8", 1), "U64": ("uint64", 8),
+                      "U32": ("uint32", 4), "U16": ("uint16", 2), "U8": ("uint8", 1), "BOOL": ("bool", 1)}
+# quantization method -> the libraries whose code writes (and whose kernels read) its weights: recorded with their
+# versions in the manifest (``quantizer_versions``), named on the card and pinned in a Space's requirements
+LIBRARIES = {"gptq": ("optimum", "gptqmodel"), "awq": ("gptqmodel",), "int8": ("torchao",),
+             "bnb-int8": ("bitsandbytes",), "nf4": ("bitsandbytes",)}
+# quantization method -> dtype name its non-quantized tensors (embeddings, norms, head) are saved in, where it is
+# not the dtype the model was loaded in (GPTQ checkpoints are float16: ``compress.methods.gptq``)
+UNQUANTIZED_DTYPE = {"gptq": "float16", "awq": "float16"}
+
+
+def library_versions(method: str) -> dict[str, str]:
+    """``LIBRARIES[method]`` -> installed version (package metadata; nothing imported); empty for a pruning method.
+    A library that is not installed is left out (the method then fails its ``check_available``)."""
+    import importlib.metadata as md
+
+    out = {}
+    for name in LIBRARIES.get(method, ()):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def quantizer_libraries(manifest: dict) -> dict[str, str | None]:
+    """The libraries a variant's weights need to load (``LIBRARIES`` of its method; empty for pruning) -> the
+    version that wrote them: the manifest's ``quantizer_versions``, else its ``versions`` entry, else None (not
+    recorded)."""
+    method = manifest.get("method") or (manifest.get("spec") or {}).get("method")
+    recorded = {**(manifest.get("versions") or {}), **(manifest.get("quantizer_versions") or {})}
+    return {name: recorded.get(name) for name in LIBRARIES.get(method, ())}
+
+
+def safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a ``.safetensors`` file (tensor name -> {dtype, shape, data_offsets}, and
+    ``__metadata__``), read without loading any tensor (the format's first 8 bytes give the header's length)."""
+    import json
+    import struct
+
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        return json.loads(fh.read(n))
+
+
+def weight_files(directory: str | Path) -> list[Path]:
+    """The model's ``.safetensors`` files in ``directory`` (the calibration ids left out)."""
+    return sorted(p for p in Path(directory).glob("*.safetensors") if p.name != CALIBRATION_FILE)
+
+
+def tensor_inventory(files: list[Path]) -> dict[str, dict[str, int]]:
+    """torch dtype name -> ``{"tensors": count, "elements": n, "bytes": n}`` over the tensors of ``files``
+    (safetensors headers; a dtype code without a torch name is kept as it is)."""
+    out: dict[str, dict[str, int]] = {}
+    for f in files:
+        for name, t in safetensors_header(f).items():
+            if name == "__metadata__":
+                continue
+            numel = 1
+            for d in t["shape"]:
+                numel *= d
+            row = out.setdefault(SAFETENSORS_DTYPES.get(t["dtype"], (t["dtype"], 0))[0],
+                                 {"tensors": 0, "elements": 0, "bytes": 0})
+            row["tensors"] += 1
+            row["elements"] += numel
+            row["bytes"] += t["data_offsets"][1] - t["data_offsets"][0]
+    return out
+
+
+def variant_bytes(model: str, placement=None, spec=None, storage: str = "dense",
+                  extra_bytes: int = 0) -> int | None:
+    """About how many bytes a variant of ``model`` takes on disk, known before any weight is read: the parameter
+    count from the model's safetensors headers (a local directory, whose tokenizer files are saved with the
+    variant too) or the Hub's safetensors metadata (``get_safetensors_metadata``), times the element size the
+    variant is saved in (``placement``'s dtype: ``float32`` on the CPU, the checkpoint's own on an accelerator for
+    ``auto``), plus ``extra_bytes`` (e.g. the calibration ids).
+
+    With ``spec`` (a ``CompressSpec``) the decoder layers' weights (counted on the model built from its config on
+    the meta device: ``device.empty_model``) take what the method stores: ``spec.bits`` per weight for a quantizer,
+    whose other tensors are in ``UNQUANTIZED_DTYPE`` where it has one (scales and zero points, a few per cent, are
+    not counted), and under ``storage="sparse"`` one mask bit plus the kept values. Without ``spec``, or when the
+    config cannot be read, every parameter counts at the saved element size (an upper bound for quantizers). None
+    when the size cannot be known (a Hub model offline, weights without safetensors)."""
+    from kick_hub.engine import resolve_model
+
+    counts: dict[str, int] = {}  # safetensors dtype -> parameters
+    path = Path(resolve_model(model))
+    if path.is_dir():
+        files = weight_files(path)
+        if not files:
+            return None
+        for f in files:
+            for name, t in safetensors_header(f).items():
+                if name != "__metadata__":
+                    numel = 1
+                    for d in t["shape"]:
+                        numel *= d
+                    counts[t["dtype"]] = counts.get(t["dtype"], 0) + numel
+        extra = sum(f.stat().st_size for f in path.glob("tokenizer*") if f.is_file())  # saved with every variant
+    else:
+        extra = 0
+        try:
+            from huggingface_hub import get_safetensors_metadata
+
+            counts = dict(get_safetensors_metadata(str(model)).parameter_count)
+        except Exception:  # offline, gated, no safetensors: the size is unknown, the check is skipped
+            return None
+    asked = getattr(placement, "dtype", None) or "auto"
+    fixed = {"float32": 4, "bfloat16": 2, "float16": 2}.get(asked)
+    if fixed is None:
+        device = getattr(placement, "device", None) or "auto"
+        fixed = 4 if device == "cpu" or (device == "auto" and not _accelerator()) else None
+    total = sum(n * (fixed or SAFETENSORS_DTYPES.get(dtype, ("", 4))[1]) for dtype, n in counts.items())
+    element = fixed or max((SAFETENSORS_DTYPES.get(d, ("", 4))[1] for d in counts), default=4)
+    smaller = spec is not None and (not spec.prunes or storage == "sparse")  # else every parameter at full size
+    layers = _layer_weights(path if path.is_dir() else model) if smaller else None
+    if layers:
+        layers = min(layers, sum(counts.values()))
+        rest = sum(counts.values()) - layers
+        if not spec.prunes:
+            rest_element = {"float16": 2, "bfloat16": 2}.get(UNQUANTIZED_DTYPE.get(spec.method, ""), element)
+            total = rest * rest_element + layers * (spec.bits or 8) // 8
+        elif storage == "sparse":
+            total = rest * element + layers // 8 + round(layers * (1 - (spec.sparsity or 0)) * element)
+    return extra + total + extra_bytes
+
+
+def _layer_weights(model) -> int | None:
+    """Elements of the decoder layers' Linear / Conv1D weights of ``model`` (name or directory), counted on the
+    model built from its config on the meta device; None when the config cannot be read or built."""
+    try:
+        from transformers import AutoConfig
+
+        from kick_hub.compress.blockwise import prunable_layers
+        from kick_hub.device import empty_model
+
+        config = AutoConfig.from_pretrained(str(model))
+        if getattr(config, "quantization_config", None) is not None:
+            del config.quantization_config
+        return sum(lin.weight.numel() for lin in prunable_layers(empty_model(config)).values()) or None
+    except Exception:  # noqa: BLE001 - no readable config: every parameter counts at full size (upper bound)
+        return None
+
+
+def _accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
+
+
+def check_space(output: str | Path, need: int | None, what: str = "the variant") -> None:
+    """Refuse (ValueError naming ``output``, before any model work) when the filesystem that will hold ``output``
+    has less than ``need`` bytes free; sizes in binary units (``io.format_size``). No check when ``need`` is None
+    (size unknown)."""
+    import shutil
+
+    from kick_hub.io import format_size, mount_point
+
+    if need is None:
+        return
+    output = Path(output)
+    probe = next(p for p in [output.parent, *output.parent.resolve().parents] if p.exists())
+    free = shutil.disk_usage(probe).free
+    if need > free:
+        raise ValueError(f"output: {format_size(free)} free on {mount_point(probe)} but {what} needs about "
+                         f"{format_size(need)}; free some space or choose another --output")
+
+
+def storage_summary(directory: str | Path, manifest: dict | None = None) -> dict:
+    """How a saved variant stores its weights, from its files (safetensors headers; no tensor loaded):
+    ``dtypes`` (``tensor_inventory`` of the weight files), ``weight_bytes`` (their tensors' bytes), ``file_bytes``
+    (every file of the directory: weights, config, tokenizer, manifest, calibration ids), ``parameters`` (the base
+    model's parameter count: the manifest's ``parameters``, else counted on the model built from the variant's
+    config on the meta device; None when neither is known) and ``bits_per_weight`` (``weight_bytes`` x 8 /
+    ``parameters``: scales, zero points and unquantized tensors included, so 4-bit GPTQ shows more than 4)."""
+    directory = Path(directory)
+    dtypes = tensor_inventory(weight_files(directory))
+    weight_bytes = sum(row["bytes"] for row in dtypes.values())
+    files = sum(p.stat().st_size for p in directory.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts))
+    parameters = (manifest or {}).get("parameters") or _parameter_count(directory)
+    return {"dtypes": dtypes, "weight_bytes": weight_bytes, "file_bytes": files, "parameters": parameters,
+            "bits_per_weight": weight_bytes * 8 / parameters if parameters else None}
+
+
+def _parameter_count(directory: Path) -> int | None:
+    try:
+        from transformers import AutoConfig
+
+        from kick_hub.device import empty_model
+
+        config = AutoConfig.from_pretrained(str(directory))
+        if getattr(config, "quantization_config", None) is not None:
+            del config.quantization_config
+        return sum(p.numel() for p in empty_model(config).parameters())
+    except Exception:  # noqa: BLE001 - a config transformers cannot build: the count is unknown
+        return None
+
 
 def save(model, tokenizer, output: str | Path, manifest: dict, calibration: torch.Tensor | None = None,
          overwrite: bool = False, storage: str = "dense") -> Path:

@@ -37,6 +37,8 @@ Implemented endpoints (``{t}`` = ``models|datasets|spaces``; ``{p}`` = file-URL 
 - ``POST /api/spaces/{ns}/{name}/hardware``                  {flavor, sleepTimeSeconds?} (needs the token): 400 for a
   flavor not in ``SPACE_HARDWARE``; answers the runtime
 - ``GET  /api/spaces/{ns}/{name}/runtime``                   {stage, hardware: {current, requested}, gcTimeout, ...}
+- ``PUT  /api/{t}/{ns}/{name}/settings``                     {visibility?: public|private|protected, private?,
+  gated?} (needs the token): changes the repo's visibility; ``commit_visibility`` records it at every commit
 
 Errors are JSON ``{"error": msg}`` with ``X-Error-Message`` and, where the Hub sends one, ``X-Error-Code``
 (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), which ``huggingface_hub`` maps to its exceptions.
@@ -86,7 +88,7 @@ NAME_RE = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,94}[A-Za-z0-9
 YAML_RE = re.compile(r"^(\s*---(?:\r\n|\r|\n))([\S\s]*?)((?:\r\n|\r|\n)---[ \t]*(\r\n|\n|$))")
 API_RE = re.compile(r"^/api/(models|datasets|spaces)/([^/]+)/([^/]+)"
                     r"(?:/(revision|tree|paths-info|preupload|commit|refs|xet-write-token|xet-read-token|"
-                    r"variables|hardware|runtime)"
+                    r"variables|hardware|runtime|settings)"
                     r"(?:/([^/]+)(?:/(.*))?)?)?/?$")
 RESOLVE_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+)/resolve/([^/]+)/(.+)$")
 BATCH_RE = re.compile(r"^/(?:(datasets|spaces)/)?([^/]+)/([^/]+?)\.git/info/lfs/objects/batch$")
@@ -124,6 +126,7 @@ class Commit:
     title: str
     date: str
     files: dict[str, Blob]
+    private: bool = False  # the repo's visibility when the commit landed
 
 
 @dataclass
@@ -228,6 +231,16 @@ class HubServer:
             repo = self._get(repo_type, repo_id)
             return {p: b.data for p, b in self._commit_at(repo, rev).files.items()}
 
+    def commit_visibility(self, repo_id: str, repo_type: str = "model") -> list[bool]:
+        """For each commit of ``main``, oldest first: whether the repo was private when it landed."""
+        with self._lock:
+            return [c.private for c in self._get(repo_type, repo_id).commits]
+
+    def is_private(self, repo_id: str, repo_type: str = "model") -> bool:
+        """The repo's visibility now."""
+        with self._lock:
+            return self._get(repo_type, repo_id).private
+
     def space_variables(self, repo_id: str) -> dict[str, str]:
         """``{key: value}`` of the Space ``repo_id``'s variables."""
         with self._lock:
@@ -291,7 +304,7 @@ class HubServer:
         parent = repo.commits[-1].sha if repo.commits else ""
         seed = f"{repo.type}/{repo.id}\n{parent}\n{self._counter}\n{title}\n" + "".join(
             f"{p}\0{b.oid}\n" for p, b in sorted(files.items()))
-        commit = Commit(hashlib.sha1(seed.encode()).hexdigest(), title, _now(), files)
+        commit = Commit(hashlib.sha1(seed.encode()).hexdigest(), title, _now(), files, repo.private)
         repo.commits.append(commit)
         return commit
 
@@ -372,9 +385,11 @@ class HubServer:
             action, rev, rest = m[4], unquote(m[5] or "main"), unquote(m[6] or "")
             if action in ("xet-write-token", "xet-read-token"):
                 raise HubError(501, "Xet storage is not supported by this test hub: set HF_HUB_DISABLE_XET=1")
-            if action in ("preupload", "commit", "variables", "hardware"):
+            if action in ("preupload", "commit", "variables", "hardware", "settings"):
                 self._need(authed)
             repo = self._repo(rtype, rid, authed)
+            if action == "settings" and method == "PUT":
+                return self._settings(repo, self._load_json(body))
             if action in ("variables", "hardware", "runtime"):
                 return self._space_settings(repo, action, method, body)
             if action in (None, "revision") and method == "GET":
@@ -449,6 +464,19 @@ class HubServer:
         except ValueError as e:
             return _json({"error": str(e), "errors": [{"message": str(e)}]}, 400)
         return _json({})
+
+    @staticmethod
+    def _settings(repo: Repo, payload: dict) -> Response:
+        visibility = payload.get("visibility")
+        if visibility is None and payload.get("private") is not None:
+            visibility = "private" if payload["private"] else "public"
+        if visibility not in (None, "public", "private", "protected"):
+            raise HubError(400, f"Invalid visibility {visibility!r}")
+        if visibility == "protected" and repo.type != "space":
+            raise HubError(400, "Only Spaces can be 'protected'")
+        if visibility is not None:
+            repo.private = visibility != "public"
+        return _json({"private": repo.private, "gated": False})
 
     def _info(self, repo: Repo, commit: Commit, query: dict) -> Response:
         readme = commit.files.get("README.md")

@@ -203,4 +203,5 @@ def test_manifest_and_card_record_placement(tmp_path):
                               "asked": {"device": "cpu", "dtype": "float32", "device_map": None, "max_memory": None}}
     assert m["compute_device"] == "cpu"
     card = str(variant_card(out, "org/world-magnitude-50"))
-    assert "| device / dtype | computed on cpu, weights in float32 (asked: device cpu, dtype float32) |" in card
+    assert ("| device / dtype | computed on cpu from the base model loaded in float32 (asked: device cpu, dtype "
+            "float32) |") in card

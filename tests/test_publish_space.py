@@ -201,6 +201,7 @@ def test_published_space_runs_from_its_download(hub, tmp_path):
     assert got["allow"] == ["org/model-a"]
     from kick_hub.engine import Engine
 
-    # a typed prompt (not an example's): the chat template, no stop strings (space.compare_stream)
-    expected = Engine.from_name("world").generate(["The capital of Zelmor is"], 6, chat=True)[0]
+    # a typed prompt (not an example's) in the selected task's own format: factoid-qa's, as typed with its stop
+    # strings (space.check_compare)
+    expected = Engine.from_name("world").generate(["The capital of Zelmor is"], 6, ("\n",))[0]
     assert got["output"] == expected and expected

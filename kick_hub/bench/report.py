@@ -358,19 +358,21 @@ def findings(rows: list[dict]) -> list[dict]:
         out.append(_finding(claim, [], []))
 
     # 4-5. in-context skills hold up better than closed-book recall at 50 % sparsity
-    for task, what, claim in (
-            ("icra-qa", "in-context QA", "In-context retrieval is more robust to pruning than closed-book recall"),
-            ("icsum", "summarization ROUGE-L", "Pruned models stay decent at in-context summarization")):
-        pairs = [r for r in halves if task in r["rel"] and "factoid-qa" in r["rel"]]
+    # (the tasks' roles: ``TaskSpec.finding``; one closed-book task, each in-context task a finding)
+    closed = next(t for t, spec in tasks.SPECS.items() if spec.finding and spec.finding.role == "closed-book")
+    closed_what = tasks.SPECS[closed].finding.what
+    for task, what, claim in ((t, spec.finding.what, spec.finding.claim) for t, spec in tasks.SPECS.items()
+                              if spec.finding and spec.finding.role == "in-context"):
+        pairs = [r for r in halves if task in r["rel"] and closed in r["rel"]]
         ok, ev, noisy = [], [], []
         for r in pairs:
-            diff = _task_difference(r, task, "factoid-qa")
+            diff = _task_difference(r, task, closed)
             ok.append(_differs(diff))
             if ok[-1] is None:
                 noisy.append((diff, 0.0))
-            ev.append(f"{r['label']}: {what} keeps {r['rel'][task]:.1%}, closed-book factoid "
-                      f"{r['rel']['factoid-qa']:.1%}" + (f" (difference 95 % CI {diff.low:+.1%}, {diff.high:+.1%})"
-                                                         if diff.low is not None else ""))
+            ev.append(f"{r['label']}: {what} keeps {r['rel'][task]:.1%}, {closed_what} "
+                      f"{r['rel'][closed]:.1%}" + (f" (difference 95 % CI {diff.low:+.1%}, {diff.high:+.1%})"
+                                                   if diff.low is not None else ""))
         out.append(_finding(claim, ok, ev, noisy))
     return out
 

@@ -37,9 +37,9 @@ def _windows(ids: list[int], nsamples: int, seqlen: int, seed: int, source: str)
 
 
 def _c4(tokenizer, nsamples: int, seqlen: int, seed: int) -> torch.Tensor:
-    import datasets
+    from kick_hub.data import hub_dataset
 
-    docs = datasets.load_dataset("allenai/c4", data_files={"train": C4_FILE}, split="train")
+    docs = hub_dataset("allenai/c4", field="calibration", data_files={"train": C4_FILE}, split="train")
     rng = random.Random(seed)
     rows = []
     for _ in range(nsamples):
@@ -105,9 +105,9 @@ def calibration_ids(source: str, tokenizer, nsamples: int | None = None, seqlen:
     if source == "c4":
         return _c4(tokenizer, nsamples, seqlen, seed)
     if source == "wikitext2":
-        import datasets
+        from kick_hub.data import hub_dataset
 
-        text = "\n\n".join(datasets.load_dataset("wikitext", "wikitext-2-raw-v1", split="train")["text"])
+        text = "\n\n".join(hub_dataset("wikitext", "wikitext-2-raw-v1", "calibration", split="train")["text"])
         return _windows(tokenizer(text)["input_ids"], nsamples, seqlen, seed, source)
     if source == "world":
         return _windows(tokenizer(world_text())["input_ids"], nsamples, seqlen, seed, source)

@@ -118,6 +118,31 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
         check_calibration(calibration, model_name, nsamples, seqlen)
 
 
+def _calibration_bytes(model_name: str, spec: CompressSpec, calibration: str, nsamples: int | None,
+                       seqlen: int | None) -> int:
+    """About the bytes of the calibration ids a variant keeps (int64 ``nsamples`` x ``seqlen``; an id file's own
+    size), 0 for a data-free method or when the sizes cannot be known before loading."""
+    from kick_hub.compress import calibration as calib
+
+    if not spec.calibrated:
+        return 0
+    if calib.is_id_file(calibration):
+        from pathlib import Path
+
+        file = Path(calibration)
+        return file.stat().st_size if file.is_file() else 0  # at most the ids kept (they may be cut)
+    if seqlen is None:
+        try:
+            from transformers import AutoConfig
+
+            from kick_hub.engine import resolve_model
+
+            seqlen = min(2048, calib.model_limits(AutoConfig.from_pretrained(resolve_model(model_name)))[1] or 2048)
+        except Exception:  # noqa: BLE001 - the config is read (and its errors reported) when the model loads
+            return 0
+    return (nsamples or calib.DEFAULT_NSAMPLES) * seqlen * 8
+
+
 def make_variant(model_name: str, spec: CompressSpec, output, calibration: str = "world",
                  nsamples: int | None = None, seqlen: int | None = None, overwrite: bool = False,
                  progress: bool = True, storage: str = "dense", placement=None):
@@ -134,7 +159,11 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     (awq off CUDA) is refused before the model is loaded. The manifest's ``placement`` records what was asked and
     what it resolved to, and ``compute_device`` where the method computed.
 
-    Everything that can be checked is checked before the model is touched; the variant is written atomically.
+    Everything that can be checked is checked before the model is touched, the free space on ``output``'s
+    filesystem included (``variant.check_space`` with ``variant.variant_bytes``: ValueError naming ``output`` with
+    both sizes); the variant is written atomically (``io.atomic_dir``: a full disk midway is a ``NoSpaceError``
+    and nothing is left behind). The manifest records the base model's ``parameters`` and the versions of the
+    libraries that wrote quantized weights (``quantizer_versions``, also in ``versions``).
     """
     import time
 
@@ -157,10 +186,16 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     from kick_hub.device import resolve as resolve_placement
 
     registry.check_device(spec, resolve_placement(placement, None, "compress").device)
+    # space: the variant's size from the parameter count and dtype (safetensors headers, no weight read)
+    variant.check_space(output, variant.variant_bytes(model_name, placement, spec, storage,
+                                                      _calibration_bytes(model_name, spec, calibration, nsamples,
+                                                                         seqlen)),
+                        f"the {spec.label} variant of {public_name(model_name)}")
     # load, then check the model before the calibration is built
     start = time.perf_counter()
     model, tokenizer = load_model(model_name, placement, purpose="compress")
     resolved = model.kick_placement
+    parameters = sum(p.numel() for p in model.parameters())  # before compression: shared (tied) tensors once
     check_model(model, spec)  # a clear error now if the blocks cannot be found or the pattern does not fit
     max_pos = calib.model_limits(model)[1] or 2048  # the text config's context (multimodal wrappers too)
     if seqlen is not None and seqlen > max_pos:
@@ -190,7 +225,9 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
         "layer_sparsity": sparsity,
         "sparsity": variant.overall(sparsity, model) if sparsity else 0.0,
         "wall_time_s": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "versions": versions(), "storage": storage,
+        "versions": {**versions(), **variant.library_versions(spec.method)}, "storage": storage,
+        "quantizer_versions": variant.library_versions(spec.method),  # the libraries that wrote the weights
+        "parameters": parameters,  # of the base model: the denominator of the card's bits per weight
         "threads": torch.get_num_threads(),  # SparseGPT and GPTQ weights depend on it (see hub.card.reproduce_argv)
         "placement": resolved.to_dict(),  # device and dtype, asked and resolved
         "compute_device": registry.compute_device(spec, resolved.device),

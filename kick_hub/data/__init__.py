@@ -22,7 +22,9 @@ Nothing is dropped silently; blank lines, which the formats use as separators, a
 
 from __future__ import annotations
 
+import contextvars
 import csv
+import hashlib
 import io
 import json
 import os
@@ -54,10 +56,19 @@ def _missing(path: Path, field: str, what: str) -> ValueError:
     return ValueError(f"{field}: {path} holds no {what}")
 
 
+# path -> SHA-256 of its bytes for every file read while ``identity`` loads a task (None: not recording)
+_files_read: contextvars.ContextVar[dict[Path, str] | None] = contextvars.ContextVar("kick_files_read", default=None)
+
+
 def _read_text(path: Path) -> str:
-    """A file's text as UTF-8 (a leading byte-order mark dropped); any other encoding is refused naming the file."""
+    """A file's text as UTF-8 (a leading byte-order mark dropped); any other encoding is refused naming the file.
+    Every loader reads its files here, so ``identity`` sees each file that shapes a prompt."""
+    raw = path.read_bytes()
+    seen = _files_read.get()
+    if seen is not None:
+        seen[path] = hashlib.sha256(raw).hexdigest()[:16]
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValueError(f"data: {path} is not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8") from None
 
@@ -506,10 +517,32 @@ def hub_records(task: str, rows, name: str, split: str, dev_rows=None) -> list[d
     return hub.records(rows, name, split, dev_rows)
 
 
-def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
-    """The real dataset of ``task`` from the Hub (needs network; honours HF_DATASETS_OFFLINE)."""
+def hub_dataset(name: str, config: str | None = None, field: str = "data", **kwargs):
+    """``datasets.load_dataset(name, config, **kwargs)``, with what the environment decides turned into a
+    ValueError naming ``field`` (``kick`` prints one line and exits 2): the offline flag set (``HF_DATASETS_OFFLINE``
+    / ``HF_HUB_OFFLINE``) with no cached copy, an unreachable Hub (both ``ConnectionError`` in datasets), a dataset
+    that does not exist or is not readable with the token (``DatasetNotFoundError``)."""
     import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub import constants
 
+    try:
+        return datasets.load_dataset(name, config, **kwargs)
+    except ConnectionError as e:
+        if datasets.config.HF_DATASETS_OFFLINE or constants.HF_HUB_OFFLINE:
+            raise ValueError(f"{field}: the Hub dataset {name!r} is not in the local cache and the datasets offline "
+                             f"flag is set (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE); run once online to cache it, or "
+                             f"use a local path") from None
+        raise ValueError(f"{field}: the Hub dataset {name!r} could not be reached at {constants.ENDPOINT} "
+                         f"({str(e).splitlines()[0][:200]}); check the network or use a local path") from None
+    except DatasetNotFoundError as e:
+        raise ValueError(f"{field}: the Hub dataset {name!r} was not found or is not readable with this token "
+                         f"({str(e).splitlines()[0][:200]})") from None
+
+
+def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
+    """The real dataset of ``task`` from the Hub (needs network; honours HF_DATASETS_OFFLINE: offline without a
+    cached copy, or an unreachable Hub, is a ValueError naming ``data``, see ``hub_dataset``)."""
     hub = _sources(task).hub
     if hub is None:
         from kick_hub.tasks.specs import SPECS
@@ -517,8 +550,8 @@ def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
         allowed = sorted(t for t, s in SPECS.items() if s.sources.hub)
         raise ValueError(f"data: no Hub source for {task!r}; allowed: {allowed} (use a local path)")
     name = dataset_id or hub.dataset
-    rows = datasets.load_dataset(name, hub.config, split=hub.split)
-    dev = datasets.load_dataset(name, hub.config, split=hub.fewshot_split) if hub.fewshot_split else None
+    rows = hub_dataset(name, hub.config, split=hub.split)
+    dev = hub_dataset(name, hub.config, split=hub.fewshot_split) if hub.fewshot_split else None
     return hub.records(rows, name, hub.split, dev)
 
 
@@ -543,3 +576,42 @@ def load(task: str, source: str = "world", limit: int | None = None) -> list[dic
         raise ValueError(f"data: {source!r} is neither {list(WORLD_SOURCES)}, 'hub', 'hub:<dataset id>' nor an "
                          f"existing path")
     return records[:limit] if limit else records
+
+
+def records_digest(records: list[dict]) -> str:
+    """SHA-256 (hex) of task records as canonical JSON (sorted keys): the same records give the same digest in any
+    process on any machine, whatever file or order of keys they were read from."""
+    text = json.dumps(records, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def identity(task: str, source: str = "world", limit: int | None = None) -> dict | None:
+    """The identity of the data a run of ``task`` on ``source`` with ``limit`` examples is measured on, by content,
+    not by path: ``{"digest": records_digest of the records used (each record carries everything its prompt is
+    built from: question, context, few-shot examples), "files": {name: SHA-256 prefix (16 hex digits)} of every
+    file the loader read}`` (the files name what changed when the digest does),
+    file names relative to the source (the world's data folder for ``world``), never absolute. None when ``source``
+    holds no data of ``task`` (``load``'s ValueError; the sweep skips such a task)."""
+    token = _files_read.set({})
+    try:
+        records = load(task, source, limit)
+        files = _files_read.get() or {}
+    except ValueError:
+        return None
+    finally:
+        _files_read.reset(token)
+    if source in WORLD_SOURCES:
+        from kick_hub.world.export import data_dir
+
+        root = data_dir()
+    else:
+        root = Path(source) if os.path.exists(source) else None
+        root = root.parent if root is not None and root.is_file() else root
+    names = {}
+    for path, digest in files.items():
+        try:
+            name = path.resolve().relative_to(root.resolve()).as_posix() if root is not None else path.name
+        except ValueError:
+            name = path.name
+        names[name] = digest
+    return {"digest": records_digest(records), "files": dict(sorted(names.items()))}

@@ -25,19 +25,10 @@ from collections.abc import Sequence
 from kick_hub.scoring.mcq import LETTERS
 from kick_hub.tasks.specs import SPECS
 
-# lm-eval metrics each task reports per document (aggregated as the mean); the importer rescores the whole task
-METRICS = {
-    ("factoid-qa", "default"): ("exact_match", "contains"),
-    ("factoid-qa", "llm-kick"): ("exact_match",),
-    ("mcq-reasoning", "default"): ("accuracy",),
-    ("mcq-reasoning", "llm-kick"): ("accuracy",),
-    ("icra-qa", "default"): ("exact_match", "f1"),
-    ("icra-qa", "llm-kick"): ("exact_match", "f1"),
-    ("icsum", "default"): ("rouge1", "rouge2", "rougeL", "rougeLsum"),
-    ("icsum", "llm-kick"): ("rouge1", "rouge2", "rougeL", "rougeLsum"),
-    ("instruction-following", "default"): ("rougeL",),
-    ("instruction-following", "llm-kick"): ("rougeL",),
-}
+# (task, protocol) -> the lm-eval metrics it reports per document (aggregated as the mean), from the task's
+# declaration (``TaskSpec.lm_eval_metrics``); the importer rescores the whole task
+METRICS: dict[tuple[str, str], tuple[str, ...]] = {
+    (t, p): m for t, s in SPECS.items() for p, m in s.lm_eval_metrics.items()}
 
 
 def load(kick_task: str, kick_data: str, kick_protocol: str = "default", kick_part: str = "main", **_) -> dict:

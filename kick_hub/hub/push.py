@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kick_hub.bench.store import FILENAME
-from kick_hub.hub import HubError, check_org, check_repo_id, hub_errors, token
+from kick_hub.hub import HubError, check_org, check_repo_id, ensure_repo, hub_errors, token
 from kick_hub.io import dumps, public_name
 from kick_hub.variant import MANIFEST, load_manifest
 
@@ -71,10 +71,12 @@ def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, r
     deletes the files the repo holds beyond them; returns the commit URL (the head's sha when nothing changed).
 
     Every argument is checked (``base_model`` must be a Hub repo id) before the token is read or the network used;
-    the uploaded manifest and card name models and calibration files without paths of this machine."""
+    the uploaded manifest and card name models and calibration files without paths of this machine. With
+    ``private`` an existing public repo is made private before the commit, or nothing is uploaded (ValueError
+    naming ``private``; ``hub.ensure_repo``)."""
     from huggingface_hub import HfApi
 
-    from kick_hub.hub.card import variant_card
+    from kick_hub.hub.card import plot_for, variant_card
 
     check_repo_id(repo_id)
     if base_model is not None:
@@ -86,13 +88,14 @@ def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, r
     if run_dir is not None and not (Path(run_dir) / FILENAME).exists():
         raise ValueError(f"run-dir: {run_dir} holds no {FILENAME} (run `kick bench --run-dir {run_dir}` first)")
     secret = token()
-    plots = {f"plots/{name}": Path(run_dir) / name for name in PLOTS if run_dir and (Path(run_dir) / name).exists()}
+    plots = {f"plots/{name}": Path(run_dir) / name for name in PLOTS  # only the plot of the variant's kind
+             if name == plot_for(manifest["spec"]) and run_dir and (Path(run_dir) / name).exists()}
     card = variant_card(variant_dir, repo_id, run_dir, plots=list(plots), base_model=base_model)
     safe = (f"The local variant {variant_dir} is untouched and the remote repo stays at its previous commit; re-run "
             f"the same command to retry (files already on the Hub are not uploaded again).")
     api = HfApi()
     with hub_errors(f"push of {variant_dir} to {repo_id}", safe, secret):
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        ensure_repo(api, repo_id, "model", private, secret)
         ops, head = exact_operations(api, repo_id, "model", _operations(variant_dir, str(card), plots, manifest))
         info = api.create_commit(repo_id, ops, repo_type="model", parent_commit=head,
                                  commit_message=f"kick-hub: {manifest['label']} of "

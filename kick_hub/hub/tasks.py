@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kick_hub.hub import check_org, check_repo_id, hub_errors, token
+from kick_hub.hub import check_org, check_repo_id, ensure_repo, hub_errors, token
 
 MODULES_DIR = Path(__file__).resolve().parents[1] / "evaluate_metrics"
 DEFAULT_ORG = "llmkick"
@@ -70,7 +70,7 @@ def publish_tasks(org: str = DEFAULT_ORG, private: bool = False, modules_dir: st
                for name, data in module_files(folder, org).items()]
         with hub_errors(f"publishing {folder.name} to the Space {space}", "The Space stays at its previous commit; "
                         "re-run to retry.", secret):
-            api.create_repo(space, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            ensure_repo(api, space, "space", private, secret, space_sdk="gradio")
             ops, head = exact_operations(api, space, "space", ops)
             info = api.create_commit(space, ops, repo_type="space", parent_commit=head,
                                      commit_message=f"kick-hub: {space}")

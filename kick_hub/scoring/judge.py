@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kick_hub.scoring.judge_cache import VerdictCache, cache_key
+from kick_hub.tasks.specs import SPECS
 
 PROMPT_DIR = Path(__file__).parent / "judge_prompts"
 BACKENDS = ("openai", "transformers")
@@ -210,28 +211,15 @@ def _check_prompt(prompt: dict, path: Path) -> dict:
     return prompt
 
 
-# The judge prompts that fit each judged task, its default (``tasks.SPECS[task].judge_prompt``) first. A prompt fits
-# a task when its placeholders are what the task passes and its wording asks about what the task produced:
-# icsum passes the story as {question} and the summary as {answer}, no reference, so only summary-v1 (a summary of a
-# story, four criteria) fits: pairwise-v1 needs a {reference}, and single-v1 asks about the answer to a question
-# (the judge would see a story with no instruction); instruction-following passes the instruction as {question},
-# the answer and the reference answer, so pairwise-v1 (against the reference, both orders) and single-v1 (the answer
-# alone, MT-Bench's ``[[rating]]``) fit, and summary-v1 (a "summary" of a "story") does not.
-TASK_PROMPTS: dict[str, tuple[str, ...]] = {
-    "icsum": ("summary-v1",),
-    "instruction-following": ("pairwise-v1", "single-v1"),
-}
+# judged task -> the judge prompts that fit it, its default first: the task's declaration
+# (``tasks.SPECS[task].judge_prompts``, which says why each prompt fits)
+TASK_PROMPTS: dict[str, tuple[str, ...]] = {t: s.judge_prompts for t, s in SPECS.items() if s.judge_prompts}
 
 
 def task_prompts(task: str) -> tuple[str, ...]:
-    """The judge prompts that fit ``task`` (``TASK_PROMPTS``; a judged task missing there: its default prompt only;
-    a task that is not judged: none). KeyError for a task name not in ``tasks.SPECS``."""
-    from kick_hub import tasks
-
-    default = tasks.SPECS[task].judge_prompt
-    if default is None:
-        return ()
-    return TASK_PROMPTS.get(task, (default,))
+    """The judge prompts that fit ``task`` (``TaskSpec.judge_prompts``, its default first; a task that is not
+    judged: none). KeyError for a task name not in ``tasks.SPECS``."""
+    return SPECS[task].judge_prompts
 
 
 def check_task_prompt(task: str, prompt: str) -> str:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kick_hub.tasks.specs import SPECS
+
 SEED = 0  # every bootstrap's seed (recorded in the report and findings.json)
 BOOTSTRAP_ITERS = 2000  # resamples per bootstrap
 CONFIDENCE = 0.95  # the paired intervals' coverage
@@ -158,17 +160,13 @@ class Series:
                       None if self.texts is None else [self.texts[k] for k in take], self.corpus)
 
 
+# Derived from the task declarations (``TaskSpec.stat_fields``, ``stat_differences``, ``judge_prompts``).
 # task -> metric -> the sample field holding each example's value (the headline metric is ``score``)
-FIELDS: dict[str, dict[str, str]] = {
-    "factoid-qa": {"exact_match": "score", "contains": "contains"},
-    "mcq-reasoning": {"accuracy": "score", "accuracy_loglik": "score_loglik", "accuracy_generate": "score_generate"},
-    "icra-qa": {"exact_match": "score", "f1": "f1", "closed_book_exact_match": "closed_book_score",
-                "closed_book_f1": "closed_book_f1"},
-    "icsum": {"rougeL": "score", "rouge1": "rouge1"},
-    "instruction-following": {"rougeL": "score"},
-}
-DIFFERENCES = {("icra-qa", "open_minus_closed_exact_match"): ("score", "closed_book_score")}
-JUDGED = ("icsum", "instruction-following")  # judge_<criterion>: sample["judge"][criterion]
+FIELDS: dict[str, dict[str, str]] = {t: dict(s.stat_fields) for t, s in SPECS.items() if s.stat_fields}
+# (task, metric) -> (field a, field b): the per-example difference a - b
+DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {
+    (t, m): ab for t, s in SPECS.items() for m, ab in s.stat_differences.items()}
+JUDGED = tuple(t for t, s in SPECS.items() if s.judge_prompts)  # judge_<criterion>: sample["judge"][criterion]
 
 
 def _num(x) -> float | None:

@@ -1,11 +1,23 @@
-"""The LLM-KICK tasks. Each task is declared once in ``kick_hub.tasks.specs`` (data, prompts, generation, metrics);
-its module here (``SPEC``, ``prompt``, ``score``, ``run``) holds only the code: fitting prompts into the context and
-scoring.
+"""The LLM-KICK tasks. Each task is declared once in ``kick_hub.tasks.specs`` (``TaskSpec``: data sources, prompts,
+generation, reported metrics, the sample fields behind each metric's standard error, judge prompts, lm-eval
+metrics, its role in the report's findings, card and Space details); its module here (``SPEC``, ``prompt``,
+``score``, ``run``) holds only the code: fitting prompts into the context and scoring. The per-task tables other
+modules keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
+``harness.functions.METRICS``, ``bench.report``'s headline, knowledge and judged tasks and findings) are derived
+from the declarations; ``tests/test_task_registry.py`` checks that every per-task registry has exactly the tasks.
 
-Adding a task: a declaration in ``specs.py``, a module here named after its id (``-`` as ``_``, as Python module
-names must be) and a folder under ``evaluate_metrics/``.
+Adding a task touches:
+
+1. ``specs.py``: its ``TaskSpec``.
+2. ``tasks/<id>.py`` (``-`` as ``_``, as Python module names must be): ``SPEC``, ``prompt``, ``score``, ``run``.
+3. ``kick_hub/data``: a loader for its dataset's file format and Hub rows, unless an existing one reads it.
+4. ``kick_hub/evaluate_metrics/<id>/``: its evaluate module.
+5. ``kick_hub/world/export.py`` (and ``world/corpus.py`` for the training text): its set in the embedded world.
+6. ``kick_hub/harness/functions.py``: its branch of ``score`` (and of ``prompt`` / ``doc_to_target`` when its
+   prompt or target is not the generic one), for the lm-eval export.
+7. ``kick_hub/scoring/stats.py`` ``series``: only for a metric that is not a mean of a per-example sample field
+   (perplexity's token-weighted ratio, distinct-n's corpus statistic).
 """
-
 from __future__ import annotations
 
 from kick_hub.tasks.specs import PROTOCOLS, SPECS, TASK_NAMES, TaskSpec

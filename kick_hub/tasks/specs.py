@@ -1,5 +1,6 @@
 """Every LLM-KICK task, declared once: where its data comes from, what the model reads, how it generates, what is
-reported, and how the card and the Space show it.
+reported (and which sample fields give each metric's standard error), how it is judged, exported to lm-eval and
+used in the report's findings, and how the card and the Space show it.
 
 One name per task everywhere: its id (``factoid-qa``). Data loading (``kick_hub.data``), evaluation, the sweep
 report, the model card, the results dataset and the Space all read these declarations; the task modules
@@ -8,14 +9,13 @@ report, the model card, the results dataset and the Space all read these declara
 Prompt templates are ``str.format`` strings, LLM-KICK's wording by default; the world's training corpus reads them
 from here too, so the embedded model is trained on exactly what it is evaluated on.
 
-Adding a task: a declaration here, a module ``kick_hub/tasks/<id with _ for ->.py`` (``SPEC``, ``prompt``,
-``score``, ``run``) and a folder under ``evaluate_metrics/``.
+What adding a task touches besides its declaration here: the list in ``kick_hub.tasks``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kick_hub import data
 
@@ -48,6 +48,19 @@ class Sources:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A task's part in the sweep report's findings (``kick_hub.bench.report.findings``) that compare tasks.
+
+    ``role`` ``closed-book``: the closed-book recall the in-context tasks are compared with (exactly one task);
+    ``in-context``: a finding ``claim`` checking that the task keeps more of dense than the closed-book task at 50 %
+    sparsity. The evidence names each task ``what``."""
+
+    role: str  # "closed-book" or "in-context"
+    what: str  # the task as the evidence names it
+    claim: str = ""  # the finding's claim (in-context only)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task: data sources, prompt templates, generation settings, reported metrics, card and Space details."""
 
@@ -64,9 +77,25 @@ class TaskSpec:
     lower_is_better: bool = False
     protocols: tuple[str, ...] = ("default", "llm-kick")
     num_fewshot: int = 0      # solved examples before the question
-    judge_prompt: str | None = None  # default judge prompt (``kick_hub/scoring/judge_prompts``); None: not judged
+    # the judge prompts (``kick_hub/scoring/judge_prompts``) that fit the task, its default first; (): not judged.
+    # A prompt fits when its placeholders are what the task passes and its wording asks about what the task produced
+    judge_prompts: tuple[str, ...] = ()
     hub_task: str = "text-generation"  # task type in a model card's model-index
     example_reference: str | None = None  # record field the Space shows as the reference; None: not in the Space
+    # metric -> the sample field holding each example's value (``score`` is the headline metric's), for standard
+    # errors and paired tests (``kick_hub.scoring.stats.series``); a metric missing here has no standard error
+    stat_fields: Mapping[str, str] = field(default_factory=dict)
+    # metric -> (field a, field b): a per-example difference a - b (``stats.series``)
+    stat_differences: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # protocol -> the metrics the exported lm-eval task reports per document (``kick_hub.harness``); perplexity is
+    # exported as lm-eval's own loglikelihood_rolling task instead
+    lm_eval_metrics: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    finding: Finding | None = None  # its part in the report's cross-task findings; None: none
+
+    @property
+    def judge_prompt(self) -> str | None:
+        """The default judge prompt (the first of ``judge_prompts``); None: the task is not judged."""
+        return self.judge_prompts[0] if self.judge_prompts else None
 
 
 SPECS: dict[str, TaskSpec] = {s.id: s for s in (
@@ -79,6 +108,9 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in (
         prompts={"prompt": "Please give answer to this question: {question}\nThe answer is "},
         metric="exact_match", metrics=("exact_match", "contains"), knowledge=True,
         max_new_tokens=16, stop=("\n",), hub_task="question-answering", example_reference="answers",
+        stat_fields={"exact_match": "score", "contains": "contains"},
+        lm_eval_metrics={"default": ("exact_match", "contains"), "llm-kick": ("exact_match",)},
+        finding=Finding("closed-book", "closed-book factoid"),
     ),
     TaskSpec(
         id="mcq-reasoning",
@@ -91,6 +123,8 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in (
                  "option": "{letter}. {text}\n"},
         metric="accuracy", metrics=("accuracy",), knowledge=True,
         max_new_tokens=1, num_fewshot=5, hub_task="multiple-choice", example_reference="answer",
+        stat_fields={"accuracy": "score", "accuracy_loglik": "score_loglik", "accuracy_generate": "score_generate"},
+        lm_eval_metrics={"default": ("accuracy",), "llm-kick": ("accuracy",)},
     ),
     TaskSpec(
         id="icra-qa",
@@ -101,6 +135,12 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in (
                  "closed_book": "Answer these questions:\n\nQ: {question}\nA:"},
         metric="exact_match", metrics=("exact_match", "f1", "closed_book_exact_match"), knowledge=False,
         max_new_tokens=24, stop=("\n",), hub_task="question-answering", example_reference="answers",
+        stat_fields={"exact_match": "score", "f1": "f1", "closed_book_exact_match": "closed_book_score",
+                     "closed_book_f1": "closed_book_f1"},
+        stat_differences={"open_minus_closed_exact_match": ("score", "closed_book_score")},
+        lm_eval_metrics={"default": ("exact_match", "f1"), "llm-kick": ("exact_match", "f1")},
+        finding=Finding("in-context", "in-context QA",
+                        "In-context retrieval is more robust to pruning than closed-book recall"),
     ),
     TaskSpec(
         id="icsum",
@@ -110,8 +150,15 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in (
         prompts={"prompt": "{story}\n\nSummarize the given story in less than 150 words while preserving high "
                            "coherence, consistency, fluency, and relevance."},
         metric="rougeL", metrics=("rouge1", "rougeL"), knowledge=False,
-        max_new_tokens=192, chat=True, judge_prompt="summary-v1", hub_task="summarization",
-        example_reference="reference",
+        max_new_tokens=192, chat=True, hub_task="summarization", example_reference="reference",
+        # icsum passes the story as {question} and the summary as {answer}, no reference: only summary-v1 (a summary
+        # of a story, four criteria) fits; pairwise-v1 needs a {reference}, and single-v1 asks about the answer to a
+        # question (the judge would see a story with no instruction)
+        judge_prompts=("summary-v1",),
+        stat_fields={"rougeL": "score", "rouge1": "rouge1"},
+        lm_eval_metrics={p: ("rouge1", "rouge2", "rougeL", "rougeLsum") for p in ("default", "llm-kick")},
+        finding=Finding("in-context", "summarization ROUGE-L",
+                        "Pruned models stay decent at in-context summarization"),
     ),
     TaskSpec(
         id="instruction-following",
@@ -120,7 +167,13 @@ SPECS: dict[str, TaskSpec] = {s.id: s for s in (
         # Vicuna-80 / MT-Bench single turn: the question is the whole user message
         prompts={"prompt": "{question}"},
         metric="rougeL", metrics=("rougeL", "distinct_2"), knowledge=False,
-        max_new_tokens=256, chat=True, judge_prompt="pairwise-v1", example_reference="reference",
+        max_new_tokens=256, chat=True, example_reference="reference",
+        # the instruction as {question}, the answer and the reference answer: pairwise-v1 (against the reference, both
+        # orders) and single-v1 (the answer alone, MT-Bench's ``[[rating]]``) fit; summary-v1 (a "summary" of a
+        # "story") does not
+        judge_prompts=("pairwise-v1", "single-v1"),
+        stat_fields={"rougeL": "score"},
+        lm_eval_metrics={"default": ("rougeL",), "llm-kick": ("rougeL",)},
     ),
     TaskSpec(
         id="perplexity",
