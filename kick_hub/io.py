@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -109,6 +110,9 @@ def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
     plain_mode(tmp, directory=True)
     try:
         yield tmp
+        for path in tmp.rglob("*"):  # what a library wrote through tempfile (transformers' safetensors shards)
+            if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) & 0o077 == 0:
+                plain_mode(path, directory=path.is_dir())
         if output.exists():
             if not overwrite:
                 raise ValueError(f"output: {output} exists; pass --overwrite to replace it")

@@ -3,6 +3,7 @@ tempfile's private 0600 / 0700 (a shared run dir or task folder must stay readab
 
 import os
 import stat
+import tempfile
 
 import pytest
 
@@ -20,6 +21,7 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
         js = write_json(tmp_path / "out" / "results.json", {"x": float("inf")})
         with atomic_dir(tmp_path / "variant") as d:
             (d / "kick_manifest.json").write_text("{}")
+            os.close(tempfile.mkstemp(dir=d, suffix=".safetensors")[0])  # a library writing through tempfile
         replaced = tmp_path / "old.md"
         replaced.write_text("old")
         os.chmod(replaced, 0o600)  # a replaced file is a new file: it takes the umask's mode
@@ -29,4 +31,6 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
     for path in (text, js, replaced):
         assert stat.S_IMODE(os.stat(path).st_mode) == file_mode, path
     assert stat.S_IMODE(os.stat(tmp_path / "variant").st_mode) == dir_mode
+    for path in (tmp_path / "variant").iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == file_mode, path
     assert replaced.read_text() == "new" and (tmp_path / "variant" / "kick_manifest.json").exists()
