@@ -371,6 +371,9 @@ def _bench_plan(args) -> list:
     from kick_hub.compress import PRUNING_METHODS
 
     methods = args.methods or list(plan.DEFAULT_METHODS)
+    unknown = [m for m in methods if m not in plan.METHODS]
+    if unknown:  # a typo must be named as such, not read as "no method uses --sparsities"
+        raise ValueError(f"methods: unknown {unknown}; allowed: {list(plan.METHODS)}")
     pruning = [m for m in methods if m in PRUNING_METHODS]
     unused = [option for option, value, used in (
         ("--bits", args.bits or None, "gptq" in methods), ("--group-size", args.group_size, "gptq" in methods),
@@ -411,7 +414,6 @@ def cmd_space(args) -> int:
     """``kick space``: serve the comparison app locally (``space.launch``) until Ctrl+C, then return 0. Raises
     ValueError when ``--run-dir`` holds no results store (``space.check_run_dir``)."""
     from kick_hub import space
-
     from kick_hub.device import set_threads
 
     space.check_run_dir(args.run_dir)
@@ -694,8 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="the LLM-KICK sweep: compress x evaluate, resumable, with a report")
     p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
     p.add_argument("--run-dir", type=Path, default=None, help="results, variants and report (default "
-                   "runs/<model>); paths "
-                   "inside it are relative, so a finished run dir can be moved or copied")
+                   "runs/<model>); paths inside it are relative, so a finished run dir can be moved or copied")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help=f"from {', '.join(METHODS)} (default {' '.join(plan.DEFAULT_METHODS)})")
     p.add_argument("--sparsities", nargs="*", type=_ratio, default=None,
