@@ -389,11 +389,11 @@ def cgroup_cpus(root: str = "/sys/fs/cgroup") -> int | None:
 
 def resolve_threads(threads: int | None = None) -> tuple[int, str]:
     """``(count, source)``: the torch threads work should run on. ``threads`` (``--threads``) when given; else
-    ``OMP_NUM_THREADS`` when it is a positive integer (the variable OpenMP, MKL and torch itself honour); else the
-    CPUs this process may use: its CPU affinity, capped by the cgroup CPU quota (a container or CI runner limited to
-    2 CPUs on a 64-core host gets 2, not 64). ``source`` is one of ``THREAD_SOURCES``. Raises ValueError for a
-    ``threads`` below 1. On a machine whose cores are busy, fewer threads than cores can be much faster (docs/
-    performance.md: threads)."""
+    ``OMP_NUM_THREADS`` (the variable OpenMP, MKL and torch itself honour; for an OpenMP list such as ``4,2`` its
+    first entry); else the CPUs this process may use: its CPU affinity, capped by the cgroup CPU quota (a container
+    or CI runner limited to 2 CPUs on a 64-core host gets 2, not 64). ``source`` is one of ``THREAD_SOURCES``.
+    Raises ValueError for a ``threads`` below 1 and for an ``OMP_NUM_THREADS`` that is not a positive count. On a
+    machine whose cores are busy, fewer threads than cores can be much faster (docs/performance.md, Threads)."""
     import os
 
     if threads is not None:
@@ -401,8 +401,12 @@ def resolve_threads(threads: int | None = None) -> tuple[int, str]:
             raise ValueError(f"threads: must be a positive integer, got {threads!r}")
         return int(threads), "--threads"
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env), "OMP_NUM_THREADS"
+    if env:  # OpenMP's syntax: a positive count, or a comma list whose first entry is this level's count
+        first = env.split(",")[0].strip()
+        if not (first.isdigit() and int(first) > 0):
+            raise ValueError(f"OMP_NUM_THREADS: must be a positive integer (or an OpenMP list such as 4,2), got "
+                             f"{env!r}; fix or unset it, or give --threads")
+        return int(first), "OMP_NUM_THREADS"
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = cgroup_cpus()
     if quota is not None and quota < affinity:

@@ -119,7 +119,10 @@ def atomic_dir(output: str | Path, overwrite: bool = True) -> Iterator[Path]:
             old = output.with_name(f".old-{output.name}-{time.time_ns()}")
             output.rename(old)
             tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a file or link the dir replaces: rmtree would leave it behind as .old-*
+                old.unlink(missing_ok=True)
         else:
             tmp.rename(output)
     except BaseException as e:

@@ -41,12 +41,15 @@ def prepare_output(output: str | Path, overwrite: bool) -> Path:
     output = Path(output)
     if output.exists() and not overwrite:
         raise ValueError(f"output: {output} exists; pass --overwrite to replace it")
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output: {output} exists and is not a directory")
+    # probe the nearest existing ancestor: creating the parent here would leave an empty folder behind when the
+    # command is refused or interrupted before the variant is saved (``io.atomic_dir`` creates it at save time)
+    existing = next((p for p in [output.parent, *output.parent.parents] if p.exists()), Path("."))
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.mkdtemp(prefix=".kick-probe-", dir=output.parent)
-        Path(probe).rmdir()
+        Path(tempfile.mkdtemp(prefix=".kick-probe-", dir=existing)).rmdir()
     except OSError as e:
-        raise ValueError(f"output: cannot write in {output.parent} ({e.strerror})") from e
+        raise ValueError(f"output: cannot write in {existing} ({e.strerror})") from e
     return output
 
 

@@ -4,27 +4,29 @@ before anything is written, options no method uses refused, Ctrl-C as one line, 
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 from kick_hub.bench.store import FILENAME
 from kick_hub.device import cgroup_cpus, resolve_threads
-
-
-def kick(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "kick_hub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+from tests.kick_runner import kick
 
 
 # ----------------------------------------------------------------- threads
+@pytest.mark.unit
 def test_threads_come_from_the_option_then_the_environment(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert resolve_threads(3) == (3, "--threads")
     assert resolve_threads() == (1, "OMP_NUM_THREADS")
-    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's nested list: this level's count first
+    assert resolve_threads() == (4, "OMP_NUM_THREADS")
+    for junk in ("junk", "0", "-1"):
+        monkeypatch.setenv("OMP_NUM_THREADS", junk)
+        with pytest.raises(ValueError, match="OMP_NUM_THREADS: must be a positive integer"):
+            resolve_threads()
+        assert resolve_threads(2) == (2, "--threads")  # an explicit --threads needs no environment
+    monkeypatch.delenv("OMP_NUM_THREADS")
     n, source = resolve_threads()
     assert source in ("cgroup CPU quota", "CPU affinity") and n == min(len(os.sched_getaffinity(0)),
                                                                        cgroup_cpus() or 10 ** 6)
@@ -32,6 +34,7 @@ def test_threads_come_from_the_option_then_the_environment(monkeypatch):
         resolve_threads(0)
 
 
+@pytest.mark.unit
 def test_cgroup_quota_is_read_from_v2_and_v1_files(tmp_path):
     v2 = tmp_path / "v2"
     v2.mkdir()
@@ -49,8 +52,9 @@ def test_cgroup_quota_is_read_from_v2_and_v1_files(tmp_path):
 
 
 def test_compress_and_evaluate_record_the_threads_they_ran_on(tmp_path):
+    # a fresh interpreter: its stderr is what a user sees (this process's was set up by earlier tests)
     out = kick("compress", "--method", "magnitude", "--sparsity", "0.5", "--output", str(tmp_path / "v"),
-               env={"OMP_NUM_THREADS": "1"})
+               env={"OMP_NUM_THREADS": "1"}, subprocess=True)
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "v" / "kick_manifest.json").read_text())["threads"] == 1
     # kick's own lines only: no transformers load/save bars, no tokenizer length warning from calibration
@@ -63,6 +67,7 @@ def test_compress_and_evaluate_record_the_threads_they_ran_on(tmp_path):
 
 
 # ----------------------------------------------------------------- checked before any work
+@pytest.mark.unit
 def test_evaluate_output_that_is_a_directory_is_refused_while_parsing(tmp_path):
     start = time.monotonic()
     out = kick("evaluate", "--task", "factoid-qa", "--output", str(tmp_path))
@@ -79,12 +84,13 @@ def test_evaluate_output_that_is_a_directory_is_refused_while_parsing(tmp_path):
 def test_bench_with_a_model_that_cannot_load_writes_nothing(tmp_path, model, message):
     run_dir = tmp_path / "run"
     out = kick("bench", "--model", model, "--run-dir", str(run_dir), "--methods", "magnitude", "--sparsities", "0.5",
-               "--patterns", "--tasks", "factoid-qa", "--limit", "2")
+               "--patterns", "--tasks", "factoid-qa", "--limit", "2", subprocess=True)  # all of a user's stderr
     assert out.returncode == 2 and out.stderr.startswith("kick: error: model:") and message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert not run_dir.exists()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("args, unused", [
     (["--methods", "wanda", "--bits", "4"], "--bits"),
     (["--methods", "wanda", "--group-size", "64"], "--group-size"),
@@ -97,6 +103,7 @@ def test_bench_option_no_method_uses_is_refused(tmp_path, args, unused):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.unit
 def test_read_only_outputs_name_their_option(tmp_path):
     out = kick("lm-eval-tasks", "--output", "/proc/kick-tasks")
     assert out.returncode == 2 and "argument --output" in out.stderr and "not writable" in out.stderr
@@ -104,6 +111,7 @@ def test_read_only_outputs_name_their_option(tmp_path):
     assert out.returncode == 2 and "argument --run-dir" in out.stderr and "not writable" in out.stderr
 
 
+@pytest.mark.unit
 def test_help_says_what_a_pattern_prunes():
     out = kick("compress", "--help")
     assert "are pruned (2:4 and 4:8 = 50 % sparsity, 3:4 = 75 %)" in " ".join(out.stdout.split())
@@ -119,10 +127,8 @@ def test_ctrl_c_is_one_line_and_exit_130_and_status_lists_the_runs_own_cells(tmp
     assert status.returncode == 0 and "2 cells done" in status.stdout
     assert "todo" not in status.stdout and "wanda" not in status.stdout  # not the default sweep's 29 other cells
 
-    proc = subprocess.Popen([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "run2"),
-                             "--methods", "magnitude", "--sparsities", "0.5", "0.6", "0.7", "--patterns", "--tasks",
-                             "factoid-qa", "mcq-reasoning", "--limit", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = kick("bench", "--run-dir", str(tmp_path / "run2"), "--methods", "magnitude", "--sparsities", "0.5", "0.6",
+                "0.7", "--patterns", "--tasks", "factoid-qa", "mcq-reasoning", "--limit", "50", wait=False)  # SIGINT
     deadline = time.monotonic() + 300  # waits for the store, a bound that only catches a hang
     while not (tmp_path / "run2" / FILENAME).exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -141,6 +147,7 @@ def test_ctrl_c_is_one_line_and_exit_130_and_status_lists_the_runs_own_cells(tmp
 def test_hub_commands_in_offline_mode_name_every_variable_that_set_it(tmp_path, variables, named):
     """huggingface_hub treats TRANSFORMERS_OFFLINE as HF_HUB_OFFLINE; its own hint names only the latter."""
     for argv in (["publish-tasks", "--org", "org"], ["bench", "--run-dir", str(tmp_path / "r"), "--push", "org"]):
-        out = kick(*argv, env={"HF_TOKEN": "hf_test", **variables})
+        # huggingface_hub reads the offline switches when it is imported: a fresh interpreter
+        out = kick(*argv, env={"HF_TOKEN": "hf_test", **variables}, subprocess=True)
         assert out.returncode == 1 and "kick: error: hub: offline mode is on" in out.stderr, out.stderr
         assert named in out.stderr and "hf_test" not in out.stderr

@@ -27,7 +27,9 @@ class Cell:
 
 def plan(methods=DEFAULT_METHODS, sparsities=DEFAULT_SPARSITIES, patterns=DEFAULT_PATTERNS,
          bits=DEFAULT_BITS, group_size: int = 128) -> list[Cell]:
-    """Dense first, then every pruning method x (sparsities + patterns), then quantization x bits."""
+    """Dense first, then every pruning method x (sparsities + patterns), then quantization x bits; a repeated
+    method or value gives one cell. Raises ValueError for an unknown method, a value out of range, a method left
+    without a cell (its value lists all empty) and two values whose cells share a label (e.g. 0.5 and 0.504)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"methods: unknown {unknown}; allowed: {list(METHODS)}")
@@ -47,5 +49,14 @@ def plan(methods=DEFAULT_METHODS, sparsities=DEFAULT_SPARSITIES, patterns=DEFAUL
             specs = [CompressSpec(method, bits=b, group_size=group_size) for b in bits]
         else:
             specs = [CompressSpec(method)]
+        if not specs:
+            raise ValueError(f"methods: {method} gets no cell (its --sparsities / --patterns / --bits are all "
+                             "empty); give it a value or drop the method")
         cells += [Cell(s.label, s) for s in specs]
-    return cells
+    unique: dict[str, Cell] = {}
+    for cell in cells:  # the store keys a cell by its label: a repeated value is one cell, a clash is refused
+        seen = unique.setdefault(cell.label, cell)
+        if seen.spec != cell.spec:
+            raise ValueError(f"sparsities: {seen.spec.sparsity} and {cell.spec.sparsity} are both cell "
+                             f"{cell.label!r} (labels round the sparsity to a percent); give values at least 1 % apart")
+    return list(unique.values())

@@ -14,7 +14,9 @@ other scores.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 from kick_hub.harness import by_name
@@ -53,8 +55,8 @@ def read_samples(path: str | Path) -> tuple[str, list[dict], list[str]]:
 
 def check_output(output: str | Path) -> Path:
     """``output`` (where ``kick judge`` writes its JSON) when it can be written as a file: ValueError naming
-    ``output`` for an existing folder, or a path below something that is not a folder. Checked before any judge
-    request is sent."""
+    ``output`` for an existing folder, a path below something that is not a folder, or one whose nearest existing
+    folder cannot be written (the verdict cache is kept beside it). Checked before any judge request is sent."""
     output = Path(output)
     if output.is_dir():
         raise ValueError(f"output: --output {output} is an existing folder; it must name the JSON file to write "
@@ -63,6 +65,11 @@ def check_output(output: str | Path) -> Path:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(f"output: --output {output}: {parent} is not a folder")
+            try:  # a real probe (os.access says yes to root on read-only media): the verdict cache and the JSON
+                os.rmdir(tempfile.mkdtemp(prefix=".kick-probe-", dir=parent))  # go there, after paid requests
+            except OSError as e:
+                raise ValueError(f"output: --output {output}: {parent} is not writable ({e.strerror}); give an "
+                                 "--output in a writable folder") from None
             break
     return output
 
