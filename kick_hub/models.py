@@ -7,6 +7,9 @@
 - ``stories260k``: karpathy's TinyStories 260 K Llama, where its Hugging Face directory is present
   (``KICK_STORIES260K``, else ``<cache>/models/stories260K``, else ``../shared/models/stories260K`` beside a
   checkout; see ``stories260k_candidates``).
+
+``load_model`` is the one place a model is loaded and placed for the transformers backend
+(``kick_hub.backends.transformers``); other backends read the same names through ``resolve``.
 """
 
 from __future__ import annotations
@@ -146,3 +149,46 @@ def load_config(name: str, option: str = "model"):
                  "gated repo)")
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{option}: cannot load {name!r}: {where} ({first})") from e
+
+
+def load_model(name: str, placement=None, purpose: str = "evaluate"):
+    """(model, tokenizer) for a Hub id, local dir or alias, with clear errors for non-causal or tokenizer-less
+    models. ``trust_remote_code`` is never set.
+
+    ``placement`` (``kick_hub.device.Placement``; None: auto device, auto dtype) is resolved and checked before any
+    weight is read (``device.resolve``: a device that is not there, a dtype it cannot run, a model that does not fit
+    ``--max-memory`` under ``--device-map auto`` raise ValueError). For ``purpose="evaluate"`` the model is loaded
+    onto the resolved device (or spread by accelerate over the devices under a device map); for ``"compress"`` it is
+    loaded into CPU memory in the resolved dtype and the methods move it to the device block by block. The resolved
+    placement is on ``model.kick_placement`` (``device.Resolved``)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    from kick_hub import device as _device
+
+    path = resolve(name)
+    config = load_config(name)  # one-line errors for a missing path, an unreachable Hub id, a directory without config
+    if (getattr(config, "quantization_config", None) or {}).get("quant_method") == "sparse-bitmask":
+        from kick_hub.formats import sparse_bitmask  # noqa: F401 - registers the format with transformers
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"model: {name!r} is a {config.model_type!r} model, not a causal LM "
+                         f"(AutoModelForCausalLM cannot load it)")
+    resolved = _device.resolve(placement, config, purpose)
+    if resolved.device_map is not None:
+        _device.check_fits(config, resolved)  # refuses, with accelerate's estimate, a model that cannot fit
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(f"model: {name!r} has no usable tokenizer ({e})") from e
+    if resolved.device_map is not None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype, device_map="auto",
+                                                     max_memory=resolved.max_memory)
+        resolved = _device.Resolved(str(_device.input_device(model)), resolved.dtype, resolved.asked, "auto",
+                                    resolved.max_memory)
+    elif purpose == "compress" or resolved.device == "cpu":
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=resolved.dtype, device_map=resolved.device)
+    model.eval()
+    model.kick_placement = resolved
+    return model, tokenizer

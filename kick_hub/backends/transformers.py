@@ -1,0 +1,418 @@
+"""The transformers backend: a causal LM loaded by ``kick_hub.models.load_model``, run over prompts with batched
+greedy generation, option log-likelihoods, perplexity and next-token distributions (the ``kick_hub.backends.Backend``
+protocol).
+
+One ``TransformersEngine`` (``kick_hub.engine.Engine``) wraps a loaded ``(model, tokenizer)``. Prompts are sorted by
+length into batches (left padding) and results come back in the caller's order; decoding is greedy, so runs are
+deterministic. Tokenizing, the context length and left-padded batching come from ``kick_hub.scoring.perplexity``,
+which the perplexity evaluate module ships alone (it may import only torch), so the engine and that module batch and
+count tokens the same way.
+
+Stop rule: generation ends where the model's own generation config says, at any id in
+``generation_config.eos_token_id`` (an int or a list, as Llama-3-style instruct models write it); only when the
+generation config names none does the tokenizer's ``eos_token`` stop it. Batch generation, ``stream`` and the judge's
+local backend share this rule, and the generated text ends before the first stop id. Everything else in the model's
+generation config that would change greedy decoding (sampling, beams, repetition penalties) is overridden (``GREEDY``).
+
+Context rule: the engine never cuts a prompt. A prompt that does not fit the context (``max_length`` tokens, less the
+room its continuation needs) raises ``ValueError``; the tasks fit their prompts first with the rules in
+``kick_hub.tasks.fit`` (docs/context.md). Perplexity scores long texts in strided windows, so every token is scored.
+
+Padding rule: padded positions are masked, so the pad id only has to be one the model can embed
+(``choose_pad_token_id``): a tokenizer pad token past the embedding matrix is never fed to the model, and scores are
+the same at every batch size. A real prompt token the model cannot embed is a ``ValueError`` naming it, raised before
+the forward pass (``kick_hub.scoring.perplexity.check_embeddable``).
+
+Non-finite rule: every forward pass's logits are checked with one ``torch.isfinite(...).all()`` (greedy generation
+steps, option log-probs, perplexity windows, next-token distributions). An input (prompt or text) with a NaN / inf
+logit where it is read is counted in ``checked`` (``LogitCheck``: inputs run, inputs with non-finite logits); the
+outputs keep their types (a text, NaN log-probs, NaN perplexity) and the caller decides: ``kick_hub.evaluation`` marks
+the task invalid, the judge's local backend raises, ``stream`` raises ``NonFiniteLogits``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from kick_hub.backends import LogitCheck, NonFiniteLogits, cut_at_stop, until_stop
+from kick_hub.models import load_model
+from kick_hub.scoring import perplexity as _ppl
+
+__all__ = ["TransformersEngine", "stop_token_ids", "choose_pad_token_id", "until_stop_streamer", "GREEDY"]
+
+# Passed to every ``model.generate`` call, above the model's generation config: plain greedy decoding, one sequence.
+GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
+          "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
+          "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+          "forced_eos_token_id": None, "sequence_bias": None, "exponential_decay_length_penalty": None}
+
+
+class _FiniteCheck:
+    """A logits processor (last in greedy decoding's list, which ``GREEDY`` leaves empty, so it sees the raw logits)
+    that marks each row with a NaN / inf logit at a step before that row generated a stop id: one
+    ``torch.isfinite(...).all(-1)`` per step, on the device and without a host sync (generation stays as fast)."""
+
+    def __init__(self, rows: int, prompt_width: int, stop_ids: Sequence[int], device) -> None:
+        self.bad = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.prompt_width = prompt_width
+        self.stops = torch.tensor(list(stop_ids) or [-1], device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[1] > self.prompt_width:  # the last token was generated: a stop ends its row
+            self.finished |= torch.isin(input_ids[:, -1], self.stops)
+        self.bad |= ~torch.isfinite(scores).all(-1) & ~self.finished
+        return scores
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The token ids that end a generation: every id of the model's ``generation_config.eos_token_id`` (an int or a
+    list), or, only when the generation config names none, the tokenizer's ``eos_token_id``. In first-seen order,
+    without repeats; empty when neither names one."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [eos] if isinstance(eos, int) else list(eos or [])
+    if not ids and tokenizer.eos_token_id is not None:
+        ids = [tokenizer.eos_token_id]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None and int(i) >= 0))
+
+
+def choose_pad_token_id(model, tokenizer, stop_ids: Sequence[int]) -> int:
+    """The id that left-pads prompts in a batch and fills finished rows in batch generation (always masked out, so it
+    only has to be an id the model can embed): the tokenizer's pad token when the model can embed it (an id below
+    the rows of its input embedding, ``kick_hub.scoring.perplexity.embedding_rows``); otherwise the first of the
+    generation config's pad, the model config's pad and the tokenizer's unk token that is such an id and not a stop
+    id; otherwise the first stop id (pad = eos), else 0. A pad token added to the tokenizer without resizing the
+    model (``add_special_tokens({"pad_token": "[PAD]"})``) is thus never fed to it."""
+    vocab = _ppl.embedding_rows(model)
+    if isinstance(tokenizer.pad_token_id, int) and 0 <= tokenizer.pad_token_id < vocab:
+        return tokenizer.pad_token_id
+    candidates = [getattr(getattr(model, "generation_config", None), "pad_token_id", None),
+                  getattr(model.config, "pad_token_id", None), tokenizer.unk_token_id]
+    for cand in candidates:
+        if isinstance(cand, int) and 0 <= cand < vocab and cand not in stop_ids:
+            return cand
+    return next((i for i in stop_ids if 0 <= i < vocab), 0)
+
+
+class TransformersEngine:
+    """Batched inference over one causal LM (CPU or whatever device the model sits on; inputs go to the device of
+    its input embeddings, so a model spread over several devices by accelerate's device map works too): the
+    transformers implementation of ``kick_hub.backends.Backend``."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size: must be positive, got {batch_size}")
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.stop_token_ids = stop_token_ids(model, tokenizer)
+        self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
+        tokenizer.padding_side = "left"
+        self.max_length = _ppl.context_length(model, max_length)
+        self.rows = _ppl.embedding_rows(model)  # token ids the model can embed: 0 .. rows - 1
+        self.checked = LogitCheck()  # inputs run and those with non-finite logits (module docstring)
+        from kick_hub.device import input_device
+
+        self.device = input_device(model)  # the embeddings' device: the first one under a device map
+
+    @classmethod
+    def from_name(cls, name: str, placement=None, **kwargs) -> "TransformersEngine":
+        """An engine over ``kick_hub.models.load_model(name, placement)`` (``placement``: a
+        ``kick_hub.device.Placement``, None for auto device and dtype); ``kwargs`` go to the constructor. Raises what
+        ``load_model`` raises."""
+        return cls(*load_model(name, placement), **kwargs)
+
+    def placement(self) -> dict:
+        """Where the model runs, for a results file's config: ``device.Resolved.to_dict`` of the loaded model
+        (device, dtype, device map, and what was asked), or, for a model loaded elsewhere, its device and dtype."""
+        resolved = getattr(self.model, "kick_placement", None)
+        if resolved is not None:
+            return resolved.to_dict()
+        from kick_hub.device import dtype_name
+
+        return {"device": str(self.device), "dtype": dtype_name(self.model.dtype), "device_map": None, "asked": None}
+
+    def generation_settings(self) -> dict:
+        """How this engine decodes, for a results file's config: the stop token ids, the pad id and greedy."""
+        return {"stop_token_ids": list(self.stop_token_ids), "pad_token_id": self.pad_token_id,
+                "do_sample": False}
+
+    def _generate_kwargs(self, max_new_tokens: int, stop: Sequence[str], check: _FiniteCheck) -> dict:
+        """``model.generate`` keyword arguments shared by ``generate`` and ``stream``; ``check`` marks the rows
+        whose logits were non-finite."""
+        from transformers import LogitsProcessorList
+
+        return dict(max_new_tokens=max_new_tokens, **GREEDY, pad_token_id=self.pad_token_id,
+                    eos_token_id=list(self.stop_token_ids) or None, stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None, logits_processor=LogitsProcessorList([check]))
+
+    # ------------------------------------------------------------ prompts
+    def render(self, prompt: str, chat: bool) -> str:
+        """Wrap a user prompt in the model's chat template when the task asks for it and the model has one."""
+        if chat and self.has_chat_template():
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return prompt
+
+    def has_chat_template(self) -> bool:
+        """Whether the tokenizer has a chat template (``render(..., chat=True)`` applies it)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def token_ids(self, text: str) -> list[int]:
+        """Token ids of an already rendered text, with the tokenizer's special tokens (BOS) unless the text already
+        starts with BOS (chat templates that write it themselves)."""
+        return _ppl.token_ids(self.tokenizer, text)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` alone, without special tokens (a continuation, an option, a reply)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def token_prefixes(self, text: str) -> list[str]:
+        """``text`` cut after 0, 1, ..., n of its tokens (no special tokens): character offsets on fast tokenizers,
+        so each kept text is a prefix of the original string; decoding the first ``k`` ids otherwise."""
+        if getattr(self.tokenizer, "is_fast", False):
+            offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            return [""] + [text[:end] for _, end in offsets]
+        ids = self.tokenize(text)
+        return [""] + [self.tokenizer.decode(ids[:k]) for k in range(1, len(ids) + 1)]
+
+    def count_tokens(self, prompt: str, chat: bool = False) -> int:
+        """Tokens the model reads for ``prompt`` (after the chat template when ``chat``), BOS included."""
+        return len(self.token_ids(self.render(prompt, chat)))
+
+    def room(self, reserve: int) -> int:
+        """Prompt tokens that fit when ``reserve`` tokens (new tokens to generate, or a scored continuation) must fit
+        after the prompt in the ``max_length``-token context."""
+        if not 0 <= reserve < self.max_length:
+            raise ValueError(f"max_new_tokens: must be between 0 and {self.max_length - 1} so that a prompt still fits "
+                             f"the model's {self.max_length}-token context, got {reserve}")
+        return self.max_length - reserve
+
+    def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """Token ids of each text. A text longer than ``max_length`` tokens raises ``ValueError``: the engine never
+        cuts a prompt (cutting from the left would silently drop the task header and instructions); callers fit
+        their prompts first (``kick_hub.tasks.fit``). So does a token the model cannot embed
+        (``scoring.perplexity.check_embeddable``)."""
+        out = []
+        for i, t in enumerate(texts):
+            ids = self.token_ids(t)
+            _ppl.check_embeddable(self.tokenizer, [ids], self.rows, f"prompt #{i}")
+            if len(ids) > max_length:
+                raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's "
+                                 f"{self.max_length}-token context with the room its continuation needs; shorten it "
+                                 f"(the engine never cuts a prompt)")
+            out.append(ids)
+        return out
+
+    def _batches(self, encoded: list[list[int]]):
+        """``(indices, ids, mask)`` batches, longest first, left-padded with the pad id (masked)."""
+        return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device)
+
+    # --------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, stop: Sequence[str] = (),
+                 chat: bool = False, progress: str | None = None) -> list[str]:
+        """Greedy continuations (prompt excluded), each ended at the model's stop token ids (``stop_token_ids``) and
+        cut at its first stop string, in input order. Each prompt plus ``max_new_tokens`` must fit the context
+        (``ValueError`` otherwise). Prompts whose logits were non-finite at a step before their stop are counted in
+        ``checked``."""
+        from tqdm.auto import tqdm
+
+        texts = [self.render(p, chat) for p in prompts]
+        encoded = self.encode(texts, self.room(max_new_tokens))
+        outputs: list[str] = [""] * len(texts)
+        bad = [False] * len(texts)
+        batches = list(self._batches(encoded))
+        for idx, ids, mask in tqdm(batches, desc=progress or "generate", unit="batch", disable=progress is None):
+            check = _FiniteCheck(len(idx), ids.shape[1], self.stop_token_ids, ids.device)
+            gen = self.model.generate(input_ids=ids, attention_mask=mask,
+                                      **self._generate_kwargs(max_new_tokens, stop, check))
+            for i, flag in zip(idx, check.bad.tolist()):
+                bad[i] = flag
+            for row, i in enumerate(idx):
+                new_ids = until_stop(gen[row, ids.shape[1]:].tolist(), self.stop_token_ids)
+                text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+                outputs[i] = cut_at_stop(text, stop)
+        self.checked.add(bad)
+        return outputs
+
+    def stream(self, prompt: str, max_new_tokens: int = 32, stop: Sequence[str] = (), chat: bool = False):
+        """The same greedy continuation as ``generate`` for one prompt, yielded as the text grows token by token
+        (``TextIteratorStreamer`` on a worker thread); the last value equals ``generate([prompt], ...)[0]``. An error
+        inside ``model.generate`` ends the stream and is raised here; non-finite logits before the stop raise
+        ``NonFiniteLogits`` once the stream has ended (the text shown is not the model's answer)."""
+        from threading import Thread
+
+        ids = self.encode([self.render(prompt, chat)], self.room(max_new_tokens))[0]
+        streamer = until_stop_streamer(self.tokenizer, self.stop_token_ids)
+        check = _FiniteCheck(1, len(ids), self.stop_token_ids, self.device)
+        kwargs = dict(input_ids=torch.tensor([ids], device=self.device), streamer=streamer,
+                      **self._generate_kwargs(max_new_tokens, stop, check))
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**kwargs)
+            except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+                errors.append(e)
+                streamer.end()
+
+        worker = Thread(target=work, daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield cut_at_stop(text, stop)
+        worker.join()
+        if errors:
+            raise errors[0]
+        self.checked.add(check.bad.tolist())
+        if bool(check.bad.any()):
+            raise NonFiniteLogits(f"model: non-finite (NaN / inf) logits while generating (dtype "
+                                  f"{self.model.dtype}); the text is not the model's answer")
+
+    # ----------------------------------------------------- log-likelihood
+    @torch.inference_mode()
+    def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[bool]]:
+        """Log-probs ``[batch, vocab]`` of the token after each row, and per row whether its logits were non-finite."""
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        # only the last position's logits: a 49 k vocabulary over 2 k-token MMLU prompts would otherwise take GBs
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                            logits_to_keep=1).logits[:, -1, :].float()
+        bad = [False] * ids.shape[0]
+        if not bool(torch.isfinite(logits).all()):
+            bad = (~torch.isfinite(logits).all(-1)).tolist()
+        return torch.log_softmax(logits, dim=-1), bad
+
+    def choice_logprobs(self, prompts: Sequence[str], choices: Sequence[str], chat: bool = False,
+                        progress: str | None = None) -> list[list[float]]:
+        """log P(choice | prompt) for each prompt and each choice. When every choice is one token after the prompt
+        (option letters) this is one forward pass per prompt; otherwise each option is scored by its own pass.
+        Prompt plus choice must fit the context (``ValueError`` otherwise). A prompt with non-finite logits gets NaN
+        log-probs and is counted in ``checked``."""
+        from tqdm.auto import tqdm
+
+        texts = [self.render(p, chat) for p in prompts]
+        choice_ids = [self.tokenize(c) for c in choices]
+        if not all(len(c) == 1 for c in choice_ids):
+            scored = [[self._continuation(t, c) for c in choices] for t in texts]
+            self.checked.add([any(b for _, b in row) for row in scored])
+            return [[v for v, _ in row] for row in scored]
+        _ppl.check_embeddable(self.tokenizer, choice_ids, self.rows, "choice")
+        token_ids = torch.tensor([c[0] for c in choice_ids], device=self.device)
+        encoded = self.encode(texts, self.room(1))
+        out: list[list[float]] = [[] for _ in texts]
+        bad = [False] * len(texts)
+        for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "score", unit="batch",
+                                   disable=progress is None):
+            logprobs, rows_bad = self._last_logprobs(ids, mask)
+            logprobs = logprobs[:, token_ids]
+            for row, i in enumerate(idx):
+                bad[i] = rows_bad[row]
+                out[i] = [float("nan")] * len(choices) if bad[i] else logprobs[row].tolist()
+        self.checked.add(bad)
+        return out
+
+    @torch.inference_mode()
+    def continuation_logprob(self, context: str, continuation: str) -> float:
+        """Sum of log P(continuation tokens | context), tokenized as lm-evaluation-harness does (whole string, then
+        split at the context's length). Context plus continuation must fit ``max_length`` (``ValueError``
+        otherwise; lm-evaluation-harness would cut the context from the left). NaN, counted in ``checked``, when the
+        logits that score the continuation are non-finite."""
+        value, bad = self._continuation(context, continuation)
+        self.checked.add([bad])
+        return value
+
+    @torch.inference_mode()
+    def _continuation(self, context: str, continuation: str) -> tuple[float, bool]:
+        """``continuation_logprob`` (NaN when non-finite) and whether the scoring logits were non-finite."""
+        ctx = self.token_ids(context)
+        whole = self.encode([context + continuation], self.max_length)[0]
+        n_ctx = len(ctx) if whole[: len(ctx)] == ctx else len(ctx) - 1
+        ids = torch.tensor([whole], device=self.device)
+        logits = self.model(input_ids=ids).logits[0, n_ctx - 1:-1].float()
+        if not bool(torch.isfinite(logits).all()):
+            return float("nan"), True
+        logprobs = torch.log_softmax(logits, dim=-1)
+        targets = ids[0, n_ctx:]
+        return float(logprobs.gather(-1, targets[:, None]).sum()), False
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, texts: Sequence[str], progress: str | None = None) -> list[torch.Tensor]:
+        """One float32 CPU tensor ``[T_i, V]`` per text, in input order: row ``t`` is ``log_softmax`` of the logits
+        after the text's first ``t + 1`` tokens (``T_i = len(token_ids(text))``, BOS included where the tokenizer
+        adds one; the last row predicts past the text), over the model's ``V`` output logits. Texts run
+        ``batch_size`` at a time, left-padded and masked (the distributions of one at a time to float32 rounding;
+        exactly them at ``batch_size=1``). A text longer than ``max_length`` tokens, with no tokens at all, or with a
+        token the model cannot embed raises ``ValueError`` before any forward pass; a text with a NaN / inf logit is
+        counted in ``checked`` and its tensor keeps the non-finite values."""
+        from tqdm.auto import tqdm
+
+        encoded = self.encode(texts, self.max_length)
+        empty = next((i for i, ids in enumerate(encoded) if not ids), None)
+        if empty is not None:
+            raise ValueError(f"text: #{empty} has no tokens (an empty text and a tokenizer that adds no BOS); there "
+                             f"is no position to predict from")
+        out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        bad = [False] * len(texts)
+        for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "logprobs", unit="batch",
+                                   disable=progress is None):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            for row, i in enumerate(idx):
+                own = logits[row, ids.shape[1] - len(encoded[i]):].float()  # the text's positions, padding dropped
+                bad[i] = not bool(torch.isfinite(own).all())
+                out[i] = torch.log_softmax(own, dim=-1).cpu()
+        self.checked.add(bad)
+        return out
+
+    # ---------------------------------------------------------- perplexity
+    def perplexity(self, texts: Sequence[str], progress: str | None = None,
+                   stride: int | None = None) -> dict[str, float | int | list]:
+        """Token-level perplexity: exp(total NLL / predicted tokens), each text scored on its own (first token
+        conditioned on BOS where the tokenizer adds one).
+
+        A text longer than the context is scored in windows of ``max_length`` tokens that start ``stride`` tokens
+        apart (default ``max_length // 2``), each window scoring only the tokens no earlier window scored, so every
+        token after the first is scored exactly once with at least ``max_length - stride`` tokens of context (the
+        strided evaluation of Hugging Face's "Perplexity of fixed-length models" guide). Nothing is cut. The rule
+        lives in ``kick_hub.scoring.perplexity``, which the ``perplexity`` evaluate module shares.
+
+        Returns ``perplexity`` (``inf`` when exp overflows; ``nll`` stays finite), ``nll`` (mean per token),
+        ``tokens`` (predicted tokens), ``per_example`` (each text's perplexity), ``per_example_windows`` and
+        ``non_finite`` (texts with non-finite logits at a scored position, also counted in ``checked``; with any,
+        ``perplexity`` and ``nll`` are NaN). A token the model cannot embed raises ``ValueError`` first.
+        """
+        encoded = [self.token_ids(t) for t in texts]
+        _ppl.check_embeddable(self.tokenizer, encoded, self.rows, "text")
+        result = _ppl.perplexity(self.model, encoded, self.max_length, self.batch_size, self.pad_token_id,
+                                 stride=stride, progress=progress)
+        self.checked.add(result.pop("per_example_non_finite"))
+        return result
+
+
+def until_stop_streamer(tokenizer, stop_ids: Sequence[int]):
+    """A ``TextIteratorStreamer`` (prompt and special tokens skipped) that passes on only the generated tokens before
+    the first stop token id, so a stream's text ends where ``TransformersEngine.generate``'s does."""
+    from transformers import TextIteratorStreamer
+
+    class UntilStopStreamer(TextIteratorStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.stopped = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if self.stopped:
+                return
+            if self.next_tokens_are_prompt:
+                super().put(value)
+                return
+            tokens = value.reshape(-1).tolist()
+            kept = until_stop(tokens, stop_ids)
+            self.stopped = len(kept) < len(tokens)
+            if kept:
+                super().put(torch.tensor(kept))
+
+    return UntilStopStreamer()
+
