@@ -91,6 +91,18 @@ def _dir_problem(path: Path) -> str | None:
     return None
 
 
+def _new_dir(value: str) -> Path:
+    """An argparse ``type=`` for a directory kick creates whole and writes through ``io.atomic_dir`` (which would
+    replace what is there): writable (``_writable_file``) and either absent or an empty directory, so a user's file
+    or folder is never replaced."""
+    path = _writable_file(value)
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        kind = "a non-empty directory" if path.is_dir() else "a file"
+        raise argparse.ArgumentTypeError(f"{value!r} exists and is {kind}; give a new directory (nothing there is "
+                                         "replaced)")
+    return path
+
+
 def _writable_dir(value: str) -> Path:
     """An argparse ``type=`` for a directory to create or write into (``_dir_problem``)."""
     problem = _dir_problem(Path(value))
@@ -172,10 +184,10 @@ def _add_mcq_protocols(p: argparse.ArgumentParser) -> None:
 
 def _check_mcq_protocols(args, task_names: list[str]) -> None:
     """``--mcq-protocols`` scores mcq-reasoning only: refused (ValueError, exit 2) when that task is not selected,
-    rather than silently ignored."""
-    if args.mcq_protocols and "mcq-reasoning" not in task_names:
-        raise ValueError(f"mcq-protocols: applies to mcq-reasoning only, which is not among the selected tasks "
-                         f"({', '.join(task_names)})")
+    rather than silently ignored (the check ``kick bench``'s ``SweepConfig`` makes)."""
+    from kick_hub.bench.config import check_mcq_protocols
+
+    check_mcq_protocols(args.mcq_protocols, task_names)
 
 
 def cmd_evaluate(args) -> int:
@@ -184,7 +196,7 @@ def cmd_evaluate(args) -> int:
     writing everything) when a task is invalid because the model gave non-finite logits (``evaluation.mark_invalid``;
     each is named on stderr); raises ValueError for an unknown task, judge spec or data source."""
     from kick_hub.device import set_threads
-    from kick_hub.engine import Engine
+    from kick_hub.backends import make_engine
     from kick_hub.evaluation import INVALID_EXIT, evaluate, invalid_tasks, resolve_tasks, table, write_json
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
@@ -194,7 +206,7 @@ def cmd_evaluate(args) -> int:
 
     judges = _judges(args, task_names, cache_root() / JUDGE_CACHE)
     set_threads(args.threads)
-    engine = Engine.from_name(args.model, placement=_placement(args), batch_size=args.batch_size)
+    engine = make_engine(args.model, placement=_placement(args), batch_size=args.batch_size)
     out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
                    skip_missing=len(task_names) > 1, mcq_protocols=args.mcq_protocols)
     print(table(out["results"]))
@@ -234,9 +246,13 @@ def cmd_compress(args) -> int:
     (s) and peak RSS. Returns 0; raises ValueError for a spec the method cannot take or
     a bad calibration option."""
     from kick_hub.compress import make_variant
+    from kick_hub.compress.pipeline import check_calibration_options
     from kick_hub.device import set_threads
 
     spec = compress_spec(args)
+    # options that this method reads none of are refused here (a sweep gives every cell the sweep's calibration
+    # options: there `check_plan` refuses them only when no cell calibrates)
+    check_calibration_options([spec], args.calibration, args.nsamples, args.seqlen)
     set_threads(args.threads)
     out = make_variant(args.model, spec, args.output, args.calibration, args.nsamples, args.seqlen,
                        overwrite=args.overwrite, storage=args.storage, placement=_placement(args))
@@ -262,40 +278,26 @@ def cmd_sparsity(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """``kick bench``: with ``--status`` print what is done and return; otherwise run the resumable compress x
-    evaluate sweep in the run dir (``bench.sweep``), write the report, and push the variants / results when asked
-    (the Hub org, results repo and token are checked before the sweep). Returns 0, or 1 when cells failed under
-    ``--executor ray`` (listed on stderr after the report of the others is written); raises ValueError for a bad
-    plan, task, judge, ``--keep-variants`` / ``--push`` pair or Ray option, and ``hub.HubError`` for a failed push."""
-    from kick_hub.bench import report, sweep
+    """``kick bench``: with ``--status`` print what is done and return; otherwise turn the options into a
+    ``bench.SweepConfig`` and run it (``bench.run_bench``: lock, resumable compress x evaluate sweep, report,
+    pushes), printing its lines. Returns 0, 1 when cells failed under ``--executor ray`` (listed on stderr after the
+    report of the others is written), or ``evaluation.INVALID_EXIT`` when a stored task is invalid (non-finite
+    logits); raises ValueError for a bad plan, task, judge, ``--keep-variants`` / ``--push`` pair or Ray option,
+    and ``hub.HubError`` for a failed push."""
+    from kick_hub.bench import SweepConfig, run_bench, sweep
     from kick_hub.evaluation import merge_limits, resolve_tasks
 
     cells = _bench_plan(args)
     run_dir = Path(args.run_dir or f"runs/{Path(args.model).name}")
-    sweep.check_keep(args.keep_variants, args.push)
-    if args.executor == "ray" and args.threads is not None:
-        raise ValueError("threads: under --executor ray each cell runs on --cell-cpus torch threads; give "
-                         "--cell-cpus instead of --threads")
-    ray_only = {"--ray-address": args.ray_address is not None, "--cell-cpus": args.cell_cpus != 1,
-                "--cell-gpus": args.cell_gpus != 0, "--cell-retries": args.cell_retries != 2}
-    if args.executor != "ray" and any(ray_only.values()):  # an option that would be silently ignored
-        given = ", ".join(k for k, v in ray_only.items() if v)
-        raise ValueError(f"executor: {given} applies to --executor ray only; this run's executor is "
-                         f"{args.executor!r} (add --executor ray, or drop {given})")
-    if args.executor == "ray" and not args.status:
-        from kick_hub.bench import ray_executor
-
-        ray_executor.check_options(args.cell_cpus, args.cell_gpus, args.cell_retries)
-        ray_executor.import_ray()
-    if args.push:  # checked before the sweep, not after an hour of work
-        from kick_hub.hub import check_org, check_repo_id, token
-
-        check_org(args.push, "push")
-        if args.results_repo:
-            check_repo_id(args.results_repo, "results-repo")
-        token()
     task_names = resolve_tasks(args.tasks)
-    _check_mcq_protocols(args, task_names)
+    config = SweepConfig(  # checks the options' values (and combinations) before anything is read or written
+        model=args.model, run_dir=run_dir, cells=cells, tasks=task_names, data=args.data,
+        limit=merge_limits(args.limit, args.task_limit), protocol=args.protocol, force=args.force,
+        calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, batch_size=args.batch_size,
+        threads=args.threads, keep_variants=args.keep_variants, push=args.push, private=args.private,
+        results_repo=args.results_repo, executor=args.executor, ray_address=args.ray_address,
+        cell_cpus=args.cell_cpus, cell_gpus=args.cell_gpus, cell_retries=args.cell_retries,
+        mcq_protocols=args.mcq_protocols)
     if args.status:  # reads only: no lock, works while a sweep runs; without plan options, the run's own cells
         planned = args.methods or args.sparsities or args.patterns or args.bits or args.group_size
         print(sweep.status(run_dir, cells if planned else None, task_names if args.tasks != ["all"] else None))
@@ -306,60 +308,18 @@ def cmd_bench(args) -> int:
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, run_dir / JUDGE_CACHE)  # the cache stays beside the run, never published
-    from kick_hub.models import load_config
-
-    load_config(args.model)  # a model that cannot be read fails here, before the run dir or its store is written
-    from kick_hub.device import set_threads
-
-    set_threads(args.threads)
-    limit = merge_limits(args.limit, args.task_limit)
-    if judges:  # the cost before paying it
-        print(_judge_estimate(judges, run_dir, cells, task_names, args.data, limit))
-    with sweep.hold(run_dir):  # one driver per run dir, from the sweep through the report and the pushes
-        store = sweep.run(args.model, run_dir, cells, task_names, args.data, limit, args.protocol, judges,
-                          force=args.force, calibration=args.calibration, nsamples=args.nsamples,
-                          seqlen=args.seqlen, batch_size=args.batch_size, keep_variants=args.keep_variants,
-                          push=args.push, private=args.private, executor=args.executor,
-                          ray_address=args.ray_address, cell_cpus=args.cell_cpus, cell_gpus=args.cell_gpus,
-                          cell_retries=args.cell_retries, mcq_protocols=args.mcq_protocols,
-                          placement=_placement(args))
-        try:
-            path = report.write(store, run_dir)
-            failed, pushed = store.failed(), store.pushed()
-            invalid = {label: [t for t, x in tasks.items() if x.get("non_finite_logits")]
-                       for label, tasks in store.scores().items()}
-        finally:
-            store.close()
-        print(path.read_text().split("## Scores")[0])
-        print(f"report: {path} and {run_dir / 'report.html'}")
-        if judges:
-            from kick_hub.scoring.judge import format_usage, total_usage
-
-            print(f"judge this run: {format_usage(total_usage(judges))}")
-        if args.push and args.keep_variants == "pushed":  # each variant was pushed once scored, then deleted
-            for label, info in pushed.items():
-                print(f"pushed {label}: {info['url']}")
-        elif args.push:
-            from kick_hub.hub.push import push_sweep
-
-            for label, url in push_sweep(run_dir, args.push, args.private).items():
-                print(f"pushed {label}: {url}")
-        if args.results_repo:
-            from kick_hub.hub.results import push_results
-
-            print(f"results: {args.results_repo}/{push_results(run_dir, args.results_repo, args.private)}")
-    if failed:  # the report holds every other cell; a rerun of the same command retries these
-        for f in failed:
-            print(f"failed {f['label']} after {f['attempts']} attempt(s): {f['error'].strip().splitlines()[0]}",
+    result = run_bench(config.replace(judge=judges, placement=_placement(args)), log=print)
+    for f in result.failed:  # the report holds every other cell; a rerun of the same command retries these
+        print(f"failed {f['label']} after {f['attempts']} attempt(s): {f['error'].strip().splitlines()[0]}",
+              file=sys.stderr)
+    if result.failed:
+        print(f"kick: {len(result.failed)} cell(s) failed; run the same command again to retry them",
+              file=sys.stderr)
+    else:
+        for label, tasks in result.invalid.items():  # NaN / inf logits: the report says "invalid" for a score
+            print(f"kick: error: {label}: {', '.join(tasks)} invalid (non-finite logits; see the report)",
                   file=sys.stderr)
-        print(f"kick: {len(failed)} cell(s) failed; run the same command again to retry them", file=sys.stderr)
-        return 1
-    invalid = {label: tasks for label, tasks in invalid.items() if tasks}
-    for label, tasks in invalid.items():  # NaN / inf logits: the report says "invalid" where a score would be
-        print(f"kick: error: {label}: {', '.join(tasks)} invalid (non-finite logits; see the report)", file=sys.stderr)
-    from kick_hub.evaluation import INVALID_EXIT
-
-    return INVALID_EXIT if invalid else 0
+    return result.exit_status
 
 
 def _bench_plan(args) -> list:
@@ -530,35 +490,16 @@ def _judges(args, task_names, cache: Path | None):
     if not any(n in judged for n in task_names):
         raise ValueError(f"--judge: applies to {' / '.join(judged)} only, and none of the selected tasks "
                          f"({', '.join(task_names)}) is judged")
+    if cache is not None:  # every verdict is written there after its request is paid: probe it first
+        folder = next((p for p in [cache.parent, *cache.parent.parents] if p.exists()), Path("."))
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".kick-probe-", dir=folder))
+        except OSError as e:
+            raise ValueError(f"judge: the verdict cache {cache} cannot be written ({folder}: {e.strerror}); point "
+                             f"KICK_HUB_CACHE (kick evaluate) or --output / --run-dir at a writable folder") from None
     return make_judges(args.judge, task_names, args.judge_base_url, args.judge_api_key_env, args.judge_prompt,
                        concurrency=args.judge_concurrency, rpm=args.judge_rpm, max_retries=args.judge_retries,
                        cache=cache, use_cache=not args.judge_no_cache, max_unparsable=args.judge_max_unparsable)
-
-
-def _judge_estimate(judges, run_dir: Path, cells, task_names, data: str, limit) -> str:
-    """``scoring.judge.format_estimate`` for a sweep: per judged task, the cells not yet evaluated on it (from the
-    run dir's store) and its examples (``data.load`` with the task's limit; prompts that will not fit the model's
-    context are still counted)."""
-    from kick_hub import data as data_mod
-    from kick_hub.bench.store import FILENAME, Store
-    from kick_hub.evaluation import task_limit
-    from kick_hub.scoring.judge import format_estimate
-
-    done: dict = {}
-    if (run_dir / FILENAME).exists():
-        store = Store(run_dir, None)
-        try:
-            done = store.done()
-        finally:
-            store.close()
-    examples, todo = {}, {}
-    for t in judges:
-        try:
-            examples[t] = len(data_mod.load(t, data, task_limit(limit, t)))
-        except ValueError:  # no data for it: the sweep skips it
-            examples[t] = 0
-        todo[t] = sum(t not in done.get(c.label, ()) for c in cells)
-    return format_estimate(judges, examples, todo)
 
 
 def _http_url(value: str) -> str:
@@ -624,14 +565,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_world_options(p)
     p.set_defaults(func=cmd_world_info)
     p = world.add_parser("build", help="write the world's eval sets in the real datasets' formats")
-    p.add_argument("--output", type=_writable_file, required=True, help="directory to create")
+    p.add_argument("--output", type=_new_dir, required=True, help="directory to create")
     _add_world_options(p)
     p.set_defaults(func=cmd_world_build)
     from kick_hub.world.corpus import CURRICULA
 
     p = world.add_parser("train", help="train a world model from scratch with the one-command recipe (about 42 min on "
                          "2 cores), or run the given --phase list, from scratch or continuing an --init checkpoint")
-    p.add_argument("--output", type=_writable_file, required=True, help="model directory to create")
+    p.add_argument("--output", type=_new_dir, required=True, help="model directory to create")
     p.add_argument("--phase", type=_phase, action="append", metavar="CURRICULUM:STEPS[:LR]",
                    help="a training phase, repeatable, replacing the recipe; CURRICULUM is one of "
                         f"{sorted(CURRICULA)}, with the recipe's settings for it (LR overrides its learning rate)")
@@ -818,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-lm-eval", help="put lm-eval results of the LLM-KICK tasks into a sweep store")
     p.add_argument("results", help="lm-eval's --output_path folder (holding one results_<time>.json) or the "
                    "results file")
-    p.add_argument("--run-dir", required=True, help="the sweep's run dir (its store is created when missing)")
+    p.add_argument("--run-dir", type=_writable_dir, required=True,
+                   help="the sweep's run dir (its store is created when missing)")
     p.add_argument("--label", required=True, help="the cell: dense, or a kick variant's label (its manifest's)")
     p.add_argument("--protocol", choices=["default", "llm-kick"], default="default",
                    help="import the tasks of this protocol (llmkick_* or llmkick_*_llm_kick)")
@@ -876,9 +818,27 @@ def cmd_import_lm_eval(args) -> int:
     return 0
 
 
+def _read_only_error(error: BaseException) -> str | None:
+    """The one line for an OSError in ``error``'s chain that is a write to a read-only filesystem (EROFS): the
+    path, and where the kick-hub cache is set when the path is in it; None for any other error."""
+    import errno
+
+    from kick_hub.models import cache_root
+
+    while error is not None and not (isinstance(error, OSError) and error.errno == errno.EROFS):
+        error = error.__cause__ or error.__context__
+    if error is None:
+        return None
+    path = error.filename or "a file"
+    hint = ""
+    if error.filename and Path(cache_root()).resolve() in [Path(path).resolve(), *Path(path).resolve().parents]:
+        hint = "; it is in kick-hub's cache: set KICK_HUB_CACHE to a writable folder"
+    return f"cannot write {path}: read-only file system{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``kick`` with ``argv`` (default ``sys.argv[1:]``) and return the command's exit status. ValueError,
-    PermissionError, ImportError and a full disk (``io.no_space``) exit 2 and ``hub.HubError`` /
+    PermissionError, ImportError, a full disk (``io.no_space``) and a read-only filesystem exit 2 and ``hub.HubError`` /
     ``scoring.judge.JudgeError`` exit 1, each as one ``kick: error:`` line on stderr (SystemExit); Ctrl-C returns
     130 after one ``kick: interrupted`` line; any other exception propagates."""
     from kick_hub import _quiet
@@ -902,6 +862,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(1, f"kick: error: {e}\n")
         if no_space(e):  # a write outside the atomic writers (SQLite store, plots) hit a full disk
             parser.exit(2, f"kick: error: {no_space_message(None, e)}\n")
+        read_only = _read_only_error(e)
+        if read_only is not None:  # a write the up-front checks do not cover (a cache) on read-only media
+            parser.exit(2, f"kick: error: {read_only}\n")
         raise
 
 

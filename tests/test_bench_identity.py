@@ -215,6 +215,7 @@ def test_a_store_that_recorded_no_settings_is_refused(tmp_path, capsys):
 
 
 def test_variants_cached_under_other_settings_are_not_reused(tmp_path):
+    from kick_hub.bench.cell import cached_manifest
     from kick_hub.bench.plan import Cell
     from kick_hub.compress import CompressSpec
 
@@ -222,8 +223,8 @@ def test_variants_cached_under_other_settings_are_not_reused(tmp_path):
     vdir = sweep.variant_dir(tmp_path, spec.label)
     vdir.mkdir(parents=True)
     (vdir / "kick_manifest.json").write_text(json.dumps({"spec": spec.to_dict()}))
-    assert sweep._cached(vdir, spec) == {"spec": spec.to_dict()}
-    assert sweep._cached(vdir, CompressSpec("magnitude", sparsity=0.5, seed=1)) is None
+    assert cached_manifest(vdir, spec) == {"spec": spec.to_dict()}
+    assert cached_manifest(vdir, CompressSpec("magnitude", sparsity=0.5, seed=1)) is None
     dense = [Cell("dense", None)]
     # a run killed before its first result leaves a cache made with its settings
     store = Store(tmp_path, "world")

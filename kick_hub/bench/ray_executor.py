@@ -1,14 +1,15 @@
 """``kick bench --executor ray``: every unfinished cell of a sweep as a Ray task, committed by the driver.
 
-The driver (``sweep.run``, holding the run dir's lock) connects to a Ray cluster (``connect``), checks that a node
-can give a cell the resources asked for (``--cell-cpus`` / ``--cell-gpus``) before anything is scheduled, and submits
-one task per cell (``ray.remote`` with ``num_cpus`` / ``num_gpus`` / ``max_retries``, named by the cell's label, so
-Ray prefixes the cell's log lines with it). Each task runs ``sweep.run_cell``, the very function the local executor
-runs, and returns the cell's results; the driver commits each into ``results.sqlite`` as it arrives (``ray.wait``),
-one transaction per cell. Workers never open the store.
+The driver (``sweep.execute``, holding the run dir's lock) connects to a Ray cluster (``session``), checks that a
+node can give a cell the resources asked for (``--cell-cpus`` / ``--cell-gpus``) before anything is scheduled, and
+submits one task per cell (``ray.remote`` with ``num_cpus`` / ``num_gpus`` / ``max_retries``, named by the cell's
+label, so Ray prefixes the cell's log lines with it). Each task gets the sweep's ``SweepConfig`` (put in the object
+store once) and runs ``cell.run_cell``, the very function the local executor runs, and returns the cell's results;
+the driver commits each into ``results.sqlite`` as it arrives (``ray.wait``), one transaction per cell. Workers
+never open the store.
 
 Faults: a worker that dies while its cell runs (process killed, node lost, out of memory) makes Ray run the cell
-again, at most ``retries`` times (``max_retries``); an exception raised by the cell's own work (a bad model, a full
+again, at most ``cell_retries`` times (``max_retries``); an exception raised by the cell's own work (a bad model, a full
 disk) is not retried in that run (``retry_exceptions=False``: it would fail again the same way). Either way a cell
 given up on is recorded in the store's ``failed`` table with its error and the sweep goes on; the next run of the
 same command tries it again.
@@ -23,10 +24,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
+    from kick_hub.bench.config import SweepConfig
     from kick_hub.bench.plan import Cell
     from kick_hub.bench.store import Store
 
@@ -115,21 +119,19 @@ def _slots(ray, cell_cpus: float, cell_gpus: float) -> int:
                               n.get("GPU", 0) // cell_gpus if cell_gpus else float("inf"))) for n in nodes))
 
 
-def _cell_task(model: str, run_dir: str, cell: "Cell", tasks: list[str], common: dict, threads: int,
-               delete_variant: bool) -> dict:
-    """A Ray task's body: ``sweep.run_cell`` on ``threads`` torch threads (the task's CPUs), logging its phases
+def _cell_task(config: "SweepConfig", cell: "Cell", tasks: list[str], delete_variant: bool) -> dict:
+    """A Ray task's body: ``cell.run_cell`` on ``cell_cpus`` torch threads (the task's CPUs), logging its phases
     (Ray prefixes them with the task's name, the cell label)."""
     import torch
 
-    from kick_hub.bench.sweep import run_cell
+    from kick_hub.bench.cell import run_cell
 
     from transformers.utils import logging as hf_logging
 
     os.environ.update(QUIET_ENV)  # no progress bars from workers (a cluster joined without runtime_env too)
     hf_logging.disable_progress_bar()
-    torch.set_num_threads(max(1, threads))
-    return run_cell(model, run_dir, cell, tasks, progress=False, delete_variant=delete_variant,
-                    log=lambda line: print(line, flush=True), **common)
+    torch.set_num_threads(max(1, int(config.cell_cpus)))
+    return run_cell(config, cell, tasks, delete_variant=delete_variant, log=lambda line: print(line, flush=True))
 
 
 def _error(e: BaseException) -> str:
@@ -151,28 +153,43 @@ def check_judge(judge) -> None:
                          f"--executor local") from None
 
 
-def run(model: str, run_dir: Path, todo: list[tuple["Cell", list[str]]], common: dict,
-        commit: Callable[["Cell", dict], None], store: "Store", run_id: int, keep_variants: str, slots: int = 1,
-        cell_cpus: float = 1, cell_gpus: float = 0, retries: int = 2, progress: bool = True) -> dict[str, str]:
-    """Run ``todo`` (cell, tasks it lacks) as Ray tasks on the cluster this process is connected to (``connect``)
-    and ``commit`` each cell's result as it arrives; a cell given up on is recorded with ``store.record_failure``
-    and the others go on. ``common`` holds ``sweep.run_cell``'s keyword arguments; ``slots`` how many cells the
-    cluster runs at once (for the progress bar). Returns label -> error of the cells that failed in this run."""
+@contextmanager
+def session(config: "SweepConfig") -> Iterator[int]:
+    """Ray for the sweep of ``config``, for the block: refuses (ValueError) a judge that cannot be sent to workers
+    (``check_judge``), connects (``connect``: ``ray_address``, ``cell_cpus``, ``cell_gpus``) and yields how many
+    cells the cluster runs at once; on leaving, disconnects when it connected."""
+    check_judge(config.judge)
+    slots, connected = connect(config.ray_address, config.cell_cpus, config.cell_gpus)
+    try:
+        yield slots
+    finally:
+        if connected:
+            import_ray().shutdown()
+
+
+def run(config: "SweepConfig", todo: list[tuple["Cell", list[str]]], commit: Callable[["Cell", dict], None],
+        store: "Store", run_id: int, slots: int = 1) -> dict[str, str]:
+    """Run ``todo`` (cell, tasks it lacks) of the sweep of ``config`` as Ray tasks on the cluster this process is
+    connected to (``session``) and ``commit`` each cell's result as it arrives; a cell given up on (its worker dead
+    more than ``cell_retries`` times, or its own error) is recorded with ``store.record_failure`` and the others go
+    on. Workers get ``config`` with the run dir made absolute and no progress bars; with ``keep_variants`` none each
+    deletes its variant once evaluated. ``slots``: how many cells the cluster runs at once (for the progress bar).
+    Returns label -> error of the cells that failed in this run."""
     from tqdm.auto import tqdm
 
     from kick_hub.variant import MANIFEST
 
     ray = import_ray()
-    remote = ray.remote(num_cpus=cell_cpus, num_gpus=cell_gpus, max_retries=retries,
+    keep_variants, retries = config.keep_variants, config.cell_retries
+    remote = ray.remote(num_cpus=config.cell_cpus, num_gpus=config.cell_gpus, max_retries=retries,
                         retry_exceptions=False)(_cell_task)
-    run_dir = Path(run_dir).resolve()  # workers get an absolute path
-    common_ref = ray.put(common)
-    refs = {remote.options(name=cell.label).remote(model, str(run_dir), cell, missing, common_ref,
-                                                   max(1, int(cell_cpus)), keep_variants == "none"): (cell, missing)
+    # workers get an absolute run dir and show no progress bars (the driver shows the cells bar)
+    config_ref = ray.put(config.replace(run_dir=config.run_dir.resolve(), progress=False))
+    refs = {remote.options(name=cell.label).remote(config_ref, cell, missing, keep_variants == "none"): (cell, missing)
             for cell, missing in todo}
     failed: dict[str, str] = {}
     done = 0
-    bar = tqdm(total=len(refs), desc="cells", unit="cell", disable=not progress)
+    bar = tqdm(total=len(refs), desc="cells", unit="cell", disable=not config.progress)
     bar.set_postfix(done=0, running=min(slots, len(refs)), failed=0)
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)

@@ -71,12 +71,16 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
     ``kick_hub.evaluation.mark_invalid``); ``n`` (examples scored); ``se`` (standard error: the stored ``<metric>_stderr``, else
     computed from the stored samples) and ``se_reason`` (why a task has none, e.g. n < 2); and ``paired`` (task ->
     ``stats.Paired``, the variant vs dense on the same examples; dense's row and tasks without per-example records
-    have none); ``judge`` (judged task -> ``scoring.judge.usage_from_samples`` of its records)."""
+    have none); ``judge`` (judged task -> ``scoring.judge.usage_from_samples`` of its records); ``flips`` (task ->
+    0/1 metric -> ``stats.Flips`` against dense) and ``changes`` (task -> graded metric -> ``stats.Changes``) for
+    every per-example metric whose records give its stored score (dense's row: empty); ``recognition``
+    (``mcq-reasoning`` -> ``stats.Recognition`` when it was scored under both protocols, dense included)."""
     scores = store.scores()
     if "dense" not in scores:
         raise ValueError("report: the store has no dense baseline yet")
     dense = {t: scores["dense"][t][m] for t, m in HEADLINE.items() if m in scores["dense"].get(t, {})}
     series = {}  # (label, task) -> per-example headline values
+    metrics = {}  # (label, task) -> metric -> per-example values of every metric the records give (flips)
     rows = []
     for v in store.variants():
         s = scores.get(v["label"], {})
@@ -89,11 +93,20 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
         row["rel"] = {t: r for t, r in rel.items() if r is not None}
         row["n"] = {t: int(s[t]["n"]) for t in row["abs"] if _finite(s[t].get("n"))}
         row["se"], row["se_reason"] = {}, {}
+        row["recognition"] = {}
         for t in row["abs"]:
-            x = stats.series(t, HEADLINE[t], store.samples(v["label"], t))
+            records = store.samples(v["label"], t)
+            x = stats.series(t, HEADLINE[t], records)
             if x is not None and not _reproduces(x.value(), row["abs"][t]):
                 x = None  # records that do not give the stored score are not its examples: nothing to pair
             series[v["label"], t] = x
+            metrics[v["label"], t] = {m: y for m in stats.FIELDS.get(t, {}) if _finite(s[t].get(m))
+                                      for y in [stats.series(t, m, records)]
+                                      if y is not None and _reproduces(y.value(), s[t][m])}
+            if t == "mcq-reasoning":
+                rec = stats.recognition(records)
+                if rec is not None:
+                    row["recognition"][t] = rec
             stored = s[t].get(f"{HEADLINE[t]}_stderr")
             if _finite(stored):
                 row["se"][t] = stored
@@ -109,9 +122,20 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
                         for u in [usage_from_samples(store.samples(v["label"], t))] if u is not None}
         rows.append(row)
     for row in rows:
-        row["paired"] = {}
+        row["paired"], row["flips"], row["changes"] = {}, {}, {}
         if row["method"] == "dense":
             continue
+        for t in row["abs"]:  # every per-example metric: flips of 0/1 ones, changed outputs of graded ones
+            for m, x in metrics.get((row["label"], t), {}).items():
+                d = metrics.get(("dense", t), {}).get(m)
+                if d is None:
+                    continue
+                if not set(d.ids) & set(x.ids):
+                    continue  # no example scored by both
+                if d.binary() and x.binary():
+                    row["flips"].setdefault(t, {})[m] = stats.flips(d, x)
+                else:
+                    row["changes"].setdefault(t, {})[m] = stats.changes(d, x)
         for t in row["abs"]:
             d, x = series.get(("dense", t)), series.get((row["label"], t))
             if d is not None and x is not None and t in dense:
@@ -581,6 +605,69 @@ def _paired_cell(row: dict, task: str) -> str:
     return cell + (f"; {test} p = {format_number(p.p, '.2g')}" if test and p.p is not None else "")
 
 
+def _rate(k: int, n: int, ci: tuple[float, float] | None) -> str:
+    """``k (rate [95 % CI low, high])`` of a count of ``n`` with its Clopper-Pearson interval."""
+    if ci is None:
+        return str(k)
+    return f"{k} ({k / n:.1%} [{ci[0]:.1%}, {ci[1]:.1%}])"
+
+
+def flip_rows(rows: list[dict]) -> list[list[str]]:
+    """The cells of the Flips table: per variant, task and 0/1 metric (``row["flips"]``), n, dense -> variant,
+    right -> wrong, wrong -> right and either, each a count with its rate and 95 % Clopper-Pearson interval."""
+    out = []
+    for r in rows:
+        for t, per in r.get("flips", {}).items():
+            for m, f in per.items():
+                counts = [_rate(getattr(f, w), f.n, f.interval(w)) for w in ("right_to_wrong", "wrong_to_right",
+                                                                            "flipped")]
+                out.append([r["label"], f"{t} ({m})", str(f.n), f"{format_number(f.dense)} → "
+                            f"{format_number(f.variant)}", *counts, "yes" if f.hidden() else "no"])
+    return out
+
+
+def change_rows(rows: list[dict]) -> list[list[str]]:
+    """The cells of the changed-outputs table of graded scores (``row["changes"]``): per variant, task and metric,
+    n, outputs changed, and scores that fell / rose by more than ``stats.FLIP_THRESHOLD``."""
+    return [[r["label"], f"{t} ({m})", str(c.n)] + [_rate(getattr(c, w), c.n, c.interval(w))
+                                                    for w in ("changed", "fell", "rose")]
+            for r in rows for t, per in r.get("changes", {}).items() for m, c in per.items()]
+
+
+def recognition_rows(rows: list[dict]) -> list[list[str]]:
+    """The cells of the recognition vs generation table (``row["recognition"]``): per model, the 2x2 table of
+    mcq-reasoning right by log-likelihood and by generation, and the right option's log-likelihood ranks."""
+    out = []
+    for r in rows:
+        rec = r.get("recognition", {}).get("mcq-reasoning")
+        if rec is None:
+            continue
+        ranks = " / ".join(str(rec.ranks.get(k, 0)) for k in range(1, max(rec.ranks, default=0) + 1)) or "-"
+        mean = rec.mean_rank()
+        out.append([r["label"], str(rec.n), str(rec.both), str(rec.loglik_only), str(rec.generate_only),
+                    str(rec.neither), ranks, "-" if mean is None else f"{mean:.2f}"])
+    return out
+
+
+def hidden_flips(rows: list[dict]) -> list[str]:
+    """One sentence per variant, task and 0/1 metric whose accuracy hides its flips (``stats.Flips.hidden``: the
+    change is within noise while significantly more than ``stats.FLIP_SHARE`` of the answers flipped)."""
+    out = []
+    for r in rows:
+        for t, per in r.get("flips", {}).items():
+            for m, f in per.items():
+                if f.hidden():
+                    lo, hi = f.interval("flipped")
+                    out.append(f"{r['label']}: {t} {m} {format_number(f.dense)} → {format_number(f.variant)} is "
+                               f"within noise (McNemar p = {format_number(f.p, '.2g')}), yet {f.flipped} of {f.n} "
+                               f"answers flipped ({f.rate('flipped'):.1%}, 95 % CI {lo:.1%} to {hi:.1%}): "
+                               f"{f.right_to_wrong} right → wrong, {f.wrong_to_right} wrong → right")
+    return out
+
+
+HIDDEN = "accuracy hides flips"  # the Findings' label of ``hidden_flips``
+
+
 def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
              protocols: list[dict] | None = None) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """The report's tables as ``(title, note, header, rows of cells)``, rendered by ``markdown`` and ``to_html``
@@ -618,6 +705,15 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
                     "the letter the model generates (LLM-KICK). gap = loglik - generate on the same questions, with "
                     "its paired 95 % interval; * = beyond noise: the model ranks the right answer first but does "
                     "not say it.", ["variant", "accuracy (loglik)", "accuracy (generate)", "gap [95 % CI]"], body))
+    recognised = recognition_rows(rows)
+    if recognised:
+        out.append(("mcq-reasoning: recognition vs generation",
+                    "the questions scored under both protocols, per model: right by log-likelihood and by "
+                    "generation, right by log-likelihood only (the model knows it but cannot say it), by generation "
+                    "only, wrong by both; and how many questions put the right option at log-likelihood rank 1 / 2 "
+                    "/ ... (1 = the option the log-likelihood protocol picks), with the mean rank.",
+                    ["model", "n", "right by both", "loglik only (knows it, cannot say it)", "generate only",
+                     "wrong by both", "rank of the right option (loglik) 1 / 2 / ...", "mean rank"], recognised))
     out.append(("Scores",
                 "absolute ± standard error (binomial for 0/1 metrics, bootstrap for graded scores, delta method "
                 "for perplexity), and relative to dense in brackets (perplexity relative = dense / variant; * = "
@@ -635,6 +731,24 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
                     f"sign vectors, seed {stats.SEED}; all of them up to {stats.EXACT_UP_TO} examples).",
                     ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
                     [[r["label"]] + [_paired_cell(r, t) for t in names] for r in others]))
+    flipped = flip_rows(rows)
+    if flipped:
+        out.append(("Flips against dense",
+                    "answers of every 0/1 metric that changed against dense on the examples both scored (Dutta et al. "
+                    "2024, 'Accuracy is not all you need'): right → wrong and wrong → right are McNemar's b and c; "
+                    "each count with its rate and exact 95 % Clopper-Pearson interval. Equal counts keep the "
+                    f"accuracy while changing answers; hidden: the accuracy change is within noise while "
+                    f"significantly more than {stats.FLIP_SHARE:.0%} of the answers flipped.",
+                    ["variant", "task (metric)", "n", "dense → variant", "right → wrong", "wrong → right",
+                     "flipped", "hidden"], flipped))
+    changed = change_rows(rows)
+    if changed:
+        out.append(("Changed outputs of graded scores",
+                    f"per graded metric, the examples whose output text differs from dense's, and of those the ones "
+                    f"whose score fell / rose by more than {stats.FLIP_THRESHOLD} (on the 0-1 scale); each count "
+                    f"with its rate and exact 95 % Clopper-Pearson interval.",
+                    ["variant", "task (metric)", "n", "output changed", f"score fell > {stats.FLIP_THRESHOLD}",
+                     f"score rose > {stats.FLIP_THRESHOLD}"], changed))
     judged = [(r["label"], t, u) for r in rows for t, u in r.get("judge", {}).items()]
     if judged:  # what the LLM judge cost, per variant and task and for the whole sweep
         total = {k: sum(u[k] for _, _, u in judged) for k in judged[0][2]}
@@ -669,6 +783,7 @@ def markdown(model: str, rows: list[dict], dense: dict, facts: list[dict], losse
     for f in facts:
         lines.append(f"- **{f['verdict']}**: {f['claim']}" + (f" ({'; '.join(f['evidence'])})" if f["evidence"]
                                                               else "") + _finding_text(f))
+    lines += [f"- **{HIDDEN}**: {h}" for h in hidden_flips(rows)]
     for title, note, header, body in sections(rows, dense, losses, significant or {}, protocols):
         lines += ["", f"## {title}", "", note, "", "| " + " | ".join(header) + " |", "|---|" + "---|" *
                   (len(header) - 1)]
@@ -692,6 +807,7 @@ def to_html(md_rows: list[dict], model: str, dense: dict, facts: list[dict], los
             f["verdict"], f["verdict"].split()[0])  # failed claims red, unmeasured ones grey
         parts.append(f"<li><b class='{esc(cls)}'>{esc(f['verdict'])}</b>: {esc(f['claim'])}<br><small>"
                      f"{esc('; '.join(f['evidence']) + _finding_text(f))}</small></li>")
+    parts += [f"<li><b class='inconclusive'>{esc(HIDDEN)}</b>: {esc(h)}</li>" for h in hidden_flips(md_rows)]
     parts.append("</ul>")
     for title, note, header, body in sections(md_rows, dense, losses, significant or {}, protocols):
         parts.append(f"<h2>{esc(title)}</h2><p><small>{esc(note)}</small></p><table><tr>"
@@ -706,8 +822,10 @@ def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) 
     """One lm-evaluation-harness-style results JSON per variant under ``lm_eval/`` (strict JSON; the model is named
     as it would be published: ``pretrained=`` is the base model's public name, or ``variants/<label>`` in the run
     dir, never a path of this machine), with the settings the scores were measured with (``Store.meta``). Each
-    metric with a standard error has ``<metric>_stderr`` beside it, as lm-evaluation-harness names it (``rows``:
-    ``table_data``'s, computed when not given)."""
+    metric with a standard error has ``<metric>_stderr`` beside it, as lm-evaluation-harness names it; beside
+    ``results``, a variant's answers that changed against dense (``flips``, ``changes``: task -> metric ->
+    ``to_dict``) and mcq-reasoning's ``recognition`` table when measured (``rows``: ``table_data``'s, computed when
+    not given)."""
     out_dir.mkdir(exist_ok=True)
     scores = store.scores()
     model = public_name(store.model)
@@ -726,6 +844,13 @@ def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) 
         payload = {"results": results,
                    "config": {"model": model, "variant": v["label"], "model_args": f"pretrained={pretrained}",
                               "compression": spec, **measured}}
+        row = rows.get(v["label"], {})
+        if row.get("flips"):  # answers that changed against dense (stats.Flips / stats.Changes), per task and metric
+            payload["flips"] = {t: {m: f.to_dict() for m, f in per.items()} for t, per in row["flips"].items()}
+        if row.get("changes"):
+            payload["changes"] = {t: {m: c.to_dict() for m, c in per.items()} for t, per in row["changes"].items()}
+        if row.get("recognition"):
+            payload["recognition"] = {t: x.to_dict() for t, x in row["recognition"].items()}
         write_json(out_dir / f"{v['label']}.json", payload)
 
 
@@ -733,8 +858,10 @@ def write(store: Store, run_dir: str | Path) -> Path:
     """report.md, report.html, PNG plots, findings.json and lm_eval/*.json in ``run_dir`` (created if missing).
 
     findings.json holds the findings, ``first_loss`` (the 5 % rule), ``first_significant_loss``, ``paired`` (variant
-    -> task -> the paired comparison with dense, ``stats.Paired.to_dict``), ``mcq_protocols`` (when measured) and
-    ``statistics`` (the tests, sign vectors, seed, confidence)."""
+    -> task -> the paired comparison with dense, ``stats.Paired.to_dict``), ``mcq_protocols`` (when measured),
+    ``flips`` / ``changes`` (variant -> task -> metric -> ``stats.Flips.to_dict`` / ``stats.Changes.to_dict``),
+    ``hidden_flips`` (``hidden_flips``), ``recognition`` (model -> ``stats.Recognition.to_dict``) and ``statistics``
+    (the tests, sign vectors, seed, confidence, flip threshold)."""
     run_dir = Path(run_dir)
     rows, dense = table_data(store)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -759,11 +886,19 @@ def write(store: Store, run_dir: str | Path) -> Path:
         "mcq_protocols": [{"label": e["label"], **{k: {"value": e[k].value, "stderr": e[k].stderr, "n": e[k].n}
                                                    for k in ("loglik", "generate")},
                            "gap": e["gap"].to_dict() if e.get("gap") else None} for e in protocols],
+        "hidden_flips": hidden_flips(rows),
+        "flips": {r["label"]: {t: {m: f.to_dict() for m, f in per.items()} for t, per in r["flips"].items()}
+                  for r in rows if r.get("flips")},
+        "changes": {r["label"]: {t: {m: c.to_dict() for m, c in per.items()} for t, per in r["changes"].items()}
+                    for r in rows if r.get("changes")},
+        "recognition": {r["label"]: {t: x.to_dict() for t, x in r["recognition"].items()}
+                        for r in rows if r.get("recognition")},
         "statistics": {"tests": {"0/1 metrics": "McNemar exact (Clopper-Pearson interval)",
                                  "graded, perplexity, nll": "paired sign-flip (inverted interval)",
                                  "corpus statistics": "paired swap (no interval)"},
                        "sign_flips": stats.SIGN_FLIPS, "exact_up_to": stats.EXACT_UP_TO, "seed": stats.SEED,
                        "bootstrap_resamples": stats.BOOTSTRAP_ITERS, "confidence": stats.CONFIDENCE,
-                       "power": stats.POWER}})
+                       "power": stats.POWER, "flips": "exact Clopper-Pearson intervals on the rates",
+                       "flip_threshold": stats.FLIP_THRESHOLD, "flip_share": stats.FLIP_SHARE}})
     lm_eval_export(store, run_dir / "lm_eval", rows)
     return run_dir / "report.md"

@@ -1,5 +1,7 @@
 """Run a sweep: for every planned cell and task not yet in the store, compress (cached in the run dir), evaluate,
-store.
+store. ``execute(config)`` runs the sweep of a ``SweepConfig`` (``bench.config``) under the run dir's lock, each cell
+by ``cell.run_cell`` (in this process, or as a Ray task: ``ray_executor``); ``run(...)`` builds the config from
+keyword arguments and takes the lock; ``runner.run_bench`` adds the report and the pushes.
 
 One driver at a time: ``hold`` locks the run dir (an OS file lock on ``.kick-bench.lock``, released when the process
 ends, however it ends) and a second driver is refused at once, naming the holder's pid and host. Readers (``kick bench
@@ -21,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kick_hub.bench.cell import remove_variant, run_cell, variant_dir
+from kick_hub.bench.config import SweepConfig
 from kick_hub.bench.plan import Cell
 from kick_hub.bench.store import FILENAME, FILES, RUN_SETTINGS, Store, StoreError, local_source
 from kick_hub.io import dumps, loads, public_name, write_json
@@ -35,11 +39,6 @@ ARCHIVE_DIR = "superseded"
 OUTPUTS = ("variants", "lm_eval", "report.md", "report.html", "findings.json", "sparsity.png", "nm_quant.png")
 
 _held: set[str] = set()  # resolved run dirs whose lock this process holds
-
-
-def variant_dir(run_dir: Path, label: str) -> Path:
-    """Where the sweep keeps the compressed variant of a cell."""
-    return Path(run_dir) / "variants" / label
 
 
 class RunDirBusy(StoreError):
@@ -236,97 +235,6 @@ def _discard_variants(run_dir: Path) -> None:
         shutil.rmtree(gone, ignore_errors=True)
 
 
-def _cached(vdir: Path, spec) -> dict | None:
-    """The manifest of a complete variant in ``vdir`` made with ``spec``, or None (missing, partial, other spec)."""
-    from kick_hub.variant import MANIFEST, load_manifest
-
-    if not (vdir / MANIFEST).exists():  # variants are written atomically: a manifest means complete
-        return None
-    manifest = load_manifest(vdir)
-    return manifest if manifest.get("spec") == loads(dumps(spec.to_dict())) else None
-
-
-KEEP_VARIANTS = ("all", "none", "pushed")
-EXECUTORS = ("local", "ray")
-
-
-def check_keep(keep_variants: str, push: str | None) -> None:
-    """Refuse (ValueError) a ``--keep-variants`` value that is not one of ``KEEP_VARIANTS`` or that does not go
-    with ``--push``: ``pushed`` needs it (a variant is deleted once pushed), ``none`` excludes it (nothing would be
-    left to push)."""
-    if keep_variants not in KEEP_VARIANTS:
-        raise ValueError(f"keep-variants: must be one of {list(KEEP_VARIANTS)}, got {keep_variants!r}")
-    if keep_variants == "pushed" and not push:
-        raise ValueError("keep-variants: 'pushed' deletes each variant once --push has uploaded it, so it needs "
-                         "--push ORG; give --push, or use --keep-variants none (delete once scored) or all")
-    if keep_variants == "none" and push:
-        raise ValueError("keep-variants: 'none' deletes each variant once it is scored, so --push would have "
-                         "nothing to upload; use --keep-variants pushed (delete once pushed) or all")
-
-
-def run_cell(model: str, run_dir: str | Path, cell: Cell, tasks: list[str], data: str = "world",
-             limit: int | dict[str, int] | None = None, protocol: str = "default", judge=None,
-             calibration: str = "world", nsamples: int | None = None, seqlen: int | None = None,
-             batch_size: int = 32, placement: "Placement | None" = None, progress: bool = True,
-             skip_missing: bool = False, delete_variant: bool = False, log=None,
-             mcq_protocols: list[str] | None = None) -> dict:
-    """One cell's work, the same under every executor: compress ``cell`` into ``variant_dir`` unless a complete
-    variant made with its spec is there (a missing or partial one is rebuilt), evaluate it on ``tasks`` and, with
-    ``delete_variant``, remove the variant afterwards. Touches no store. ``log`` (a callable taking a line) reports
-    the phases. Returns ``{"label", "path", "manifest", "results", "samples", "skipped", "seconds", "host"}``:
-    ``path`` the evaluated model (the base model's for dense), ``manifest`` the variant's (None for dense),
-    ``results`` / ``samples`` / ``skipped`` as ``evaluation.evaluate`` gives them, ``seconds`` compress + evaluate
-    wall time."""
-    from kick_hub.compress import make_variant
-    from kick_hub.engine import Engine, resolve_model
-    from kick_hub.evaluation import evaluate, invalid_tasks
-    from kick_hub.variant import load_manifest
-
-    start = time.perf_counter()
-    say = log or (lambda line: None)
-    if cell.spec is None:
-        path, manifest = resolve_model(model), None
-    else:
-        vdir = variant_dir(run_dir, cell.label)
-        manifest = _cached(vdir, cell.spec)
-        if manifest is None:
-            say("compressing")
-            make_variant(model, cell.spec, vdir, calibration, nsamples, seqlen, overwrite=True, progress=progress,
-                         placement=placement)
-            manifest = load_manifest(vdir)
-        path = str(vdir)
-    say(f"evaluating {', '.join(tasks)}")
-    engine = Engine.from_name(path, batch_size=batch_size, placement=placement)
-    out = evaluate(engine, tasks, data, limit, protocol, judge, model_name=cell.label, skip_missing=skip_missing,
-                   mcq_protocols=mcq_protocols)
-    del engine
-    for task, why in invalid_tasks(out["results"]).items():  # NaN / inf logits: stored, reported as invalid
-        say(f"{task} is invalid: {why}")
-    if delete_variant and cell.spec is not None:
-        remove_variant(run_dir, cell.label)
-    seconds = time.perf_counter() - start
-    say(f"done in {seconds:.1f} s")
-    return {"label": cell.label, "path": path, "manifest": manifest, "results": out["results"],
-            "samples": out["samples"], "skipped": out["config"]["skipped"], "seconds": seconds,
-            "host": socket.gethostname()}
-
-
-def remove_variant(run_dir: str | Path, label: str) -> bool:
-    """Delete the variant of ``label`` from the run dir: renamed aside first (so its directory, and the manifest
-    that marks it complete, go in one step), then removed. True when there was one."""
-    vdir = variant_dir(run_dir, label)
-    if not vdir.exists():
-        return False
-    gone = vdir.parent / f".deleted-{label}-{time.time_ns()}"
-    os.replace(vdir, gone)
-    shutil.rmtree(gone, ignore_errors=True)
-    try:  # the last one takes ``variants/`` with it
-        vdir.parent.rmdir()
-    except OSError:
-        pass
-    return True
-
-
 def kept_variants(run_dir: str | Path) -> list[str]:
     """Labels of the complete variants (a manifest present) in the run dir's ``variants/``, sorted."""
     from kick_hub.variant import MANIFEST
@@ -376,17 +284,17 @@ def check_disk(run_dir: str | Path, todo: list[Cell], per_variant: int | None, k
                      f"({n} variants x {gb(per_variant)}, --keep-variants {keep_variants}); {hint}")
 
 
-def _settle(store: Store, run_dir: Path, cell: Cell, keep_variants: str, push: str | None, private: bool,
-            model: str) -> None:
-    """What ``keep_variants`` asks of a committed cell's variant: ``none`` deletes it, ``pushed`` pushes it to
-    ``push``/<model>-<label> (recorded in the store) and then deletes it, ``all`` keeps it."""
-    if cell.spec is None or keep_variants == "all" or not variant_dir(run_dir, cell.label).exists():
+def _settle(store: Store, config: SweepConfig, cell: Cell) -> None:
+    """What ``config.keep_variants`` asks of a committed cell's variant: ``none`` deletes it, ``pushed`` pushes it
+    to ``config.push``/<model>-<label> (recorded in the store) and then deletes it, ``all`` keeps it."""
+    run_dir = config.run_dir
+    if cell.spec is None or config.keep_variants == "all" or not variant_dir(run_dir, cell.label).exists():
         return
-    if keep_variants == "pushed":
+    if config.keep_variants == "pushed":
         from kick_hub.hub.push import push_variant, repo_name
 
-        repo = f"{push}/{repo_name(model, cell.label)}"
-        url = push_variant(variant_dir(run_dir, cell.label), repo, private, run_dir)
+        repo = f"{config.push}/{repo_name(config.model, cell.label)}"
+        url = push_variant(variant_dir(run_dir, cell.label), repo, config.private, run_dir)
         store.record_push(cell.label, repo, url)
     remove_variant(run_dir, cell.label)
 
@@ -398,100 +306,107 @@ def run(model: str, run_dir: str | Path, cells: list[Cell], tasks: list[str], da
         push: str | None = None, private: bool = False, executor: str = "local", ray_address: str | None = None,
         cell_cpus: int = 1, cell_gpus: float = 0, cell_retries: int = 2,
         mcq_protocols: list[str] | None = None) -> Store:
-    """Evaluate every planned cell on every task it has not been evaluated on; each finished cell is committed at
-    once (resumable after a kill). Holds the run dir's lock throughout (RunDirBusy when another process has it).
-    Settings that differ from the stored results' are refused before any model work, or with ``force`` the old
-    results are moved aside (``check_settings``). ``calibration`` / ``nsamples`` / ``seqlen`` are
-    ``make_variant``'s (unset sizes: an id file's own shape); ``placement`` where models load and compress;
-    ``mcq_protocols`` scores mcq-reasoning under each protocol named (``evaluation.evaluate``), a task setting.
+    """``execute`` the ``SweepConfig`` these arguments make (its fields; ValueError from its checks before any
+    work), holding the run dir's lock (RunDirBusy when another process has it). Returns the store, open for
+    reading. ``bench.runner.run_bench`` adds the report and the pushes."""
+    config = SweepConfig(model=model, run_dir=Path(run_dir), cells=cells, tasks=tasks, data=data, limit=limit,
+                         protocol=protocol, judge=judge, force=force, calibration=calibration, nsamples=nsamples,
+                         seqlen=seqlen, batch_size=batch_size, progress=progress, placement=placement,
+                         keep_variants=keep_variants, push=push, private=private, executor=executor,
+                         ray_address=ray_address, cell_cpus=cell_cpus, cell_gpus=cell_gpus,
+                         cell_retries=cell_retries, mcq_protocols=mcq_protocols)
+    with hold(config.run_dir):
+        return execute(config)
+
+
+def execute(config: SweepConfig) -> Store:
+    """Evaluate every cell of ``config`` on every task it has not been evaluated on; each finished cell is
+    committed at once (resumable after a kill). Call it holding the run dir's lock (``hold``; RuntimeError
+    otherwise). Settings that differ from the stored results' are refused (StoreError) before any model work, or
+    with ``force`` the old results are moved aside (``check_settings``). A sweep whose variants would not fit on
+    the run dir's disk (``check_disk``), or a spec the model or the calibration cannot take
+    (``compress.check_plan``), is refused next. A cell whose variant is missing is compressed again.
 
     ``keep_variants``: ``all`` keeps every variant under ``variants/``; ``none`` deletes a cell's variant once its
-    scores are committed; ``pushed`` pushes it to ``push``/<model>-<label> once committed, then deletes it
-    (``check_keep`` refuses other combinations). A sweep whose variants would not fit on the run dir's disk is
-    refused first (``check_disk``). A cell whose variant is missing is compressed again.
+    scores are committed; ``pushed`` pushes it to ``push``/<model>-<label> once committed, then deletes it.
 
-    ``executor``: ``local`` runs the cells one after another in this process; ``ray`` runs each as a Ray task on
-    the cluster at ``ray_address`` (``kick_hub.bench.ray_executor``: ``cell_cpus`` / ``cell_gpus`` per cell, a
+    ``executor``: ``local`` runs the cells (``cell.run_cell``) one after another in this process; ``ray`` runs
+    each as a Ray task on the cluster at ``ray_address`` (``kick_hub.bench.ray_executor``: connected here, and
+    disconnected on return, when this process is not connected already; ``cell_cpus`` / ``cell_gpus`` per cell, a
     cell whose worker dies retried up to ``cell_retries`` times, then recorded as failed: ``Store.failed``).
     Returns the store, open for reading."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor: must be one of {list(EXECUTORS)}, got {executor!r}")
-    check_keep(keep_variants, push)
-    slots, connected = 1, False
-    if executor == "ray":  # a cluster that is not there, or has no node for a cell, is refused before any work
+    if str(config.run_dir.resolve()) not in _held:
+        raise RuntimeError(f"sweep.execute: call it inside sweep.hold({str(config.run_dir)!r})")
+    if config.executor == "ray":  # a cluster that is not there, or has no node for a cell, is refused first
         from kick_hub.bench import ray_executor
 
-        ray_executor.check_options(cell_cpus, cell_gpus, cell_retries)
-        ray_executor.check_judge(judge)
-        slots, connected = ray_executor.connect(ray_address, cell_cpus, cell_gpus)
-    try:
-        return _run(model, Path(run_dir), cells, tasks, data, limit, protocol, judge, force, calibration, nsamples,
-                    seqlen, batch_size, progress, placement, keep_variants, push, private, executor, slots,
-                    cell_cpus, cell_gpus, cell_retries, mcq_protocols=mcq_protocols)
-    finally:
-        if connected:
-            ray_executor.import_ray().shutdown()
+        with ray_executor.session(config) as slots:
+            return _execute(config, slots)
+    return _execute(config, 1)
 
 
-def _run(model, run_dir, cells, tasks, data, limit, protocol, judge, force, calibration, nsamples, seqlen,
-         batch_size, progress, placement, keep_variants, push, private, executor, slots, cell_cpus, cell_gpus,
-         cell_retries, mcq_protocols=None) -> Store:
-    """``run``'s work once Ray (for ``executor="ray"``) is connected; ``slots``: cells the executor runs at once."""
+def _execute(config: SweepConfig, slots: int) -> Store:
+    """``execute``'s work once the executor is ready; ``slots``: cells the executor runs at once."""
     from tqdm.auto import tqdm
 
     from kick_hub.compress import check_plan
 
-    run_dir = Path(run_dir)
-    settings = run_settings(model, data, protocol, batch_size, calibration, nsamples, seqlen, placement)
-    per_task = {t: task_settings(t, limit, judge, mcq_protocols, data) for t in tasks}
-    with hold(run_dir):
-        moved = check_settings(run_dir, settings, per_task, cells, force)
-        if moved is not None:
-            print(f"moved results measured with other settings to {moved}", file=sys.stderr)
-        store = Store(run_dir, model)
+    c, run_dir = config, config.run_dir
+    settings = run_settings(c.model, c.data, c.protocol, c.batch_size, c.calibration, c.nsamples, c.seqlen,
+                            c.placement)
+    per_task = {t: task_settings(t, c.limit, c.judge, c.protocols, c.data) for t in c.tasks}
+    moved = check_settings(run_dir, settings, per_task, list(c.cells), c.force)
+    if moved is not None:
+        print(f"moved results measured with other settings to {moved}", file=sys.stderr)
+    done: dict[str, set[str]] = {}
+    if (run_dir / FILENAME).exists():  # what is done, read before anything is written
+        ro = Store.open_readonly(run_dir)
         try:
-            recorded = store.settings() if store.has_results() else None
-            if recorded and recorded.get("data") != settings["data"]:  # the same content at another path (checked
-                settings = {**settings, "data": recorded["data"]}  # above): the results keep the source they name
-            if store.begin(settings):
-                _discard_variants(run_dir)
-            run_id = store.start_run(sys.argv)
-            done = store.done()
-            todo = [(c, [t for t in tasks if t not in done.get(c.label, set())]) for c in cells]
-            for cell, missing in todo:  # finished cells whose variant a killed run had not settled yet
-                if not missing:
-                    _settle(store, run_dir, cell, keep_variants, push, private, model)
-            todo = [(c, missing) for c, missing in todo if missing]
-            specs = [c.spec for c, _ in todo if c.spec is not None]
-            if specs:  # variants that would not fit on the disk, or a spec the model's layers or the calibration
-                # options cannot take, fail now, not at their cell
-                check_disk(run_dir, [c for c, _ in todo], variant_bytes(model, placement), keep_variants, slots)
-                # where the cells run decides the device; a Ray cell with GPUs resolves it on its GPU node
-                check_plan(model, specs, calibration, nsamples, seqlen,
-                           placement if executor == "local" or not cell_gpus else None)
-            common = dict(data=data, limit=limit, protocol=protocol, judge=judge, calibration=calibration,
-                          nsamples=nsamples, seqlen=seqlen, batch_size=batch_size, placement=placement,
-                          skip_missing=len(tasks) > 1, mcq_protocols=mcq_protocols)
+            done = ro.done()
+        finally:
+            ro.close()
+    todo = [(cell, [t for t in c.tasks if t not in done.get(cell.label, set())]) for cell in c.cells]
+    specs = [cell.spec for cell, missing in todo if missing and cell.spec is not None]
+    if specs:  # variants that would not fit on the disk, or a spec the model's layers or the calibration options
+        # cannot take, fail now, before the store is created or written, not at their cell
+        check_disk(run_dir, [cell for cell, missing in todo if missing], variant_bytes(c.model, c.placement),
+                   c.keep_variants, slots)
+        # where the cells run decides the device; a Ray cell with GPUs resolves it on its GPU node
+        check_plan(c.model, specs, c.calibration, c.nsamples, c.seqlen,
+                   c.placement if c.executor == "local" or not c.cell_gpus else None)
+    store = Store(run_dir, c.model)
+    try:
+        recorded = store.settings() if store.has_results() else None
+        if recorded and recorded.get("data") != settings["data"]:  # the same content at another path (checked
+            settings = {**settings, "data": recorded["data"]}  # above): the results keep the source they name
+        if store.begin(settings):
+            _discard_variants(run_dir)
+        run_id = store.start_run(sys.argv)
+        done = store.done()
+        todo = [(cell, [t for t in c.tasks if t not in done.get(cell.label, set())]) for cell in c.cells]
+        for cell, missing in todo:  # finished cells whose variant a killed run had not settled yet
+            if not missing:
+                _settle(store, c, cell)
+        todo = [(cell, missing) for cell, missing in todo if missing]
 
-            def commit(cell: Cell, out: dict) -> None:
-                # a variant's path relative to the run dir, so the run dir can be copied or moved
-                path = out["path"] if cell.spec is None else f"./variants/{cell.label}"
-                store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None,
-                                 out["manifest"], path, out["results"], out["samples"], run_id,
-                                 out["seconds"], skipped=out["skipped"], task_settings=per_task)
-                _settle(store, run_dir, cell, keep_variants, push, private, model)
+        def commit(cell: Cell, out: dict) -> None:
+            # a variant's path relative to the run dir, so the run dir can be copied or moved
+            path = out["path"] if cell.spec is None else f"./variants/{cell.label}"
+            store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None,
+                             out["manifest"], path, out["results"], out["samples"], run_id,
+                             out["seconds"], skipped=out["skipped"], task_settings=per_task)
+            _settle(store, c, cell)
 
-            if executor == "ray" and todo:
-                from kick_hub.bench import ray_executor
+        if c.executor == "ray" and todo:
+            from kick_hub.bench import ray_executor
 
-                ray_executor.run(model, run_dir, todo, common, commit, store, run_id, keep_variants, slots,
-                                 cell_cpus=cell_cpus, cell_gpus=cell_gpus, retries=cell_retries, progress=progress)
-            else:
-                for cell, missing in tqdm(todo, desc="cells", unit="cell", disable=not progress):
-                    commit(cell, run_cell(model, run_dir, cell, missing, progress=progress, **common))
-        except BaseException:
-            store.close()
-            raise
+            ray_executor.run(c, todo, commit, store, run_id, slots)
+        else:
+            for cell, missing in tqdm(todo, desc="cells", unit="cell", disable=not c.progress):
+                commit(cell, run_cell(c, cell, missing))
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
