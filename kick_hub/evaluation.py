@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from kick_hub import data, tasks, versions
-from kick_hub.engine import Engine
+from kick_hub.backends import Backend
 from kick_hub.scoring.stats import task_stderrs
 
 def resolve_tasks(names: list[str] | str) -> list[str]:
@@ -21,7 +21,7 @@ def resolve_tasks(names: list[str] | str) -> list[str]:
     return names
 
 
-def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = "world",
+def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str = "world",
              limit: int | dict[str, int] | None = None,
              protocol: str = "default", judge=None, model_name: str = "", skip_missing: bool = False,
              mcq_protocols: list[str] | None = None) -> dict:
@@ -34,12 +34,12 @@ def evaluate(engine: Engine, task_names: list[str] | str = "all", source: str = 
     Every number in ``results[task]`` that the samples give per example comes with ``<metric>_stderr`` (its
     standard error, ``kick_hub.scoring.stats.task_stderrs``; none with fewer than 2 examples). ``mcq_protocols``
     (names of ``tasks.mcq_reasoning.MCQ_PROTOCOLS``) scores mcq-reasoning under each, adding ``accuracy_<name>``.
-    ``config["generation"]`` records how the engine decodes (``Engine.generation_settings``: the stop token ids taken
+    ``config["generation"]`` records how the engine decodes (``Backend.generation_settings``: the stop token ids taken
     from the model's generation config, the pad id, greedy). ``config["placement"]`` records where the model ran
-    (``Engine.placement``: device, dtype, device map, and what was asked). ``config["judge_usage"][task]`` is what
+    (``Backend.placement``: device, dtype, device map, and what was asked). ``config["judge_usage"][task]`` is what
     judging the task cost (``scoring.judge.JudgeUsage.to_dict``: replies, requests sent, retries, cache hits,
     tokens, unparsable replies, examples compared in both orders and disagreements, wall seconds). A task during
-    which the model gave NaN / inf logits (``Engine.checked``) is marked invalid (``mark_invalid``: null scores,
+    which the model gave NaN / inf logits (``Backend.checked``) is marked invalid (``mark_invalid``: null scores,
     ``non_finite_logits``, ``invalid_reason``; no standard errors)."""
     names = resolve_tasks(task_names)
     mcq_protocols = tasks.get("mcq-reasoning").check_mcq_protocols(mcq_protocols)
@@ -95,7 +95,7 @@ INVALID_EXIT = 3  # `kick evaluate`'s exit status when a task is invalid (non-fi
 
 def mark_invalid(scores: dict, samples: list[dict], non_finite: int, inputs: int) -> None:
     """Mark a task's results invalid in place because ``non_finite`` of the ``inputs`` prompts / texts it ran gave
-    NaN / inf logits (``engine.LogitCheck``): every float in ``scores`` (headline, judge scores, per subject or
+    NaN / inf logits (``backends.LogitCheck``): every float in ``scores`` (headline, judge scores, per subject or
     bucket) becomes None (JSON ``null``), counts stay; ``non_finite_logits`` (a number, so the sweep store keeps it:
     a task is invalid when it is above 0) counts the inputs and ``invalid_reason`` says why. Each sample loses its
     float fields (``score``, ``f1``, ...) and gets ``invalid: true``: a number computed from non-finite logits is not

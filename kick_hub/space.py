@@ -1,6 +1,6 @@
 """The kick-hub Space: dense and compressed outputs side by side, the sweep's results, a leaderboard.
 
-A client of the library: prompts and scores come from the task modules, generation from ``Engine.stream`` (greedy,
+A client of the library: prompts and scores come from the task modules, generation from ``Backend.stream`` (greedy,
 the same settings for every model, the prompt as typed or in the chat template as chosen: ``PROMPT_FORMATS``, a
 task's own format by default), the sweep table (with its significance marks) and figures from ``bench.report``, the
 leaderboard from ``hub.results``; the variants offered first are those where the loss shows
@@ -21,7 +21,7 @@ are refused with a message and never cut (every model reads exactly the prompt s
 passage prompt is too long can be edited down by hand, docs/context.md); at most
 ``MAX_NEW_TOKENS`` new tokens and ``MAX_PANES`` models per comparison; a bounded queue; models load once and stay
 cached (``CACHE_SIZE``); only the run dir's models and an allowlist of Hub repo ids can be chosen (no free paths);
-``trust_remote_code`` is never set (``engine.load_model``). The handlers check every input themselves and answer in
+``trust_remote_code`` is never set (``models.load_model``). The handlers check every input themselves and answer in
 kick's words (``max_new_tokens: must be between 1 and 256 ...``), since the API can be called without the UI's slider,
 dropdowns and number box (the endpoints take their inputs unprocessed, and a refused input is a ``gr.Error``
 without a server traceback: it is the user's input, not a fault). Tables show an infinite score (a broken model's
@@ -74,7 +74,7 @@ class Models:
                  ) -> None:
         from kick_hub.hub import check_repo_id
 
-        self.placement = placement  # where every engine loads (``Engine.from_name``; None: load_model's default)
+        self.placement = placement  # where every engine loads (``make_engine``; None: load_model's default)
         self.choices: dict[str, str] = {"world": "world"}
         self.featured: list[str] = []  # the run dir's variants offered first (``featured_variants``)
         self.scored: list[str] = []  # every compressed variant the run dir has scores of, kept or not
@@ -108,7 +108,7 @@ class Models:
         path = self.resolve(name)
         with self._lock:
             if path in self._cache:
-                return bool(getattr(self._cache[path][0].tokenizer, "chat_template", None))
+                return self._cache[path][0].has_chat_template()
             if path in self._templates:
                 return self._templates[path]
         from transformers import AutoTokenizer
@@ -125,12 +125,12 @@ class Models:
 
     def engine(self, name: str):
         """The cached engine for ``name`` (loaded once; the least recently used is dropped beyond CACHE_SIZE)."""
-        from kick_hub.engine import Engine
+        from kick_hub.backends import make_engine
 
         path = self.resolve(name)
         with self._lock:
             if path not in self._cache:
-                engine = Engine.from_name(path, placement=self.placement, batch_size=1)
+                engine = make_engine(path, placement=self.placement, batch_size=1)
                 self._cache[path] = (engine, threading.Lock())
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
@@ -200,11 +200,11 @@ def task_format(task: str) -> str:
 
 
 def applied_format(engine, chat: bool) -> str:
-    """What a model read, in words: the prompt as typed, or in its chat template (``Engine.render`` applies one
+    """What a model read, in words: the prompt as typed, or in its chat template (``Backend.render`` applies one
     only when asked and the tokenizer has one)."""
     if not chat:
         return "as typed"
-    return "chat template" if getattr(engine.tokenizer, "chat_template", None) else "as typed (no chat template)"
+    return "chat template" if engine.has_chat_template() else "as typed (no chat template)"
 
 
 def check_whole(field: str, value, low: int, high: int) -> int:
@@ -271,7 +271,7 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
     errors: list[BaseException] = []
 
     def work(i: int, engine, lock) -> None:
-        from kick_hub.engine import NonFiniteLogits
+        from kick_hub.backends import NonFiniteLogits
 
         try:
             with lock:
@@ -387,6 +387,8 @@ def results_sections(run_dir: str | Path | None) -> dict[str, tuple[str, list[st
 
 
 SCORES = "Scores"  # the title of the report's score table (``bench.report.sections``)
+# the report's tables the Results tab shows below the scores (title -> element id)
+BEYOND_ACCURACY = {"Flips against dense": "flips", "mcq-reasoning: recognition vs generation": "recognition"}
 
 
 def results_frame(run_dir: str | Path | None):
@@ -492,10 +494,13 @@ def question_text(task: str, prompt: str) -> str:
     return f"{_head(passage)}\n\n{instruction}"
 
 
-def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool):
+def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: bool, cannot_say: bool = False):
     """Per-example dense vs variant outputs of a task, optionally only where dense is right and the variant wrong,
     as a DataFrame with the columns question (``question_text``), reference (``reference_text``), dense,
-    ``label``, dense score, ``label`` score, id. Raises ValueError naming the field for a bad input."""
+    ``label``, dense score, ``label`` score, id. ``cannot_say`` (mcq-reasoning scored under both protocols,
+    ``--mcq-protocols loglik generate``): only the questions ``label`` gets right by log-likelihood and wrong by
+    generation ("knows it but cannot say it", ``stats.recognition``), ``label``'s cell then naming the letter it
+    picks by log-likelihood and what it generated. Raises ValueError naming the field for a bad input."""
     import pandas as pd
 
     from kick_hub.bench.store import Store
@@ -504,6 +509,9 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
         raise ValueError("run-dir: this Space was started without a run dir (kick space --run-dir DIR)")
     check_choice("task", task, COMPARE_TASKS)
     check_flag("only_regressions", only_regressions)
+    if check_flag("cannot_say", cannot_say) and task != "mcq-reasoning":
+        raise ValueError(f"cannot_say: applies to mcq-reasoning only (right by log-likelihood, wrong by "
+                         f"generation), got task {task!r}")
     store = Store.open_readonly(run_dir)
     try:
         labels = {v["label"] for v in store.variants()}
@@ -511,6 +519,9 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
         dense, variant = store.samples("dense", task), store.samples(label, task)
     finally:
         store.close()
+    if cannot_say and not any("score_loglik" in v and "score_generate" in v for v in variant):
+        raise ValueError(f"cannot_say: {label}'s mcq-reasoning was not scored under both protocols (kick bench "
+                         f"--mcq-protocols loglik generate)")
     rows = []
     number = (int, float)
     for d, v in zip(dense, variant):
@@ -518,9 +529,13 @@ def browse(run_dir: str | Path | None, label: str, task: str, only_regressions: 
             continue  # an example that was not scored (skipped) on either side
         if only_regressions and not (d["score"] >= RIGHT > v["score"]):
             continue
+        if cannot_say and not (v.get("score_loglik") == 1 and v.get("score_generate") == 0):
+            continue
+        said = (f"log-likelihood picks {v.get('output_loglik')}; generated {v.get('output_generate')!r}"
+                if cannot_say else v.get("output"))
         rows.append({"question": question_text(task, str(d.get("prompt", ""))),
                      "reference": reference_text(d.get("reference")), "dense": d.get("output"),
-                     label: v.get("output"), "dense score": round(d["score"], 3),
+                     label: said, "dense score": round(d["score"], 3),
                      f"{label} score": round(v["score"], 3), "id": d.get("id")})
     columns = ["question", "reference", "dense", label, "dense score", f"{label} score", "id"]
     return display_frame(pd.DataFrame(rows, columns=columns))
@@ -593,6 +608,7 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
     """The Gradio Blocks app (call ``.queue(...).launch(...)`` or use ``launch``); models load with ``placement``
     (``Models``) and a comparison's generation runs under ``on_gpu`` (ZeroGPU hardware)."""
     import gradio as gr
+    import pandas as pd
 
     models = Models(run_dir, list(allow), placement)
     examples = load_examples(list(data_sources))
@@ -707,6 +723,12 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                                  column_widths=fit_widths(sweep) if len(sweep) else None)
             if len(sweep):
                 gr.Markdown(results_sections(run_dir)[SCORES][0], elem_id="results-note")
+            # beyond accuracy: answers that flipped against dense, and mcq-reasoning's recognition vs generation
+            for title, (note, header, body) in results_sections(run_dir).items():
+                if title in BEYOND_ACCURACY:
+                    gr.Markdown(f"**{title}**: {note}")
+                    gr.Dataframe(display_frame(pd.DataFrame(body, columns=header)), interactive=False, wrap=True,
+                                 elem_classes="kick-table", elem_id=f"results-{BEYOND_ACCURACY[title]}")
             # the report's own figures (``report.figures``): the same markers, bands, colours and legends as
             # sparsity.png and nm_quant.png, each drawn whole at its column's width
             for name, fig in sweep_figures(run_dir).items():
@@ -718,27 +740,32 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                                         label="variant", elem_id="browse-variant")
                 b_task = gr.Dropdown(list(COMPARE_TASKS), value=COMPARE_TASKS[0], label="task")
                 b_only = gr.Checkbox(value=True, label="only dense right, variant wrong")
+                b_say = gr.Checkbox(value=False, label="only 'knows it but cannot say it' (mcq-reasoning under "
+                                    "both protocols: right by log-likelihood, wrong by generation)")
             b_go = gr.Button("Show examples")
             b_note = gr.Markdown("Pick a variant and a task, then **Show examples** to read dense and variant "
                                  "outputs side by side.", elem_id="browse-note")
             b_out = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="browse-table",
                                  elem_classes="kick-table", column_widths=BROWSE_WIDTHS)
 
-            def do_browse(label, task_name, only):
+            def do_browse(label, task_name, only, cannot_say=False):
                 try:
-                    return browse(run_dir, label, task_name, only)
+                    return browse(run_dir, label, task_name, only, cannot_say)
                 except ValueError as e:
                     raise refuse(e) from None
 
-            def browse_note(frame, label, task_name, only):
+            def browse_note(frame, label, task_name, only, cannot_say=False):
                 """The table only when it has rows; otherwise a sentence saying what was looked for."""
                 which = f"where dense is right and {label} wrong" if only else f"scored for dense and {label}"
+                if cannot_say:
+                    which += f", {label} right by log-likelihood and wrong by generation"
                 if len(frame):
                     return gr.update(visible=True), f"{len(frame)} {task_name} example{'s' * (len(frame) > 1)} {which}."
                 return gr.update(visible=False), f"No {task_name} examples {which}."
 
-            b_go.click(do_browse, [b_variant, b_task, b_only], b_out, api_name="browse", preprocess=False).success(
-                browse_note, [b_out, b_variant, b_task, b_only], [b_out, b_note], api_name=False)
+            b_go.click(do_browse, [b_variant, b_task, b_only, b_say], b_out, api_name="browse",
+                       preprocess=False).success(browse_note, [b_out, b_variant, b_task, b_only, b_say],
+                                                 [b_out, b_note], api_name=False)
             refresh = gr.Button("Reload table", size="sm")
             refresh.click(lambda: results_frame(run_dir), None, table, api_name="results")
         with gr.Tab("Leaderboard"):
@@ -778,7 +805,7 @@ def launch(run_dir: str | Path | None = None, host: str = "127.0.0.1", port: int
            allow: list[str] = (), data_sources: list[str] = ("world",), results_repo: str | None = None,
            block: bool = True, placement: Placement | None = None):
     """Build, queue (bounded) and serve the app; returns (demo, local URL). ``placement`` is where every model the
-    app loads goes (``engine.load_model``; None: its default)."""
+    app loads goes (``models.load_model``; None: its default)."""
     demo = build(run_dir, allow, data_sources, results_repo, placement)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     _, url, _ = demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, quiet=not block,

@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SHARED_DATA = SHARED / "data"
 STORIES260K = SHARED / "models" / "stories260K"
+# The bound on every wait for an event in a browser or Space test (an element appears, a text changes, a job
+# ends): it only catches a hang, never judges speed, since the first request also loads the models (seconds on an
+# idle machine, minutes on a busy one).
+HANG_S = 600
+HANG_MS = HANG_S * 1000
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +36,17 @@ def stories260k() -> Path:
     if not (STORIES260K / "model.safetensors").exists():
         pytest.skip("../shared/models/stories260K is not present")
     return STORIES260K
+
+
+@pytest.fixture()
+def hub():
+    """A fresh loopback Hub (tests/hub_server.py) on 127.0.0.1 for one test, its token ``tests.kick_runner.TOKEN``;
+    run ``kick`` against it with ``tests.kick_runner.hub_kick`` and the real clients with ``client``."""
+    from tests.hub_server import HubServer
+    from tests.kick_runner import TOKEN
+
+    with HubServer(token=TOKEN) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

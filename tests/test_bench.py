@@ -11,18 +11,17 @@ import pytest
 
 from kick_hub.bench import report
 from kick_hub.bench.store import FILENAME, Store, StoreError
+from tests.kick_runner import kick
 
 SMALL = ["--methods", "magnitude", "wanda", "--sparsities", "0.3", "0.6", "--patterns", "2:4", "--bits",
          "--tasks", "factoid-qa", "icra-qa", "perplexity", "--limit", "24", "--nsamples", "8", "--seqlen", "128"]
 
 
 def bench(run_dir, *extra, wait=True):
-    cmd = [sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(run_dir), *SMALL, *extra]
+    """The SMALL sweep in this process (exit 0 asserted), or with ``wait=False`` a process of its own to kill."""
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
+        return kick("bench", "--run-dir", run_dir, *SMALL, *extra, wait=False, capture=False)
+    return kick("bench", "--run-dir", run_dir, *SMALL, *extra, check=True)
 
 
 def scores(run_dir):
@@ -62,13 +61,13 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert "Findings" in out.stdout
     for name in ("report.md", "report.html", "sparsity.png", "nm_quant.png", "findings.json", "lm_eval/dense.json"):
         assert (killed / name).exists(), name
-    status = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(killed), *SMALL,
-                             "--status"], capture_output=True, text=True)
+    status = kick("bench", "--run-dir", killed, *SMALL, "--status")
     assert "7 cells done" in status.stdout and "todo" not in status.stdout
     lm = json.loads((killed / "lm_eval" / "wanda-60.json").read_text())
     assert "factoid-qa" in lm["results"] and lm["config"]["variant"] == "wanda-60"
 
 
+@pytest.mark.unit
 def test_other_models_store_is_refused(tmp_path):
     store = Store(tmp_path, "world")
     store.close()
@@ -84,6 +83,7 @@ def test_other_models_store_is_refused(tmp_path):
     reader.close()
 
 
+@pytest.mark.unit
 def test_corrupt_store_is_left_untouched(tmp_path):
     path = tmp_path / FILENAME
     path.write_bytes(b"this is not a database" * 100)
@@ -91,12 +91,12 @@ def test_corrupt_store_is_left_untouched(tmp_path):
     with pytest.raises(StoreError, match="not a readable kick-hub store"):
         Store(tmp_path, "world")
     assert path.read_bytes() == before
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path), "--tasks",
-                          "factoid-qa", "--limit", "2"], capture_output=True, text=True, timeout=300)
+    out = kick("bench", "--run-dir", tmp_path, "--tasks", "factoid-qa", "--limit", "2")
     assert out.returncode == 2 and "not a readable kick-hub store" in out.stderr
     assert path.read_bytes() == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("args, message", [
     (["--methods", "obs"], "methods: unknown ['obs']"),
     (["--tasks", "poetry"], "task: must be one of"),
@@ -104,8 +104,7 @@ def test_corrupt_store_is_left_untouched(tmp_path):
     (["--patterns", "4:2"], "pattern"),
 ])
 def test_bad_bench_input(args, message, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"), *args],
-                         capture_output=True, text=True, timeout=300)
+    out = kick("bench", "--run-dir", tmp_path / "r", *args)
     assert out.returncode == 2 and message in out.stderr
     assert not (tmp_path / "r" / FILENAME).exists()
 
@@ -115,6 +114,7 @@ def _row(label, method, sparsity, pattern, bits, rel):
             "abs": dict(rel), "rel": dict(rel)}
 
 
+@pytest.mark.unit
 def test_findings_on_constructed_numbers():
     k = lambda f, m, i, s, p: {"factoid-qa": f, "mcq-reasoning": m, "icra-qa": i, "icsum": s, "perplexity": p}  # noqa
     rows = [
@@ -139,6 +139,7 @@ def test_findings_on_constructed_numbers():
     assert report.findings(rows[:1])[1]["verdict"] == "not measured"
 
 
+@pytest.mark.unit
 def test_per_task_limits(tmp_path):
     from kick_hub.evaluation import merge_limits, task_limit
 
@@ -146,8 +147,7 @@ def test_per_task_limits(tmp_path):
     assert task_limit(7, "icsum") == 7
     assert merge_limits(7, None) == 7 and merge_limits(None, []) is None
     assert merge_limits(50, [("icsum", 6), ("icsum", 4)]) == {"*": 50, "icsum": 4}
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path),
-                          "--task-limit", "essay=3"], capture_output=True, text=True)
+    out = kick("bench", "--run-dir", tmp_path, "--task-limit", "essay=3")
     assert out.returncode == 2 and "task must be one of" in out.stderr
 
 
@@ -162,11 +162,6 @@ def _hold_in_subprocess(run_dir):
 
 TINY = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa",
         "--limit", "2"]
-
-
-def kick(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "kick_hub.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def test_run_dir_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path):
@@ -201,8 +196,7 @@ def test_run_dir_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path):
 
 def test_two_sweeps_started_together(tmp_path):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(run_dir), *TINY]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [kick("bench", "--run-dir", run_dir, *TINY, wait=False) for _ in range(2)]  # two processes at once
     outs = [p.communicate(timeout=600) for p in procs]
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 2], [o[1][-2000:] for o in outs]

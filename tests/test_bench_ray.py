@@ -17,6 +17,7 @@ import pytest
 
 from kick_hub.bench import plan, sweep
 from kick_hub.bench.store import FILENAME, Store
+from tests.kick_runner import kick
 
 pytest.importorskip("ray")
 
@@ -84,11 +85,10 @@ def local(tmp_path_factory):
     return run_dir
 
 
-def kick(*argv, wait=True, timeout=600):
-    cmd = [sys.executable, "-m", "kick_hub.cli", "bench", *argv]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def bench(*argv, wait=True, capture=False, env=None):
+    """``kick bench *argv`` in a process of its own, a Ray driver as a user starts one (killed in one test); with
+    ``wait=False`` its Popen (output to /dev/null unless ``capture``)."""
+    return kick("bench", *argv, subprocess=True, wait=wait, capture=capture, env=env)
 
 
 def test_ray_gives_the_rows_of_a_local_sweep(cluster, local, tmp_path):
@@ -119,9 +119,8 @@ def _ray_pids(title: str) -> list[int]:
 
 def test_a_killed_worker_is_retried_and_the_sweep_completes(cluster, local, tmp_path):
     run_dir = tmp_path / "kill-worker"
-    proc = subprocess.Popen([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(run_dir), *MAGNITUDE,
-                             "--executor", "ray", "--ray-address", cluster, "--cell-retries", "1",
-                             "--keep-variants", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = bench("--run-dir", run_dir, *MAGNITUDE, "--executor", "ray", "--ray-address", cluster, "--cell-retries",
+                 "1", "--keep-variants", "none", wait=False, capture=True)
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
@@ -145,8 +144,7 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes(cluster, local, tmp_
 def test_a_cell_out_of_retries_is_recorded_and_a_rerun_retries_it(cluster, local, tmp_path):
     run_dir = tmp_path / "fail"
     argv = ["--run-dir", str(run_dir), *MAGNITUDE, "--executor", "ray", "--ray-address", cluster]
-    proc = subprocess.Popen([sys.executable, "-m", "kick_hub.cli", "bench", *argv, "--cell-retries", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = bench(*argv, "--cell-retries", "0", wait=False, capture=True)
     killed = None
     deadline = time.monotonic() + 300
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
@@ -160,20 +158,20 @@ def test_a_cell_out_of_retries_is_recorded_and_a_rerun_retries_it(cluster, local
     assert proc.returncode == 1, err[-3000:]  # the others finished and the report was written
     assert "failed magnitude-30 after 1 attempt(s)" in err and "1 cell(s) failed" in err
     assert rows(run_dir)[1] == ["dense", "magnitude-60"] and (run_dir / "report.md").exists()
-    status = kick(*argv, "--status")
+    status = bench(*argv, "--status")
     assert re.search(r"failed magnitude-30 +after 1 attempt\(s\): WorkerCrashedError", status.stdout), status.stdout
     assert "todo  magnitude-30" in status.stdout
-    rerun = kick(*argv)
+    rerun = bench(*argv)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     got, labels = rows(run_dir)
     assert labels == ["dense", "magnitude-30", "magnitude-60"] and got == rows(local, labels)[0]
-    assert "failed" not in kick(*argv, "--status").stdout
+    assert "failed" not in bench(*argv, "--status").stdout
 
 
 def test_a_killed_driver_resumes_without_duplicates(cluster, local, tmp_path):
     run_dir = tmp_path / "kill-driver"
     argv = ["--run-dir", str(run_dir), *MAGNITUDE, "--executor", "ray", "--ray-address", cluster]
-    proc = kick(*argv, wait=False)
+    proc = bench(*argv, wait=False)
     deadline = time.monotonic() + 300
     n = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -189,32 +187,31 @@ def test_a_killed_driver_resumes_without_duplicates(cluster, local, tmp_path):
     proc.wait()
     partial = rows(run_dir)[1]
     assert 1 <= len(partial) < 3
-    out = kick(*argv)
+    out = bench(*argv)
     assert out.returncode == 0, out.stderr[-3000:]
     got, labels = rows(run_dir)
     assert labels == ["dense", "magnitude-30", "magnitude-60"]
     assert set(partial) <= set(labels)
     assert got == rows(local, labels)[0]  # nothing lost, nothing twice
-    status = kick("--run-dir", str(run_dir), *MAGNITUDE, "--status")
+    status = bench("--run-dir", str(run_dir), *MAGNITUDE, "--status")
     assert "3 cells done, variants kept: 2 of 2" in status.stdout and "todo" not in status.stdout
 
 
 def test_bad_ray_input_exits_2_before_any_work(cluster, tmp_path):
     start = time.monotonic()
-    out = kick("--run-dir", str(tmp_path / "a"), *ARGS, "--executor", "ray", "--ray-address",
-               f"127.0.0.1:{_free_port()}")
+    out = bench("--run-dir", str(tmp_path / "a"), *ARGS, "--executor", "ray", "--ray-address",
+                f"127.0.0.1:{_free_port()}")
     assert out.returncode == 2 and "ray-address: cannot reach the Ray cluster at 127.0.0.1:" in out.stderr
     assert time.monotonic() - start < 120
-    out = kick("--run-dir", str(tmp_path / "b"), *ARGS, "--executor", "ray", "--ray-address", cluster,
-               "--cell-gpus", "1")
+    out = bench("--run-dir", str(tmp_path / "b"), *ARGS, "--executor", "ray", "--ray-address", cluster,
+                "--cell-gpus", "1")
     assert out.returncode == 2, out.stderr[-2000:]
     assert "cell-gpus: no node of the Ray cluster has 1 GPU(s) (cluster resources: 2 CPU, 0 GPU" in out.stderr
     shadow = tmp_path / "no-ray"  # an interpreter where `import ray` fails, as where Ray is not installed
     (shadow / "ray").mkdir(parents=True)
     (shadow / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "c"),
-                          "--executor", "ray"], capture_output=True, text=True, timeout=300, env=env)
+    env = {"PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+    out = bench("--run-dir", tmp_path / "c", "--executor", "ray", env=env)
     assert out.returncode == 2 and 'pip install "kick-hub[ray]"' in out.stderr
     for name in "abc":
         assert not (tmp_path / name / FILENAME).exists()

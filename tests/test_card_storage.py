@@ -136,19 +136,17 @@ def test_space_requirements_pin_each_allowed_variants_kernels(variants):
         kernel_requirements({"org/nf4": load_manifest(variants["nf4"]), "org/old": other})
 
 
-def test_publish_space_requirements_hold_the_allowed_models_kernels(variants):
-    from tests.hub_server import HubServer
-    from tests.test_hub import TOKEN, kick
+def test_publish_space_requirements_hold_the_allowed_models_kernels(variants, hub):
+    from tests.kick_runner import hub_kick
 
-    with HubServer(token=TOKEN) as hub:
-        kick(hub, "push", str(variants["nf4"]), "--repo-id", "test-org/world-nf4")
-        kick(hub, "push", str(variants["int8"]), "--repo-id", "test-org/world-int8")
-        hub.create_repo("other/plain-gptq")  # a GPTQ model kick-hub did not make: its config says what it needs
-        hub.commit_files("other/plain-gptq", {"config.json": json.dumps(
-            {"model_type": "llama", "quantization_config": {"quant_method": "gptq", "bits": 4}}).encode()})
-        out = kick(hub, "publish-space", "test-org/kick-compare", "--allow", "test-org/world-nf4",
+    hub_kick(hub, "push", str(variants["nf4"]), "--repo-id", "test-org/world-nf4")
+    hub_kick(hub, "push", str(variants["int8"]), "--repo-id", "test-org/world-int8")
+    hub.create_repo("other/plain-gptq")  # a GPTQ model kick-hub did not make: its config says what it needs
+    hub.commit_files("other/plain-gptq", {"config.json": json.dumps(
+        {"model_type": "llama", "quantization_config": {"quant_method": "gptq", "bits": 4}}).encode()})
+    out = hub_kick(hub, "publish-space", "test-org/kick-compare", "--allow", "test-org/world-nf4",
                    "test-org/world-int8", "other/plain-gptq", "other/not-there")
-        lines = hub.files("test-org/kick-compare", "space")["requirements.txt"].decode().splitlines()
+    lines = hub.files("test-org/kick-compare", "space")["requirements.txt"].decode().splitlines()
     kernels = [f"bitsandbytes=={md.version('bitsandbytes')}", "gptqmodel", "optimum",
                f"torchao=={md.version('torchao')}"]
     assert lines[-4:] == kernels
@@ -158,12 +156,10 @@ def test_publish_space_requirements_hold_the_allowed_models_kernels(variants):
 
 
 def test_compress_prints_bits_per_weight_for_a_quantized_variant(tmp_path):
-    import subprocess
-    import sys
+    from tests.kick_runner import kick
 
     pytest.importorskip("torchao")
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "compress", "--model", "world", "--method", "int8",
-                          "--output", str(tmp_path / "int8")], capture_output=True, text=True, timeout=600)
+    out = kick("compress", "--model", "world", "--method", "int8", "--output", tmp_path / "int8")
     assert out.returncode == 0, out.stderr[-2000:]
     line = out.stdout.strip().splitlines()[-1]
     assert re.fullmatch(rf"wrote {re.escape(str(tmp_path / 'int8'))}: int8, 1\d\.\d\d bits per weight, .* s, "

@@ -1,7 +1,6 @@
 """Pruning methods on real trained weights (stories260K): exact masks, reference rules, memory-light loop, variants."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -189,9 +188,8 @@ def test_bad_runs_fail_before_work(stories260k, tmp_path):
 
 
 def test_cli_compress_and_sparsity(stories260k, tmp_path):
-    env = {**os.environ}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "kick_hub.cli", *a], capture_output=True, text=True,  # noqa: E731
-                                    env=env, timeout=600)
+    from tests.kick_runner import kick as run
+
     out = run("compress", "--model", str(stories260k), "--method", "sparsegpt", "--pattern", "2:4",
               "--nsamples", "4", "--seqlen", "64", "--output", str(tmp_path / "v"))
     assert out.returncode == 0, out.stderr[-2000:]

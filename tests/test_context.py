@@ -4,9 +4,6 @@ it; the engine never cuts a prompt; perplexity scores long texts in windows; ove
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -18,6 +15,7 @@ from kick_hub.evaluation import evaluate
 from kick_hub.tasks import factoid_qa, icra_qa, icsum, instruction_following, mcq_reasoning
 from kick_hub.tasks.fit import SKIPPED, ContextWarning
 from kick_hub.tasks.mcq_reasoning import mcq_prompt
+from tests.kick_runner import kick
 
 HEADER = "The following are multiple choice questions (with answers) about river facts.\n\n"
 SENTENCES = ["The river Alder rises in the northern hills and runs south past the old mill.",
@@ -251,9 +249,7 @@ def test_overflowing_perplexity_is_inf_with_finite_nll(overflow_model):
 
 def test_cli_on_overflowing_model_reports_inf_without_traceback(overflow_model, tmp_path):
     out_file = tmp_path / "out.json"
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "evaluate", "--model", str(overflow_model),
-                          "--task", "perplexity", "--limit", "20", "--output", str(out_file)],
-                         capture_output=True, text=True, timeout=600, env={**os.environ})
+    out = kick("evaluate", "--model", overflow_model, "--task", "perplexity", "--limit", "20", "--output", out_file)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "inf" in out.stdout
     assert out_file.exists()
@@ -261,9 +257,8 @@ def test_cli_on_overflowing_model_reports_inf_without_traceback(overflow_model, 
 
 def test_cli_evaluate_records_the_shortened_mcq_prompt(long_mmlu, tmp_path):
     out_file = tmp_path / "out.json"
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "evaluate", "--task", "mcq-reasoning",
-                          "--data", str(long_mmlu), "--output", str(out_file)],
-                         capture_output=True, text=True, timeout=600, env={**os.environ})
+    # a fresh interpreter: the ContextWarning is a Python warning, which pytest records instead of printing
+    out = kick("evaluate", "--task", "mcq-reasoning", "--data", long_mmlu, "--output", out_file, subprocess=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("ContextWarning") == 1
     result = json.loads(out_file.read_text())

@@ -7,13 +7,13 @@ skipped otherwise) and the real ``kick`` command on the shipped world model. Als
 import os
 import re
 import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from kick_hub.io import NoSpaceError, atomic_path, atomic_write_text, format_size, no_space
+from tests.kick_runner import Run, kick
 
 PAGE = 4096
 
@@ -34,12 +34,7 @@ def tmpfs(where: Path, size: int):
         subprocess.run(["umount", str(where)], check=True)
 
 
-def kick(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kick_hub.cli", *argv], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, **(env or {})})
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
+def one_error_line(proc: Run) -> str:
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("kick: error:")]
@@ -52,6 +47,7 @@ def mib(text: str) -> float:
     return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
 
 
+@pytest.mark.unit
 def test_format_size_is_readable():
     assert [format_size(n) for n in (512, 3277, 8 * 2 ** 20, 14.69e6, 1.5 * 2 ** 30, 1000 * 1024)] == [
         "512 B", "3.20 KiB", "8.00 MiB", "14.0 MiB", "1.50 GiB", "1000 KiB"]
@@ -102,6 +98,7 @@ def test_variant_save_on_a_full_disk_raises_no_space_and_leaves_nothing(tmp_path
         assert os.listdir(fs) == []
 
 
+@pytest.mark.unit
 def test_text_write_on_a_full_disk_leaves_nothing(tmp_path):
     with tmpfs(tmp_path / "fs", 64 * 1024) as fs:
         (fs / "filler").write_bytes(b"\0" * (64 * 1024 - PAGE))
@@ -141,7 +138,7 @@ def test_hub_dataset_offline_is_one_line_naming_the_option(argv, field, tmp_path
     if argv[0] == "compress":
         argv = [*argv, "--output", str(tmp_path / "out")]
     env = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "home")}  # nothing cached
-    line = one_error_line(kick(*argv, env=env))
+    line = one_error_line(kick(*argv, env=env, subprocess=True))  # datasets reads HF_HOME etc. when imported
     assert line.startswith(f"kick: error: {field}: the Hub dataset ")
     assert "is not in the local cache and the datasets offline flag is set" in line
     assert not (tmp_path / "out").exists()

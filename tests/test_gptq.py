@@ -1,7 +1,6 @@
 """GPTQ through transformers -> optimum -> GPTQModel on CPU, on the world model."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -116,9 +115,11 @@ def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):
 def test_gptq_commands_print_kick_lines_only(tmp_path, gptq_variant):
     """GPTQModel's banner / kernel notes (stdout, at import), optimum's per-layer INFO lines and inner bars and
     transformers' load bars stay off the user's screen (kick_hub/_quiet.py); kick's own lines remain."""
-    env = {**os.environ, "PYTHONWARNINGS": ""}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "kick_hub.cli", *a], capture_output=True,  # noqa: E731
-                                    text=True, timeout=900, env=env)
+    from tests.kick_runner import kick
+
+    def run(*args):  # a fresh interpreter: the banner and warnings come while GPTQModel / optimum are imported
+        return kick(*args, env={"PYTHONWARNINGS": ""}, subprocess=True, timeout=900)
+
     out = run("compress", "--method", "gptq", "--bits", "4", "--nsamples", "8", "--seqlen", "64", "--output",
               str(tmp_path / "g"))
     assert out.returncode == 0, out.stderr[-3000:]

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.chat_server import ChatServer
-from tests.hub_server import HubServer, run_client
+from tests.kick_runner import hub_kick, kick
 
 pytest.importorskip("lm_eval")
 
 N = 8  # examples per task
 TASKS = ["llmkick_factoid_qa", "llmkick_mcq_reasoning", "llmkick_mcq_reasoning_llm_kick", "llmkick_icra_qa",
          "llmkick_icra_qa_closed_book", "llmkick_instruction_following"]
-TOKEN = "hf_kick_harness_token_0123456789"
 
 
 def lm_eval(model: str, include: Path, tasks: list[str], out: Path, limit: int = N, cli: bool = True,
@@ -54,19 +53,6 @@ def lm_eval(model: str, include: Path, tasks: list[str], out: Path, limit: int =
             tracker.save_results_samples(task_name=name, samples=samples[name])
     (folder,) = [p.parent for p in out.rglob("results_*.json")]
     return folder
-
-
-def kick(capsys, *argv: str) -> tuple[int, str, str]:
-    """``kick`` with ``argv`` in this process: (exit status, stdout, stderr)."""
-    from kick_hub.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def samples(folder: Path, task: str) -> list[dict]:
@@ -148,14 +134,14 @@ def test_lm_eval_gives_kick_evaluate_per_example(world_run):
     assert kick_out["default"]["results"]["icra-qa"]["closed_book_exact_match"] == 0.0
 
 
-def test_import_report_and_push_round_trip(world_run, exported, tmp_path, capsys):
+def test_import_report_and_push_round_trip(world_run, exported, tmp_path, hub):
     """lm_eval --log_samples -> kick import-lm-eval (dense, then a kick variant) -> kick bench --status -> kick push:
     the card on the loopback Hub shows the imported numbers beside dense."""
     from kick_hub.bench.store import Store
     from kick_hub.compress import CompressSpec, make_variant
 
     run_dir = tmp_path / "run"
-    code, _, err = kick(capsys, "import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense")
     assert code == 0, err
     store = Store(run_dir, None)
     scores, meta = store.scores()["dense"], store.meta()
@@ -168,13 +154,13 @@ def test_import_report_and_push_round_trip(world_run, exported, tmp_path, capsys
     assert scores["mcq-reasoning"]["accuracy"] == sum(s["accuracy"] for s in samples(
         world_run, "llmkick_mcq_reasoning")) / N
     assert scores["icra-qa"]["open_minus_closed_exact_match"] == 1.0  # open book 1.0, closed book 0.0
-    _, status, _ = kick(capsys, "bench", "--status", "--run-dir", str(run_dir))
+    _, status, _ = kick("bench", "--status", "--run-dir", str(run_dir))
     assert "1 cells done" in status and "factoid-qa, icra-qa, instruction-following" in status
 
     variant = make_variant("world", CompressSpec(method="magnitude", sparsity=0.7), tmp_path / "magnitude-70",
                            progress=False)
     vrun = lm_eval(str(variant), exported, ["llmkick_factoid_qa"], tmp_path / "lm-eval-variant", cli=False)
-    code, _, err = kick(capsys, "import-lm-eval", str(vrun), "--run-dir", str(run_dir), "--label", "magnitude-70")
+    code, _, err = kick("import-lm-eval", str(vrun), "--run-dir", str(run_dir), "--label", "magnitude-70")
     assert code == 0, err
     store = Store(run_dir, None)
     variant_em = store.scores()["magnitude-70"]["factoid-qa"]["exact_match"]
@@ -190,18 +176,14 @@ def test_import_report_and_push_round_trip(world_run, exported, tmp_path, capsys
     text = report.write(store, run_dir).read_text()
     store.close()
     assert "| dense |" in text and "| magnitude-70 |" in text  # the report has both cells
-    with HubServer(token=TOKEN) as hub:
-        code = (f"import sys\nfrom kick_hub.cli import main\nsys.exit(main(['push', {str(variant)!r}, '--repo-id', "
-                f"'test-org/world-magnitude-70', '--run-dir', {str(run_dir)!r}]))")
-        proc = run_client(hub, code, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        card = hub.files("test-org/world-magnitude-70")["README.md"].decode()
+    hub_kick(hub, "push", str(variant), "--repo-id", "test-org/world-magnitude-70", "--run-dir", str(run_dir))
+    card = hub.files("test-org/world-magnitude-70")["README.md"].decode()
     row = next(line for line in card.splitlines() if line.startswith("| factoid-qa"))
     assert row.startswith(f"| factoid-qa (knowledge) | exact_match | 1 | {variant_em:.4g} |")
     assert "examples per task: 8" in card and str(tmp_path) not in card
 
 
-def test_judge_lm_eval_generations(world_run, tmp_path, monkeypatch, capsys):
+def test_judge_lm_eval_generations(world_run, tmp_path, monkeypatch):
     """kick judge on lm-eval's instruction-following samples: the pairwise judge in both orders; the import carries
     its numbers and each sample's verdict."""
     from kick_hub.bench.store import Store
@@ -210,7 +192,7 @@ def test_judge_lm_eval_generations(world_run, tmp_path, monkeypatch, capsys):
     (file,) = world_run.glob("samples_llmkick_instruction_following_*.jsonl")
     monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
     with ChatServer(["6 4"]) as server:
-        code, _, err = kick(capsys, "judge", str(file), "--judge", "openai:judge-model", "--judge-base-url",
+        code, _, err = kick("judge", str(file), "--judge", "openai:judge-model", "--judge-base-url",
                             server.url, "--judge-concurrency", "1")
         assert code == 0, err
         assert len(server.requests) == 2 * N  # both orders of each example
@@ -218,7 +200,7 @@ def test_judge_lm_eval_generations(world_run, tmp_path, monkeypatch, capsys):
     assert judged["scores"] == {"judge_reference": 5.0, "judge_answer": 5.0, "judge_relative": 1.0,
                                 "judge_unparsable": 0, "judge_order_disagreement": 1.0}
     run_dir = tmp_path / "run"
-    assert kick(capsys, "import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense")[0] == 0
+    assert kick("import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense")[0] == 0
     store = Store(run_dir, None)
     got, first, meta = store.scores()["dense"]["instruction-following"], store.samples(
         "dense", "instruction-following")[0], store.meta()
@@ -227,43 +209,43 @@ def test_judge_lm_eval_generations(world_run, tmp_path, monkeypatch, capsys):
     assert meta["judge"] == {"instruction-following": "openai:judge-model, prompt pairwise-v1, both orders"}
 
 
-def test_bad_input_exits_2_and_writes_nothing(world_run, exported, tmp_path, capsys):
+def test_bad_input_exits_2_and_writes_nothing(world_run, exported, tmp_path):
     run_dir = tmp_path / "run"
-    code, _, err = kick(capsys, "import-lm-eval", str(exported), "--run-dir", str(run_dir), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(exported), "--run-dir", str(run_dir), "--label", "dense")
     assert code == 2 and f"results: {exported} holds no lm-eval results_<time>.json" in err
-    code, _, err = kick(capsys, "import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense",
+    code, _, err = kick("import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense",
                         "--tasks", "icsum")
     (results,) = world_run.glob("results_*.json")
     assert code == 2 and f"results: {results} has no task 'llmkick_icsum'" in err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / results.name).write_text(json.dumps({"results": {}, "configs": {}}))
-    code, _, err = kick(capsys, "import-lm-eval", str(broken), "--run-dir", str(run_dir), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(broken), "--run-dir", str(run_dir), "--label", "dense")
     assert code == 2 and f"config: {broken / results.name}: missing" in err
     for line in samples(world_run, "llmkick_factoid_qa")[:1]:  # a samples file whose output is not text
         bad = tmp_path / "bad-samples"
         shutil.copytree(world_run, bad)
         (file,) = bad.glob("samples_llmkick_factoid_qa_[0-9]*.jsonl")
         file.write_text(json.dumps({**line, "filtered_resps": [[1.5, True]]}) + "\n")
-        code, _, err = kick(capsys, "import-lm-eval", str(bad), "--run-dir", str(run_dir), "--label", "dense")
+        code, _, err = kick("import-lm-eval", str(bad), "--run-dir", str(run_dir), "--label", "dense")
         assert code == 2 and f"filtered_resps: {file} line 1: must hold the generated text" in err
     assert not run_dir.exists()
     # a store holding another model's results: refused, the store untouched
-    assert kick(capsys, "import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense", "--model",
+    assert kick("import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "dense", "--model",
                 "other/model")[0] == 0
     before = (run_dir / "results.sqlite").read_bytes()
-    code, _, err = kick(capsys, "import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "again")
+    code, _, err = kick("import-lm-eval", str(world_run), "--run-dir", str(run_dir), "--label", "again")
     assert code == 2
     assert "config.model_args.pretrained: the lm-eval run is of model 'world', but run-dir" in err
     assert "holds results for model 'other/model'" in err
     assert (run_dir / "results.sqlite").read_bytes() == before
-    code, _, err = kick(capsys, "judge", str(results), "--judge", "openai:m")
+    code, _, err = kick("judge", str(results), "--judge", "openai:m")
     assert code == 2 and "is not an lm-eval samples file" in err
-    code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", str(tmp_path / "nope"))
+    code, _, err = kick("lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", str(tmp_path / "nope"))
     assert code == 2 and f"data: '{tmp_path / 'nope'}' is neither" in err and not (tmp_path / "t").exists()
 
 
-def test_import_checks_samples_against_results(world_run, tmp_path, capsys):
+def test_import_checks_samples_against_results(world_run, tmp_path):
     """A samples file that repeats a doc_id, skips one, or counts other than the results file's n-samples is
     refused (exit 2 naming the samples file and the field, nothing written); without n-samples the limit stored is
     the number of samples present, not the full set."""
@@ -284,7 +266,7 @@ def test_import_checks_samples_against_results(world_run, tmp_path, capsys):
         else:
             doc["n-samples"]["llmkick_factoid_qa"] = counts
         results.write_text(json.dumps(doc))
-        code, _, err = kick(capsys, "import-lm-eval", str(folder), "--run-dir", str(run_dir), "--label", "dense",
+        code, _, err = kick("import-lm-eval", str(folder), "--run-dir", str(run_dir), "--label", "dense",
                             "--tasks", "factoid-qa")
         return code, err, file, results
 
@@ -309,7 +291,7 @@ def test_import_checks_samples_against_results(world_run, tmp_path, capsys):
     assert limit == 3 and n == 3
 
 
-def test_lm_eval_tasks_checks_data(tmp_path, capsys):
+def test_lm_eval_tasks_checks_data(tmp_path):
     """kick lm-eval-tasks loads each task's data before writing: a model folder or an empty folder is refused
     naming --data, a data root without some tasks' folders gets the others (with a note), and a task folder that
     does not load is refused; nothing is written on refusal."""
@@ -319,12 +301,12 @@ def test_lm_eval_tasks_checks_data(tmp_path, capsys):
     model = resolve_model("world")
     (tmp_path / "empty").mkdir()
     for source in (model, str(tmp_path / "empty")):
-        code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", source)
+        code, _, err = kick("lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", source)
         assert code == 2 and f"data: --data {Path(source).resolve()} holds no LLM-KICK task's data" in err, err
         assert not (tmp_path / "t").exists()
     root = tmp_path / "root"
     shutil.copytree(data_dir() / "freebaseqa", root / "freebaseqa")
-    code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", str(root))
+    code, _, err = kick("lm-eval-tasks", "--output", str(tmp_path / "t"), "--data", str(root))
     assert code == 0, err
     assert f"note: no mcq-reasoning task written: its data is not in {root}" in err
     written = sorted(p.name for p in (tmp_path / "t").iterdir())
@@ -332,20 +314,20 @@ def test_lm_eval_tasks_checks_data(tmp_path, capsys):
                        "llmkick_llm_kick.yaml", "utils.py"]
     assert "  - llmkick_factoid_qa\nmetadata" in (tmp_path / "t" / "llmkick.yaml").read_text()
     (root / "mmlu").mkdir()  # the task's own folder, holding no MMLU files: bad data, not missing data
-    code, _, err = kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "t2"), "--data", str(root))
+    code, _, err = kick("lm-eval-tasks", "--output", str(tmp_path / "t2"), "--data", str(root))
     assert code == 2 and f"data: --data {root}: task mcq-reasoning's data in {root / 'mmlu'} does not load" in err
     assert not (tmp_path / "t2").exists()
 
 
-def test_judge_checks_paths_before_asking(world_run, tmp_path, monkeypatch, capsys):
+def test_judge_checks_paths_before_asking(world_run, tmp_path, monkeypatch):
     """kick judge: a samples file that is not there is said not to exist; an --output that is an existing folder
     is refused naming --output before any judge request."""
     (file,) = world_run.glob("samples_llmkick_instruction_following_*.jsonl")
-    code, _, err = kick(capsys, "judge", str(tmp_path / "nope.jsonl"), "--judge", "openai:m")
+    code, _, err = kick("judge", str(tmp_path / "nope.jsonl"), "--judge", "openai:m")
     assert code == 2 and f"samples: {tmp_path / 'nope.jsonl'} does not exist" in err
     monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")
     with ChatServer(["6 4"]) as server:
-        code, _, err = kick(capsys, "judge", str(file), "--judge", "openai:judge-model", "--judge-base-url",
+        code, _, err = kick("judge", str(file), "--judge", "openai:judge-model", "--judge-base-url",
                             server.url, "--output", str(tmp_path))
         assert code == 2 and f"output: --output {tmp_path} is an existing folder" in err
         assert server.requests == []
@@ -353,7 +335,7 @@ def test_judge_checks_paths_before_asking(world_run, tmp_path, monkeypatch, caps
 
 
 @pytest.mark.parametrize("source", ["shared", "world-build"])
-def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path, capsys):
+def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path):
     """The tasks exported for a local data root (../shared/data in the datasets' release formats, or the sets
     `kick world build` writes) give lm-eval kick's records and prompts: every record, in kick's order."""
     from lm_eval.tasks import TaskManager, get_task_dict
@@ -364,8 +346,8 @@ def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path, capsy
     root = shared_data
     if source == "world-build":
         root = tmp_path / "world"
-        assert kick(capsys, "world", "build", "--output", str(root))[0] == 0
-    assert kick(capsys, "lm-eval-tasks", "--output", str(tmp_path / "tasks"), "--data", str(root))[0] == 0
+        assert kick("world", "build", "--output", str(root))[0] == 0
+    assert kick("lm-eval-tasks", "--output", str(tmp_path / "tasks"), "--data", str(root))[0] == 0
     names = {"shared": ["llmkick_factoid_qa", "llmkick_mcq_reasoning", "llmkick_icsum",
                         "llmkick_instruction_following"],
              "world-build": ["llmkick_factoid_qa", "llmkick_mcq_reasoning", "llmkick_icra_qa_closed_book",
@@ -387,7 +369,7 @@ def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path, capsy
         assert task.doc_to_text(docs[0]) == want
 
 
-def test_perplexity_import_matches_kick(exported, tmp_path, capsys):
+def test_perplexity_import_matches_kick(exported, tmp_path):
     """lm-eval's loglikelihood_rolling with add_bos_token=False scores each text's tokens after BOS, as kick does:
     the imported token-level perplexity equals kick's per text (float noise of the padding aside); with the BOS
     scored as a text token (lm-eval's default for a tokenizer that adds one) the import is refused."""
@@ -397,7 +379,7 @@ def test_perplexity_import_matches_kick(exported, tmp_path, capsys):
 
     run = lm_eval(resolve_model("world"), exported, ["llmkick_perplexity"], tmp_path / "lm", cli=False,
                   extra=",add_bos_token=False")
-    code, _, err = kick(capsys, "import-lm-eval", str(run), "--run-dir", str(tmp_path / "run"), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(run), "--run-dir", str(tmp_path / "run"), "--label", "dense")
     assert code == 0, err
     store = Store(tmp_path / "run", None)
     got, texts = store.scores()["dense"]["perplexity"], store.samples("dense", "perplexity")
@@ -411,6 +393,6 @@ def test_perplexity_import_matches_kick(exported, tmp_path, capsys):
     doc = json.loads(results.read_text())
     doc["config"]["model_args"] = doc["config"]["model_args"].replace(",add_bos_token=False", "")  # k=v,... string
     results.write_text(json.dumps(doc))
-    code, _, err = kick(capsys, "import-lm-eval", str(run), "--run-dir", str(tmp_path / "other"), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(run), "--run-dir", str(tmp_path / "other"), "--label", "dense")
     assert code == 2 and f"config.model_args.add_bos_token: {results}: lm-eval scored the tokenizer's BOS" in err
     assert not (tmp_path / "other").exists()

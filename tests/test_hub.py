@@ -3,42 +3,18 @@ huggingface_hub, transformers, evaluate and datasets clients in subprocesses who
 
 import hashlib
 import json
-import textwrap
 
 import pytest
 
-from tests.hub_server import HubServer, run_client
+from tests.hub_server import HubServer
+from tests.kick_runner import TOKEN, client, hub_kick
 
-TOKEN = "hf_kick_secret_token_0123456789"
 REPO = "test-org/world-magnitude-70"
-
-
-def kick(hub: HubServer, *argv: str, env: dict | None = None, expect: int = 0):
-    """Run the ``kick`` CLI against ``hub``; the token must never show in its output."""
-    code = f"import sys\nfrom kick_hub.cli import main\nsys.exit(main({list(argv)!r}))"
-    proc = run_client(hub, code, env=env, timeout=600)
-    assert proc.returncode == expect, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert TOKEN not in proc.stdout + proc.stderr
-    return proc
-
-
-def client(hub: HubServer, code: str, env: dict | None = None) -> dict:
-    prelude = "import json\ndef emit(obj):\n    print('RESULT ' + json.dumps(obj))\n"
-    proc = run_client(hub, prelude + textwrap.dedent(code), env=env, timeout=300)
-    assert proc.returncode == 0, f"client failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    assert TOKEN not in proc.stdout + proc.stderr
-    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
 
 
 def digest(folder) -> dict:
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture()
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
 
 
 def puts(hub: HubServer) -> int:
@@ -70,7 +46,7 @@ def test_push_variant_round_trip(hub, small_run, mode):
     env = {"HF_HUB_DISABLE_XET": None} if mode == "regular" else None
     variant = small_run / "variants" / "magnitude-70"
     before = digest(variant)
-    out = kick(hub, "push", str(variant), "--repo-id", REPO, "--run-dir", str(small_run), env=env)
+    out = hub_kick(hub, "push", str(variant), "--repo-id", REPO, "--run-dir", str(small_run), env=env)
     assert f"{hub.url}/{REPO}/commit/" in out.stdout
     assert len(hub.commits(REPO)) == 2  # creation + exactly one upload commit
     files = hub.files(REPO)
@@ -97,40 +73,40 @@ def test_failed_push_keeps_both_sides_and_rerun_uploads_only_changes(hub, small_
     hub.create_repo(REPO)
     first = hub.commits(REPO)
     hub.fail_next("/commit/", fault)
-    out = kick(hub, "push", str(variant), "--repo-id", REPO, expect=1)
+    out = hub_kick(hub, "push", str(variant), "--repo-id", REPO, expect=1)
     message = out.stderr.strip().splitlines()[-1]
     assert message.startswith(f"kick: error: push of {variant} to {REPO} failed at {hub.url}")
     assert "untouched" in message and "previous commit" in message and "re-run" in message
     assert hub.commits(REPO) == first and digest(variant) == before
     uploaded = puts(hub)
     assert uploaded >= 1  # the weights reached LFS storage before the commit failed
-    kick(hub, "push", str(variant), "--repo-id", REPO)
+    hub_kick(hub, "push", str(variant), "--repo-id", REPO)
     assert len(hub.commits(REPO)) == len(first) + 1
     assert puts(hub) == uploaded  # the retry did not upload the weights again
-    kick(hub, "push", str(variant), "--repo-id", REPO)
+    hub_kick(hub, "push", str(variant), "--repo-id", REPO)
     assert len(hub.commits(REPO)) == len(first) + 1 and puts(hub) == uploaded  # unchanged: nothing to commit
 
 
 def test_bad_input_is_refused_before_any_request(hub, small_run, tmp_path):
     variant = small_run / "variants" / "magnitude-70"
-    out = kick(hub, "push", str(variant), "--repo-id", "bad id/x", expect=2)
+    out = hub_kick(hub, "push", str(variant), "--repo-id", "bad id/x", expect=2)
     assert "repo-id: 'bad id/x' is not a valid Hub repo id" in out.stderr
-    out = kick(hub, "push", str(variant), "--repo-id", "no-slash", expect=2)
+    out = hub_kick(hub, "push", str(variant), "--repo-id", "no-slash", expect=2)
     assert "repo-id: must be ORG/NAME" in out.stderr
-    out = kick(hub, "push", str(tmp_path), "--repo-id", REPO, expect=2)
+    out = hub_kick(hub, "push", str(tmp_path), "--repo-id", REPO, expect=2)
     assert "not a saved model directory" in out.stderr
-    out = kick(hub, "push", str(variant), "--repo-id", REPO, env={"HF_TOKEN": None}, expect=1)
+    out = hub_kick(hub, "push", str(variant), "--repo-id", REPO, env={"HF_TOKEN": None}, expect=1)
     assert "token: no Hugging Face token found" in out.stderr
-    out = kick(hub, "publish-tasks", "--org", "a/b", expect=2)
+    out = hub_kick(hub, "publish-tasks", "--org", "a/b", expect=2)
     assert "org: must be an organisation" in out.stderr
-    out = kick(hub, "bench", "--push", "bad org", "--limit", "1", expect=2)
+    out = hub_kick(hub, "bench", "--push", "bad org", "--limit", "1", expect=2)
     assert "push: 'bad org/x' is not a valid Hub repo id" in out.stderr
     assert hub.requests == []
 
 
 def test_wrong_token_is_a_clear_error_without_the_token(hub, small_run):
-    out = kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", REPO,
-               env={"HF_TOKEN": "hf_wrong_token_abcdef"}, expect=1)
+    out = hub_kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", REPO,
+                   env={"HF_TOKEN": "hf_wrong_token_abcdef"}, expect=1)
     assert "failed at" in out.stderr and "401" in out.stderr and "hf_wrong_token_abcdef" not in out.stderr
 
 
@@ -144,7 +120,7 @@ emit({{"remote": remote.compute(**{args}), "local": local.compute(**{args}), "na
 
 
 def test_published_tasks_load_with_evaluate(hub):
-    out = kick(hub, "publish-tasks", "--org", "llmkick")
+    out = hub_kick(hub, "publish-tasks", "--org", "llmkick")
     spaces = [line.split(":")[0] for line in out.stdout.splitlines()]
     assert len(spaces) == 6 and "llmkick/factoid-qa" in spaces
     files = hub.files("llmkick/factoid-qa", "space")
@@ -158,7 +134,7 @@ def test_published_tasks_load_with_evaluate(hub):
         local = ROOT / "evaluate_metrics" / task.replace("-", "_")
         got = client(hub, METRIC.format(task=task, local=str(local), args=args))
         assert got["remote"] == got["local"], task
-    again = kick(hub, "publish-tasks", "--org", "llmkick", "--tasks", "factoid-qa")
+    again = hub_kick(hub, "publish-tasks", "--org", "llmkick", "--tasks", "factoid-qa")
     assert "llmkick/factoid-qa" in again.stdout
     assert len(hub.commits("llmkick/factoid-qa", "space")) == 2  # unchanged module: no new commit
 
@@ -177,7 +153,7 @@ emit({"n": len(rows), "columns": rows.column_names, "variants": list(rows["varia
 def test_results_dataset_round_trip(hub, small_run):
     from kick_hub.hub.results import run_record
 
-    out = kick(hub, "push-results", str(small_run), "--repo-id", "test-org/kick-results")
+    out = hub_kick(hub, "push-results", str(small_run), "--repo-id", "test-org/kick-results")
     path, record = run_record(small_run)
     assert out.stdout.strip() == path and path.startswith("results/world/run_")
     assert json.loads(hub.files("test-org/kick-results", "dataset")[path]) == json.loads(json.dumps(record))
@@ -190,9 +166,9 @@ def test_results_dataset_round_trip(hub, small_run):
 
 def test_bench_push_pushes_every_variant(hub, tmp_path):
     run_dir = tmp_path / "run"
-    kick(hub, "bench", "--run-dir", str(run_dir), "--methods", "magnitude", "--sparsities", "0.5", "--patterns",
-         "2:4", "--bits", "--tasks", "factoid-qa", "perplexity", "--limit", "8", "--push", "test-org",
-         "--results-repo", "test-org/kick-results")
+    hub_kick(hub, "bench", "--run-dir", str(run_dir), "--methods", "magnitude", "--sparsities", "0.5", "--patterns",
+             "2:4", "--bits", "--tasks", "factoid-qa", "perplexity", "--limit", "8", "--push", "test-org",
+             "--results-repo", "test-org/kick-results")
     for label in ("magnitude-50", "magnitude-2of4"):
         files = hub.files(f"test-org/world-{label}")
         assert "model.safetensors" in files and b"llm-kick" in files["README.md"]

@@ -3,33 +3,14 @@
 
 import hashlib
 import json
-import textwrap
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.hub_server import HubServer, run_client
+from tests.kick_runner import TOKEN, client
 
 pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
-
-TOKEN = "hf_test_token_0123456789"
-
-
-@pytest.fixture
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
-def client(hub: HubServer, code: str, env: dict | None = None, timeout: float = 60) -> dict:
-    """Run ``code`` with the real clients; it must ``emit(obj)`` once; returns obj."""
-    prelude = "import json\ndef emit(obj):\n    print('RESULT ' + json.dumps(obj))\n"
-    proc = run_client(hub, prelude + textwrap.dedent(code), env=env, timeout=timeout)
-    assert proc.returncode == 0, f"client failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    assert TOKEN not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(lines[-1][len("RESULT "):])
 
 
 def make_folder(root, files: dict[str, bytes]):

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from kick_hub.bench.store import FILENAME, Store
-from tests.test_harness import kick
+from tests.kick_runner import kick
 
 pytest.importorskip("lm_eval")
 
@@ -60,37 +60,37 @@ def cell(run_dir, label: str) -> tuple[str, float, str]:
         store.close()
 
 
-def test_a_sampled_run_is_refused_unless_asked_for_and_labelled(exported, world_dir, tmp_path, capsys):
+def test_a_sampled_run_is_refused_unless_asked_for_and_labelled(exported, world_dir, tmp_path):
     sampled = lm_eval(world_dir, exported, tmp_path / "sampled", gen_kwargs="do_sample=True,temperature=3.0")
     run_dir = tmp_path / "run"
-    code, _, err = kick(capsys, "import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label", "dense")
     assert code == 2
     assert (f"kick: error: config.gen_kwargs.do_sample: {sampled}/" in err and
             "lm-eval did not decode greedily (do_sample=True, temperature=3.0)" in err and "--allow-sampling" in err)
     assert not (run_dir / FILENAME).exists()
-    code, _, err = kick(capsys, "import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label", "dense",
+    code, _, err = kick("import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label", "dense",
                         "--allow-sampling")
     assert code == 2 and "label: --allow-sampling imports a non-greedy run" in err and "'dense'" in err
     assert not (run_dir / FILENAME).exists()
-    code, _, err = kick(capsys, "import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label",
+    code, _, err = kick("import-lm-eval", str(sampled), "--run-dir", str(run_dir), "--label",
                         "dense-sampled", "--allow-sampling")
     assert code == 0, err
     spec, _, dtype = cell(run_dir, "dense-sampled")
     assert '"decoding":{"do_sample":true,"temperature":3.0}' in spec.replace(" ", "") and dtype == "float32"
 
 
-def test_a_variant_at_another_dtype_than_the_stored_dense_is_refused(exported, world_dir, tmp_path, capsys):
+def test_a_variant_at_another_dtype_than_the_stored_dense_is_refused(exported, world_dir, tmp_path):
     from kick_hub.compress import CompressSpec, make_variant
 
     run_dir = tmp_path / "run"
     dense = lm_eval(world_dir, exported, tmp_path / "dense-bf16", dtype="bfloat16")
-    code, _, err = kick(capsys, "import-lm-eval", str(dense), "--run-dir", str(run_dir), "--label", "dense")
+    code, _, err = kick("import-lm-eval", str(dense), "--run-dir", str(run_dir), "--label", "dense")
     assert code == 0, err
     assert cell(run_dir, "dense")[2] == "bfloat16"
     variant = make_variant("world", CompressSpec(method="magnitude", sparsity=0.5), tmp_path / "magnitude-50",
                            progress=False)
     fp32 = lm_eval(str(variant), exported, tmp_path / "variant-fp32", dtype="float32")
-    code, _, err = kick(capsys, "import-lm-eval", str(fp32), "--run-dir", str(run_dir), "--label", "magnitude-50")
+    code, _, err = kick("import-lm-eval", str(fp32), "--run-dir", str(run_dir), "--label", "magnitude-50")
     assert code == 2
     assert (f"config.model_args.dtype: the lm-eval run loaded the model as float32, but run-dir {run_dir} holds "
             f"results measured in bfloat16") in err
@@ -98,11 +98,11 @@ def test_a_variant_at_another_dtype_than_the_stored_dense_is_refused(exported, w
     assert [r[0] for r in db.execute("SELECT label FROM variants")] == ["dense"]
     db.close()
     bf16 = lm_eval(str(variant), exported, tmp_path / "variant-bf16", dtype="bfloat16")
-    code, _, err = kick(capsys, "import-lm-eval", str(bf16), "--run-dir", str(run_dir), "--label", "magnitude-50")
+    code, _, err = kick("import-lm-eval", str(bf16), "--run-dir", str(run_dir), "--label", "magnitude-50")
     assert code == 0, err
 
 
-def test_an_import_beside_kick_bench_results_shares_their_data_digest(exported, tmp_path, capsys):
+def test_an_import_beside_kick_bench_results_shares_their_data_digest(exported, tmp_path):
     """A kick bench store of the same data and limit takes an imported variant (the records lm-eval ran are the
     records kick measured on), at the dtype the store leaves open (``auto``)."""
     from kick_hub.cli import main
@@ -114,7 +114,7 @@ def test_an_import_beside_kick_bench_results_shares_their_data_digest(exported, 
     variant = make_variant("world", CompressSpec(method="magnitude", sparsity=0.7), tmp_path / "magnitude-70",
                            progress=False)
     run = lm_eval(str(variant), exported, tmp_path / "variant")
-    code, _, err = kick(capsys, "import-lm-eval", str(run), "--run-dir", str(run_dir), "--label", "magnitude-70")
+    code, _, err = kick("import-lm-eval", str(run), "--run-dir", str(run_dir), "--label", "magnitude-70")
     assert code == 0, err
     store = Store.open_readonly(run_dir)
     assert set(store.scores()) == {"dense", "magnitude-50", "magnitude-70"}

@@ -44,6 +44,7 @@ def test_pairwise_judge_over_http(monkeypatch, caplog):
     assert SECRET not in repr(backend) and SECRET not in caplog.text and SECRET not in str(result)
 
 
+@pytest.mark.unit
 def test_summary_judge_per_criterion_and_out_of_range():
     replies = ["coherence: 8\nconsistency: 9\nfluency: 7\nrelevance: 6", "coherence: 11\nconsistency: 9\n"
                "fluency: 7\nrelevance: 6"]
@@ -61,6 +62,7 @@ def test_summary_judge_per_criterion_and_out_of_range():
                                                 "seconds": result.example_usage[1]["seconds"]}}
 
 
+@pytest.mark.unit
 def test_single_answer_prompt_parses_rating():
     judge = Judge(backend=None, prompt="single-v1")
     assert judge.parse("Good answer. Rating: [[7]]") == {"answer": 7.0}
@@ -86,6 +88,7 @@ def test_instruction_task_with_judge(world_engine):
     assert samples[0]["judge_usage"]["requests"] == 2 and samples[0]["judge_usage"]["completion_tokens"] == 6
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("spec, field", [("gpt4", "judge"), ("ollama:llama", "judge"),
                                          ("openai:gpt-4", "judge-base-url")])
 def test_bad_backend_specs(spec, field):
@@ -93,6 +96,7 @@ def test_bad_backend_specs(spec, field):
         make_backend(spec)
 
 
+@pytest.mark.unit
 def test_openai_backend_refuses_bad_options(monkeypatch):
     monkeypatch.delenv("KICK_TEST_NO_KEY", raising=False)
     url = "http://127.0.0.1:9/v1"
@@ -108,11 +112,13 @@ def test_openai_backend_refuses_bad_options(monkeypatch):
         Judge(None, "single-v1", max_unparsable=1.5)
 
 
+@pytest.mark.unit
 def test_unknown_prompt_lists_allowed():
     with pytest.raises(ValueError, match=r"pairwise-v1.*single-v1.*summary-v1"):
         load_prompt("fancy-v9")
 
 
+@pytest.mark.unit
 def test_pairwise_needs_references():
     with pytest.raises(ValueError, match="references"):
         Judge(backend=None, prompt="pairwise-v1").score(["q"], ["a"])
@@ -147,6 +153,7 @@ def test_transformers_backend_batches_through_the_engine():
                                                   for s, u in messages]
 
 
+@pytest.mark.unit
 def test_make_judges_one_backend_for_the_judged_tasks():
     """``--judge``: None without a spec; with one, a judge per task that has a judge prompt, sharing one backend."""
     from kick_hub.scoring.judge import make_judges
@@ -167,6 +174,7 @@ def test_make_judges_one_backend_for_the_judged_tasks():
         make_judges("openai:m", ["icsum"], url, prompt="fancy-v9")
 
 
+@pytest.mark.unit
 def test_make_judges_builds_no_backend_without_a_judged_task(monkeypatch):
     """No judged task among those asked: nothing to judge, so the backend's options (base URL, key) are not needed."""
     from kick_hub.scoring.judge import make_judges
@@ -175,6 +183,7 @@ def test_make_judges_builds_no_backend_without_a_judged_task(monkeypatch):
     assert make_judges("openai:m", ["factoid-qa", "perplexity"]) == {}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("tasks, prompt, valid", [
     (["instruction-following"], "summary-v1", r"\['pairwise-v1', 'single-v1'\]"),
     (["icsum"], "pairwise-v1", r"\['summary-v1'\]"),
@@ -190,6 +199,7 @@ def test_make_judges_refuses_a_prompt_that_does_not_fit_the_task(monkeypatch, ta
         make_judges("openai:m", tasks, "http://127.0.0.1:9/v1", prompt=prompt)
 
 
+@pytest.mark.unit
 def test_task_prompts_fit_what_each_task_passes():
     """Each judged task lists its default prompt first; a pairwise prompt (``{reference}``) only for a task that
     passes references (instruction-following; icsum passes none); every listed prompt exists and fills from
@@ -211,6 +221,7 @@ def test_task_prompts_fit_what_each_task_passes():
     assert task_prompts("factoid-qa") == ()
 
 
+@pytest.mark.unit
 def test_single_v1_reads_its_own_format_not_the_pairwise_one():
     """single-v1 is MT-Bench's single-answer grading, meant for instruction following: its parse block reads
     ``[[rating]]``. A server answering in the pairwise format (``8 6``) is unparsable under it: that is the server

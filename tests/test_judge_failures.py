@@ -82,6 +82,7 @@ def test_evaluate_asks_again_for_replies_the_endpoint_failed(tmp_path, monkeypat
     assert [(u["requests"], u["cache_hits"]) for u in usage] == [(4, 0), (0, 4)]
 
 
+@pytest.mark.unit
 def test_kick_judge_on_lm_eval_samples_asks_again_for_failed_replies(tmp_path, monkeypatch, capsys):
     """``kick judge`` on an lm-eval icsum samples file (kick's world records, lm-eval's sample layout): the same
     rule: replies with no content are not cached, the rerun asks again and parses 7 / 6 / 8 / 7; an HTTP 200 error
@@ -111,6 +112,7 @@ def test_kick_judge_on_lm_eval_samples_asks_again_for_failed_replies(tmp_path, m
     assert judged["scores"] == SCORES and [s["judge"] for s in judged["samples"]] == [SUMMARY] * 2
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("failure", list(FAILED))
 def test_failed_replies_are_unparsable_and_never_cached(tmp_path, failure):
     """One example in four fails (within the unparsable limit): the call succeeds without it, the three good replies
@@ -129,6 +131,7 @@ def test_failed_replies_are_unparsable_and_never_cached(tmp_path, failure):
     assert VerdictCache(cache).count() == 4
 
 
+@pytest.mark.unit
 def test_reasoning_content_is_never_the_verdict():
     """The verdict is read from ``content`` only: a ``reasoning_content`` beside it is ignored."""
     reply = body("6 8\nAssistant 2 is better.", reasoning_content="First draft: Assistant 1: 7, Assistant 2: 5.")
@@ -138,6 +141,7 @@ def test_reasoning_content_is_never_the_verdict():
     assert result.per_example == [{"reference": 6.0, "answer": 8.0}]
 
 
+@pytest.mark.unit
 def test_a_cut_reply_keeps_a_verdict_that_was_complete(tmp_path):
     """A reply cut at the token limit after its verdict line (the explanation was cut) is a verdict and is cached;
     one whose last line could still have grown (``6 8`` of ``6 8.5``, no line after it) is not."""
@@ -153,6 +157,7 @@ def test_a_cut_reply_keeps_a_verdict_that_was_complete(tmp_path):
     assert (again.usage.requests, again.usage.cache_hits, len(server.requests)) == (1, 1, 3)
 
 
+@pytest.mark.unit
 def test_an_empty_reply_an_older_version_cached_is_asked_again(tmp_path):
     cache = VerdictCache(tmp_path / FILENAME)
     with ChatServer([VERDICT]) as server:
@@ -177,6 +182,7 @@ class Scripted:
         return self.replies.pop(0)
 
 
+@pytest.mark.unit
 def test_a_backend_with_complete_only_follows_the_cache_rule(tmp_path):
     """An empty reply (no content) is unparsable and not cached; a reply without a verdict that the backend ended
     normally is the judge's answer and is cached."""
@@ -204,6 +210,7 @@ def test_a_local_judge_cut_at_its_token_limit_is_not_cached(tmp_path):
     assert again.unparsable == 1 and (again.usage.requests, again.usage.cache_hits) == (0, 1)
 
 
+@pytest.mark.unit
 def test_failure_of_a_completion():
     judge = Judge(None, "pairwise-v1")
     assert judge.failure(Completion("6 8")) is None
@@ -237,6 +244,7 @@ def test_evaluate_200_with_an_error_body_is_one_judge_error_line(tmp_path, monke
             result["config"]["judge_usage"]["icsum"]["retries"]) == (2, 1)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("answer, retried", [
     ({"choices": None, "error": {"message": "Provider returned error", "code": 429}}, True),
     ({"error": {"message": "The server is overloaded", "code": "503"}}, True),  # no choices key; code as text
@@ -258,6 +266,7 @@ def test_200_with_an_error_body_is_retried_only_when_its_code_says_so(answer, re
             assert len(server.requests) == 1
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("retries, ok", [(1, False), (2, True)])
 def test_retries_of_http_429_and_of_a_429_body_share_one_budget(retries, ok):
     """An HTTP 429, then a 429 inside a 200, then a reply: --judge-retries counts every request, whichever way the
@@ -284,6 +293,7 @@ def reasoning_judge(request: dict) -> str:
     return "<think>\nFirst draft: Assistant 1: 5, Assistant 2: 7.\nRevise.\n</think>\n8 6\nAssistant 1 is better."
 
 
+@pytest.mark.unit
 def test_pairwise_reasoning_judge_is_read_after_its_think_block():
     with ChatServer(reasoning_judge) as server:
         result = Judge(ChatCompletionsBackend(server.url, "judge"), "pairwise-v1").score(
@@ -293,6 +303,7 @@ def test_pairwise_reasoning_judge_is_read_after_its_think_block():
                                "judge_unparsable": 0, "judge_order_disagreement": 0.0}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("prompt, reply, expected", [
     ("pairwise-v1", DRAFTED, {"reference": 6.0, "answer": 8.0}),
     ("pairwise-v1", "<think>\nAssistant 1: 9. Assistant 2: 3.", None),  # unclosed: the draft is no verdict
@@ -316,6 +327,7 @@ def test_every_prompt_parses_after_the_reasoning_blocks(prompt, reply, expected)
     assert Judge(None, prompt).parse(reply) == expected
 
 
+@pytest.mark.unit
 def test_strip_reasoning():
     assert strip_reasoning("<think>a</think>b<reasoning>c</reasoning>d") == "\nb\nd"
     assert strip_reasoning("draft</think>verdict") == "verdict"
@@ -323,6 +335,7 @@ def test_strip_reasoning():
     assert strip_reasoning("no tags: 6 8") == "no tags: 6 8"
 
 
+@pytest.mark.unit
 def test_a_reasoning_reply_cut_at_the_limit_is_not_cached(tmp_path):
     """A reasoning judge that ran out of tokens inside its block: unparsable, not cached, asked again."""
     cut = body("<think>\nAssistant 1: 9. Assistant 2: 3. Let me", "length")

@@ -2,14 +2,13 @@
 
 import json
 import struct
-import subprocess
-import sys
 
 import pytest
 
 from kick_hub.bench import plan, sweep
 from kick_hub.bench.store import Store, StoreError
 from kick_hub.variant import MANIFEST
+from tests.kick_runner import kick
 
 TASKS = ["factoid-qa", "mcq-reasoning"]
 OPTS = dict(limit=8, nsamples=8, seqlen=128, progress=False)
@@ -101,6 +100,7 @@ def test_a_sweep_that_does_not_fit_is_refused_before_any_work(tmp_path):
     assert sweep.disk_need(tmp_path, [], 10**15, "all")[0] == 0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("extra, message", [
     (["--keep-variants", "pushed"], "keep-variants: 'pushed' deletes each variant once --push has uploaded it, so "
                                     "it needs --push ORG"),
@@ -112,24 +112,21 @@ def test_a_sweep_that_does_not_fit_is_refused_before_any_work(tmp_path):
                                                         "ray only; this run's executor is 'local'"),
 ])
 def test_bad_keep_variants(extra, message, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"), *extra],
-                         capture_output=True, text=True, timeout=300)
+    out = kick("bench", "--run-dir", tmp_path / "r", *extra)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert not (tmp_path / "r").exists()
 
 
-def test_keep_pushed_pushes_each_variant_then_deletes_it(tmp_path):
-    from tests.hub_server import HubServer
-    from tests.test_hub import TOKEN, kick
+def test_keep_pushed_pushes_each_variant_then_deletes_it(tmp_path, hub):
+    from tests.kick_runner import hub_kick
 
     run_dir = tmp_path / "run"
-    with HubServer(token=TOKEN) as hub:
-        out = kick(hub, "bench", "--run-dir", str(run_dir), "--methods", "magnitude", "--sparsities", "0.5",
+    out = hub_kick(hub, "bench", "--run-dir", str(run_dir), "--methods", "magnitude", "--sparsities", "0.5",
                    "--patterns", "--bits", "--tasks", "factoid-qa", "--limit", "8", "--push", "test-org",
                    "--keep-variants", "pushed")
-        files = hub.files("test-org/world-magnitude-50")
-        assert "model.safetensors" in files and MANIFEST in files and b"llm-kick" in files["README.md"]
-        assert "pushed magnitude-50:" in out.stdout
+    files = hub.files("test-org/world-magnitude-50")
+    assert "model.safetensors" in files and MANIFEST in files and b"llm-kick" in files["README.md"]
+    assert "pushed magnitude-50:" in out.stdout
     assert not (run_dir / "variants").exists()
     text = sweep.status(run_dir)
     assert "variants kept: 0 of 1" in text and "pushed test-org/world-magnitude-50" in text

@@ -151,3 +151,20 @@ def test_hub_commands_in_offline_mode_name_every_variable_that_set_it(tmp_path, 
         out = kick(*argv, env={"HF_TOKEN": "hf_test", **variables}, subprocess=True)
         assert out.returncode == 1 and "kick: error: hub: offline mode is on" in out.stderr, out.stderr
         assert named in out.stderr and "hf_test" not in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "magnitude", "--sparsity", "0.5", "--group-size", "64"], "group_size: not used by 'magnitude'"),
+    (["--method", "wanda", "--sparsity", "0.5", "--damp", "0.1"], "damp: not used by 'wanda'"),
+    (["--method", "sparsegpt", "--sparsity", "0.5", "--asym"], "sym: not used by 'sparsegpt' (only by gptq, awq); "
+                                                               "drop --asym"),
+    (["--method", "gptq", "--bits", "4", "--blocksize", "64"], "blocksize: not used by 'gptq'"),
+    (["--method", "magnitude", "--sparsity", "0.5", "--calibration", "nosuchfile.txt"],
+     "calibration: --calibration not used by magnitude"),
+    (["--method", "int8", "--nsamples", "4", "--seqlen", "64"], "calibration: --nsamples, --seqlen not used by int8"),
+])
+def test_compress_options_the_method_does_not_read_are_refused(tmp_path, args, message):
+    """The kind of `bench --bits` without gptq: an option no part of the run reads is refused, not dropped."""
+    out = kick("compress", *args, "--output", str(tmp_path / "v"))
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "v").exists()

@@ -4,16 +4,8 @@ stops with exit 2 before uploading when the Hub refuses. Real ``kick`` commands 
 (tests/hub_server.py), whose record of each commit's visibility shows that nothing landed while the repo was
 public."""
 
-import pytest
-
 from tests.hub_server import HubServer
-from tests.test_hub import TOKEN, kick
-
-
-@pytest.fixture()
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
+from tests.kick_runner import hub_kick
 
 
 def assert_private_before_upload(hub: HubServer, repo_id: str, repo_type: str = "model") -> None:
@@ -27,7 +19,7 @@ def assert_private_before_upload(hub: HubServer, repo_id: str, repo_type: str = 
 def test_push_makes_an_existing_public_repo_private(hub, small_run):
     repo = "tester/world-magnitude-70"
     hub.create_repo(repo, private=False)
-    kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo, "--private")
+    hub_kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo, "--private")
     assert_private_before_upload(hub, repo)
     assert "model.safetensors" in hub.files(repo)
 
@@ -35,14 +27,14 @@ def test_push_makes_an_existing_public_repo_private(hub, small_run):
 def test_push_results_makes_an_existing_public_dataset_private(hub, small_run):
     repo = "test-org/kick-results"
     hub.create_repo(repo, "dataset", private=False)
-    kick(hub, "push-results", str(small_run), "--repo-id", repo, "--private")
+    hub_kick(hub, "push-results", str(small_run), "--repo-id", repo, "--private")
     assert_private_before_upload(hub, repo, "dataset")
 
 
 def test_publish_tasks_makes_an_existing_public_space_private(hub):
     space = "test-org/factoid-qa"
     hub.create_repo(space, "space", private=False)
-    kick(hub, "publish-tasks", "--org", "test-org", "--tasks", "factoid-qa", "--private")
+    hub_kick(hub, "publish-tasks", "--org", "test-org", "--tasks", "factoid-qa", "--private")
     assert_private_before_upload(hub, space, "space")
     assert "factoid-qa.py" in hub.files(space, "space")
 
@@ -50,15 +42,15 @@ def test_publish_tasks_makes_an_existing_public_space_private(hub):
 def test_publish_space_makes_an_existing_public_space_private(hub):
     space = "test-org/kick-compare"
     hub.create_repo(space, "space", private=False)
-    kick(hub, "publish-space", space, "--private")
+    hub_kick(hub, "publish-space", space, "--private")
     assert_private_before_upload(hub, space, "space")
 
 
 def test_bench_push_makes_an_existing_public_repo_private(hub, tmp_path):
     repo = "test-org/world-magnitude-50"
     hub.create_repo(repo, private=False)
-    kick(hub, "bench", "--run-dir", str(tmp_path / "run"), "--methods", "magnitude", "--sparsities", "0.5",
-         "--tasks", "factoid-qa", "--limit", "4", "--push", "test-org", "--private")
+    hub_kick(hub, "bench", "--run-dir", str(tmp_path / "run"), "--methods", "magnitude", "--sparsities", "0.5",
+             "--tasks", "factoid-qa", "--limit", "4", "--push", "test-org", "--private")
     assert_private_before_upload(hub, repo)
 
 
@@ -66,8 +58,8 @@ def test_refused_visibility_change_stops_before_any_upload(hub, small_run):
     repo = "tester/world-magnitude-70"
     hub.create_repo(repo, private=False)
     hub.fail_next("/settings", "403")
-    out = kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo, "--private",
-               expect=2)
+    out = hub_kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo, "--private",
+                   expect=2)
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kick: error: private: the model repo tester/world-magnitude-70 "
                                                    "exists as a public repo and could not be made private")
@@ -79,6 +71,6 @@ def test_refused_visibility_change_stops_before_any_upload(hub, small_run):
 def test_without_private_an_existing_private_repo_stays_private(hub, small_run):
     repo = "tester/world-magnitude-70"
     hub.create_repo(repo, private=True)
-    kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo)
+    hub_kick(hub, "push", str(small_run / "variants" / "magnitude-70"), "--repo-id", repo)
     assert hub.is_private(repo) and all(hub.commit_visibility(repo))
     assert not any(method == "PUT" and path.endswith("/settings") for method, path in hub.requests)

@@ -11,7 +11,7 @@ import pytest
 import kick_hub
 from kick_hub.cli import main
 from kick_hub.engine import WORLD_MODEL_DIR
-from tests.test_hub import TOKEN, hub, kick  # noqa: F401 - hub is a fixture
+from tests.kick_runner import hub_kick
 
 PACKAGE_ROOT = Path(kick_hub.__file__).resolve().parents[1]
 
@@ -75,11 +75,11 @@ def test_push_and_bench_publish_no_machine_path(hub, local_model, tmp_path):  # 
     assert main(["compress", "--model", "world", "--method", "magnitude", "--sparsity", "0.5", "--output",
                  str(variants["world-magnitude-50"])]) == 0
     for name, path in variants.items():
-        kick(hub, "push", str(path), "--repo-id", f"test-org/{name}")
+        hub_kick(hub, "push", str(path), "--repo-id", f"test-org/{name}")
     run_dir = tmp_path / "run"
-    kick(hub, "bench", "--model", str(local_model), "--run-dir", str(run_dir), "--methods", "magnitude",
-         "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa", "perplexity", "--limit", "4",
-         "--push", "test-org", "--results-repo", "test-org/kick-results")
+    hub_kick(hub, "bench", "--model", str(local_model), "--run-dir", str(run_dir), "--methods", "magnitude",
+             "--sparsities", "0.5", "--patterns", "--bits", "--tasks", "factoid-qa", "perplexity", "--limit", "4",
+             "--push", "test-org", "--results-repo", "test-org/kick-results")
     paths = machine_paths(local_model, calib, tmp_path)
     published = {(rtype, rid): hub.files(rid, rtype) for rtype, rid in list(hub._repos)}
     assert ("model", "test-org/my-llama-magnitude-50") in published
@@ -98,11 +98,11 @@ def test_push_and_bench_publish_no_machine_path(hub, local_model, tmp_path):  # 
 def test_base_model_must_be_a_repo_id_before_any_token(hub, tmp_path):  # noqa: F811
     assert main(["compress", "--model", "world", "--method", "magnitude", "--sparsity", "0.5", "--output",
                  str(tmp_path / "v")]) == 0
-    out = kick(hub, "push", str(tmp_path / "v"), "--repo-id", "test-org/x", "--base-model", "not a repo id",
-               env={"HF_TOKEN": None}, expect=2)
+    out = hub_kick(hub, "push", str(tmp_path / "v"), "--repo-id", "test-org/x", "--base-model", "not a repo id",
+                   env={"HF_TOKEN": None}, expect=2)
     assert "kick: error: base-model: must be ORG/NAME (one '/'), got 'not a repo id'" in out.stderr
     assert "token" not in out.stderr
-    out = kick(hub, "push", str(tmp_path / "v"), "--repo-id", "test-org/x", "--base-model", "not a/repo id",
-               env={"HF_TOKEN": None}, expect=2)
+    out = hub_kick(hub, "push", str(tmp_path / "v"), "--repo-id", "test-org/x", "--base-model", "not a/repo id",
+                   env={"HF_TOKEN": None}, expect=2)
     assert "kick: error: base-model: 'not a/repo id' is not a valid Hub repo id" in out.stderr
     assert hub.requests == []

@@ -11,17 +11,10 @@ import yaml
 
 from kick_hub.hub.space_repo import package_files
 from tests.conftest import ROOT
-from tests.hub_server import HubServer
-from tests.test_hub import TOKEN, client, kick
+from tests.kick_runner import TOKEN, client, hub_kick
 
 SPACE = "test-org/kick-compare"
 APP = ROOT / "kick_hub" / "space_app"
-
-
-@pytest.fixture()
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
 
 
 def header(readme: bytes) -> dict:
@@ -50,8 +43,8 @@ def snapshot() -> dict[str, str]:
 
 def test_publish_space_round_trip(hub):
     before = snapshot()
-    out = kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--allow", "org/model-b", "org/model-a",
-               "--results-repo", "test-org/kick-results", "--hardware", "t4-small", "--private")
+    out = hub_kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--allow", "org/model-b", "org/model-a",
+                   "--results-repo", "test-org/kick-results", "--hardware", "t4-small", "--private")
     assert out.stdout.splitlines()[0] == f"Space: {hub.url}/spaces/{SPACE}"
     assert "variable KICK_ALLOW=org/model-a,org/model-b" in out.stdout
     assert "hardware requested: t4-small" in out.stdout
@@ -89,14 +82,14 @@ def test_publish_space_round_trip(hub):
 def test_republish_is_exact_and_idempotent(hub):
     hub.create_repo(SPACE, "space")
     hub.commit_files(SPACE, {"old_app.py": b"print('stale')\n"}, "space")
-    kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--results-repo", "test-org/kick-results",
-         "--hardware", "zero-a10g")
+    hub_kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--results-repo", "test-org/kick-results",
+             "--hardware", "zero-a10g")
     client(hub, f"from huggingface_hub import HfApi\nHfApi().add_space_variable({SPACE!r}, 'KICK_DATA', "
                 f"'world,world-heldout')\nemit(1)")
     assert "old_app.py" not in hub.files(SPACE, "space")  # the stale file is deleted by the publishing commit
     commits = len(hub.commits(SPACE, "space"))
 
-    kick(hub, "publish-space", SPACE, "--allow", "org/model-b")  # no results repo, no hardware this time
+    hub_kick(hub, "publish-space", SPACE, "--allow", "org/model-b")  # no results repo, no hardware this time
     assert len(hub.commits(SPACE, "space")) == commits + 1  # the card's header changed
     card = header(hub.files(SPACE, "space")["README.md"])
     assert card["models"] == ["org/model-b"] and "datasets" not in card and "suggested_hardware" not in card
@@ -105,7 +98,7 @@ def test_republish_is_exact_and_idempotent(hub):
 
     hub.requests.clear()
     before = snapshot()
-    kick(hub, "publish-space", SPACE, "--allow", "org/model-b")  # nothing changed: no commit, no variable set
+    hub_kick(hub, "publish-space", SPACE, "--allow", "org/model-b")  # nothing changed: no commit, no variable set
     if snapshot() == before:  # (unless someone edited the package in between, in a shared checkout)
         assert len(hub.commits(SPACE, "space")) == commits + 1
         writes = [(m, p) for m, p in hub.requests if m in ("PUT", "DELETE") or m == "POST" and (
@@ -138,17 +131,17 @@ def test_bad_input_exits_2_before_the_token_or_network(argv, message, capsys, mo
 
 
 def test_no_token_is_refused_before_any_request(hub):
-    out = kick(hub, "publish-space", SPACE, env={"HF_TOKEN": None}, expect=1)
+    out = hub_kick(hub, "publish-space", SPACE, env={"HF_TOKEN": None}, expect=1)
     assert "token: no Hugging Face token found" in out.stderr
     assert hub.requests == []
 
 
 def test_wrong_token_and_refused_hardware_are_clear_errors(hub):
-    out = kick(hub, "publish-space", SPACE, env={"HF_TOKEN": "hf_wrong_token_abcdef"}, expect=1)
+    out = hub_kick(hub, "publish-space", SPACE, env={"HF_TOKEN": "hf_wrong_token_abcdef"}, expect=1)
     assert "publishing the Space test-org/kick-compare failed at" in out.stderr and "401" in out.stderr
     assert "hf_wrong_token_abcdef" not in out.stderr
     hub.fail_next("/hardware", "402")  # as the Hub answers a paid flavor without a payment method
-    out = kick(hub, "publish-space", SPACE, "--hardware", "a100-large", expect=1)
+    out = hub_kick(hub, "publish-space", SPACE, "--hardware", "a100-large", expect=1)
     assert "402" in out.stderr and "re-run the same command" in out.stderr
     assert "app.py" in hub.files(SPACE, "space") and hub.space_hardware(SPACE) == "cpu-basic"
 
@@ -189,7 +182,7 @@ def test_published_space_runs_from_its_download(hub, tmp_path):
     """The Space as the Hub would run it: its files downloaded, app.py imported with the Space's variables as
     the environment and a real ``spaces`` module on the path; it uses its own copy of kick_hub, runs the
     comparison's generation under spaces.GPU and answers with the same greedy text as the library."""
-    kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--hardware", "zero-a10g")
+    hub_kick(hub, "publish-space", SPACE, "--allow", "org/model-a", "--hardware", "zero-a10g")
     fake = tmp_path / "fake"
     (fake / "spaces").mkdir(parents=True)
     (fake / "spaces" / "__init__.py").write_text(textwrap.dedent(FAKE_SPACES))

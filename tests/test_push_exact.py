@@ -8,15 +8,9 @@ import pytest
 
 from kick_hub.variant import CALIBRATION_FILE
 from tests.hub_server import HubServer
-from tests.test_hub import TOKEN, client, kick
+from tests.kick_runner import client, hub_kick
 
 REPO = "test-org/world-pruned"
-
-
-@pytest.fixture()
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,7 @@ def test_repush_leaves_exactly_the_new_variant_in_one_commit(hub, variants):
     shards = pushed(sharded) - pushed(magnitude)
     assert "model.safetensors.index.json" in shards and len(shards) >= 3
     assert CALIBRATION_FILE in pushed(wanda) and CALIBRATION_FILE not in pushed(magnitude)
-    kick(hub, "push", str(wanda), "--repo-id", REPO)
+    hub_kick(hub, "push", str(wanda), "--repo-id", REPO)
     assert set(hub.files(REPO)) == pushed(wanda) | {".gitattributes"}
     # files no push of these variants writes: plots of an earlier push with --run-dir, a nested folder
     stale = {"plots/sparsity.png": b"\x89PNG old plot", "notes/old/readme.txt": b"old\n"}
@@ -67,7 +61,7 @@ def test_repush_leaves_exactly_the_new_variant_in_one_commit(hub, variants):
     steps = [(magnitude, {CALIBRATION_FILE, *stale}), (sharded, {"model.safetensors"}), (magnitude, shards)]
     for variant, gone in steps:
         before, posts, previous = hub.commits(REPO), commit_posts(hub), set(hub.files(REPO))
-        kick(hub, "push", str(variant), "--repo-id", REPO)
+        hub_kick(hub, "push", str(variant), "--repo-id", REPO)
         after = hub.commits(REPO)
         assert after[:-1] == before and commit_posts(hub) == posts + 1  # one commit, deletions included
         now = set(hub.files(REPO))
@@ -87,7 +81,7 @@ def test_publish_tasks_leaves_exactly_the_module_files(hub):
     hub.commit_files(space, {"old_helper.py": b"x = 1\n", "README.md": b"---\nsdk: gradio\n---\nold\n"},
                      repo_type="space")
     before = hub.commits(space, "space")
-    kick(hub, "publish-tasks", "--org", "llmkick", "--tasks", "factoid-qa")
+    hub_kick(hub, "publish-tasks", "--org", "llmkick", "--tasks", "factoid-qa")
     files = module_files(MODULES_DIR / "factoid_qa", "llmkick")
     assert hub.files(space, "space") == {**files, ".gitattributes": hub.files(space, "space", before[0])[
         ".gitattributes"]}

@@ -2,13 +2,11 @@
 dropped; every other message, and kick's own warnings, still show (kick_hub/_quiet.py)."""
 
 import logging
-import os
-import subprocess
-import sys
 
 import pytest
 
 from kick_hub import _quiet
+from tests.kick_runner import kick
 
 NOISE = ("Failed to load", "torchao/_C", "_pytree", "is an Enum subclass")
 TORCHAO_LINE = ("Failed to load /venv/site-packages/torchao/_C_cutlass_90a.abi3.so: Could not load this library: "
@@ -18,11 +16,7 @@ PYTREE_LINE = ("<enum 'KernelPreference'> is an Enum subclass and is now nativel
                "in a future release.")
 
 
-def kick(*argv: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kick_hub.cli", *argv], capture_output=True, text=True, timeout=600,
-                          cwd=cwd, env={**os.environ, "PYTHONWARNINGS": ""})
-
-
+@pytest.mark.unit
 @pytest.mark.parametrize("name, message, dropped", [
     ("torchao", TORCHAO_LINE, True),
     ("torch.utils._pytree", PYTREE_LINE, True),
@@ -41,7 +35,9 @@ def test_filters_drop_exactly_the_noise(name, message, dropped):
 
 
 def test_evaluate_prints_no_third_party_noise(tmp_path):
-    out = kick("evaluate", "--model", "world", "--task", "factoid-qa", "--limit", "1", cwd=tmp_path)
+    # a fresh interpreter: the noise comes while torch / torchao are imported, and pytest records warnings itself
+    out = kick("evaluate", "--model", "world", "--task", "factoid-qa", "--limit", "1", cwd=tmp_path,
+               env={"PYTHONWARNINGS": ""}, subprocess=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "factoid-qa" in out.stdout
     noisy = [line for line in out.stderr.splitlines() if any(n in line for n in NOISE)]
@@ -53,7 +49,7 @@ def test_real_warnings_still_show(tmp_path):
     data = tmp_path / "qa.txt"
     data.write_text(f"{'why ' * 700}is the sky blue? | Rayleigh\nWhere was Kelma Loro born? | Tavin\n")
     out = kick("evaluate", "--model", "world", "--task", "factoid-qa", "--limit", "2", "--data", str(data),
-               cwd=tmp_path)
+               cwd=tmp_path, env={"PYTHONWARNINGS": ""}, subprocess=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ContextWarning" in out.stderr and "not scored" in out.stderr
     assert not [line for line in out.stderr.splitlines() if any(n in line for n in NOISE)]

@@ -41,9 +41,8 @@ CASES = {
                    ["--method", "wanda", "--pattern", "2:4", "--seed", "5", "--calibration", "world", "--nsamples",
                     "4", "--seqlen", "64"]),
     "sparsegpt-every-option": (
-        manifest_for(CompressSpec("sparsegpt", pattern="4:8", damp=0.05, blocksize=64, group_size=32),
-                     calib("c4", 16, 128)),
-        ["--method", "sparsegpt", "--pattern", "4:8", "--group-size", "32", "--damp", "0.05", "--blocksize", "64",
+        manifest_for(CompressSpec("sparsegpt", pattern="4:8", damp=0.05, blocksize=64), calib("c4", 16, 128)),
+        ["--method", "sparsegpt", "--pattern", "4:8", "--damp", "0.05", "--blocksize", "64",
          "--calibration", "c4", "--nsamples", "16", "--seqlen", "128"]),
     "gptq-every-option": (
         manifest_for(CompressSpec("gptq", bits=3, group_size=-1, desc_act=True, sym=False, damp=0.1, seed=2),

@@ -4,12 +4,9 @@ loopback Hub (tests/hub_server.py) and read back with ``datasets`` and the Space
 
 import json
 
-import pytest
-
 from kick_hub.bench.store import Store
 from kick_hub.cli import main
-from tests.hub_server import HubServer
-from tests.test_hub import TOKEN, client, kick
+from tests.kick_runner import client, hub_kick
 
 REPO = "test-org/kick-results"
 SWEEP = ["--methods", "magnitude", "--patterns", "--tasks", "factoid-qa", "--limit", "5", "--sparsities"]
@@ -25,12 +22,6 @@ emit({"rows": [[r["run"], r["variant"]] for r in rows], "board": board[["run", "
 """
 
 
-@pytest.fixture()
-def hub():
-    with HubServer(token=TOKEN) as server:
-        yield server
-
-
 def run_id(run_dir) -> str:
     store = Store.open_readonly(run_dir)
     try:
@@ -42,12 +33,12 @@ def run_id(run_dir) -> str:
 def test_a_resumed_run_pushed_again_has_one_row_per_variant(hub, tmp_path):
     first = tmp_path / "first"
     assert main(["bench", "--run-dir", str(first), *SWEEP, "0.5"]) == 0
-    out = kick(hub, "push-results", str(first), "--repo-id", REPO)
+    out = hub_kick(hub, "push-results", str(first), "--repo-id", REPO)
     ident = run_id(first)
     assert out.stdout.strip() == f"results/world/run_{ident}.json"
     assert main(["bench", "--run-dir", str(first), *SWEEP, "0.5", "0.7"]) == 0  # resumed: one more sparsity
     assert run_id(first) == ident
-    kick(hub, "push-results", str(first), "--repo-id", REPO)
+    hub_kick(hub, "push-results", str(first), "--repo-id", REPO)
     files = {p: json.loads(text) for p, text in hub.files(REPO, "dataset").items() if p.startswith("results/")}
     assert list(files) == [f"results/world/run_{ident}.json"]  # the later push replaced the file
     got = client(hub, READ)
@@ -58,7 +49,7 @@ def test_a_resumed_run_pushed_again_has_one_row_per_variant(hub, tmp_path):
     assert main(["bench", "--run-dir", str(second), *SWEEP, "0.5"]) == 0
     other = run_id(second)
     assert other != ident
-    kick(hub, "push-results", str(second), "--repo-id", REPO)
+    hub_kick(hub, "push-results", str(second), "--repo-id", REPO)
     got = client(hub, READ)
     assert sorted(got["rows"]) == sorted([[ident, "dense"], [ident, "magnitude-50"], [ident, "magnitude-70"],
                                           [other, "dense"], [other, "magnitude-50"]])

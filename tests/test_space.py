@@ -14,6 +14,7 @@ from gradio_client import Client  # noqa: E402
 
 from kick_hub import data, space, tasks  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
+from tests.conftest import HANG_MS, HANG_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -37,7 +38,7 @@ def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
     assert record["answers"][0] in reference
     job = client.submit("dense", ["magnitude-70"], prompt, 12, "world", "factoid-qa", 2, True, space.AS_TYPED,
                         api_name="/compare")
-    final = job.result(timeout=120)
+    final = job.result(timeout=HANG_S)  # the first request loads the models: a bound that only catches a hang
     assert len(job.outputs()) >= 2  # partial updates arrived before the final one
     spec = tasks.get("factoid-qa").SPEC
     paths = {"dense": "world", "magnitude-70": str(app[1] / "variants" / "magnitude-70")}
@@ -243,13 +244,14 @@ def test_browser_runs_a_comparison(app, tmp_path):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(HANG_MS)  # every wait is for an event; the bound only catches a hang
         page.goto(url)
         page.get_by_role("button", name="Load example").click()
         page.wait_for_function("document.querySelector('textarea') && document.querySelector('textarea').value"
-                               ".includes('answer')", timeout=30000)
+                               ".includes('answer')", timeout=HANG_MS)
         page.locator("#compare-button").click()
         page.wait_for_function("[...document.querySelectorAll('#pane-1 span, #pane-1 label')]"
-                               ".some(e => e.textContent.includes('score'))", timeout=60000)
+                               ".some(e => e.textContent.includes('score'))", timeout=HANG_MS)
         shot = tmp_path / "space.png"
         page.screenshot(path=str(shot), full_page=True)
         text = page.locator("#pane-0 textarea").input_value()
@@ -305,6 +307,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
     with playwright.sync_playwright() as p:
         browser = _chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.set_default_timeout(HANG_MS)  # every wait is for an event; the bound only catches a hang
         page.goto(sweep_app[0])
         page.wait_for_selector("#variants")
         page.screenshot(path=str(shots / "compare.png"), full_page=True)
@@ -317,7 +320,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
 
         page.get_by_role("tab", name="Results").click()
         page.wait_for_function("[...document.querySelectorAll('.kick-plot img')].filter(i => i.naturalWidth)"
-                               ".length >= 2", timeout=30000)
+                               ".length >= 2", timeout=HANG_MS)
         plots, cropped = page.evaluate(PLOTS_WHOLE), page.evaluate(IMAGES_CROPPED)
         browse_variant = page.locator("#browse-variant input").input_value()
         note = page.locator("#browse-note").inner_text()
@@ -325,7 +328,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
         page.screenshot(path=str(shots / "results.png"), full_page=True)
         page.get_by_role("button", name="Show examples").click()
         page.wait_for_function("document.querySelector('#browse-note').innerText.includes('where dense is right')",
-                               timeout=30000)
+                               timeout=HANG_MS)
         after_note = page.locator("#browse-note").inner_text()
         shown = page.locator("#browse-table").count()
         page.screenshot(path=str(shots / "results-browsed.png"), full_page=True)

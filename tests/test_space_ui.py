@@ -15,11 +15,12 @@ from kick_hub import data, space, tasks  # noqa: E402
 from kick_hub.bench import report  # noqa: E402
 from kick_hub.bench.store import Store  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
+from tests.conftest import HANG_MS  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason="Debian chromium is not installed (apt-get install chromium)")
-WAIT_MS = 60_000  # only catches a hang: every wait is for an event, never a verdict on timing
+WAIT_MS = HANG_MS  # only catches a hang: every wait is for an event, never a verdict on timing
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +286,7 @@ def test_browser_columns_are_readable_in_the_viewport(app, width, tmp_path):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.set_default_timeout(WAIT_MS)  # clicks and fills wait for their element as long
         page.goto(app[0])
         page.get_by_role("tab", name="Results").click()
         page.wait_for_selector("#results-table th", timeout=WAIT_MS)
@@ -328,6 +330,7 @@ def test_picking_a_task_sets_its_own_prompt_format(app):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1024, "height": 1000})
+        page.set_default_timeout(WAIT_MS)
         page.goto(app[0])
         page.wait_for_function(checked.format(space.AS_TYPED), timeout=WAIT_MS)
         for task in ("icsum", "factoid-qa"):

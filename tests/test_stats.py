@@ -14,6 +14,7 @@ from kick_hub.bench import report, sweep
 from kick_hub.bench.plan import plan
 from kick_hub.bench.store import Store, StoreError
 from kick_hub.scoring import stats
+from tests.kick_runner import kick
 
 
 def test_binomial_stderr_of_a_known_vector():
@@ -200,9 +201,8 @@ def test_one_example_gives_values_without_intervals_and_no_nan(tmp_path):
 # ----------------------------------------------------------------- real runs of the world model
 def test_evaluate_json_has_stderr_keys_and_both_mcq_protocols(tmp_path):
     out = tmp_path / "r.json"
-    run = subprocess.run([sys.executable, "-m", "kick_hub.cli", "evaluate", "--task", "factoid-qa", "mcq-reasoning",
-                          "perplexity", "--limit", "6", "--mcq-protocols", "loglik", "generate", "--output",
-                          str(out)], capture_output=True, text=True, timeout=600)
+    run = kick("evaluate", "--task", "factoid-qa", "mcq-reasoning", "perplexity", "--limit", "6", "--mcq-protocols",
+               "loglik", "generate", "--output", out)
     assert run.returncode == 0, run.stderr[-2000:]
     doc = json.loads(out.read_text())
     res, samples = doc["results"], doc["samples"]
@@ -240,20 +240,20 @@ def test_bench_stores_both_protocols_and_refuses_another_set(tmp_path):
         sweep.run("world", tmp_path, cells, ["mcq-reasoning"], limit=8, progress=False)
 
 
+@pytest.mark.unit
 def test_bad_mcq_protocol_exits_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "kick_hub.cli", "bench", "--run-dir", str(tmp_path / "r"),
-                          "--mcq-protocols", "logprob"], capture_output=True, text=True, timeout=300)
+    out = kick("bench", "--run-dir", tmp_path / "r", "--mcq-protocols", "logprob")
     assert out.returncode == 2 and "--mcq-protocols" in out.stderr and "loglik" in out.stderr
     with pytest.raises(ValueError, match=r"mcq-protocols: each must be one of \['loglik', 'generate'\]"):
         sweep.task_settings("mcq-reasoning", 8, None, ["logprob"])
     for command, tasks in (("evaluate", "--task"), ("bench", "--tasks")):  # an option that would do nothing
-        out = subprocess.run([sys.executable, "-m", "kick_hub.cli", command, tasks, "factoid-qa", "--mcq-protocols",
-                              "loglik", *(["--run-dir", str(tmp_path / "r")] if command == "bench" else [])],
-                             capture_output=True, text=True, timeout=300)
+        out = kick(command, tasks, "factoid-qa", "--mcq-protocols", "loglik",
+                   *(["--run-dir", str(tmp_path / "r")] if command == "bench" else []))
         assert out.returncode == 2 and "mcq-protocols: applies to mcq-reasoning only" in out.stderr, out.stderr
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.unit
 def test_distinct_n_bootstrap_equals_the_resampled_lists():
     """The batched distinct-n of every resample equals ``distinct_n`` on each resampled list of outputs (the
     bootstrap of a corpus statistic without recomputing it 2000 times in Python)."""

@@ -15,18 +15,9 @@ import pytest
 
 from kick_hub.bench.store import FILENAME, Store, StoreError
 from kick_hub.cli import main
+from tests.kick_runner import kick
 
 SMALL = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--tasks", "factoid-qa", "--limit", "5"]
-
-
-def kick(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +55,7 @@ def read_only(src: Path, where: Path):
         subprocess.run(["umount", str(where)], check=True)
 
 
-def test_every_reader_reads_a_run_dir_on_read_only_media(finished, tmp_path, capsys):
+def test_every_reader_reads_a_run_dir_on_read_only_media(finished, tmp_path):
     from kick_hub.hub.card import results_from_run
     from kick_hub.hub.results import run_record
     from kick_hub.space import Models, leaderboard_frame, results_frame
@@ -79,7 +70,7 @@ def test_every_reader_reads_a_run_dir_on_read_only_media(finished, tmp_path, cap
             assert (store.meta(), store.scores(), store.run_identity()) == want
         finally:
             store.close()
-        code, out, err = kick(capsys, "bench", "--run-dir", str(ro), "--status")
+        code, out, err = kick("bench", "--run-dir", str(ro), "--status")
         assert code == 0 and err == ""
         assert f"{ro}: model world, 2 cells done, variants kept: 1 of 1" in out
         assert "done  magnitude-50" in out and "kept" in out
@@ -93,7 +84,7 @@ def test_every_reader_reads_a_run_dir_on_read_only_media(finished, tmp_path, cap
 
         assert results_from_run(ro, load_manifest(ro / "variants" / "magnitude-50"))  # the card's results table
         # writing there is refused as such, before any work, and the store is not called broken
-        code, _, err = kick(capsys, "bench", "--run-dir", str(ro), *SMALL)
+        code, _, err = kick("bench", "--run-dir", str(ro), *SMALL)
         assert code == 2 and "argument --run-dir" in err and "not writable" in err
         assert "not a readable" not in err
 
@@ -130,13 +121,13 @@ def test_only_a_file_that_is_no_store_is_called_broken(tmp_path):
         Store.open_readonly(tmp_path / "other")
 
 
-def status_line(capsys, run_dir: Path) -> str:
-    code, out, _ = kick(capsys, "bench", "--run-dir", str(run_dir), "--status")
+def status_line(run_dir: Path) -> str:
+    code, out, _ = kick("bench", "--run-dir", str(run_dir), "--status")
     assert code == 0
     return out.splitlines()[0]
 
 
-def test_a_copied_run_dir_uses_its_own_variants(finished, tmp_path, capsys):
+def test_a_copied_run_dir_uses_its_own_variants(finished, tmp_path):
     from kick_hub.space import Models
 
     raw = sqlite3.connect(finished / FILENAME)
@@ -148,9 +139,9 @@ def test_a_copied_run_dir_uses_its_own_variants(finished, tmp_path, capsys):
     copy = tmp_path / "elsewhere" / "copy"
     shutil.copytree(original, copy)
     shutil.rmtree(original / "variants")  # the original's variant is gone, the copy's is there
-    assert status_line(capsys, copy).endswith("variants kept: 1 of 1")
+    assert status_line(copy).endswith("variants kept: 1 of 1")
     assert Models(copy).choices["magnitude-50"] == str(copy / "variants" / "magnitude-50")
-    assert status_line(capsys, original).endswith("variants kept: 0 of 1")
+    assert status_line(original).endswith("variants kept: 0 of 1")
     assert "magnitude-50" not in Models(original).choices
     store = Store.open_readonly(copy)
     assert {v["label"]: v["path"] for v in store.variants()}["magnitude-50"] == str(copy / "variants" / "magnitude-50")

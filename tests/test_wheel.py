@@ -16,7 +16,6 @@ from tests.hub_server import HubServer, run_client
 from tests.test_metrics_modules import BLOCKER
 
 ROOT = Path(__file__).resolve().parents[1]
-TOKEN = "hf_kick_wheel_token_0123456789"
 TEXT = "Please give answer to this question: Where was Kelma Loro born?"
 SOURCES = ("pyproject.toml", "README.md", "kick_hub", "evaluate_metrics")
 
@@ -80,28 +79,27 @@ def test_wheel_holds_the_modules_as_real_files(installed):
     assert not installed_qa.is_symlink() and installed_qa.read_bytes() == (ROOT / "kick_hub/scoring/qa.py").read_bytes()
 
 
-def test_publish_tasks_from_the_installed_wheel(installed):
-    with HubServer(token=TOKEN) as hub:
-        out = in_installed(hub, installed, "from kick_hub.cli import main\n"
-                                           "rc = main(['publish-tasks', '--org', 'llmkick'])\n"
-                                           "emit({'rc': rc})\n")
-        assert out == {"rc": 0}
-        for folder in ("factoid_qa", "perplexity"):
-            space = f"llmkick/{folder.replace('_', '-')}"
-            files = hub.files(space, "space")
-            local = ROOT / "evaluate_metrics" / folder
-            assert files[f"{folder.replace('_', '-')}.py"] == (local / f"{folder}.py").read_bytes()
-            link = next(p for p in local.iterdir() if p.name.startswith("kick_"))
-            assert files[link.name] == link.resolve().read_bytes()
-        # The published perplexity module, loaded from the Hub where kick_hub cannot be imported.
-        model = ROOT / "kick_hub" / "world" / "model"
-        code = BLOCKER + (
-            "import json, evaluate\n"
-            "m = evaluate.load('llmkick/perplexity')\n"
-            f"print('RESULT ' + json.dumps(m.compute(predictions=[{TEXT!r}], model_id={str(model)!r})))\n")
-        proc = run_client(hub, code, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        got = json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
+def test_publish_tasks_from_the_installed_wheel(installed, hub):
+    out = in_installed(hub, installed, "from kick_hub.cli import main\n"
+                                       "rc = main(['publish-tasks', '--org', 'llmkick'])\n"
+                                       "emit({'rc': rc})\n")
+    assert out == {"rc": 0}
+    for folder in ("factoid_qa", "perplexity"):
+        space = f"llmkick/{folder.replace('_', '-')}"
+        files = hub.files(space, "space")
+        local = ROOT / "evaluate_metrics" / folder
+        assert files[f"{folder.replace('_', '-')}.py"] == (local / f"{folder}.py").read_bytes()
+        link = next(p for p in local.iterdir() if p.name.startswith("kick_"))
+        assert files[link.name] == link.resolve().read_bytes()
+    # The published perplexity module, loaded from the Hub where kick_hub cannot be imported.
+    model = ROOT / "kick_hub" / "world" / "model"
+    code = BLOCKER + (
+        "import json, evaluate\n"
+        "m = evaluate.load('llmkick/perplexity')\n"
+        f"print('RESULT ' + json.dumps(m.compute(predictions=[{TEXT!r}], model_id={str(model)!r})))\n")
+    proc = run_client(hub, code, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
     from kick_hub.engine import Engine
 
     lib = Engine.from_name(str(model)).perplexity([TEXT])

@@ -89,6 +89,20 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True,
     return registry.method(spec.method).apply(model, spec, calibration, progress, device=device)
 
 
+def check_calibration_options(specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
+                              seqlen: int | None = None) -> None:
+    """Refuse calibration options given to methods that read none (magnitude, random, int8, ...): a ValueError
+    naming them, instead of silently dropping them (and a bad calibration file going unnoticed)."""
+    given = [option for option, value in (("--calibration", None if calibration == "world" else calibration),
+                                          ("--nsamples", nsamples), ("--seqlen", seqlen)) if value is not None]
+    if given and not any(s.calibrated for s in specs):
+        from kick_hub.compress.spec import CALIBRATED
+
+        methods = ", ".join(sorted({s.method for s in specs}))
+        raise ValueError(f"calibration: {', '.join(given)} not used by {methods} (only {', '.join(CALIBRATED)} "
+                         f"calibrate); drop {', '.join(given)}")
+
+
 def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
                seqlen: int | None = None, placement=None) -> None:
     """Check every spec against ``model_name``, ``placement`` and the calibration options before any of them
@@ -104,6 +118,7 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
     from kick_hub.device import resolve as resolve_placement
     from kick_hub.engine import resolve_model
 
+    check_calibration_options(specs, calibration, nsamples, seqlen)
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
     config = AutoConfig.from_pretrained(resolve_model(model_name))

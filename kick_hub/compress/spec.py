@@ -13,6 +13,10 @@ PRUNING_METHODS = ("magnitude", "magnitude-global", "random", "wanda", "sparsegp
 QUANT_METHODS = ("gptq", "awq", "int8", "bnb-int8", "nf4")
 METHODS = PRUNING_METHODS + QUANT_METHODS
 CALIBRATED = ("wanda", "sparsegpt", "gptq", "awq")
+# the settings each method reads (the rest of a CompressSpec's fields: every method); a setting given to a method
+# that does not read it is refused, not silently dropped
+READ_BY = {"group_size": ("gptq", "awq"), "desc_act": ("gptq",), "sym": ("gptq", "awq"),
+           "damp": ("sparsegpt", "gptq"), "blocksize": ("sparsegpt",)}
 GPTQ_BITS = (2, 3, 4, 8)
 AWQ_BITS = (4,)  # GPTQModel's AWQ GEMM kernel
 
@@ -86,6 +90,12 @@ class CompressSpec:
                 raise ValueError(f"group_size: must be -1 (per row) or positive, got {self.group_size}")
         if not 0 < self.damp < 1:
             raise ValueError(f"damp: must be in (0, 1), got {self.damp}")
+        for name, methods in READ_BY.items():
+            default = type(self).__dataclass_fields__[name].default
+            if self.method not in methods and getattr(self, name) != default:
+                option = "--asym" if name == "sym" else f"--{name.replace('_', '-')}"
+                raise ValueError(f"{name}: not used by {self.method!r} (only by {', '.join(methods)}); drop "
+                                 f"{option}")
 
     @property
     def calibrated(self) -> bool:

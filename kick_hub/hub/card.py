@@ -12,6 +12,7 @@ from pathlib import Path
 from kick_hub import tasks
 from kick_hub.compress import QUANT_METHODS
 from kick_hub.io import format_number, format_size, public_name
+from kick_hub.scoring import stats
 from kick_hub.variant import CALIBRATION_FILE, load_manifest, quantizer_libraries, storage_summary
 
 # model-index dataset id of the embedded world (real data is named by each task's spec: Sources.reference_dataset)
@@ -137,7 +138,29 @@ def _results_table(results: dict) -> str:
               "",
               "| task | ± (dense / this variant) | change, paired 95 % interval |", "|---|---:|---:|"]
     lines += [f"| {task} | {_noise(results, task)} |" for task in results["row"]["abs"]]
+    lines += _flip_lines(results["row"].get("flips", {}))
     return "\n".join(lines)
+
+
+def _flip_lines(flips: dict) -> list[str]:
+    """The card's flips table (``report.table_data``'s ``row["flips"]``, task -> 0/1 metric -> ``stats.Flips``):
+    answers right -> wrong and wrong -> right against dense, and the share that flipped with its exact interval;
+    empty without flips."""
+    if not flips:
+        return []
+    lines = ["", "Answers that changed against dense on the same examples (Dutta et al. 2024, 'Accuracy is not all "
+             "you need'): right → wrong and wrong → right (McNemar's b and c) with their shares, and the share that "
+             "flipped either way with its exact 95 % Clopper-Pearson interval; hidden: the accuracy change is within "
+             f"noise while significantly more than {stats.FLIP_SHARE:.0%} of the answers flipped.", "",
+             "| task | metric | right → wrong | wrong → right | flipped | hidden |", "|---|---|---:|---:|---:|---|"]
+    for task, per in flips.items():
+        for metric, f in per.items():
+            ci = f.interval("flipped")
+            share = f"{f.flipped} ({f.rate('flipped'):.1%}" + (f", 95 % CI {ci[0]:.1%} to {ci[1]:.1%})" if ci else ")")
+            lines.append(f"| {task} | {metric} | {f.right_to_wrong} ({f.rate('right_to_wrong'):.1%}) | "
+                         f"{f.wrong_to_right} ({f.rate('wrong_to_right'):.1%}) | {share} | "
+                         f"{'yes' if f.hidden() else 'no'} |")
+    return lines
 
 
 def _placement_row(manifest: dict) -> str:

@@ -553,14 +553,15 @@ class ChatCompletionsBackend:
 
 
 class TransformersBackend:
-    """A local chat model as judge (greedy), its prompts generated ``batch_size`` at a time by the engine."""
+    """A local chat model as judge (greedy), its prompts generated ``batch_size`` at a time by the transformers
+    engine backend (``kick_hub.backends.make_engine``; only the ``Backend`` protocol is used)."""
 
     def __init__(self, model: str, max_new_tokens: int = 256, batch_size: int = 8) -> None:
-        from kick_hub.engine import Engine
+        from kick_hub.backends import make_engine
 
         self.name = f"transformers:{model}"
         self.cache_id = f"{self.name} max_new_tokens={max_new_tokens} greedy"
-        self.engine = Engine.from_name(model, batch_size=_check_count(batch_size, "judge-concurrency"))
+        self.engine = make_engine(model, "transformers", batch_size=_check_count(batch_size, "judge-concurrency"))
         self.max_new_tokens = max_new_tokens
 
     @staticmethod
@@ -604,7 +605,7 @@ class TransformersBackend:
             seconds = (time.perf_counter() - began) / len(chunk)
             for j, (p, text) in enumerate(zip(chunk, texts)):
                 done = Completion(text, self.engine.count_tokens(p, chat=True),
-                                  len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"]), 1, seconds)
+                                  len(self.engine.tokenize(text)), 1, seconds)
                 out.append(done)
                 if on_done is not None:
                     on_done(start + j, done)

@@ -22,6 +22,10 @@ and a sign-flip test's sums are exact whole numbers, so the same inputs give the
   ``relative_mean_difference`` (two variants), ``relative_difference`` (two tasks), each from tests of the right
   size; ``examples_needed`` (the number of examples at which a difference of a given size would be significant
   with 80 % power).
+- Beyond the mean: ``flips`` (answers of a 0/1 metric that went right -> wrong and wrong -> right, McNemar's ``b``
+  and ``c``, with exact Clopper-Pearson intervals on their rates), ``changes`` (graded scores: outputs that changed
+  and scores that moved by more than ``FLIP_THRESHOLD``) and ``recognition`` (mcq-reasoning right by
+  log-likelihood and / or by generation, and the right option's log-likelihood rank).
 - Fewer than 2 examples: a value has no interval; ``Estimate.reason`` / ``Paired.reason`` say why. No function
   returns NaN.
 """
@@ -116,7 +120,8 @@ class Series:
     ``kind``: ``mean`` (the metric is the mean of ``values``, shape ``[n]``), ``perplexity`` (``exp(sum values /
     sum weights)``: values are per-text NLL sums in nats, weights their predicted tokens), ``nll`` (the same ratio
     without ``exp``) or ``corpus`` (``corpus(texts)``, a statistic of the whole set of outputs such as distinct-n;
-    ``values`` unused)."""
+    ``values`` unused). ``texts``: the outputs, one per example (a corpus statistic's input; for a per-example
+    metric ``series`` records the output each score was given to, which ``changes`` compares)."""
 
     ids: list
     values: np.ndarray
@@ -239,11 +244,23 @@ def series(task: str, metric: str, samples: list[dict]) -> Series | None:
         get = lambda s: _num(s.get(name))  # noqa: E731
     else:
         return None
+    out_field = output_field(FIELDS.get(task, {}).get(metric, "score"))
+    texts = []
     for k, s in enumerate(scored):
         v = get(s)
         if v is not None:
-            ids.append(_key(s, k)), vals.append(v)
-    return Series(_unique(ids), np.array(vals, dtype=np.float64)) if ids else None
+            ids.append(_key(s, k)), vals.append(v), texts.append(str(s.get(out_field, "")))
+    return Series(_unique(ids), np.array(vals, dtype=np.float64), texts=texts) if ids else None
+
+
+def output_field(score_field: str) -> str:
+    """The sample field holding the output a per-example score was given to: ``closed_book_output`` for the
+    closed-book scores, ``output_<protocol>`` for ``score_<protocol>``, else ``output``."""
+    if score_field.startswith("closed_book_"):
+        return "closed_book_output"
+    if score_field.startswith("score_"):
+        return "output_" + score_field[6:]
+    return "output"
 
 
 def _unique(ids: list) -> list:
@@ -566,8 +583,7 @@ def paired(dense: Series, variant: Series, key: str = "", lower_is_better: bool 
     if d.kind == "corpus":
         return _swap(out, d, v, key, seed, confidence)
     if d.kind == "mean" and d.binary() and v.binary():
-        out.b = int(np.sum((d.values == 1) & (v.values == 0)))
-        out.c = int(np.sum((d.values == 0) & (v.values == 1)))
+        out.b, out.c = _discordant(d.values, v.values)
         out.p = out.p_mcnemar = mcnemar_exact(out.b, out.c)
         out.low, out.high = mcnemar_interval(out.b, out.c, n, confidence)
         out.method = "mcnemar"
@@ -601,6 +617,201 @@ def paired(dense: Series, variant: Series, key: str = "", lower_is_better: bool 
     if out.stderr is not None and dv and math.isfinite(vv) and (vv or not lower_is_better):  # delta method
         out.rel_stderr = out.stderr * (abs(dv) / vv ** 2 if lower_is_better else 1 / abs(dv))
     return out
+
+
+def _discordant(dense: np.ndarray, variant: np.ndarray) -> tuple[int, int]:
+    """McNemar's discordant counts of two 0/1 vectors on the same examples: ``b`` right under dense only (right ->
+    wrong), ``c`` right under the variant only (wrong -> right). ``paired`` and ``flips`` both count with it."""
+    return int(np.sum((dense == 1) & (variant == 0))), int(np.sum((dense == 0) & (variant == 1)))
+
+
+# ----------------------------------------------------------------- flips: answers that changed, not just the mean
+FLIP_THRESHOLD = 0.1  # a graded score (ROUGE-L, F1, on [0, 1]) "moved" when |variant - dense| > 0.1
+FLIP_SHARE = 0.05  # accuracy hides flips when it is within noise while significantly more than 5 % of answers flip
+
+
+@functools.lru_cache(maxsize=4096)
+def proportion_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a rate ``k / n``: at least ``confidence`` coverage for every n and
+    rate, where Wald and Wilson fall below it for the small counts flips usually are, and the same construction as
+    McNemar's interval (``mcnemar_interval``). Its beta-quantile form, equal to ``scipy.stats.binomtest(k, n)
+    .proportion_ci(method="exact")``, which finds the same ends by root finding 20 times slower (a report asks for
+    thousands). Raises ValueError unless ``0 <= k <= n`` and ``n >= 1``."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"k, n: need 0 <= k <= n and n >= 1, got {k}, {n}")
+    from scipy.stats import beta
+
+    tail = (1 - confidence) / 2
+    low = float(beta.ppf(tail, k, n - k + 1)) if k > 0 else 0.0
+    high = float(beta.ppf(1 - tail, k + 1, n - k)) if k < n else 1.0
+    return low, high
+
+
+@dataclass(frozen=True)
+class Flips:
+    """How many answers of a 0/1 metric changed between dense and a variant on the examples both scored (Dutta et
+    al. 2024, "Accuracy is not all you need", arXiv 2407.09141): ``right_to_wrong`` (McNemar's ``b``, right under
+    dense only) and ``wrong_to_right`` (``c``) of ``n``, their rates and the rate of either (``flipped``), each with
+    its exact Clopper-Pearson interval (``proportion_interval``) at ``confidence``. The accuracy change is
+    ``(wrong_to_right - right_to_wrong) / n``: equal counts keep the accuracy while changing many answers."""
+
+    n: int
+    right_to_wrong: int
+    wrong_to_right: int
+    dense: float | None  # the accuracies on the shared examples (None when there are none)
+    variant: float | None
+    confidence: float = CONFIDENCE
+
+    @property
+    def flipped(self) -> int:
+        """Examples whose answer changed either way (``b + c``)."""
+        return self.right_to_wrong + self.wrong_to_right
+
+    def rate(self, which: str) -> float:
+        """``which`` (``right_to_wrong``, ``wrong_to_right`` or ``flipped``) / n; 0.0 when n = 0."""
+        return getattr(self, which) / self.n if self.n else 0.0
+
+    def interval(self, which: str) -> tuple[float, float] | None:
+        """The Clopper-Pearson interval of ``rate(which)``; None when n = 0."""
+        return proportion_interval(getattr(self, which), self.n, self.confidence) if self.n else None
+
+    @property
+    def p(self) -> float:
+        """McNemar's exact p of the accuracy change (``mcnemar_exact(right_to_wrong, wrong_to_right)``)."""
+        return mcnemar_exact(self.right_to_wrong, self.wrong_to_right)
+
+    def hidden(self, share: float = FLIP_SHARE) -> bool:
+        """Whether the accuracy hides the flips: its change is within noise (McNemar's p >= 1 - confidence, so the
+        paired interval holds 0) while the share of answers that flipped is significantly above ``share`` (the
+        lower end of its interval exceeds it)."""
+        ci = self.interval("flipped")
+        return ci is not None and ci[0] > share and self.p >= 1 - self.confidence
+
+    def to_dict(self) -> dict:
+        """The JSON-ready fields: counts, rates, ``<which>_low`` / ``<which>_high`` intervals, McNemar's p."""
+        out: dict = {"n": self.n, "dense": self.dense, "variant": self.variant, "interval": "clopper-pearson",
+                     "confidence": self.confidence, "p_mcnemar": self.p, "hidden": self.hidden()}
+        for which in ("right_to_wrong", "wrong_to_right", "flipped"):
+            ci = self.interval(which)
+            out |= {which: getattr(self, which), f"{which}_rate": self.rate(which),
+                    f"{which}_low": None if ci is None else ci[0], f"{which}_high": None if ci is None else ci[1]}
+        return out
+
+
+def flips(dense: Series, variant: Series, confidence: float = CONFIDENCE) -> Flips:
+    """The answers of a 0/1 metric that flipped between ``dense`` and ``variant`` on the examples both scored
+    (matched by id as ``paired`` matches them, and counted by the same rule, so ``right_to_wrong`` / ``wrong_to_right``
+    equal ``paired(dense, variant).b`` / ``.c``). Raises ValueError when either series is not a 0/1 metric
+    (``Series.binary``; graded scores: ``changes``)."""
+    if not (dense.binary() and variant.binary()):
+        raise ValueError("dense, variant: flips count 0/1 metrics only (graded scores: stats.changes)")
+    have = set(variant.ids)
+    ids = [i for i in dense.ids if i in have]
+    d, v = dense.subset(ids).values, variant.subset(ids).values
+    b, c = _discordant(d, v)
+    return Flips(len(ids), b, c, float(d.mean()) if len(ids) else None, float(v.mean()) if len(ids) else None,
+                 confidence)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """How a graded score's answers changed between dense and a variant on the examples both scored: ``changed``
+    (the output text differs), ``fell`` / ``rose`` (the text differs and the score moved down / up by more than
+    ``threshold``, ``FLIP_THRESHOLD`` on a 0-1 scale), of ``n``; rates with Clopper-Pearson intervals as ``Flips``."""
+
+    n: int
+    changed: int
+    fell: int
+    rose: int
+    threshold: float = FLIP_THRESHOLD
+    confidence: float = CONFIDENCE
+
+    @property
+    def moved(self) -> int:
+        """Examples whose text changed and whose score moved by more than ``threshold`` either way."""
+        return self.fell + self.rose
+
+    def rate(self, which: str) -> float:
+        """``which`` (``changed``, ``fell``, ``rose`` or ``moved``) / n; 0.0 when n = 0."""
+        return getattr(self, which) / self.n if self.n else 0.0
+
+    def interval(self, which: str) -> tuple[float, float] | None:
+        """The Clopper-Pearson interval of ``rate(which)``; None when n = 0."""
+        return proportion_interval(getattr(self, which), self.n, self.confidence) if self.n else None
+
+    def to_dict(self) -> dict:
+        """The JSON-ready fields: counts, rates, intervals and the threshold."""
+        out: dict = {"n": self.n, "threshold": self.threshold, "interval": "clopper-pearson",
+                     "confidence": self.confidence}
+        for which in ("changed", "fell", "rose", "moved"):
+            ci = self.interval(which)
+            out |= {which: getattr(self, which), f"{which}_rate": self.rate(which),
+                    f"{which}_low": None if ci is None else ci[0], f"{which}_high": None if ci is None else ci[1]}
+        return out
+
+
+def changes(dense: Series, variant: Series, threshold: float = FLIP_THRESHOLD,
+            confidence: float = CONFIDENCE) -> Changes:
+    """The examples of a graded metric whose output text changed, and of those the ones whose score moved by more
+    than ``threshold`` (``|variant - dense| > threshold``), on the examples both scored (matched by id). Both
+    series need their outputs (``Series.texts``, which ``series`` fills from the samples); raises ValueError
+    otherwise or for a series that is not a per-example mean."""
+    if dense.kind != "mean" or variant.kind != "mean" or dense.texts is None or variant.texts is None:
+        raise ValueError("dense, variant: changes need per-example scores with their output texts")
+    have = set(variant.ids)
+    ids = [i for i in dense.ids if i in have]
+    d, v = dense.subset(ids), variant.subset(ids)
+    text = np.array([a != b for a, b in zip(d.texts, v.texts)], dtype=bool)
+    delta = v.values - d.values
+    return Changes(len(ids), int(text.sum()), int(np.sum(text & (delta < -threshold))),
+                   int(np.sum(text & (delta > threshold))), threshold, confidence)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One model's multiple-choice answers under both protocols ("Benchmark Illusion", arXiv 2606.17609): the 2x2
+    table of right by log-likelihood (``loglik``) and by generation (``generate``) on the questions scored under
+    both: ``both``, ``loglik_only`` ("knows it but cannot say it"), ``generate_only``, ``neither`` (sum ``n``);
+    ``ranks``: how many questions put the right option at rank 1, 2, ... under log-likelihood (1 = the highest),
+    over the questions whose rank is recorded (``rank_loglik``; empty when none is)."""
+
+    n: int
+    both: int
+    loglik_only: int
+    generate_only: int
+    neither: int
+    ranks: dict = field(default_factory=dict)
+
+    def mean_rank(self) -> float | None:
+        """The mean rank of the right option under log-likelihood; None without recorded ranks."""
+        total = sum(self.ranks.values())
+        return sum(r * k for r, k in self.ranks.items()) / total if total else None
+
+    def to_dict(self) -> dict:
+        """The JSON-ready fields (``ranks`` keyed by the rank as a string)."""
+        return {"n": self.n, "both": self.both, "loglik_only": self.loglik_only,
+                "generate_only": self.generate_only, "neither": self.neither,
+                "ranks": {str(r): k for r, k in sorted(self.ranks.items())}, "mean_rank": self.mean_rank()}
+
+
+def recognition(samples: list[dict]) -> Recognition | None:
+    """The 2x2 table of ``Recognition`` from mcq-reasoning's sample records (``score_loglik``, ``score_generate``
+    and ``rank_loglik`` of ``--mcq-protocols loglik generate``), over the questions scored under both (no
+    ``skipped``, both scores 0 or 1); None when no record holds both."""
+    cells = {(1, 1): 0, (1, 0): 0, (0, 1): 0, (0, 0): 0}
+    ranks: dict[int, int] = {}
+    for s in samples:
+        a, b = s.get("score_loglik"), s.get("score_generate")
+        if "skipped" in s or a not in (0, 1) or b not in (0, 1) or isinstance(a, bool) or isinstance(b, bool):
+            continue
+        cells[int(a), int(b)] += 1
+        r = s.get("rank_loglik")
+        if isinstance(r, int) and not isinstance(r, bool) and r >= 1:
+            ranks[r] = ranks.get(r, 0) + 1
+    n = sum(cells.values())
+    if not n:
+        return None
+    return Recognition(n, cells[1, 1], cells[1, 0], cells[0, 1], cells[0, 0], dict(sorted(ranks.items())))
 
 
 def _ppl_change(dense_ppl: float, shift: float) -> float:

@@ -6,6 +6,7 @@ Context: the question is the whole prompt and is never cut; one that does not fi
 
 from __future__ import annotations
 
+from kick_hub.backends import Backend
 from kick_hub.scoring.qa import contains, exact_match, score_factoid
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
@@ -23,7 +24,7 @@ def score(record: dict, output: str) -> float:
     return exact_match(output, record["answers"])
 
 
-def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+def run(engine: Backend, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
     """Exact match (and LLM-KICK's containment) over the questions that fit the context; samples of questions not
     scored carry ``skipped``."""
     check_protocol(SPEC, protocol)

@@ -1,7 +1,8 @@
 """Fitting prompts into the model's context: the one place the tasks shorten what a model reads.
 
-The engine never cuts a prompt (``Engine.encode`` raises). Each task fits its prompts here first, with a stated rule
-that keeps the beginning of what the model must see (task header, instruction) and the question at the end:
+The engine never cuts a prompt (a ``kick_hub.backends.Backend`` raises). Each task fits its prompts here first, with a
+stated rule that keeps the beginning of what the model must see (task header, instruction) and the question at the
+end:
 
 - few-shot prompts (mcq-reasoning, both protocols): drop whole solved examples from the end, keeping the first
   ``k`` that fit, as hendrycks/test and LLM-KICK's MMLU script do (``while crop(prompt) != prompt: k -= 1``);
@@ -21,6 +22,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 
+from kick_hub.backends import Backend
+
 SKIPPED = "prompt does not fit the model's context"
 
 
@@ -28,7 +31,7 @@ class ContextWarning(UserWarning):
     """Some prompts of a task run were shortened or skipped to fit the model's context."""
 
 
-def fit_shots(engine, build: Callable[[int], str], num_shots: int, reserve: int,
+def fit_shots(engine: Backend, build: Callable[[int], str], num_shots: int, reserve: int,
               chat: bool = False) -> tuple[str | None, int]:
     """``(prompt, k)`` for the largest ``k <= num_shots`` whose ``build(k)`` (header, the first ``k`` shots, the
     question) fits the context with ``reserve`` tokens to spare; ``(None, 0)`` when even ``build(0)`` does not fit.
@@ -41,7 +44,7 @@ def fit_shots(engine, build: Callable[[int], str], num_shots: int, reserve: int,
     return None, 0
 
 
-def fit_passage(engine, build: Callable[[str], str], passage: str, reserve: int,
+def fit_passage(engine: Backend, build: Callable[[str], str], passage: str, reserve: int,
                 chat: bool = False) -> tuple[str | None, str, int]:
     """``(prompt, kept passage, truncated_tokens)``: ``build(passage)`` when it fits the context with ``reserve``
     tokens to spare, else ``build`` of the passage's longest token prefix that fits (its tail dropped; the text
@@ -51,7 +54,7 @@ def fit_passage(engine, build: Callable[[str], str], passage: str, reserve: int,
     whole = build(passage)
     if engine.count_tokens(whole, chat) <= room:
         return whole, passage, 0
-    prefixes = _token_prefixes(engine.tokenizer, passage)
+    prefixes = engine.token_prefixes(passage)
     n = len(prefixes) - 1
 
     def fits(k: int) -> bool:
@@ -69,20 +72,10 @@ def fit_passage(engine, build: Callable[[str], str], passage: str, reserve: int,
     return build(prefixes[lo]), prefixes[lo], n - lo
 
 
-def fit_whole(engine, prompt: str, reserve: int, chat: bool = False) -> str | None:
+def fit_whole(engine: Backend, prompt: str, reserve: int, chat: bool = False) -> str | None:
     """``prompt`` when it fits the context with ``reserve`` tokens to spare, else ``None`` (not scored): a prompt
     with no shots or passage to give up (a question, an instruction) is never cut."""
     return prompt if engine.count_tokens(prompt, chat) <= engine.room(reserve) else None
-
-
-def _token_prefixes(tokenizer, text: str) -> list[str]:
-    """``text`` cut after 0, 1, ..., n of its tokens (character offsets on fast tokenizers, so the kept text is the
-    original string; decoding otherwise)."""
-    if getattr(tokenizer, "is_fast", False):
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        return [""] + [text[:end] for _, end in offsets]
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return [""] + [tokenizer.decode(ids[:k]) for k in range(1, len(ids) + 1)]
 
 
 def kept(prompts: Sequence[str | None]) -> list[int]:
@@ -101,7 +94,7 @@ def spread(values: Sequence, idx: Sequence[int], n: int, fill=None) -> list:
     return out
 
 
-def warn_once(task: str, engine, total: int, shortened: int, skipped: int, how: str) -> None:
+def warn_once(task: str, engine: Backend, total: int, shortened: int, skipped: int, how: str) -> None:
     """One ``ContextWarning`` per task run when prompts were shortened (``how``) or skipped."""
     if not shortened and not skipped:
         return

@@ -11,6 +11,7 @@ empty passage, or closed book, is not scored (sample ``skipped``). See ``kick_hu
 
 from __future__ import annotations
 
+from kick_hub.backends import Backend
 from kick_hub.scoring.qa import exact_match, f1, score_icra
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
@@ -28,7 +29,7 @@ def score(record: dict, output: str) -> float:
     return exact_match(output.strip(), record["answers"])
 
 
-def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+def run(engine: Backend, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
     """Open- and closed-book EM/F1 over the questions whose prompts fit the context; samples record
     ``truncated_tokens`` (passage tokens dropped), ``shortened`` and, for questions not scored, ``skipped``."""
     check_protocol(SPEC, protocol)

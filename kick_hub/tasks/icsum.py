@@ -9,6 +9,7 @@ an empty story is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` an
 
 from __future__ import annotations
 
+from kick_hub.backends import Backend
 from kick_hub.scoring.text import rouge, rouge_per_example
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
@@ -26,7 +27,7 @@ def score(record: dict, output: str) -> float:
     return rouge_per_example([output.strip()], [record["reference"]])[0]
 
 
-def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
+def run(engine: Backend, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
     """ROUGE overall and per bucket (and the judge's numbers, ``JudgeResult.scores``) over the stories whose prompt
     fits the context; samples record ``truncated_tokens`` (story tokens dropped), ``shortened``, the judge's fields
     (``JudgeResult.sample``) and, for stories not scored, ``skipped``."""

@@ -7,6 +7,7 @@ for ``max_new_tokens`` is not scored (sample ``skipped``, counted in the output'
 
 from __future__ import annotations
 
+from kick_hub.backends import Backend
 from kick_hub.scoring.text import diversity, rouge, rouge_per_example
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
@@ -24,7 +25,7 @@ def score(record: dict, output: str) -> float:
     return rouge_per_example([output.strip()], [record["reference"]])[0]
 
 
-def run(engine, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
+def run(engine: Backend, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
     """ROUGE-L, diversity (and the judge's numbers, ``JudgeResult.scores``: a pairwise prompt asked in both orders)
     over the instructions that fit the context; samples carry the judge's fields (``JudgeResult.sample``), and those
     of instructions not scored carry ``skipped``."""

@@ -16,6 +16,9 @@ no shots is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` and docs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from kick_hub.backends import Backend
 from kick_hub.scoring.mcq import LETTERS, extract_letter, score_mcq
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_shots, kept, sample_fields, spread, warn_once
@@ -63,14 +66,23 @@ def score(record: dict, output: str) -> float:
     return float(extract_letter(output) == record["answer"])
 
 
-def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int | None = None,
+def answer_rank(logprobs: Sequence[float], answer: int) -> int:
+    """The rank (1 = first) of option ``answer`` among ``logprobs`` (one log-likelihood per option), ties broken as
+    the prediction breaks them (the earlier option first), so rank 1 is exactly "the log-likelihood protocol picks
+    it"."""
+    mine = logprobs[answer]
+    return 1 + sum(1 for j, x in enumerate(logprobs) if x > mine or (x == mine and j < answer))
+
+
+def run(engine: Backend, records: list[dict], protocol: str = "default", num_fewshot: int | None = None,
         protocols: list[str] | None = None, **_) -> tuple[dict, list[dict]]:
     """Accuracy (overall, per subject, per category) over the questions whose prompt fits the context; samples
     record ``shots`` (solved examples in the prompt), ``shortened`` and, for questions not scored, ``skipped``.
 
     ``protocols`` (names of ``MCQ_PROTOCOLS``): also score the questions under each, adding ``accuracy_<name>`` to
     the scores and ``score_<name>`` / ``output_<name>`` to the samples (the one matching ``protocol`` reuses its
-    predictions); ``accuracy`` stays ``protocol``'s."""
+    predictions); ``accuracy`` stays ``protocol``'s. Under the log-likelihood protocol each scored sample also records
+    ``rank_loglik``, the rank of the right option (``answer_rank``; 1 = the prediction)."""
     check_protocol(SPEC, protocol)
     protocols = check_mcq_protocols(protocols)
     if protocols:
@@ -85,13 +97,15 @@ def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int
                 sample[f"output_{name}"] = other["output"]
                 if "score" in other:
                     sample[f"score_{name}"] = other["score"]
+                if "rank_loglik" in other:
+                    sample["rank_loglik"] = other["rank_loglik"]
         return scores, samples
     shots = SPEC.num_fewshot if num_fewshot is None else num_fewshot
     choices = [f" {l}" for l in LETTERS]
     if protocol == "llm-kick":
         reserve = SPEC.max_new_tokens
     else:  # the longest option continuation must fit after the prompt
-        reserve = max(len(engine.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in choices)
+        reserve = max(len(engine.tokenize(c)) for c in choices)
     wanted = [min(shots, len(r.get("fewshot", []))) for r in records]
     fitted = [fit_shots(engine, lambda k, r=r: build_prompt(r, k), w, reserve) for r, w in zip(records, wanted)]
     prompts = [p for p, _ in fitted]
@@ -100,10 +114,13 @@ def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int
     if protocol == "llm-kick":
         outputs = engine.generate(scored_prompts, SPEC.max_new_tokens, progress=SPEC.id)
         preds = [extract_letter(o) for o in outputs]
+        ranks = None
     else:
         logprobs = engine.choice_logprobs(scored_prompts, choices, progress=SPEC.id)
         preds = [LETTERS[max(range(4), key=lp.__getitem__)] for lp in logprobs]
         outputs = preds
+        ranks = spread([answer_rank(lp, LETTERS.index(records[i]["answer"])) for lp, i in zip(logprobs, idx)],
+                       idx, len(records))
     scores = score_mcq(preds, [records[i]["answer"] for i in idx], [records[i]["subject"] for i in idx])
     per_example = spread(scores.pop("per_example"), idx, len(records))
     outputs = spread(outputs, idx, len(records), "")
@@ -116,10 +133,12 @@ def run(engine, records: list[dict], protocol: str = "default", num_fewshot: int
             used[r["subject"]] = min(k, used.get(r["subject"], k))
     scores["shots_per_subject"] = dict(sorted(used.items()))
     samples = []
-    for r, (p, k), o, s, short in zip(records, fitted, outputs, per_example, shortened):
+    for j, (r, (p, k), o, s, short) in enumerate(zip(records, fitted, outputs, per_example, shortened)):
         sample = {"id": r["id"], "prompt": p if p is not None else build_prompt(r, 0), "output": o,
                   "reference": r["answer"], **sample_fields(p, short, shots=k)}
         if p is not None:
             sample["score"] = s
+            if ranks is not None:
+                sample["rank_loglik"] = ranks[j]
         samples.append(sample)
     return scores, samples

@@ -1,6 +1,6 @@
 """Perplexity on a text set (WikiText-style): the metric LLM-KICK shows to hide knowledge loss.
 
-Context: a text longer than the model's context is never cut; ``Engine.perplexity`` scores it in strided windows
+Context: a text longer than the model's context is never cut; ``Backend.perplexity`` scores it in strided windows
 (Hugging Face's fixed-length-model perplexity guide) so every token counts, and each sample records ``windows``.
 A model whose loss overflows ``exp`` reports ``perplexity`` as ``inf`` with a finite ``nll``.
 """
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 
+from kick_hub.backends import Backend
 from kick_hub.tasks import SPECS, check_protocol
 
 SPEC = SPECS["perplexity"]
 
 
-def run(engine, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
+def run(engine: Backend, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
     """Corpus perplexity, mean NLL and token count; each sample holds its text's perplexity (``score``),
     ``windows``, ``tokens`` (predicted tokens) and ``nll`` (summed NLL in nats; absent when the perplexity
     overflows)."""

@@ -57,12 +57,12 @@ def format_info(data: dict) -> str:
 def measure(path: str, limit: int | None = None, batch_size: int = 32) -> dict:
     """Evaluate a world model on every task (main split, plus the held-out paraphrase split of the tasks that have
     one: factoid-qa and mcq-reasoning) and store ``scores.json`` beside it."""
-    from kick_hub.engine import Engine
+    from kick_hub.backends import make_engine
     from kick_hub import versions
     from kick_hub.evaluation import evaluate
     from kick_hub.tasks import SPECS
 
-    engine = Engine.from_name(path, batch_size=batch_size)
+    engine = make_engine(path, batch_size=batch_size)
     main = evaluate(engine, "all", "world", limit)["results"]
     heldout = evaluate(engine, [t for t, s in SPECS.items() if s.sources.heldout], "world-heldout", limit)["results"]
     scores = {t: {m: r[m] for m in SPECS[t].metrics if m in r} for t, r in main.items()}
