@@ -26,7 +26,7 @@ LIMITS = ["--limit", "8", "--nsamples", "8", "--seqlen", "128"]
 ARGS = ["--methods", "magnitude", "wanda", "--sparsities", "0.3", "0.6", "--patterns", "--bits", "--tasks", *TASKS,
         *LIMITS]
 MAGNITUDE = ["--methods", "magnitude", "--sparsities", "0.3", "0.6", "--patterns", "--bits", "--tasks", *TASKS,
-             *LIMITS]
+             "--limit", "8"]  # magnitude reads no calibration: --nsamples / --seqlen would be refused
 
 
 def _free_port() -> int:

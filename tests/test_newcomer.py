@@ -104,6 +104,14 @@ def test_bench_option_no_method_uses_is_refused(tmp_path, args, unused):
 
 
 @pytest.mark.unit
+def test_bench_calibration_options_no_cell_reads_are_refused(tmp_path):
+    out = kick("bench", "--run-dir", str(tmp_path / "r"), "--methods", "magnitude", "--sparsities", "0.5",
+               "--patterns", "--tasks", "factoid-qa", "--nsamples", "8")
+    assert out.returncode == 2 and "calibration: --nsamples not used by magnitude" in out.stderr, out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.unit
 def test_read_only_outputs_name_their_option(tmp_path):
     out = kick("lm-eval-tasks", "--output", "/proc/kick-tasks")
     assert out.returncode == 2 and "argument --output" in out.stderr and "not writable" in out.stderr

@@ -118,7 +118,6 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
     from kick_hub.device import resolve as resolve_placement
     from kick_hub.engine import resolve_model
 
-    check_calibration_options(specs, calibration, nsamples, seqlen)
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
     config = AutoConfig.from_pretrained(resolve_model(model_name))
