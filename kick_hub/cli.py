@@ -201,6 +201,9 @@ def cmd_evaluate(args) -> int:
 
     task_names = resolve_tasks(args.task)  # validate names before loading anything
     _check_mcq_protocols(args, task_names)
+    from kick_hub.data import check_source
+
+    check_source(args.data)
     from kick_hub.models import cache_root
     from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
 

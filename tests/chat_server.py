@@ -81,26 +81,14 @@ class ChatServer:
             self.outcomes.append("body" if isinstance(failure, dict) else failure or "200")
             answered = self.outcomes.count("200")
         if isinstance(failure, dict):  # a 200 whose body says the endpoint failed
-            payload = json.dumps(failure).encode()
-            handler.send_response(200)
-            handler.send_header("retry-after-ms", "20")
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
+            _send_json(handler, 200, failure, retry_after=True)
             return
         if failure == "drop":
             handler.close_connection = True  # no status line at all: the client sees the connection end
             return
         if failure in ("429", "500"):
-            payload = json.dumps({"error": {"message": f"injected {failure}", "type": "test"}}).encode()
-            handler.send_response(int(failure))
-            if failure == "429":
-                handler.send_header("retry-after-ms", "20")
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(payload)))
-            handler.end_headers()
-            handler.wfile.write(payload)
+            _send_json(handler, int(failure), {"error": {"message": f"injected {failure}", "type": "test"}},
+                       retry_after=failure == "429")
             return
         if failure == "slow":
             time.sleep(SLOW)  # the client has given up by now; the answer below goes nowhere
@@ -144,3 +132,15 @@ class ChatServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _send_json(handler, status: int, body: dict, retry_after: bool = False) -> None:
+    """Answer ``handler``'s request with ``status`` and ``body`` as JSON (``retry-after-ms: 20`` when asked)."""
+    payload = json.dumps(body).encode()
+    handler.send_response(status)
+    if retry_after:
+        handler.send_header("retry-after-ms", "20")
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)

@@ -68,3 +68,21 @@ def small_run(tmp_path_factory) -> Path:
     report.write(store, run_dir)
     store.close()
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def app(small_run):
+    """The Space on 127.0.0.1 over ``small_run`` (one per test module): (url, run dir, gradio Blocks)."""
+    from kick_hub import space
+
+    demo, url = space.launch(small_run, port=None, block=False)
+    yield url, small_run, demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """A ``gradio_client.Client`` of ``app``."""
+    from gradio_client import Client
+
+    return Client(app[0], verbose=False)

@@ -66,9 +66,10 @@ def test_other_data_and_limit_are_refused_and_nothing_is_relabelled(measured, ca
 @pytest.mark.parametrize("args, stored, asked", [
     (["--protocol", "llm-kick"], "protocol=default", "protocol=llm-kick"),
     (["--batch-size", "8"], "batch-size=32", "batch-size=8"),
-    (["--calibration", "c4"], "calibration=world", "calibration=c4"),
-    (["--nsamples", "8"], "nsamples=default", "nsamples=8"),
-    (["--seqlen", "64"], "seqlen=default", "seqlen=64"),
+    # calibration settings need a cell that calibrates (for magnitude alone they are refused as unread)
+    (["--methods", "magnitude", "wanda", "--calibration", "c4"], "calibration=world", "calibration=c4"),
+    (["--methods", "magnitude", "wanda", "--nsamples", "8"], "nsamples=default", "nsamples=8"),
+    (["--methods", "magnitude", "wanda", "--seqlen", "64"], "seqlen=default", "seqlen=64"),
     (["--model", "{other}"], "model=world", "model=other-model"),  # a loadable model: the world's, copied
     (["--task-limit", "factoid-qa=2"], "limit=3 (factoid-qa)", "limit=2 (factoid-qa)"),
 ])
@@ -240,5 +241,7 @@ def test_variants_cached_under_other_settings_are_not_reused(tmp_path):
     cached = sweep.variant_dir(other, spec.label)
     cached.mkdir(parents=True)
     (cached / "kick_manifest.json").write_text(json.dumps({"spec": spec.to_dict()}))
-    sweep.run("world", other, dense, ["factoid-qa"], limit=1, calibration="c4", progress=False).close()
-    assert not cached.exists() and not (other / "variants").exists()
+    # other calibration settings (read by the wanda cell: a plan no cell of which calibrates refuses them)
+    wanda = [*dense, Cell("wanda-50", CompressSpec("wanda", sparsity=0.5))]
+    sweep.run("world", other, wanda, ["factoid-qa"], limit=1, nsamples=4, seqlen=32, progress=False).close()
+    assert not cached.exists() and sorted(p.name for p in (other / "variants").iterdir()) == ["wanda-50"]

@@ -4,7 +4,6 @@ output that holds the user's files, a run dir or judge output that cannot be wri
 
 import errno
 import json
-from pathlib import Path
 
 import pytest
 

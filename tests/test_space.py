@@ -10,25 +10,12 @@ from pathlib import Path
 import pytest
 
 gr = pytest.importorskip("gradio")
-from gradio_client import Client  # noqa: E402
 
 from kick_hub import data, space, tasks  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
 from tests.conftest import HANG_MS, HANG_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def app(small_run):
-    demo, url = space.launch(small_run, port=None, block=False)
-    yield url, small_run, demo
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app[0], verbose=False)
 
 
 def test_compare_streams_identical_greedy_outputs_with_scores(client, app):

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 gr = pytest.importorskip("gradio")
-from gradio_client import Client  # noqa: E402
 
 from kick_hub import data, space, tasks  # noqa: E402
 from kick_hub.bench import report  # noqa: E402
@@ -21,18 +20,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason="Debian chromium is not installed (apt-get install chromium)")
 WAIT_MS = HANG_MS  # only catches a hang: every wait is for an event, never a verdict on timing
-
-
-@pytest.fixture(scope="module")
-def app(small_run):
-    demo, url = space.launch(small_run, port=None, block=False)
-    yield url, small_run, demo
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app[0], verbose=False)
 
 
 # ---------------------------------------------------------------- what a browser row shows

@@ -122,6 +122,9 @@ class SweepConfig:
         check_keep(self.keep_variants, self.push)
         check_executor(self.executor, self.threads, {k: getattr(self, k) for k in RAY_DEFAULTS})
         check_mcq_protocols(self.mcq_protocols, self.tasks)
+        from kick_hub.data import check_source
+
+        check_source(self.data)
         from kick_hub.compress.pipeline import check_calibration_options  # no cell reads them: refused, not dropped
 
         check_calibration_options([c.spec for c in self.cells if c.spec is not None], self.calibration,

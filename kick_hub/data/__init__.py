@@ -555,6 +555,16 @@ def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
     return hub.records(rows, name, hub.split, dev)
 
 
+def check_source(source: str) -> str:
+    """``source`` when it names a data source ``load`` can read (``world`` / ``world-heldout``, ``hub`` /
+    ``hub:<dataset id>``, an existing path); a ValueError naming ``data`` otherwise, so a typo fails before any
+    model is loaded."""
+    if source in WORLD_SOURCES or source == "hub" or source.startswith("hub:") or os.path.exists(source):
+        return source
+    raise ValueError(f"data: {source!r} is neither {list(WORLD_SOURCES)}, 'hub', 'hub:<dataset id>' nor an "
+                     f"existing path")
+
+
 def load(task: str, source: str = "world", limit: int | None = None) -> list[dict]:
     """Records of task ``task`` (its id, e.g. ``factoid-qa``) from ``source``: ``world`` / ``world-heldout``, a
     local path (a dataset's file or folder, or a data root holding the task's folder), ``hub`` (the task's Hub
@@ -562,6 +572,7 @@ def load(task: str, source: str = "world", limit: int | None = None) -> list[dic
     sources = _sources(task)
     if limit is not None and (not isinstance(limit, int) or limit <= 0):
         raise ValueError(f"limit: must be a positive integer, got {limit!r}")
+    check_source(source)
     if source in WORLD_SOURCES:
         from kick_hub.world.export import data_dir
 
@@ -569,12 +580,9 @@ def load(task: str, source: str = "world", limit: int | None = None) -> list[dic
         records = sources.load(data_dir() / sub)
     elif source == "hub" or source.startswith("hub:"):
         records = load_hub(task, source[4:] or None)
-    elif os.path.exists(source):
+    else:
         sub = next((Path(source) / d for d in sources.folders if (Path(source) / d).is_dir()), None)
         records = sources.load(sub or source)
-    else:
-        raise ValueError(f"data: {source!r} is neither {list(WORLD_SOURCES)}, 'hub', 'hub:<dataset id>' nor an "
-                         f"existing path")
     return records[:limit] if limit else records
 
 
