@@ -176,3 +176,13 @@ def test_compress_options_the_method_does_not_read_are_refused(tmp_path, args, m
     out = kick("compress", *args, "--output", str(tmp_path / "v"))
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert not (tmp_path / "v").exists()
+
+
+def test_a_sweep_logged_to_a_file_has_no_cursor_codes(tmp_path):
+    """stderr not a terminal: no nested bars (their cursor-up codes stay in a log as garbage), a line per cell phase."""
+    out = kick("bench", "--run-dir", str(tmp_path / "r"), "--methods", "magnitude", "--sparsities", "0.5",
+               "--patterns", "--tasks", "factoid-qa", "--limit", "2", subprocess=True)
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stderr
+    assert [line for line in out.stderr.splitlines() if line.startswith("cell 2/2 magnitude-50: ")][:2] == [
+        "cell 2/2 magnitude-50: compressing", "cell 2/2 magnitude-50: evaluating factoid-qa"]

@@ -402,8 +402,14 @@ def _execute(config: SweepConfig, slots: int) -> Store:
 
             ray_executor.run(c, todo, commit, store, run_id, slots)
         else:
-            for cell, missing in tqdm(todo, desc="cells", unit="cell", disable=not c.progress):
-                commit(cell, run_cell(c, cell, missing))
+            # on a terminal one "cells" bar above each cell's own bars; in a log (stderr not a terminal) one line
+            # per cell phase instead, since nested bars write cursor-movement codes that a log keeps as garbage
+            terminal = c.progress and sys.stderr.isatty()
+            for k, (cell, missing) in enumerate(tqdm(todo, desc="cells", unit="cell", disable=not terminal)):
+                log = None if terminal or not c.progress else (
+                    lambda line, k=k, cell=cell: print(f"cell {k + 1}/{len(todo)} {cell.label}: {line}",
+                                                       file=sys.stderr, flush=True))
+                commit(cell, run_cell(c, cell, missing, log=log))
     except BaseException:
         store.close()
         raise
