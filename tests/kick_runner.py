@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal as _signal
 import subprocess as _subprocess
 import sys
 import traceback
@@ -103,7 +104,10 @@ def kick(*args: str, env: dict | None = None, cwd=None, check: bool = False, sub
     cmd = [sys.executable, "-m", "kick_hub.cli", *argv]
     if not wait:
         pipe = _subprocess.PIPE if capture else _subprocess.DEVNULL
-        return _subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, env=child, cwd=cwd)
+        # SIGINT as a terminal delivers it: a shell starts background jobs (a test run started with `&`, some CI
+        # runners) with SIGINT ignored, a disposition children inherit, and Python then installs no Ctrl-C handler
+        return _subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, env=child, cwd=cwd,
+                                 preexec_fn=lambda: _signal.signal(_signal.SIGINT, _signal.SIG_DFL))
     done = _subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child, cwd=cwd)
     return _checked(Run(done.returncode, done.stdout, done.stderr), check)
 
