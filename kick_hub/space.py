@@ -371,15 +371,10 @@ def results_sections(run_dir: str | Path | None) -> dict[str, tuple[str, list[st
     """The report's own tables of a run dir (``bench.report.sections``: the same cells, significance marks and
     notes as report.md), title -> (note, header, rows of cells); empty without a run dir."""
     from kick_hub.bench import report
-    from kick_hub.bench.store import Store
 
     if not run_dir or not (Path(run_dir) / FILENAME).exists():
         return {}
-    store = Store.open_readonly(run_dir)
-    try:
-        rows, dense = report.table_data(store)
-    finally:
-        store.close()
+    rows, dense = _table_data(run_dir)
     names = [t for t in report.HEADLINE if t in dense]
     losses, significant = report.first_loss(rows, names), report.first_significant_loss(rows, names)
     return {title: (note, header, body) for title, note, header, body
@@ -408,16 +403,22 @@ def sweep_figures(run_dir: str | Path | None) -> dict[str, object]:
     """The sweep report's figures of a run dir (``bench.report.figures``: file name -> matplotlib Figure, the same
     drawing as its sparsity.png and nm_quant.png); empty without a run dir. Close each with ``close_figure``."""
     from kick_hub.bench import report
-    from kick_hub.bench.store import Store
 
     if not run_dir or not (Path(run_dir) / FILENAME).exists():
         return {}
+    return report.figures(_table_data(run_dir)[0])
+
+
+def _table_data(run_dir: str | Path) -> tuple[list[dict], dict]:
+    """``bench.report.table_data`` of the run dir's store, opened read-only."""
+    from kick_hub.bench import report
+    from kick_hub.bench.store import Store
+
     store = Store.open_readonly(run_dir)
     try:
-        rows, _ = report.table_data(store)
+        return report.table_data(store)
     finally:
         store.close()
-    return report.figures(rows)
 
 
 def close_figure(fig) -> None:
