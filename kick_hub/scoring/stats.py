@@ -647,8 +647,30 @@ def proportion_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple
     return low, high
 
 
+class _Counts:
+    """Counts of ``n`` examples (fields or properties named by the caller) with their rates and exact intervals;
+    shared by ``Flips`` and ``Changes``, which have ``n`` and ``confidence``."""
+
+    def rate(self, which: str) -> float:
+        """The count ``which`` / n; 0.0 when n = 0."""
+        return getattr(self, which) / self.n if self.n else 0.0
+
+    def interval(self, which: str) -> tuple[float, float] | None:
+        """The Clopper-Pearson interval of ``rate(which)`` (``proportion_interval``); None when n = 0."""
+        return proportion_interval(getattr(self, which), self.n, self.confidence) if self.n else None
+
+    def _counts(self, *names: str) -> dict:
+        """``{name, name_rate, name_low, name_high}`` for each count ``name``: the JSON-ready form."""
+        out: dict = {}
+        for which in names:
+            ci = self.interval(which)
+            out |= {which: getattr(self, which), f"{which}_rate": self.rate(which),
+                    f"{which}_low": None if ci is None else ci[0], f"{which}_high": None if ci is None else ci[1]}
+        return out
+
+
 @dataclass(frozen=True)
-class Flips:
+class Flips(_Counts):
     """How many answers of a 0/1 metric changed between dense and a variant on the examples both scored (Dutta et
     al. 2024, "Accuracy is not all you need", arXiv 2407.09141): ``right_to_wrong`` (McNemar's ``b``, right under
     dense only) and ``wrong_to_right`` (``c``) of ``n``, their rates and the rate of either (``flipped``), each with
@@ -667,14 +689,6 @@ class Flips:
         """Examples whose answer changed either way (``b + c``)."""
         return self.right_to_wrong + self.wrong_to_right
 
-    def rate(self, which: str) -> float:
-        """``which`` (``right_to_wrong``, ``wrong_to_right`` or ``flipped``) / n; 0.0 when n = 0."""
-        return getattr(self, which) / self.n if self.n else 0.0
-
-    def interval(self, which: str) -> tuple[float, float] | None:
-        """The Clopper-Pearson interval of ``rate(which)``; None when n = 0."""
-        return proportion_interval(getattr(self, which), self.n, self.confidence) if self.n else None
-
     @property
     def p(self) -> float:
         """McNemar's exact p of the accuracy change (``mcnemar_exact(right_to_wrong, wrong_to_right)``)."""
@@ -691,11 +705,7 @@ class Flips:
         """The JSON-ready fields: counts, rates, ``<which>_low`` / ``<which>_high`` intervals, McNemar's p."""
         out: dict = {"n": self.n, "dense": self.dense, "variant": self.variant, "interval": "clopper-pearson",
                      "confidence": self.confidence, "p_mcnemar": self.p, "hidden": self.hidden()}
-        for which in ("right_to_wrong", "wrong_to_right", "flipped"):
-            ci = self.interval(which)
-            out |= {which: getattr(self, which), f"{which}_rate": self.rate(which),
-                    f"{which}_low": None if ci is None else ci[0], f"{which}_high": None if ci is None else ci[1]}
-        return out
+        return out | self._counts("right_to_wrong", "wrong_to_right", "flipped")
 
 
 def flips(dense: Series, variant: Series, confidence: float = CONFIDENCE) -> Flips:
@@ -714,7 +724,7 @@ def flips(dense: Series, variant: Series, confidence: float = CONFIDENCE) -> Fli
 
 
 @dataclass(frozen=True)
-class Changes:
+class Changes(_Counts):
     """How a graded score's answers changed between dense and a variant on the examples both scored: ``changed``
     (the output text differs), ``fell`` / ``rose`` (the text differs and the score moved down / up by more than
     ``threshold``, ``FLIP_THRESHOLD`` on a 0-1 scale), of ``n``; rates with Clopper-Pearson intervals as ``Flips``."""
@@ -731,23 +741,11 @@ class Changes:
         """Examples whose text changed and whose score moved by more than ``threshold`` either way."""
         return self.fell + self.rose
 
-    def rate(self, which: str) -> float:
-        """``which`` (``changed``, ``fell``, ``rose`` or ``moved``) / n; 0.0 when n = 0."""
-        return getattr(self, which) / self.n if self.n else 0.0
-
-    def interval(self, which: str) -> tuple[float, float] | None:
-        """The Clopper-Pearson interval of ``rate(which)``; None when n = 0."""
-        return proportion_interval(getattr(self, which), self.n, self.confidence) if self.n else None
-
     def to_dict(self) -> dict:
         """The JSON-ready fields: counts, rates, intervals and the threshold."""
         out: dict = {"n": self.n, "threshold": self.threshold, "interval": "clopper-pearson",
                      "confidence": self.confidence}
-        for which in ("changed", "fell", "rose", "moved"):
-            ci = self.interval(which)
-            out |= {which: getattr(self, which), f"{which}_rate": self.rate(which),
-                    f"{which}_low": None if ci is None else ci[0], f"{which}_high": None if ci is None else ci[1]}
-        return out
+        return out | self._counts("changed", "fell", "rose", "moved")
 
 
 def changes(dense: Series, variant: Series, threshold: float = FLIP_THRESHOLD,
