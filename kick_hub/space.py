@@ -290,7 +290,8 @@ def compare_stream(models: Models, names: list[str], prompt: str, max_new_tokens
         yield list(texts), None
     if errors:
         raise errors[0]
-    scores = [tasks.get(task).score(record, t) for t in texts] if task and record else None
+    scores = ([e["score"] for e in tasks.get(task).score([record] * len(texts), list(texts))[1]]
+              if task and record else None)
     yield list(texts), scores
 
 

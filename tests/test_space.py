@@ -32,7 +32,7 @@ def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
     for pane, (name, path) in zip(final, paths.items()):
         expected = Engine.from_name(path).generate([prompt], 12, spec.stop)[0]
         assert pane["value"] == expected  # the same greedy continuation as the batch engine
-        assert pane["label"] == f"{name} · as typed · score {tasks.get('factoid-qa').score(record, expected):.2f}"
+        assert pane["label"] == f"{name} · as typed · score {tasks.get('factoid-qa').score([record], [expected])[1][0]['score']:.2f}"
     assert final[2]["visible"] is False and final[3]["visible"] is False
 
 

@@ -9,8 +9,8 @@ scoring the importer shares with them: records, prompts and scores all come from
   carries its solved examples itself (``num_fewshot: 0`` in lm-eval).
 - ``doc_to_target``: the gold answer (an option index for mcq-reasoning's log-likelihood protocol).
 - ``process_results``: one document's scores from ``score`` (``kick_hub.scoring``).
-- ``score``: a whole task's results and per-example scores, exactly as the task's ``run`` computes them from its
-  outputs (the importer calls it on lm-eval's logged outputs).
+- ``score``: a whole task's results and per-example scores from the task module's own ``score`` (the importer
+  calls it on lm-eval's logged outputs).
 
 Context: kick fits prompts that exceed the model's context (``kick_hub.tasks.fit``: dropping shots or a passage's
 tail); lm-eval cuts a too-long prompt from the left instead. The exported prompts are kick's whole prompts, so the
@@ -111,55 +111,18 @@ def process_results(doc: dict, results: Sequence) -> dict[str, float]:
 
 def score(task: str, protocol: str, part: str, records: list[dict], outputs: list[str]) -> tuple[dict, list[dict]]:
     """``(results, per_example)`` of ``records`` given the model's ``outputs`` (generated text; option letters for
-    mcq-reasoning's log-likelihood protocol), computed as the task's ``run`` computes them: ``results`` holds the
-    task's metrics (kick's names, e.g. mcq-reasoning's ``accuracy``, ``per_subject``, ``per_category``), and
-    ``per_example`` one dict per record with each ``METRICS`` entry, ``score`` (the value a kick sample carries)
-    and ``output`` (as the task stores it: icra-qa, icsum and instruction-following strip it). Raises ValueError as
-    the scorers do (empty lists, bad references)."""
-    from kick_hub.scoring import mcq, qa, text
+    mcq-reasoning's log-likelihood protocol): the task module's own ``score``, the one ``kick evaluate`` runs
+    (``results`` in kick's names, e.g. mcq-reasoning's ``accuracy``, ``per_subject``, ``per_category``;
+    ``per_example`` one dict per record with each ``METRICS`` entry, ``score`` and ``output`` as the task stores
+    it). Raises ValueError as the scorers do (empty lists, bad references) and for perplexity (``perplexity``)."""
+    from kick_hub import tasks
 
+    if task == "perplexity":
+        raise ValueError("task: 'perplexity' is not scored from generated outputs (use ``perplexity``)")
+    module = tasks.get(task)
     if task == "factoid-qa":
-        texts = ([prompt(task, protocol, part, r) + o if o.strip() else "" for r, o in zip(records, outputs)]
-                 if protocol == "llm-kick" else list(outputs))
-        res = qa.score_factoid(texts, [r["answers"] for r in records], protocol)
-        hits = res.pop("per_example")
-        cont = [qa.contains(o, r["answers"]) for o, r in zip(outputs, records)]
-        per = [{"exact_match": h, **({"contains": c} if protocol == "default" else {}), "score": h, "output": o}
-               for h, c, o in zip(hits, cont, outputs)]
-        return res, per
-    if task == "mcq-reasoning":
-        res = mcq.score_mcq(list(outputs), [r["answer"] for r in records], [r["subject"] for r in records])
-        hits = res.pop("per_example")
-        used: dict[str, int] = {}
-        for r in records:
-            k = min(SPECS["mcq-reasoning"].num_fewshot, len(r.get("fewshot", [])))
-            used[r["subject"]] = min(k, used.get(r["subject"], k))
-        res["shots_per_subject"] = dict(sorted(used.items()))
-        return res, [{"accuracy": h, "score": h, "output": o} for h, o in zip(hits, outputs)]
-    if task == "icra-qa":
-        stripped = [o.strip() for o in outputs]
-        res = qa.score_icra(stripped, [r["answers"] for r in records], protocol)
-        em = res.pop("per_example")
-        f1 = [qa.f1(o, r["answers"]) for o, r in zip(stripped, records)]
-        return res, [{"exact_match": e, "f1": f, "score": e, "output": o} for e, f, o in zip(em, f1, stripped)]
-    if task == "icsum":
-        stripped = [o.strip() for o in outputs]
-        refs = [r["reference"] for r in records]
-        res: dict = dict(text.rouge(stripped, refs))
-        res["per_bucket"] = {}
-        for b in sorted({r["bucket"] for r in records}):
-            sel = [j for j, r in enumerate(records) if r["bucket"] == b]
-            res["per_bucket"][b] = {**text.rouge([stripped[j] for j in sel], [refs[j] for j in sel]), "n": len(sel)}
-        per = {t: text.rouge_per_example(stripped, refs, t) for t in text.ROUGE_TYPES}
-        return res, [{**{t: per[t][i] for t in text.ROUGE_TYPES}, "score": per["rougeL"][i], "output": o}
-                     for i, o in enumerate(stripped)]
-    if task == "instruction-following":
-        stripped = [o.strip() for o in outputs]
-        refs = [r["reference"] for r in records]
-        res = {"rougeL": text.rouge(stripped, refs)["rougeL"], **text.diversity(stripped)}
-        rouge_l = text.rouge_per_example(stripped, refs)
-        return res, [{"rougeL": s, "score": s, "output": o} for s, o in zip(rouge_l, stripped)]
-    raise ValueError(f"task: {task!r} is not scored from generated outputs (perplexity: ``perplexity``)")
+        return module.score(records, list(outputs), protocol, [prompt(task, protocol, part, r) for r in records])
+    return module.score(records, list(outputs), protocol)
 
 
 def perplexity(lls: Sequence[float], tokens: Sequence[int]) -> tuple[dict, list[dict]]:

@@ -7,7 +7,7 @@ Context: the question is the whole prompt and is never cut; one that does not fi
 from __future__ import annotations
 
 from kick_hub.backends import Backend
-from kick_hub.scoring.qa import contains, exact_match, score_factoid
+from kick_hub.scoring.qa import contains, score_factoid
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_whole, kept, sample_fields, spread, warn_once
 
@@ -19,9 +19,25 @@ def prompt(record: dict) -> str:
     return SPEC.prompts["prompt"].format(question=record["question"])
 
 
-def score(record: dict, output: str) -> float:
-    """One example's score under the default protocol (the Space scores outputs one by one)."""
-    return exact_match(output, record["answers"])
+def score(records: list[dict], outputs: list[str], protocol: str = "default",
+          prompts: list[str] | None = None) -> tuple[dict, list[dict]]:
+    """``(results, per_example)`` of the model's ``outputs`` (continuations) for ``records``: ``exact_match`` (and,
+    under the default protocol, ``contains``) and per example those metrics, ``score`` and ``output``. LLM-KICK matched
+    against the decoded text, which still contains the prompt (``prompts``, default ``prompt(record)``); an empty
+    continuation is no answer, so it is scored as "" (never a hit on an answer that the question itself contains).
+    Raises ValueError as ``scoring.qa.score_factoid`` does."""
+    texts = list(outputs)
+    if protocol == "llm-kick":
+        prompts = [prompt(r) for r in records] if prompts is None else prompts
+        texts = [p + o if o.strip() else "" for p, o in zip(prompts, outputs)]
+    results = score_factoid(texts, [r["answers"] for r in records], protocol)
+    hits = results.pop("per_example")
+    per = []
+    for r, o, h in zip(records, outputs, hits):
+        per.append({"exact_match": h, "score": h, "output": o})
+        if "contains" in results:  # each example's value of every reported metric (kick_hub.scoring.stats)
+            per[-1]["contains"] = contains(o, r["answers"])
+    return results, per
 
 
 def run(engine: Backend, records: list[dict], protocol: str = "default", **_) -> tuple[dict, list[dict]]:
@@ -32,20 +48,17 @@ def run(engine: Backend, records: list[dict], protocol: str = "default", **_) ->
     idx = kept(fitted)
     prompts = [fitted[i] for i in idx]
     outputs = engine.generate(prompts, SPEC.max_new_tokens, SPEC.stop, progress=SPEC.id)
-    # LLM-KICK matched against the decoded text, which still contains the prompt; an empty continuation is no
-    # answer, so it is scored as "" (never a hit on an answer that the question itself contains).
-    texts = [p + o if o.strip() else "" for p, o in zip(prompts, outputs)] if protocol == "llm-kick" else outputs
-    scores = score_factoid(texts, [records[i]["answers"] for i in idx], protocol)
+    scores, per = score([records[i] for i in idx], outputs, protocol, prompts)
     n = len(records)
-    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(scores.pop("per_example"), idx, n)
+    outputs_all, per_all = spread(outputs, idx, n, ""), spread(per, idx, n)
     warn_once(SPEC.id, engine, n, 0, n - len(idx), "")
     samples = []
     for i, r in enumerate(records):
         sample = {"id": r["id"], "prompt": prompt(r), "output": outputs_all[i], "reference": r["answers"]}
         sample.update(sample_fields(fitted[i], False))  # never shortened: fits whole or is skipped
         if fitted[i] is not None:
-            sample["score"] = scores_all[i]
-            if "contains" in scores:  # each example's value of every reported metric (kick_hub.scoring.stats)
-                sample["contains"] = contains(outputs_all[i], r["answers"])
+            sample["score"] = per_all[i]["score"]
+            if "contains" in per_all[i]:
+                sample["contains"] = per_all[i]["contains"]
         samples.append(sample)
     return scores, samples

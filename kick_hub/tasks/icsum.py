@@ -10,7 +10,7 @@ an empty story is not scored (sample ``skipped``). See ``kick_hub.tasks.fit`` an
 from __future__ import annotations
 
 from kick_hub.backends import Backend
-from kick_hub.scoring.text import rouge, rouge_per_example
+from kick_hub.scoring.text import ROUGE_TYPES, rouge, rouge_per_example
 from kick_hub.tasks import SPECS, check_protocol
 from kick_hub.tasks.fit import fit_passage, kept, sample_fields, spread, warn_once
 
@@ -22,9 +22,20 @@ def prompt(record: dict) -> str:
     return SPEC.prompts["prompt"].format(story=record["story"])
 
 
-def score(record: dict, output: str) -> float:
-    """One summary's ROUGE-L against the reference."""
-    return rouge_per_example([output.strip()], [record["reference"]])[0]
+def score(records: list[dict], outputs: list[str], protocol: str = "default") -> tuple[dict, list[dict]]:
+    """``(results, per_example)`` of the summaries ``outputs`` (stripped first) for ``records``: ROUGE-1/2/L
+    overall and ``per_bucket`` (story length; each with its ``n``), and per example ``rouge1``, ``rouge2``,
+    ``rougeL``, ``score`` (ROUGE-L) and ``output``. Raises ValueError as ``scoring.text.rouge`` does."""
+    stripped = [o.strip() for o in outputs]
+    refs = [r["reference"] for r in records]
+    results: dict = dict(rouge(stripped, refs))
+    results["per_bucket"] = {}
+    for b in sorted({r["bucket"] for r in records}):
+        sel = [j for j, r in enumerate(records) if r["bucket"] == b]
+        results["per_bucket"][b] = {**rouge([stripped[j] for j in sel], [refs[j] for j in sel]), "n": len(sel)}
+    per = {t: rouge_per_example(stripped, refs, t) for t in ROUGE_TYPES}
+    return results, [{**{t: per[t][i] for t in ROUGE_TYPES}, "score": per["rougeL"][i], "output": o}
+                     for i, o in enumerate(stripped)]
 
 
 def run(engine: Backend, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
@@ -38,23 +49,16 @@ def run(engine: Backend, records: list[dict], protocol: str = "default", judge=N
               for s in stories]
     idx = kept([p for p, _, _ in fitted])
     prompts = [fitted[i][0] for i in idx]
-    outputs = [o.strip() for o in engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat, progress=SPEC.id)]
     scored_records = [records[i] for i in idx]
-    refs = [r["reference"] for r in scored_records]
-    scores: dict = dict(rouge(outputs, refs))
-    buckets = sorted({r["bucket"] for r in scored_records})
-    scores["per_bucket"] = {}
-    for b in buckets:
-        sel = [j for j, r in enumerate(scored_records) if r["bucket"] == b]
-        scores["per_bucket"][b] = {**rouge([outputs[j] for j in sel], [refs[j] for j in sel]), "n": len(sel)}
-    per_example = rouge_per_example(outputs, refs)
-    rouge1_all = spread(rouge_per_example(outputs, refs, "rouge1"), idx, len(records))
+    scores, per = score(scored_records, engine.generate(prompts, SPEC.max_new_tokens, chat=SPEC.chat,
+                                                        progress=SPEC.id), protocol)
+    outputs = [e["output"] for e in per]
     judged = None
     if judge is not None:
         judged = judge.score([fitted[i][1] for i in idx], outputs, progress="judge icsum")
         scores.update(judged.scores())
     n = len(records)
-    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(per_example, idx, n)
+    outputs_all, per_all = spread(outputs, idx, n, ""), spread(per, idx, n)
     judged_all = spread([judged.sample(j) for j in range(len(idx))], idx, n) if judged else None
     scored = set(idx)
     shortened = [i in scored and fitted[i][2] > 0 for i in range(n)]
@@ -67,8 +71,8 @@ def run(engine: Backend, records: list[dict], protocol: str = "default", judge=N
                   "output": outputs_all[i], "reference": r["reference"],
                   **sample_fields(p, shortened[i], truncated_tokens=fitted[i][2])}
         if p is not None:
-            sample["score"] = scores_all[i]
-            sample["rouge1"] = rouge1_all[i]
+            sample["score"] = per_all[i]["score"]
+            sample["rouge1"] = per_all[i]["rouge1"]
             if judged:
                 sample.update(judged_all[i])
         samples.append(sample)

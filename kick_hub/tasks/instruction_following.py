@@ -20,9 +20,15 @@ def prompt(record: dict) -> str:
     return SPEC.prompts["prompt"].format(question=record["question"])
 
 
-def score(record: dict, output: str) -> float:
-    """One answer's ROUGE-L against the reference answer."""
-    return rouge_per_example([output.strip()], [record["reference"]])[0]
+def score(records: list[dict], outputs: list[str], protocol: str = "default") -> tuple[dict, list[dict]]:
+    """``(results, per_example)`` of the answers ``outputs`` (stripped first) for ``records``: ROUGE-L against the
+    reference answers and the answers' diversity (``scoring.text.diversity``: distinct-n), and per example
+    ``rougeL``, ``score`` (the same) and ``output``. Raises ValueError as ``scoring.text.rouge`` does."""
+    stripped = [o.strip() for o in outputs]
+    refs = [r["reference"] for r in records]
+    rouge_l = rouge_per_example(stripped, refs)
+    return ({"rougeL": rouge(stripped, refs)["rougeL"], **diversity(stripped)},
+            [{"rougeL": s, "score": s, "output": o} for s, o in zip(rouge_l, stripped)])
 
 
 def run(engine: Backend, records: list[dict], protocol: str = "default", judge=None, **_) -> tuple[dict, list[dict]]:
@@ -33,17 +39,17 @@ def run(engine: Backend, records: list[dict], protocol: str = "default", judge=N
     fitted = [fit_whole(engine, prompt(r), SPEC.max_new_tokens, SPEC.chat) for r in records]
     idx = kept(fitted)
     scored_records = [records[i] for i in idx]
-    outputs = [o.strip() for o in engine.generate([fitted[i] for i in idx], SPEC.max_new_tokens, chat=SPEC.chat,
-                                                  progress=SPEC.id)]
+    scores, per = score(scored_records, engine.generate([fitted[i] for i in idx], SPEC.max_new_tokens,
+                                                        chat=SPEC.chat, progress=SPEC.id), protocol)
+    outputs = [e["output"] for e in per]
     refs = [r["reference"] for r in scored_records]
-    scores: dict = {"rougeL": rouge(outputs, refs)["rougeL"], **diversity(outputs)}
     judged = None
     if judge is not None:
         judged = judge.score([r["question"] for r in scored_records], outputs, refs if judge.pairwise else None,
                              progress="judge instructions")
         scores.update(judged.scores())
     n = len(records)
-    outputs_all, scores_all = spread(outputs, idx, n, ""), spread(rouge_per_example(outputs, refs), idx, n)
+    outputs_all, scores_all = spread(outputs, idx, n, ""), spread([e["score"] for e in per], idx, n)
     judged_all = spread([judged.sample(j) for j in range(len(idx))], idx, n) if judged else None
     warn_once(SPEC.id, engine, n, 0, n - len(idx), "")
     samples = []

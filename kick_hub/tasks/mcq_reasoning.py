@@ -61,9 +61,23 @@ def prompt(record: dict) -> str:
     return build_prompt(record, SPEC.num_fewshot)
 
 
-def score(record: dict, output: str) -> float:
-    """One generated answer's score: its option letter against the gold letter."""
-    return float(extract_letter(output) == record["answer"])
+def score(records: list[dict], outputs: list[str], protocol: str = "default",
+          shots: list[int] | None = None) -> tuple[dict, list[dict]]:
+    """``(results, per_example)`` of ``outputs`` for ``records``: each output is an option letter (the
+    log-likelihood protocol's pick) or a generation read with ``extract_letter``. ``results``: ``accuracy``,
+    ``invalid``, ``per_subject``, ``per_category`` (``scoring.mcq.score_mcq``) and ``shots_per_subject`` (the fewest
+    solved examples any scored prompt of a subject kept; ``shots``, one per record, default the task's
+    ``num_fewshot`` or as many as the record has); per example ``accuracy``, ``score`` and ``output``. Raises
+    ValueError as ``score_mcq`` does."""
+    results = score_mcq(list(outputs), [r["answer"] for r in records], [r["subject"] for r in records])
+    hits = results.pop("per_example")
+    if shots is None:
+        shots = [min(SPEC.num_fewshot, len(r.get("fewshot", []))) for r in records]
+    used: dict[str, int] = {}
+    for r, k in zip(records, shots):
+        used[r["subject"]] = min(k, used.get(r["subject"], k))
+    results["shots_per_subject"] = dict(sorted(used.items()))
+    return results, [{"accuracy": h, "score": h, "output": o} for h, o in zip(hits, outputs)]
 
 
 def answer_rank(logprobs: Sequence[float], answer: int) -> int:
@@ -113,25 +127,18 @@ def run(engine: Backend, records: list[dict], protocol: str = "default", num_few
     scored_prompts = [prompts[i] for i in idx]
     if protocol == "llm-kick":
         outputs = engine.generate(scored_prompts, SPEC.max_new_tokens, progress=SPEC.id)
-        preds = [extract_letter(o) for o in outputs]
         ranks = None
     else:
         logprobs = engine.choice_logprobs(scored_prompts, choices, progress=SPEC.id)
-        preds = [LETTERS[max(range(4), key=lp.__getitem__)] for lp in logprobs]
-        outputs = preds
+        outputs = [LETTERS[max(range(4), key=lp.__getitem__)] for lp in logprobs]
         ranks = spread([answer_rank(lp, LETTERS.index(records[i]["answer"])) for lp, i in zip(logprobs, idx)],
                        idx, len(records))
-    scores = score_mcq(preds, [records[i]["answer"] for i in idx], [records[i]["subject"] for i in idx])
-    per_example = spread(scores.pop("per_example"), idx, len(records))
+    scores, per = score([records[i] for i in idx], outputs, protocol, [fitted[i][1] for i in idx])
+    per_example = spread([e["score"] for e in per], idx, len(records))
     outputs = spread(outputs, idx, len(records), "")
     shortened = [p is not None and k < w for (p, k), w in zip(fitted, wanted)]
     warn_once(SPEC.id, engine, len(records), sum(shortened), len(records) - len(idx),
               "few-shot examples dropped from the end")
-    used: dict[str, int] = {}
-    for r, (p, k) in zip(records, fitted):
-        if p is not None:
-            used[r["subject"]] = min(k, used.get(r["subject"], k))
-    scores["shots_per_subject"] = dict(sorted(used.items()))
     samples = []
     for j, (r, (p, k), o, s, short) in enumerate(zip(records, fitted, outputs, per_example, shortened)):
         sample = {"id": r["id"], "prompt": p if p is not None else build_prompt(r, 0), "output": o,
