@@ -1,7 +1,9 @@
 """The LLM-KICK tasks. Each task is declared once in ``kick_hub.tasks.specs`` (``TaskSpec``: data sources, prompts,
 generation, reported metrics, the sample fields behind each metric's standard error, judge prompts, lm-eval
-metrics, its role in the report's findings, card and Space details); its module here (``SPEC``, ``prompt``,
-``score``, ``run``) holds only the code: fitting prompts into the context and scoring. The per-task tables other
+metrics, its role in the report's findings, card and Space details); its module here holds only the code:
+``prompt(record)``, ``score(records, outputs, protocol)`` (results and per-example scores of the model's outputs:
+the one scorer that ``run``, the lm-eval export and importer, and the Space call) and ``run(engine, records,
+protocol, **task_options)`` (fit the prompts into the context, run the engine, ``score``, build the samples). The per-task tables other
 modules keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
 ``harness.functions.METRICS``, ``bench.report``'s headline, knowledge and judged tasks and findings) are derived
 from the declarations; ``tests/test_task_registry.py`` checks that every per-task registry has exactly the tasks.
@@ -13,8 +15,8 @@ Adding a task touches:
 3. ``kick_hub/data``: a loader for its dataset's file format and Hub rows, unless an existing one reads it.
 4. ``kick_hub/evaluate_metrics/<id>/``: its evaluate module.
 5. ``kick_hub/world/export.py`` (and ``world/corpus.py`` for the training text): its set in the embedded world.
-6. ``kick_hub/harness/functions.py``: its branch of ``score`` (and of ``prompt`` / ``doc_to_target`` when its
-   prompt or target is not the generic one), for the lm-eval export.
+6. ``kick_hub/harness/functions.py``: only when its prompt, target or logged output is not the generic one (a branch
+   of ``prompt`` / ``doc_to_target`` / ``prediction``), for the lm-eval export.
 7. ``kick_hub/scoring/stats.py`` ``series``: only for a metric that is not a mean of a per-example sample field
    (perplexity's token-weighted ratio, distinct-n's corpus statistic).
 """
