@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kick_hub.scoring.judge import ChatCompletionsBackend, Judge  # noqa: E402
-from kick_hub.scoring.judge_cache import FILENAME  # noqa: E402
+from kick_hub.scoring.judge.cache import FILENAME  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 
 

@@ -205,11 +205,12 @@ def cmd_evaluate(args) -> int:
 
     check_source(args.data)
     from kick_hub.models import cache_root
-    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+    from kick_hub.scoring.judge.cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, cache_root() / JUDGE_CACHE)
     set_threads(args.threads)
-    engine = make_engine(args.model, placement=_placement(args), batch_size=args.batch_size)
+    engine = make_engine(args.model, placement=_placement(args), batch_size=args.batch_size,
+                         **({"gguf_file": args.gguf_file} if getattr(args, "gguf_file", None) else {}))
     out = evaluate(engine, task_names, args.data, args.limit, args.protocol, judges, model_name=args.model,
                    skip_missing=len(task_names) > 1, mcq_protocols=args.mcq_protocols)
     print(table(out["results"]))
@@ -308,7 +309,7 @@ def cmd_bench(args) -> int:
     problem = _dir_problem(run_dir)  # probed here, not while parsing: --status reads a run dir on read-only media
     if problem:
         raise ValueError(f"{'run-dir' if args.run_dir is None else 'argument --run-dir'}: {problem}")
-    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+    from kick_hub.scoring.judge.cache import FILENAME as JUDGE_CACHE
 
     judges = _judges(args, task_names, run_dir / JUDGE_CACHE)  # the cache stays beside the run, never published
     result = run_bench(config.replace(judge=judges, placement=_placement(args)), log=print)
@@ -796,7 +797,7 @@ def cmd_judge(args) -> int:
     the samples file and ``--output`` are checked before the judge is built."""
     from kick_hub.harness import by_name
     from kick_hub.harness.judge_samples import check_output, judge_file, judge_output_path, read_samples
-    from kick_hub.scoring.judge_cache import FILENAME as JUDGE_CACHE
+    from kick_hub.scoring.judge.cache import FILENAME as JUDGE_CACHE
 
     name, _, _ = read_samples(args.samples)
     task = by_name()[name].task

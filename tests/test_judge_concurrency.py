@@ -11,7 +11,7 @@ import pytest
 
 from kick_hub.cli import main
 from kick_hub.scoring.judge import ChatCompletionsBackend, Judge, JudgeError
-from kick_hub.scoring.judge_cache import FILENAME
+from kick_hub.scoring.judge.cache import FILENAME
 from tests.chat_server import ChatServer
 
 SECRET = "sk-test-secret-456"

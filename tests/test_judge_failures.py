@@ -12,7 +12,7 @@ import pytest
 from kick_hub.cli import main
 from kick_hub.scoring.judge import (ChatCompletionsBackend, Completion, Judge, JudgeError, TransformersBackend,
                                     load_prompt, parse_reply, strip_reasoning)
-from kick_hub.scoring.judge_cache import FILENAME, VerdictCache, cache_key
+from kick_hub.scoring.judge.cache import FILENAME, VerdictCache, cache_key
 from tests.chat_server import ChatServer, body
 
 VERDICT = "coherence: 7\nconsistency: 6\nfluency: 8\nrelevance: 7"

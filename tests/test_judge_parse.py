@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from kick_hub.scoring import judge as judge_mod
+from kick_hub.scoring.judge import prompts as judge_prompts
 from kick_hub.scoring.judge import Judge, load_prompt, parse_reply
 
 pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
@@ -116,7 +116,7 @@ def test_quoted_scale_is_never_averaged_as_the_score():
 
 
 def test_every_shipped_prompt_has_a_valid_parse_block():
-    names = sorted(p.stem for p in judge_mod.PROMPT_DIR.glob("*.json"))
+    names = sorted(p.stem for p in judge_prompts.PROMPT_DIR.glob("*.json"))
     assert names == ["pairwise-v1", "single-v1", "summary-v1"]
     formats = {name: load_prompt(name)["parse"]["format"] for name in names}
     assert formats == {"pairwise-v1": "first-line", "single-v1": "bracketed", "summary-v1": "labelled"}
@@ -132,7 +132,7 @@ def test_every_shipped_prompt_has_a_valid_parse_block():
 def test_broken_prompt_file_is_refused_naming_it(tmp_path, monkeypatch, parse, message):
     (tmp_path / "bad-v1.json").write_text(json.dumps({"name": "bad-v1", "system": "s", "template": "{answer}",
                                                       "parse": parse}))
-    monkeypatch.setattr(judge_mod, "PROMPT_DIR", tmp_path)
+    monkeypatch.setattr(judge_prompts, "PROMPT_DIR", tmp_path)  # where load_prompt reads
     with pytest.raises(ValueError, match=message) as err:
         load_prompt("bad-v1")
     assert "bad-v1.json" in str(err.value)
