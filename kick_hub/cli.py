@@ -235,13 +235,32 @@ def _ratio(value: str) -> float:
     return r
 
 
+def _method_arg(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"must be KEY=VALUE (a method plugin's parameter), got {value!r}")
+    return key.strip(), val.strip()
+
+
+def _method_args(pairs: list[tuple[str, str]] | None) -> dict[str, str]:
+    """``--method-arg KEY=VALUE`` pairs as a dict; a key given twice is refused (ValueError)."""
+    out: dict[str, str] = {}
+    for key, value in pairs or []:
+        if key in out:
+            raise ValueError(f"method-arg: {key} given twice ({out[key]!r} and {value!r})")
+        out[key] = value
+    return out
+
+
 def compress_spec(args: argparse.Namespace):
-    """The ``CompressSpec`` of parsed ``kick compress`` options."""
+    """The ``CompressSpec`` of parsed ``kick compress`` options (``--method`` a built-in method, a plugin's name or
+    ``package.module:name``; ``--method-arg`` its parameters, typed by the plugin)."""
     from kick_hub.compress import CompressSpec
 
     return CompressSpec(method=args.method, sparsity=args.sparsity, pattern=args.pattern, bits=args.bits,
                         group_size=args.group_size, desc_act=args.desc_act, sym=not args.asym, damp=args.damp,
-                        blocksize=args.blocksize, seed=args.seed)
+                        blocksize=args.blocksize, seed=args.seed, quant_type=getattr(args, "quant_type", None),
+                        args=_method_args(args.method_arg))
 
 
 def cmd_compress(args) -> int:
@@ -265,7 +284,8 @@ def cmd_compress(args) -> int:
     m = load_manifest(out)
     stored = storage_summary(out, m)
     what = (f"sparsity {m['sparsity']:.4f}" if spec.prunes else
-            f"{stored['bits_per_weight']:.2f} bits per weight" if stored["bits_per_weight"] else "quantized")
+            f"{stored['bits_per_weight']:.2f} bits per weight" if stored["bits_per_weight"] else
+            f"{m['bits_per_weight']:.2f} bits per weight" if m.get("bits_per_weight") else "quantized")
     print(f"wrote {out}: {m['label']}, {what}, {m['wall_time_s']} s, peak RSS {m['peak_rss_mb']:.0f} MB")
     return 0
 
@@ -332,25 +352,41 @@ def _bench_plan(args) -> list:
     which would otherwise be silently dropped (``--bits`` without gptq, ``--sparsities`` / ``--patterns`` without a
     pruning method)."""
     from kick_hub.bench import plan
-    from kick_hub.compress import PRUNING_METHODS
+    from kick_hub.compress import PRUNING_METHODS, registry
 
-    methods = args.methods or list(plan.DEFAULT_METHODS)
-    unknown = [m for m in methods if m not in plan.METHODS]
+    external = bool(args.variant or args.variants)
+    # with --variant / --variants and no --methods: dense and the external checkpoints only
+    methods = args.methods or ([] if external else list(plan.DEFAULT_METHODS))
+    unknown = [m for m in methods if m not in plan.METHODS and not registry.is_method(m)]
     if unknown:  # a typo must be named as such, not read as "no method uses --sparsities"
-        raise ValueError(f"methods: unknown {unknown}; allowed: {list(plan.METHODS)}")
-    pruning = [m for m in methods if m in PRUNING_METHODS]
+        plan.plan(unknown, [], [], [])  # names the plugins installed, or why a package.module:name did not load
+    plugins = {m: registry.find_plugin(m) for m in methods if m not in plan.METHODS}
+    pruning = [m for m in methods if m in PRUNING_METHODS or (m in plugins and plugins[m].kind == "pruning")]
+    quantizers = [m for m in methods if m == "gptq" or (m in plugins and plugins[m].kind == "quantization")]
     unused = [option for option, value, used in (
-        ("--bits", args.bits or None, "gptq" in methods), ("--group-size", args.group_size, "gptq" in methods),
+        ("--bits", args.bits or None, quantizers), ("--group-size", args.group_size, "gptq" in methods),
+        ("--quant-types", getattr(args, "quant_types", None) or None, "gguf" in methods),
         ("--sparsities", args.sparsities or None, pruning), ("--patterns", args.patterns or None, pruning))
         if value is not None and not used]
     if unused:
         raise ValueError(f"methods: {', '.join(unused)} applies to no method of this sweep ({' '.join(methods)}); "
-                         f"--bits and --group-size are for gptq, --sparsities and --patterns for "
-                         f"{', '.join(PRUNING_METHODS)} (add such a method, or drop {', '.join(unused)})")
+                         f"--bits and --group-size are for gptq, --quant-types for gguf, --sparsities and "
+                         f"--patterns for {', '.join(PRUNING_METHODS)} (add such a method, or drop "
+                         f"{', '.join(unused)})")
     pick = lambda given, default: list(default) if given is None else given  # noqa: E731
-    return plan.plan(methods, pick(args.sparsities, plan.DEFAULT_SPARSITIES), pick(args.patterns,
-                     plan.DEFAULT_PATTERNS), pick(args.bits, plan.DEFAULT_BITS),
-                     128 if args.group_size is None else args.group_size)
+    cells = plan.plan(methods, pick(args.sparsities, plan.DEFAULT_SPARSITIES), pick(args.patterns,
+                      plan.DEFAULT_PATTERNS), pick(args.bits, plan.DEFAULT_BITS),
+                      128 if args.group_size is None else args.group_size, _method_args(args.method_arg),
+                      quant_types=pick(getattr(args, "quant_types", None), plan.DEFAULT_QUANT_TYPES))
+    if not external:
+        return cells
+    from kick_hub import external as ext
+
+    entries = [dict(zip(("label", "source"), ext.parse_variant(v)), revision=None, notes=None)
+               for v in args.variant or []]
+    for path in args.variants or []:
+        entries += ext.read_variants_file(path)
+    return plan.external_cells(cells, ext.resolve_all(entries, reserved=[c.label for c in cells]))
 
 
 def cmd_push(args) -> int:
@@ -603,16 +639,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads_option(p)
     _add_judge_options(p)
     _add_device_options(p)
+    p.add_argument("--gguf-file", default=None, metavar="FILE.gguf", help="with a Hub id or directory as --model: "
+                   "the GGUF file in it to run in llama.cpp (a .gguf path as --model needs none; docs/gguf.md)")
     p.set_defaults(func=cmd_evaluate)
 
     from kick_hub.compress import GPTQ_BITS, METHODS
 
     p = sub.add_parser("compress", help="prune or quantize a model into a loadable variant directory")
     p.add_argument("--model", default="world", help="Hub id, local directory, or 'world' (default)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", required=True, metavar="METHOD", help=f"one of {', '.join(METHODS)}, an installed "
+                   "method plugin's name (entry points of group kick_hub.methods) or package.module:name")
+    p.add_argument("--method-arg", type=_method_arg, action="append", metavar="KEY=VALUE", help="a method "
+                   "plugin's parameter (repeatable), typed and checked by the plugin")
     p.add_argument("--sparsity", type=_ratio, default=None, help="unstructured ratio in [0, 1)")
     p.add_argument("--pattern", default=None, help="N:M semi-structured pattern: N of every M consecutive weights "
                    "are pruned (2:4 and 4:8 = 50 %% sparsity, 3:4 = 75 %%)")
+    p.add_argument("--quant-type", default=None, metavar="TYPE", help="gguf: llama.cpp's quant type, e.g. Q8_0, "
+                   "Q6_K, Q5_K_M, Q4_K_M, Q3_K_M, Q2_K, IQ4_XS (docs/gguf.md)")
     p.add_argument("--bits", type=int, default=None, help=f"GPTQ bits, one of {list(GPTQ_BITS)} (awq: 4, the "
                    "default)")
     p.add_argument("--group-size", type=int, default=128, help="GPTQ group size (-1 = per row)")
@@ -643,7 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=None, help="results, variants and report (default "
                    "runs/<model>); paths inside it are relative, so a finished run dir can be moved or copied")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"from {', '.join(METHODS)} (default {' '.join(plan.DEFAULT_METHODS)})")
+                   help=f"from {', '.join(METHODS)}, an installed method plugin's name or package.module:name "
+                   f"(default {' '.join(plan.DEFAULT_METHODS)}; none with --variant / --variants)")
+    p.add_argument("--method-arg", type=_method_arg, action="append", metavar="KEY=VALUE", help="a parameter of "
+                   "the sweep's method plugins (repeatable), typed and checked by each plugin")
+    p.add_argument("--variant", action="append", default=None, metavar="LABEL=SOURCE", help="also evaluate this "
+                   "checkpoint as cell LABEL, paired with dense (repeatable): a local directory or a Hub id "
+                   "ORG/NAME[@REV] (docs/playground.md)")
+    p.add_argument("--variants", action="append", default=None, type=Path, metavar="FILE", help="external "
+                   "checkpoints from a TOML file ([[variant]] tables: label, source, revision, notes; YAML too when "
+                   "PyYAML is installed)")
     p.add_argument("--sparsities", nargs="*", type=_ratio, default=None,
                    help=f"for the pruning methods (default {' '.join(map(str, plan.DEFAULT_SPARSITIES))})")
     p.add_argument("--patterns", nargs="*", default=None, help="N:M patterns, N pruned of every M (default "
@@ -651,6 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", nargs="*", type=int, default=None,
                    help=f"GPTQ bits (default {' '.join(map(str, plan.DEFAULT_BITS))})")
     p.add_argument("--group-size", type=int, default=None, help="GPTQ group size (default 128; -1: per row)")
+    p.add_argument("--quant-types", nargs="+", default=None, metavar="TYPE", help="gguf: llama.cpp quant types "
+                   f"(default {' '.join(plan.DEFAULT_QUANT_TYPES)}; docs/gguf.md)")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK", help=f"from {', '.join(TASK_NAMES)}")
     p.add_argument("--task-limit", type=_task_limit, action="append", metavar="TASK=N",
                    help="per-task override of --limit (repeatable), e.g. icsum=6 for slow generation tasks")

@@ -24,7 +24,7 @@ def resolve_tasks(names: list[str] | str) -> list[str]:
 def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str = "world",
              limit: int | dict[str, int] | None = None,
              protocol: str = "default", judge=None, model_name: str = "", skip_missing: bool = False,
-             mcq_protocols: list[str] | None = None) -> dict:
+             mcq_protocols: list[str] | None = None, task_options: dict[str, dict] | None = None) -> dict:
     """Run tasks and return ``{"results", "config", "samples"}`` (lm-evaluation-harness layout).
 
     ``results[task]["n"]`` counts the examples scored. ``config["context"]`` records the model's context
@@ -33,7 +33,11 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
     texts scored in several windows); the rules are in ``kick_hub.tasks.fit`` and docs/context.md.
     Every number in ``results[task]`` that the samples give per example comes with ``<metric>_stderr`` (its
     standard error, ``kick_hub.scoring.stats.task_stderrs``; none with fewer than 2 examples). ``mcq_protocols``
-    (names of ``tasks.mcq_reasoning.MCQ_PROTOCOLS``) scores mcq-reasoning under each, adding ``accuracy_<name>``.
+    (names of ``tasks.mcq_reasoning.MCQ_PROTOCOLS``) scores mcq-reasoning under each, adding ``accuracy_<name>``
+    (the same as ``task_options={"mcq-reasoning": {"protocols": [...]}}``). ``task_options``: task -> keyword
+    arguments of its ``run`` (``check_task_options``), e.g. ``{"perplexity": {"reference": ref}}`` with dense's
+    ``scoring.fidelity.Reference`` on the perplexity texts, which adds the distribution-fidelity scores; what a
+    reference was measured on is recorded as ``config["fidelity"][task]`` (its meta, model by ``public_name``).
     ``config["generation"]`` records how the engine decodes (``Backend.generation_settings``: the stop token ids taken
     from the model's generation config, the pad id, greedy). ``config["placement"]`` records where the model ran
     (``Backend.placement``: device, dtype, device map, and what was asked). ``config["judge_usage"][task]`` is what
@@ -42,7 +46,14 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
     which the model gave NaN / inf logits (``Backend.checked``) is marked invalid (``mark_invalid``: null scores,
     ``non_finite_logits``, ``invalid_reason``; no standard errors)."""
     names = resolve_tasks(task_names)
-    mcq_protocols = tasks.get("mcq-reasoning").check_mcq_protocols(mcq_protocols)
+    options = check_task_options(task_options, names)
+    given = options.get("mcq-reasoning", {}).pop("protocols", None)
+    if mcq_protocols and given and list(mcq_protocols) != list(given):
+        raise ValueError(f"mcq-protocols: given as {list(mcq_protocols)} and as task option protocols "
+                         f"{list(given)}; give one")
+    mcq_protocols = tasks.get("mcq-reasoning").check_mcq_protocols(mcq_protocols or given)
+    if mcq_protocols:
+        options.setdefault("mcq-reasoning", {})["protocols"] = mcq_protocols
     if protocol not in tasks.PROTOCOLS:  # a task without the protocol asked for (perplexity) runs its default
         raise ValueError(f"protocol: must be one of {list(tasks.PROTOCOLS)}, got {protocol!r}")
     results, samples, skipped, timings = {}, {}, {}, {}
@@ -62,7 +73,7 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
         start = time.perf_counter()
         judge_for_task = judge.get(name) if isinstance(judge, dict) else None
         judge_before = judge_for_task.usage.copy() if judge_for_task is not None else None
-        extra = {"protocols": mcq_protocols} if name == "mcq-reasoning" and mcq_protocols else {}
+        extra = options.get(name, {})
         checked_before = engine.checked.copy()
         scores, task_samples = module.run(engine, records, protocol=task_protocol, judge=judge_for_task, **extra)
         checked = engine.checked.minus(checked_before)  # inputs whose logits were NaN / inf (Engine.checked)
@@ -73,7 +84,8 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
         if checked.non_finite:
             mark_invalid(results[name], task_samples, checked.non_finite, checked.inputs)
         else:
-            results[name].update(task_stderrs(name, scores, task_samples))
+            for key, se in task_stderrs(name, scores, task_samples).items():
+                results[name].setdefault(key, se)  # a task's own stderr (fidelity's: texts as units) is kept
         samples[name] = task_samples
         context["prompts_shortened"][name] = sum(bool(s.get("shortened")) for s in task_samples)
         context["prompts_skipped"][name] = sum("skipped" in s for s in task_samples)
@@ -87,7 +99,42 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
         "placement": engine.placement(),  # device and dtype, asked and resolved (kick_hub.device)
         "threads": torch.get_num_threads(),  # torch's intra-op threads (kick_hub.device.resolve_threads)
     }
+    fidelity = {t: reference_meta(o["reference"]) for t, o in options.items()
+                if t in results and o.get("reference") is not None}
+    if fidelity:  # what the distribution-fidelity scores were measured against (no local path)
+        config["fidelity"] = fidelity
     return {"results": results, "config": config, "samples": samples}
+
+
+def check_task_options(task_options: dict[str, dict] | None, names: list[str]) -> dict[str, dict]:
+    """A copy of ``task_options`` (task -> keyword arguments of its module's ``run``) after checking it: each task
+    is one of ``names`` (the tasks run) and each option a parameter its ``run`` names; ValueError naming the task
+    or the option and the allowed ones otherwise."""
+    import inspect
+
+    out = {}
+    for task, opts in (task_options or {}).items():
+        if task not in names:
+            raise ValueError(f"task-options: {task!r} is not among the tasks run ({', '.join(names)})")
+        if not isinstance(opts, dict):
+            raise ValueError(f"task-options: {task}'s options must be a mapping of name -> value, got {opts!r}")
+        params = inspect.signature(tasks.get(task).run).parameters
+        allowed = [p for p, x in params.items() if x.kind is x.KEYWORD_ONLY or (
+            x.kind is x.POSITIONAL_OR_KEYWORD and p not in ("engine", "records", "protocol", "judge"))]
+        unknown = [k for k in opts if k not in allowed]
+        if unknown:
+            raise ValueError(f"task-options: {task} takes no option {unknown[0]!r}; its options: "
+                             f"{', '.join(allowed) or 'none'}")
+        out[task] = dict(opts)
+    return out
+
+
+def reference_meta(reference) -> dict:
+    """What a ``scoring.fidelity.Reference`` was measured on, as a results file records it: its meta with the model
+    by ``io.public_name`` (never a local path)."""
+    from kick_hub.io import public_name
+
+    return {k: public_name(v) if k == "model" else v for k, v in reference.meta.items()}
 
 
 INVALID_EXIT = 3  # `kick evaluate`'s exit status when a task is invalid (non-finite logits); bad input is 2
@@ -99,7 +146,7 @@ def mark_invalid(scores: dict, samples: list[dict], non_finite: int, inputs: int
     bucket) becomes None (JSON ``null``), counts stay; ``non_finite_logits`` (a number, so the sweep store keeps it:
     a task is invalid when it is above 0) counts the inputs and ``invalid_reason`` says why. Each sample loses its
     float fields (``score``, ``f1``, ...) and gets ``invalid: true``: a number computed from non-finite logits is not
-    the model's score."""
+    the model's score; so does ``top1_same``, a count read off those logits (distribution fidelity)."""
     def void(value):
         if isinstance(value, float):
             return None
@@ -112,7 +159,7 @@ def mark_invalid(scores: dict, samples: list[dict], non_finite: int, inputs: int
     scores["invalid_reason"] = (f"non-finite (NaN / inf) logits for {non_finite} of {inputs} model inputs; no score "
                                 f"reported (a float16 overflow? see docs/gpu.md)")
     for sample in samples:
-        for key in [k for k, v in sample.items() if isinstance(v, float) or k == "judge"]:
+        for key in [k for k, v in sample.items() if isinstance(v, float) or k in ("judge", "top1_same")]:
             del sample[key]
         sample["invalid"] = True
 

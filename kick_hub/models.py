@@ -132,6 +132,9 @@ def load_config(name: str, option: str = "model"):
 
     path = resolve(name)
     local = Path(path).expanduser()
+    if local.is_file() and local.suffix.lower() == ".gguf":
+        raise ValueError(f"{option}: {name!r} is a GGUF file, which runs in llama.cpp (kick evaluate, kick space) and "
+                         "requantizes with --method gguf; this needs a transformers checkpoint (docs/gguf.md)")
     if local.is_file():
         raise ValueError(f"{option}: {name!r} is a file; give the model's directory (config.json, weights, "
                          f"tokenizer), an alias {list(ALIASES)} or a Hub id")

@@ -354,6 +354,103 @@ def compare_outputs(models: Models, examples: dict[str, dict[str, list[dict]]], 
         yield chosen, texts, scores
 
 
+# ------------------------------------------------------------------ per-token KL strip
+KL_FULL = 1.0  # nats: a token's background is white at KL 0 and full red at KL_FULL nats or more (linear between)
+KL_RGB = (220, 38, 38)  # the strip's red
+
+
+def token_pieces(engine, text: str, ids: list[int]) -> list[str]:
+    """The text of each token of ``ids`` (``engine.token_ids(text)``), from ``Backend.token_prefixes`` (a special
+    token such as BOS, which the prefixes do not cover, is ``""``). Character offsets on fast tokenizers make the
+    pieces join back into ``text``."""
+    prefixes = engine.token_prefixes(text)
+    special = len(ids) - (len(prefixes) - 1)  # tokens token_ids adds before the text's own (BOS)
+    pieces = [""] * max(special, 0)
+    for a, b in zip(prefixes[:-1], prefixes[1:]):
+        pieces.append(b[len(a):] if b.startswith(a) else b)
+    return (pieces + [""] * len(ids))[:len(ids)]
+
+
+def output_kl(dense, variant, prompt: str, output: str, chat: bool) -> tuple[list[str], list[float]]:
+    """Per-token KL(dense || variant) in nats over ``output`` (dense's greedy output of ``prompt``), teacher-forced:
+    the rendered prompt (``dense.render(prompt, chat)``) plus the output run once through each model's
+    ``next_token_logprobs``, and ``scoring.fidelity.token_kl`` at every position that predicts an output token.
+    Returns ``(pieces, kl)``, one entry per output token (``token_pieces``), both empty for an empty output.
+    ``dense`` and ``variant`` are ``Backend`` s. Raises ValueError (naming the field) when the two read the text as
+    other tokens or over other vocabularies, or it does not fit a model's context."""
+    from kick_hub.scoring.fidelity import token_kl
+
+    rendered = dense.render(prompt, chat)
+    text = rendered + output
+    ids = dense.token_ids(text)
+    if variant.token_ids(text) != ids:
+        raise ValueError("variant: reads the text as other tokens than the base model (another tokenizer); a "
+                         "per-token KL needs the same tokens")
+    limit = min(dense.max_length, variant.max_length)
+    if len(ids) > limit:
+        raise ValueError(f"output: the prompt and output are {len(ids)} tokens, over the {limit}-token context")
+    head = dense.token_ids(rendered)
+    start = next((i for i, (a, b) in enumerate(zip(head, ids)) if a != b), min(len(head), len(ids)))
+    start = max(start, 1)  # the first token has no prediction; a token merged across the boundary is output's
+    if start >= len(ids):
+        return [], []
+    p = dense.next_token_logprobs([text])[0]
+    q = variant.next_token_logprobs([text])[0]
+    if p.shape[-1] != q.shape[-1]:
+        raise ValueError(f"variant: its vocabulary has {q.shape[-1]} tokens, the base model's {p.shape[-1]}")
+    kl = token_kl(p[start - 1:len(ids) - 1], q[start - 1:len(ids) - 1])
+    return token_pieces(dense, text, ids)[start:], [float(k) for k in kl]
+
+
+def kl_strip_html(base: str, variant: str, pieces: list[str], kl: list[float]) -> str:
+    """The heat-coloured strip of ``output_kl``: one ``<span class='kl-token'>`` per output token, its background
+    red with opacity ``min(KL / KL_FULL, 1)`` (grey for a non-finite KL), a tooltip with the KL in nats, every
+    text HTML-escaped; above it the mean KL over the tokens and the scale in words."""
+    import html
+
+    from kick_hub.io import format_number
+
+    esc = html.escape
+    head = f"KL({esc(base)} ‖ {esc(variant)}) per token of {esc(base)}'s output"
+    if not pieces:
+        return f"<div class='kl-strip'><b>{head}</b>: no output tokens to compare.</div>"
+    finite = [k for k in kl if math.isfinite(k)]
+    mean = sum(kl) / len(kl) if len(finite) == len(kl) else math.nan
+    spans = []
+    for piece, k in zip(pieces, kl):
+        if math.isfinite(k):
+            colour = "rgba({}, {}, {}, {:.3f})".format(*KL_RGB, min(max(k, 0.0) / KL_FULL, 1.0))
+        else:
+            colour = "#9ca3af"
+        tip = f"{piece!r}: KL {format_number(k, '.4g')} nats"
+        spans.append(f"<span class='kl-token' style='background:{colour}' title=\"{esc(tip, quote=True)}\">"
+                     f"{esc(piece)}</span>")
+    return (f"<div class='kl-strip'><div><b>{head}</b>: mean {format_number(mean, '.4g')} nats over "
+            f"{len(kl)} tokens; colour: 0 nats white to {KL_FULL:g} nat or more full red (linear), hover a token "
+            f"for its KL</div><div style='white-space:pre-wrap;font-family:monospace;line-height:1.6'>"
+            + "".join(spans) + "</div></div>")
+
+
+def kl_strips(models: Models, base: str, variants: list[str], prompt: str, output: str, task: str,
+              prompt_format: str | None = None) -> str:
+    """The KL strip endpoint: for the base model's output ``output`` of ``prompt`` (the first pane), one
+    ``kl_strip_html`` per chosen variant (``output_kl`` of base against it), joined; empty without a variant. The
+    inputs are checked as the Compare endpoint checks them (``check_compare``), ``output`` as text. Raises
+    ValueError naming the field."""
+    chosen, _, _, _, chat = check_compare(models, {}, base, variants, prompt, 1, "", task, 0, False, prompt_format)
+    if not isinstance(output, str):
+        raise ValueError(f"output: must be the base model's output text, got {output!r}")
+    dense, dense_lock = models.engine(chosen[0])
+    out = []
+    for name in chosen[1:]:
+        engine, lock = models.engine(name)
+        first, second = (lock, dense_lock) if name < chosen[0] else (dense_lock, lock)
+        with first, second:  # taken in the order of the names, so two strips never wait on each other
+            pieces, kl = output_kl(dense, engine, prompt, output, chat)
+        out.append(kl_strip_html(chosen[0], name, pieces, kl))
+    return "\n".join(out)
+
+
 def display_frame(frame):
     """A table for gradio, which sends a non-finite float as an empty cell: ``inf`` cells become the text ``∞`` /
     ``-∞`` (NaN stays empty: a missing value)."""
@@ -384,7 +481,8 @@ def results_sections(run_dir: str | Path | None) -> dict[str, tuple[str, list[st
 
 SCORES = "Scores"  # the title of the report's score table (``bench.report.sections``)
 # the report's tables the Results tab shows below the scores (title -> element id)
-BEYOND_ACCURACY = {"Flips against dense": "flips", "mcq-reasoning: recognition vs generation": "recognition"}
+BEYOND_ACCURACY = {"Flips against dense": "flips", "mcq-reasoning: recognition vs generation": "recognition",
+                   "Distribution fidelity": "fidelity"}
 
 
 def results_frame(run_dir: str | Path | None):
@@ -649,6 +747,18 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
         """The comparison's generation (``compare_stream``), under ``spaces.GPU`` on a Hub Space."""
         yield from compare_stream(models, chosen, prompt, max_new_tokens, task, record, chat)
 
+    @on_gpu
+    def teacher_force(base: str, variants: list[str], prompt: str, output: str, task: str, prompt_format: str):
+        """The KL strips' forward passes (``kl_strips``), under ``spaces.GPU`` on a Hub Space."""
+        return kl_strips(models, base, variants, prompt, output, task, prompt_format)
+
+    def strip(base: str, variants: list[str], prompt: str, output: str, task: str, prompt_format: str | None = None):
+        """The per-token KL strips under the outputs, once the comparison has finished (``kl_strips``)."""
+        try:
+            return teacher_force(base, variants, prompt, output, task, prompt_format)
+        except ValueError as e:
+            raise refuse(e) from None
+
     def compare(base: str, variants: list[str], prompt: str, max_new_tokens: float, source: str, task: str,
                 index: float, from_example: bool, prompt_format: str | None = None):
         try:
@@ -701,6 +811,8 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                 panes = [gr.Textbox(label=f"output {i + 1}", lines=6, visible=i < max(2, 1 + len(shown)),
                                     elem_id=f"pane-{i}")
                          for i in range(MAX_PANES)]
+            # per-token KL(base || variant) over the base's output, filled in once both outputs are finished
+            kl_html = gr.HTML("", elem_id="kl-strip")
             # the endpoints take their inputs raw (preprocess=False: the components' own checks would refuse with
             # a server traceback in the log) and check every one themselves, in kick's words (``refuse``)
             load.click(pick_example, [source, task, index], [prompt, reference], api_name="example",
@@ -713,8 +825,11 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                 chooser.input(lambda b, v, t, f: format_update(b, v, t, f, False), [base, variants, task, fmt], fmt,
                               api_name=False)
             prompt.input(lambda: False, None, from_example, api_name=False)
+            run.click(lambda: "", None, kl_html, api_name=False)  # a new comparison: the old strip goes
             run.click(compare, [base, variants, prompt, max_new, source, task, index, from_example, fmt], panes,
-                      api_name="compare", preprocess=False)
+                      api_name="compare", preprocess=False).success(
+                strip, [base, variants, prompt, panes[0], task, fmt], kl_html, api_name="kl_strip",
+                preprocess=False)
         with gr.Tab("Results"):
             sweep = results_frame(run_dir)
             if not len(sweep):

@@ -70,11 +70,23 @@ UNQUANTIZED_DTYPE = {"gptq": "float16", "awq": "float16"}
 
 
 def library_versions(method: str) -> dict[str, str]:
-    """``LIBRARIES[method]`` -> installed version (package metadata; nothing imported); empty for a pruning method.
-    A library that is not installed is left out (the method then fails its ``check_available``)."""
+    """``LIBRARIES[method]`` -> installed version (package metadata; nothing imported); empty for a pruning method;
+    for a method plugin, the distribution that ships it -> its version. A library that is not installed is left out
+    (the method then fails its ``check_available``)."""
     import importlib.metadata as md
 
     out = {}
+    if method not in LIBRARIES:  # a method plugin: the distribution that ships it (compress.registry)
+        from kick_hub.compress.spec import METHODS
+
+        if method not in METHODS:
+            from kick_hub.compress.registry import find_plugin
+
+            try:
+                plugin = find_plugin(method)
+            except ValueError:
+                return out
+            return {plugin.distribution: plugin.version} if plugin.distribution and plugin.version else out
     for name in LIBRARIES.get(method, ()):
         try:
             out[name] = md.version(name)

@@ -70,7 +70,7 @@ def test_transformers_backend_satisfies_the_protocol(world_engine):
 
 
 def test_unknown_backend_is_refused_before_loading(tmp_path):
-    with pytest.raises(ValueError, match=r"^backend: must be one of \['transformers'\], got 'vllm'$"):
+    with pytest.raises(ValueError, match=r"^backend: must be one of \['llama.cpp', 'transformers'\], got 'vllm'$"):
         make_engine(str(tmp_path / "no-such-model"), backend="vllm")
 
 

@@ -75,7 +75,8 @@ def test_sweep_table_is_the_reports_score_table_with_its_marks(small_run):
     rows, dense = report.table_data(store)
     store.close()
     names = [t for t in report.HEADLINE if t in dense]
-    assert list(frame.columns) == ["variant"] + [f"{t} ({report.HEADLINE[t]})" for t in names]
+    assert list(frame.columns) == ["variant"] + [f"{t} ({report.HEADLINE[t]})" for t in names] + list(
+        report.FIDELITY_COLUMNS)  # the sweep ran perplexity: KL from dense and top-1 agreement beside the scores
     for row, cells in zip(rows, frame.itertuples(index=False)):
         assert cells[0] == row["label"]
         for t, cell in zip(names, cells[1:]):

@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # torch is imported by the backends that need it
 __all__ = ["Backend", "BACKENDS", "make_engine", "LogitCheck", "NonFiniteLogits", "until_stop", "cut_at_stop"]
 
 # backend name -> "module:class"; the class has ``from_name(name, placement=None, **kwargs)``
-BACKENDS: dict[str, str] = {"transformers": "kick_hub.backends.transformers:TransformersEngine"}
+BACKENDS: dict[str, str] = {"transformers": "kick_hub.backends.transformers:TransformersEngine",
+                            "llama.cpp": "kick_hub.backends.llamacpp:LlamaCppEngine"}
 
 
 class NonFiniteLogits(ValueError):
@@ -153,13 +154,24 @@ class Backend(Protocol):
         ...
 
 
-def make_engine(name: str, backend: str = "transformers", placement=None, **kwargs) -> Backend:
+def make_engine(name: str, backend: str | None = None, placement=None, gguf_file: str | None = None,
+                **kwargs) -> Backend:
     """A ``Backend`` over the model ``name`` (alias, local directory or Hub id; ``kick_hub.models``) run by
-    ``backend`` (one of ``BACKENDS``); ``placement`` is a ``kick_hub.device.Placement`` (None: auto device and
-    dtype) and ``kwargs`` (``batch_size``, ``max_length``) go to the backend. Raises ``ValueError`` naming
-    ``backend`` for an unknown one, before anything loads, and what loading the model raises."""
+    ``backend`` (one of ``BACKENDS``; None: ``llama.cpp`` for a GGUF, that is a ``.gguf`` path, a ``kick compress
+    --method gguf`` variant directory or ``gguf_file`` in the repo / directory ``name``, else ``transformers``);
+    ``placement`` is a ``kick_hub.device.Placement`` (None: auto device and dtype) and ``kwargs`` (``batch_size``,
+    ``max_length``) go to the backend. Raises ``ValueError`` naming ``backend`` for an unknown one, or
+    ``gguf_file`` given to a backend that reads no GGUF, before anything loads, and what loading the model raises."""
+    if backend is None:
+        from kick_hub.backends.llamacpp import find_gguf
+
+        backend = "llama.cpp" if gguf_file is not None or find_gguf(name) is not None else "transformers"
     if backend not in BACKENDS:
         raise ValueError(f"backend: must be one of {sorted(BACKENDS)}, got {backend!r}")
+    if gguf_file is not None:
+        if backend != "llama.cpp":
+            raise ValueError(f"gguf_file: only the llama.cpp backend reads GGUF files, not {backend!r}")
+        kwargs["gguf_file"] = gguf_file
     module, cls = BACKENDS[backend].split(":")
     return getattr(importlib.import_module(module), cls).from_name(name, placement=placement, **kwargs)
 

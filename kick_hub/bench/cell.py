@@ -1,7 +1,8 @@
 """One sweep cell's work, the same under every executor (``sweep.execute`` runs it in the driver, the Ray executor in
 a worker): compress the cell's variant into the run dir unless a complete one made with its spec is there, evaluate
-it, return the scores. Touches no store; the variant helpers it needs live here too, so neither executor imports
-the other's module.
+it (perplexity against dense's distributions, ``DENSE_DISTRIBUTIONS`` in the run dir, when the sweep wrote them),
+return the scores. Touches no store; the variant helpers it needs live here too, so neither executor imports the
+other's module.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ from kick_hub.io import dumps, loads
 if TYPE_CHECKING:
     from kick_hub.bench.config import SweepConfig
     from kick_hub.bench.plan import Cell
+
+
+DENSE_DISTRIBUTIONS = "dense_distributions.safetensors"  # dense's next-token distributions, once per run (sweep)
+
+
+def dense_distributions(run_dir: str | Path) -> Path:
+    """Where a sweep keeps dense's next-token distributions on the perplexity texts (``scoring.fidelity``'s
+    reference, written by ``sweep._reference``): ``run_dir/dense_distributions.safetensors``."""
+    return Path(run_dir) / DENSE_DISTRIBUTIONS
 
 
 def variant_dir(run_dir: str | Path, label: str) -> Path:
@@ -58,7 +68,10 @@ def run_cell(config: "SweepConfig", cell: "Cell", tasks: list[str], delete_varia
     placement, progress, mcq protocols): compress ``cell`` into ``variant_dir`` unless a complete variant made with
     its spec is there (a missing or partial one is rebuilt), evaluate it on ``tasks`` (a task without data is
     skipped when the sweep has several) and, with ``delete_variant``, remove the variant afterwards. Touches no
-    store. ``log`` (a callable taking a line) reports the phases. Returns ``{"label", "path", "manifest", "results",
+    store. With perplexity among ``tasks`` and dense's distributions in the run dir (``dense_distributions``, read
+    from the path: a Ray worker loads the file, nothing large is sent), the cell's perplexity also measures
+    distribution fidelity against them (``tasks.perplexity.run``'s ``reference``). ``log`` (a callable taking a
+    line) reports the phases. Returns ``{"label", "path", "manifest", "results",
     "samples", "skipped", "seconds", "host"}``: ``path`` the evaluated model (the base model's for dense),
     ``manifest`` the variant's (None for dense), ``results`` / ``samples`` / ``skipped`` as
     ``evaluation.evaluate`` gives them, ``seconds`` compress + evaluate wall time."""
@@ -71,7 +84,12 @@ def run_cell(config: "SweepConfig", cell: "Cell", tasks: list[str], delete_varia
     c = config
     start = time.perf_counter()
     say = log or (lambda line: None)
-    if cell.spec is None:
+    if cell.source is not None:  # an external checkpoint: evaluated as it is, its provenance as its manifest
+        from kick_hub.external import provenance
+
+        say("measuring the checkpoint")
+        path, manifest = cell.source.model, provenance(cell.source)
+    elif cell.spec is None:
         path, manifest = resolve_model(c.model), None
     else:
         vdir = variant_dir(c.run_dir, cell.label)
@@ -83,9 +101,14 @@ def run_cell(config: "SweepConfig", cell: "Cell", tasks: list[str], delete_varia
             manifest = load_manifest(vdir)
         path = str(vdir)
     say(f"evaluating {', '.join(tasks)}")
+    options = {}
+    if "perplexity" in tasks and dense_distributions(c.run_dir).exists():
+        from kick_hub.scoring.fidelity import load_reference
+
+        options["perplexity"] = {"reference": load_reference(dense_distributions(c.run_dir))}
     engine = make_engine(path, placement=c.placement, batch_size=c.batch_size)
     out = evaluate(engine, list(tasks), c.data, c.limit, c.protocol, c.judge, model_name=cell.label,
-                   skip_missing=len(c.tasks) > 1, mcq_protocols=c.protocols)
+                   skip_missing=len(c.tasks) > 1, mcq_protocols=c.protocols, task_options=options)
     del engine
     for task, why in invalid_tasks(out["results"]).items():  # NaN / inf logits: stored, reported as invalid
         say(f"{task} is invalid: {why}")

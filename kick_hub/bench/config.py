@@ -120,6 +120,9 @@ class SweepConfig:
         set_("tasks", (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks))
         set_("mcq_protocols", tuple(self.mcq_protocols) if self.mcq_protocols else None)
         check_keep(self.keep_variants, self.push)
+        if self.keep_variants == "pushed" and any(c.spec is not None and c.spec.method == "gguf" for c in self.cells):
+            raise ValueError("keep-variants: 'pushed' pushes each variant alone, but gguf quant types go to one GGUF "
+                             "repo together (docs/gguf.md); use --keep-variants all with --push")
         check_executor(self.executor, self.threads, {k: getattr(self, k) for k in RAY_DEFAULTS})
         check_mcq_protocols(self.mcq_protocols, self.tasks)
         from kick_hub.data import check_source

@@ -85,6 +85,8 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
     for v in store.variants():
         s = scores.get(v["label"], {})
         row = {k: v[k] for k in ("label", "method", "sparsity", "pattern", "bits")}
+        if v["method"] == "external" and v["manifest"]:  # an external checkpoint: what it is (external.provenance)
+            row["provenance"] = loads(v["manifest"])
         row["abs"] = {t: s[t][m] for t, m in HEADLINE.items() if t in s and m in s[t]}
         # tasks with no score because the model's logits were NaN / inf (kick_hub.evaluation.mark_invalid)
         row["invalid"] = {t: int(x["non_finite_logits"]) for t, x in s.items() if _finite(x.get("non_finite_logits"))
@@ -120,6 +122,7 @@ def table_data(store: Store) -> tuple[list[dict], dict]:
                 row["se_reason"][t] = stats.TOO_FEW.format(n=row["n"][t])
         row["judge"] = {t: u for t in JUDGED if t in s  # what judging cost (scoring.judge.usage_from_samples)
                         for u in [usage_from_samples(store.samples(v["label"], t))] if u is not None}
+        row["fidelity"] = fidelity_scores(s)  # against dense's distributions on the perplexity texts
         rows.append(row)
     for row in rows:
         row["paired"], row["flips"], row["changes"] = {}, {}, {}
@@ -468,7 +471,9 @@ def figures(rows: list[dict]) -> dict[str, object]:
       point), a marker per variant, each point's paired 95 % interval as a band, perplexity dashed (as dense /
       variant), the 0.95-of-dense line labelled; present when the sweep has unstructured pruning variants;
     - ``nm_quant.png``: bars with the same intervals as error bars for the N:M and quantized variants, titled by
-      what the sweep has; present when it has any.
+      what the sweep has; present when it has any;
+    - ``signals.png``: knowledge retained against each signal of distance from dense (``bench.signals.figure``),
+      one panel per signal with its Spearman rho and interval; present when a signal has 2 variants or more.
 
     Legends sit below the axes, never over the data; every task has its ``TASK_COLOURS`` colour."""
     import matplotlib
@@ -526,6 +531,11 @@ def figures(rows: list[dict]) -> dict[str, object]:
         handles, labels = ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
         out["nm_quant.png"] = fig
+    from kick_hub.bench import signals
+
+    fig = signals.figure(signals.analyse(rows))  # knowledge retained vs each signal, rho in each panel's title
+    if fig is not None:
+        out["signals.png"] = fig
     return out
 
 
@@ -668,12 +678,87 @@ def hidden_flips(rows: list[dict]) -> list[str]:
 HIDDEN = "accuracy hides flips"  # the Findings' label of ``hidden_flips``
 
 
+# ----------------------------------------------------------------- distribution fidelity
+# the scores ``kick_hub.scoring.fidelity.summary`` adds to perplexity's results (llama.cpp's definitions)
+FIDELITY = ("kl_mean", "kl_mean_stderr", "kl_median", "kl_p90", "kl_p99", "kl_max", "top1_agreement",
+            "top1_agreement_stderr", "delta_p_mean", "delta_p_rms", "ppl_ratio", "kl_positions", "kl_mean_upper")
+FIDELITY_COLUMNS = ("KL from dense (nats/token)", "top-1 agreement")  # the Scores table's fidelity columns
+FIDELITY_COLUMNS_NOTE = ("KL from dense and top-1 agreement: the variant's next-token distributions against "
+                         "dense's on the perplexity texts (see Distribution fidelity).")
+FIDELITY_NOTE = (
+    "each variant's next-token distributions Q against dense's P at every scored position of the perplexity texts, "
+    "with llama.cpp's definitions (llama-perplexity --kl-divergence), so the numbers compare with its output: "
+    "KL(P || Q) per position in nats (mean ± standard error, median, 90th / 99th percentile, maximum); top-1 "
+    "agreement ('same top p'): the share of positions whose most likely token is the same, ± its standard error; "
+    "Δp = Q(y) - P(y), the change in the probability of the text's next token y (mean and RMS, in percent as "
+    "llama.cpp prints them); PPL ratio = PPL(Q) / PPL(dense) over the same positions. Standard errors take the "
+    "texts as sampling units (positions of one text are correlated), so they are larger than llama.cpp's. KL upper "
+    "bound (when dense's distributions are stored as their top k tokens): the KL shown is a lower bound and the "
+    "true one lies between the two. dense: its own stored distributions again (0 and 100 % by construction).")
+
+
+def fidelity_scores(scores: dict) -> dict[str, float]:
+    """The distribution-fidelity numbers (``FIDELITY``) of one variant's stored scores (task -> metric -> value),
+    from its perplexity results; empty when they were not measured or perplexity is invalid (non-finite logits)."""
+    def number(x) -> bool:  # an infinite KL (the variant gave a token dense expects probability 0) is shown
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
+
+    ppl = scores.get("perplexity", {})
+    if not number(ppl.get("kl_mean")):
+        return {}
+    return {k: ppl[k] for k in FIDELITY if number(ppl.get(k))}
+
+
+def _pm_cell(f: dict, key: str, spec: str = ".3g", scale: float = 1.0, unit: str = "") -> str:
+    """``value ± stderr`` of fidelity score ``key`` (times ``scale``, ``unit`` after), ``-`` when absent."""
+    if key not in f:
+        return "-"
+    se = f.get(f"{key}_stderr")
+    return (format_number(f[key] * scale, spec) + unit
+            + (f" ± {format_number(se * scale, '.2g')}{unit}" if se is not None else ""))
+
+
+def fidelity_cells(row: dict) -> list[str]:
+    """The Scores table's ``FIDELITY_COLUMNS`` cells of a row: KL mean ± stderr and top-1 agreement ± stderr;
+    ``invalid`` when its perplexity is, ``-`` when not measured."""
+    if "perplexity" in row.get("invalid", {}):
+        return ["invalid"] * len(FIDELITY_COLUMNS)
+    f = row.get("fidelity", {})
+    return [_pm_cell(f, "kl_mean"), _pm_cell(f, "top1_agreement", ".2f", 100, " %")]
+
+
+def fidelity_header(rows: list[dict]) -> list[str]:
+    """The Distribution fidelity table's header; the KL upper bound's column only when some row has one."""
+    head = ["variant", "KL mean", "KL median", "KL p90", "KL p99", "KL max", "top-1 agreement", "Δp mean",
+            "RMS Δp", "PPL ratio", "positions"]
+    return head + (["KL mean upper bound"] if any("kl_mean_upper" in r.get("fidelity", {}) for r in rows) else [])
+
+
+def fidelity_rows(rows: list[dict]) -> list[list[str]]:
+    """The cells of the Distribution fidelity table (``row["fidelity"]``, ``fidelity_header``'s columns), one row per
+    model that has the numbers; empty when no row has them."""
+    upper = any("kl_mean_upper" in r.get("fidelity", {}) for r in rows)
+    out = []
+    for r in rows:
+        f = r.get("fidelity", {})
+        if not f:
+            continue
+        cells = [r["label"], _pm_cell(f, "kl_mean", ".4g")] + [_pm_cell(f, k, ".4g") for k in
+                                                               ("kl_median", "kl_p90", "kl_p99", "kl_max")]
+        cells += [_pm_cell(f, "top1_agreement", ".2f", 100, " %"), _pm_cell(f, "delta_p_mean", "+.3f", 100, " %"),
+                  _pm_cell(f, "delta_p_rms", ".3f", 100, " %"), _pm_cell(f, "ppl_ratio", ".4f"),
+                  str(int(f["kl_positions"])) if "kl_positions" in f else "-"]
+        out.append(cells + ([_pm_cell(f, "kl_mean_upper", ".4g")] if upper else []))
+    return out
+
+
 def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
              protocols: list[dict] | None = None) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """The report's tables as ``(title, note, header, rows of cells)``, rendered by ``markdown`` and ``to_html``
     alike: first sparsity with a significant loss (and the 5 % rule beside it), mcq-reasoning under both protocols
     (when the store has them), scores ± standard error, the paired differences against dense, and what the LLM
-    judge cost (when a task was judged; ``row["judge"]``)."""
+    judge cost (when a task was judged; ``row["judge"]``), and which signal tracks knowledge across the variants
+    (``bench.signals.sections``)."""
     names = [t for t in HEADLINE if t in dense or any(t in r.get("invalid", {}) for r in rows)]
     methods = sorted({m for per in [*losses.values(), *significant.values()] for m in per})
 
@@ -714,13 +799,29 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
                     "/ ... (1 = the option the log-likelihood protocol picks), with the mean rank.",
                     ["model", "n", "right by both", "loglik only (knows it, cannot say it)", "generate only",
                      "wrong by both", "rank of the right option (loglik) 1 / 2 / ...", "mean rank"], recognised))
+    kl = any("kl_mean" in r.get("fidelity", {}) for r in rows)  # distribution fidelity measured: two more columns
     out.append(("Scores",
                 "absolute ± standard error (binomial for 0/1 metrics, bootstrap for graded scores, delta method "
                 "for perplexity), and relative to dense in brackets (perplexity relative = dense / variant; * = "
                 "a significant change against dense on the same examples: its paired 95 % interval excludes 0); "
-                "invalid: no score, the model's logits were not finite (a float16 overflow?) for that many inputs.",
-                ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names],
-                [[r["label"]] + [_score(r, t, dense) for t in names] for r in rows]))
+                "invalid: no score, the model's logits were not finite (a float16 overflow?) for that many inputs."
+                + (" " + FIDELITY_COLUMNS_NOTE if kl else ""),
+                ["variant"] + [f"{t} ({HEADLINE[t]})" for t in names] + (list(FIDELITY_COLUMNS) if kl else []),
+                [[r["label"]] + [_score(r, t, dense) for t in names] + (fidelity_cells(r) if kl else [])
+                 for r in rows]))
+    fidelity_table = fidelity_rows(rows)
+    if fidelity_table:
+        out.append(("Distribution fidelity", FIDELITY_NOTE, fidelity_header(rows), fidelity_table))
+    external = [r for r in rows if r.get("provenance")]
+    if external:
+        from kick_hub.external import PROVENANCE_HEADER, describe as provenance_row
+
+        out.append(("External checkpoints",
+                    "checkpoints kick-hub did not make (--variant / --variants), evaluated on the same examples as "
+                    "dense: their source, the Hub commit measured, a sha256 of their weight files, the format and "
+                    "quantization their config declares, the share of zeros in each 2-D float weight matrix outside "
+                    "the embeddings (quantized layers are not measured), bits per parameter of the weight files and "
+                    "bytes on disk.", PROVENANCE_HEADER, [provenance_row(r["provenance"]) for r in external]))
     others = [r for r in rows if r["method"] != "dense" and r.get("paired")]
     if others:
         out.append(("Paired differences against dense",
@@ -767,6 +868,9 @@ def sections(rows: list[dict], dense: dict, losses: dict, significant: dict,
                     ["variant", "task", "requests", "cached", "tokens", "request s", "unparsable",
                      "orders disagree"],
                     [judge_row(*j) for j in judged] + [judge_row("all", "all", total)]))
+    from kick_hub.bench import signals  # which signal tracks knowledge across the variants (bench/signals.py)
+
+    out += signals.sections(signals.analyse(rows))
     return out
 
 
@@ -837,7 +941,8 @@ def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) 
     rows = {r["label"]: r for r in (rows if rows is not None else table_data(store)[0])}
     for v in store.variants():
         spec = loads(v["spec"]) if v["spec"] else None
-        pretrained = f"variants/{v['label']}" if spec else model
+        pretrained = (spec["external"] if spec and "external" in spec else f"variants/{v['label']}" if spec
+                      else model)
         results = {t: dict(m) for t, m in scores.get(v["label"], {}).items()}
         for t, se in rows.get(v["label"], {}).get("se", {}).items():  # a store written before stderr was stored
             results[t].setdefault(f"{HEADLINE[t]}_stderr", se)
@@ -851,6 +956,8 @@ def lm_eval_export(store: Store, out_dir: Path, rows: list[dict] | None = None) 
             payload["changes"] = {t: {m: c.to_dict() for m, c in per.items()} for t, per in row["changes"].items()}
         if row.get("recognition"):
             payload["recognition"] = {t: x.to_dict() for t, x in row["recognition"].items()}
+        if row.get("fidelity"):  # also in results["perplexity"]; here under the one name every output uses
+            payload["fidelity"] = row["fidelity"]
         write_json(out_dir / f"{v['label']}.json", payload)
 
 
@@ -860,12 +967,17 @@ def write(store: Store, run_dir: str | Path) -> Path:
     findings.json holds the findings, ``first_loss`` (the 5 % rule), ``first_significant_loss``, ``paired`` (variant
     -> task -> the paired comparison with dense, ``stats.Paired.to_dict``), ``mcq_protocols`` (when measured),
     ``flips`` / ``changes`` (variant -> task -> metric -> ``stats.Flips.to_dict`` / ``stats.Changes.to_dict``),
-    ``hidden_flips`` (``hidden_flips``), ``recognition`` (model -> ``stats.Recognition.to_dict``) and ``statistics``
-    (the tests, sign vectors, seed, confidence, flip threshold)."""
+    ``hidden_flips`` (``hidden_flips``), ``recognition`` (model -> ``stats.Recognition.to_dict``), ``fidelity``
+    (variant -> ``fidelity_scores``: distribution fidelity against dense), ``signals`` (``bench.signals.Analysis
+    .to_dict``: which signal tracks knowledge; its finding is the last of ``findings``) and ``statistics`` (the
+    tests, sign vectors, seed, confidence, flip threshold)."""
     run_dir = Path(run_dir)
     rows, dense = table_data(store)
     run_dir.mkdir(parents=True, exist_ok=True)
-    facts = findings(rows)
+    from kick_hub.bench import signals
+
+    analysis = signals.analyse(rows)
+    facts = findings(rows) + [signals.finding(analysis)]  # and whether perplexity tracks knowledge worst
     names = [t for t in HEADLINE if t in dense]
     losses, significant = first_loss(rows, names), first_significant_loss(rows, names)
     protocols = mcq_protocols(store)
@@ -893,6 +1005,8 @@ def write(store: Store, run_dir: str | Path) -> Path:
                     for r in rows if r.get("changes")},
         "recognition": {r["label"]: {t: x.to_dict() for t, x in r["recognition"].items()}
                         for r in rows if r.get("recognition")},
+        "fidelity": {r["label"]: r["fidelity"] for r in rows if r.get("fidelity")},
+        "signals": analysis.to_dict(),
         "statistics": {"tests": {"0/1 metrics": "McNemar exact (Clopper-Pearson interval)",
                                  "graded, perplexity, nll": "paired sign-flip (inverted interval)",
                                  "corpus statistics": "paired swap (no interval)"},

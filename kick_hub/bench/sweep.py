@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kick_hub.bench.cell import remove_variant, run_cell, variant_dir
+from kick_hub.bench.cell import DENSE_DISTRIBUTIONS, dense_distributions, remove_variant, run_cell, variant_dir
 from kick_hub.bench.config import SweepConfig
 from kick_hub.bench.plan import Cell
 from kick_hub.bench.store import FILENAME, FILES, RUN_SETTINGS, Store, StoreError, local_source
@@ -36,7 +36,8 @@ LOCK_FILE = ".kick-bench.lock"
 OWNER_FILE = ".kick-bench.owner"  # who holds the lock: pid, host, start time, argv
 ARCHIVE_DIR = "superseded"
 # what a sweep writes in its run dir besides the store (moved aside together with it by ``archive``)
-OUTPUTS = ("variants", "lm_eval", "report.md", "report.html", "findings.json", "sparsity.png", "nm_quant.png")
+OUTPUTS = ("variants", "lm_eval", "report.md", "report.html", "findings.json", "sparsity.png", "nm_quant.png",
+           "signals.png", DENSE_DISTRIBUTIONS)
 
 _held: set[str] = set()  # resolved run dirs whose lock this process holds
 
@@ -202,7 +203,7 @@ def check_settings(run_dir: str | Path, settings: dict, per_task: dict[str, dict
         return None
     store = Store.open_readonly(run_dir)
     try:
-        diffs = store.differences(settings, per_task, {c.label: c.spec.to_dict() if c.spec else None for c in cells})
+        diffs = store.differences(settings, per_task, {c.label: c.identity() for c in cells})
     finally:
         store.close()
     if not diffs:
@@ -350,6 +351,7 @@ def _execute(config: SweepConfig, slots: int) -> Store:
     from tqdm.auto import tqdm
 
     from kick_hub.compress import check_plan
+    from kick_hub.compress.registry import PluginError
 
     c, run_dir = config, config.run_dir
     settings = run_settings(c.model, c.data, c.protocol, c.batch_size, c.calibration, c.nsamples, c.seqlen,
@@ -366,6 +368,11 @@ def _execute(config: SweepConfig, slots: int) -> Store:
         finally:
             ro.close()
     todo = [(cell, [t for t in c.tasks if t not in done.get(cell.label, set())]) for cell in c.cells]
+    sources = [cell.source for cell, missing in todo if missing and cell.source is not None]
+    if sources:  # external checkpoints that are not causal LMs, need a missing package or another tokenizer
+        from kick_hub.external import check_sources
+
+        check_sources(c.model, sources, c.tasks, c.data)
     specs = [cell.spec for cell, missing in todo if missing and cell.spec is not None]
     if specs:  # variants that would not fit on the disk, or a spec the model's layers or the calibration options
         # cannot take, fail now, before the store is created or written, not at their cell
@@ -388,11 +395,15 @@ def _execute(config: SweepConfig, slots: int) -> Store:
             if not missing:
                 _settle(store, c, cell)
         todo = [(cell, missing) for cell, missing in todo if missing]
+        dense_reference(c, settings, todo)  # dense's distributions once per run, before any cell reads them
 
         def commit(cell: Cell, out: dict) -> None:
             # a variant's path relative to the run dir, so the run dir can be copied or moved
-            path = out["path"] if cell.spec is None else f"./variants/{cell.label}"
-            store.write_cell(cell.label, cell.method, cell.spec.to_dict() if cell.spec else None,
+            if cell.source is not None:  # an external checkpoint: its Hub id, or its directory
+                path = cell.source.public_source if cell.source.hub else out["path"]
+            else:
+                path = out["path"] if cell.spec is None else f"./variants/{cell.label}"
+            store.write_cell(cell.label, cell.method, cell.identity(),
                              out["manifest"], path, out["results"], out["samples"], run_id,
                              out["seconds"], skipped=out["skipped"], task_settings=per_task)
             _settle(store, c, cell)
@@ -409,11 +420,63 @@ def _execute(config: SweepConfig, slots: int) -> Store:
                 log = None if terminal or not c.progress else (
                     lambda line, k=k, cell=cell: print(f"cell {k + 1}/{len(todo)} {cell.label}: {line}",
                                                        file=sys.stderr, flush=True))
-                commit(cell, run_cell(c, cell, missing, log=log))
+                try:
+                    out = run_cell(c, cell, missing, log=log)
+                except PluginError as e:  # a method plugin's failure is its cell's: recorded, the sweep goes on
+                    print(f"cell {cell.label} failed: {e}", file=sys.stderr, flush=True)
+                    store.record_failure(cell.label, missing, str(e), 1, run_id)
+                    continue
+                commit(cell, out)
     except BaseException:
         store.close()
         raise
     return store
+
+
+def dense_reference(config: SweepConfig, settings: dict, todo: list[tuple[Cell, list[str]]]) -> Path | None:
+    """Dense's next-token distributions on the perplexity texts for the cells of ``todo`` (cell, tasks it lacks)
+    that still need perplexity, computed once per run (``scoring.fidelity.measure_reference``: the dense model
+    loaded with the sweep's placement and batch size) and written atomically to ``cell.dense_distributions``; every
+    cell's perplexity reads them (``cell.run_cell``). A file already there is reused when its meta matches: the
+    model as the store records it (``settings``, ``run_settings``), the texts (digest), the device and dtype as
+    asked, the batch size. Returns the file's path; None when no cell needs perplexity (or, in a sweep of several
+    tasks, the data has none: the cells skip it too) or dense's logits were not finite (a stale file is removed,
+    the cells then measure no fidelity). Raises what loading the data or the model raises."""
+    if "perplexity" not in config.tasks or not any("perplexity" in missing for _, missing in todo):
+        return None
+    from kick_hub import data
+    from kick_hub.backends import make_engine
+    from kick_hub.evaluation import task_limit
+    from kick_hub.models import resolve as resolve_model
+    from kick_hub.scoring import fidelity
+
+    try:
+        records = data.load("perplexity", config.data, task_limit(config.limit, "perplexity"))
+    except ValueError:
+        if len(config.tasks) > 1:
+            return None
+        raise
+    texts = [r["text"] for r in records]
+    want = {"model": settings["model"], "device": settings["device"], "dtype": settings["dtype"],
+            "batch_size": settings["batch_size"]}
+    path = dense_distributions(config.run_dir)
+    have = fidelity.stored_meta(path)
+    if have is not None and all(have.get(k) == v for k, v in {**want, "texts": fidelity.texts_digest(texts),
+                                                              "format": fidelity.FORMAT}.items()):
+        return path
+    engine = make_engine(resolve_model(config.model), placement=config.placement, batch_size=config.batch_size)
+    try:
+        ref = fidelity.measure_reference(engine, texts, meta=want,
+                                         progress="dense distributions" if config.progress else None)
+        broken = engine.checked.non_finite
+    finally:
+        del engine
+    if broken:  # NaN / inf in dense's own logits: nothing to measure against (dense's perplexity is invalid too)
+        path.unlink(missing_ok=True)
+        print(f"dense distributions: dense gave non-finite logits on {broken} perplexity texts; no distribution "
+              f"fidelity this run", file=sys.stderr)
+        return None
+    return fidelity.save_reference(ref, path)
 
 
 def status(run_dir: str | Path, cells: list[Cell] | None = None, tasks: list[str] | None = None) -> str:

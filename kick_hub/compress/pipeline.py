@@ -50,6 +50,17 @@ def check_compressed(model, spec: CompressSpec) -> None:
     """Fail, before anything is written, when compression left the model as it was: a pruning spec with sparsity > 0
     under which no prunable layer has a single zero, or a quantization after which every block layer is still a
     plain float matrix. A variant's label must describe its weights."""
+    if spec.plugin is not None:  # a plugin that compressed nothing: its cell fails with the plugin named
+        if spec.prunes and not spec.sparsity:
+            return
+        try:
+            check_compressed(model, CompressSpec("magnitude", sparsity=0.5) if spec.prunes else CompressSpec("int8"))
+        except ValueError as e:
+            plugin = registry.find_plugin(spec.method, spec.plugin)
+            what = "pruned" if spec.prunes else "quantized"
+            raise registry.PluginError(f"method plugin {plugin.describe()} {what} none of the model's layers "
+                                       f"({spec.label}; {str(e).split(': ', 1)[-1].split(';')[0]})") from e
+        return
     import torch
 
     from kick_hub.compress.blockwise import prunable_layers
@@ -86,6 +97,8 @@ def compress(model, spec: CompressSpec, calibration=None, progress: bool = True,
     check_model(model, spec)
     if device is not None:
         registry.check_device(spec, str(device))
+    if spec.plugin is not None:  # foreign code: its failures become a PluginError naming it
+        return registry.run_plugin(model, spec, calibration, progress, device)
     return registry.method(spec.method).apply(model, spec, calibration, progress, device=device)
 
 
@@ -189,6 +202,10 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     from kick_hub.engine import load_model
     from kick_hub.io import public_name
 
+    own = getattr(registry.method(spec.method), "make_variant", None)
+    if own is not None:  # a method that writes its own artifact (gguf: a GGUF file beside the manifest)
+        return own(model_name, spec, output, calibration=calibration, nsamples=nsamples, seqlen=seqlen,
+                   overwrite=overwrite, progress=progress, storage=storage, placement=placement)
     # check: options, output dir, the method's packages
     if storage not in variant.STORAGES:
         raise ValueError(f"storage: must be one of {list(variant.STORAGES)}, got {storage!r}")

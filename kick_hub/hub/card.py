@@ -37,7 +37,7 @@ def compression_tags(manifest: dict) -> list[str]:
     when the manifest has no ``spec`` or its spec no ``method``."""
     spec = manifest["spec"]
     tags = ["llm-kick", "kick-hub", spec["method"]]
-    if spec["method"] in QUANT_METHODS:
+    if spec["method"] in QUANT_METHODS or (spec.get("pattern") is None and spec.get("sparsity") is None):
         tags += ["quantized", f"{spec['bits']}-bit"] if spec.get("bits") else ["quantized"]
     else:
         tags.append("pruned")
@@ -49,13 +49,15 @@ def compression_tags(manifest: dict) -> list[str]:
 
 
 def describe(spec: dict) -> str:
-    """One phrase for the compression setting: '50 % unstructured', '2:4 semi-structured', '4-bit (group 128)'."""
-    if spec["method"] in QUANT_METHODS:
+    """One phrase for the compression setting: '50 % unstructured', '2:4 semi-structured', '4-bit (group 128)'; a
+    method plugin's arguments follow (', M=5, lam=0.08')."""
+    args = "".join(f", {k}={v}" for k, v in (spec.get("args") or {}).items())
+    if spec["method"] in QUANT_METHODS or (spec.get("pattern") is None and spec.get("sparsity") is None):
         group = f", group size {spec['group_size']}" if spec["method"] in ("gptq", "awq") else ""
-        return f"{spec.get('bits')}-bit{group}"
+        return (f"{spec.get('bits')}-bit{group}" if spec.get("bits") else "quantized") + args
     if spec.get("pattern"):
-        return f"{spec['pattern']} semi-structured sparsity"
-    return f"{spec['sparsity']:.0%} unstructured sparsity"
+        return f"{spec['pattern']} semi-structured sparsity{args}"
+    return f"{spec['sparsity']:.0%} unstructured sparsity{args}"
 
 
 def dataset_for(task: str, data: str | None) -> tuple[str, str | None, str]:
@@ -92,6 +94,27 @@ def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
     return {"row": row, "dense": dense, "dense_se": dense_row.get("se", {}), "data": meta.get("data"),
             "limit": meta.get("limit"), "protocol": meta.get("protocol") or "default",
             "warning": report.knowledge_collapse(row)}
+
+
+def _external_table(run_dir: str | Path) -> str:
+    """The provenance of the external checkpoints a sweep evaluated beside this variant (``external.describe`` of
+    each ``external`` cell's stored manifest), or nothing when it has none."""
+    from kick_hub.bench.store import Store
+    from kick_hub.external import PROVENANCE_HEADER, describe as provenance_row
+    from kick_hub.io import loads
+
+    store = Store(run_dir, None)
+    try:
+        rows = [provenance_row(loads(v["manifest"])) for v in store.variants()
+                if v["method"] == "external" and v["manifest"]]
+    finally:
+        store.close()
+    if not rows:
+        return ""
+    return ("### External checkpoints in this sweep\n\nEvaluated on the same examples, paired with the same dense "
+            "model; source, commit and weights digest pin what was measured.\n\n| " + " | ".join(PROVENANCE_HEADER)
+            + " |\n|" + "---|" * len(PROVENANCE_HEADER) + "\n"
+            + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n")
 
 
 def _pm(se: float | None) -> str:
@@ -139,7 +162,27 @@ def _results_table(results: dict) -> str:
               "| task | ± (dense / this variant) | change, paired 95 % interval |", "|---|---:|---:|"]
     lines += [f"| {task} | {_noise(results, task)} |" for task in results["row"]["abs"]]
     lines += _flip_lines(results["row"].get("flips", {}))
+    lines += _fidelity_lines(results["row"].get("fidelity", {}))
     return "\n".join(lines)
+
+
+def _fidelity_lines(fidelity: dict) -> list[str]:
+    """The card's distribution-fidelity table (``report.table_data``'s ``row["fidelity"]``, ``report.FIDELITY``
+    names): this variant's next-token distributions against dense's on the perplexity texts, llama.cpp's
+    definitions; empty when not measured."""
+    from kick_hub.bench.report import fidelity_header, fidelity_rows
+
+    if not fidelity:
+        return []
+    row = {"label": "this variant", "fidelity": fidelity}
+    header, cells = fidelity_header([row])[1:], fidelity_rows([row])[0][1:]
+    return ["", "Distribution fidelity against dense on the perplexity texts, with llama.cpp's definitions "
+            "(llama-perplexity --kl-divergence): KL(dense || this variant) per token in nats, the share of positions "
+            "whose most likely token is the same (top-1 agreement), the change Δp in the probability of the text's "
+            "next token, and PPL(variant) / PPL(dense); ± standard errors with texts as the sampling units"
+            + ("; the KL shown is a lower bound (dense stored as its top-k tokens), the upper bound beside it."
+               if "kl_mean_upper" in fidelity else "."), "",
+            "| " + " | ".join(header) + " |", "|" + "---:|" * len(header), "| " + " | ".join(cells) + " |"]
 
 
 def _flip_lines(flips: dict) -> list[str]:
@@ -279,7 +322,9 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         WORLD_MODEL_TEXT if base == "world" else "",
         "## Compression\n",
         "| | |\n|---|---|",
-        f"| method | `{spec['method']}` |",
+        f"| method | `{spec['method']}`" + (f" (method plugin `{manifest['plugin']['ref']}`, "
+                                             f"{manifest['plugin']['distribution']} {manifest['plugin']['version']})"
+                                             if manifest.get("plugin") else "") + " |",
         f"| setting | {describe(spec)} |",
         f"| achieved sparsity (decoder Linear layers) | {manifest.get('sparsity', 0.0):.2%} |" if not quantized
         else "",
@@ -298,7 +343,7 @@ def variant_card(variant_dir: str | Path, repo_id: str, run_dir: str | Path | No
         body += ["## LLM-KICK results\n",
                  f"Scored on `{public_name(results['data']) or 'world'}`{limit}, protocol "
                  f"`{results.get('protocol', 'default')}`, greedy decoding, beside the dense base model.\n",
-                 _results_table(results) + "\n"]
+                 _results_table(results) + "\n", _external_table(run_dir)]
         if not all(math.isfinite(v) for v in [*results["row"]["abs"].values(), *results["dense"].values()]):
             body.append("∞ / NaN: the score is not a finite number (a perplexity whose exponent overflows is "
                         "infinite); such values are left out of the model-index metadata.\n")
@@ -328,7 +373,7 @@ THREAD_DEPENDENT = ("sparsegpt", "gptq")
 # CompressSpec field -> the `kick compress` option that sets it; a bool field's option sets the non-default value
 SPEC_OPTIONS = {"sparsity": "--sparsity", "pattern": "--pattern", "bits": "--bits", "group_size": "--group-size",
                 "desc_act": "--desc-act", "sym": "--asym", "damp": "--damp", "blocksize": "--blocksize",
-                "seed": "--seed"}
+                "seed": "--seed", "args": "--method-arg", "plugin": "--method", "quant_type": "--quant-type"}
 
 
 def _option_value(value) -> str:
@@ -357,9 +402,10 @@ def reproduce_argv(manifest: dict, base_model: str | None = None, output: str = 
 
     spec = CompressSpec(**manifest["spec"])
     argv = ["kick", "compress", "--model", base_model or public_name(manifest["base_model"]),
-            "--method", spec.method]
+            "--method", spec.plugin or spec.method]  # a plugin by its package.module:name: no entry point needed
+    argv += [x for k, v in spec.args for x in ("--method-arg", f"{k}={v}")]
     for field in dataclasses.fields(CompressSpec):
-        if field.name == "method":
+        if field.name in ("method", "args", "plugin"):
             continue
         try:
             implied = dataclasses.replace(spec, **{field.name: field.default}) == spec

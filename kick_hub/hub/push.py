@@ -82,6 +82,9 @@ def push_variant(variant_dir: str | Path, repo_id: str, private: bool = False, r
     if base_model is not None:
         check_repo_id(base_model, "base-model")
     variant_dir = Path(variant_dir)
+    if (variant_dir / MANIFEST).exists() and load_manifest(variant_dir).get("method") == "gguf":
+        raise ValueError(f"variant: {variant_dir} is a gguf variant; GGUF quant types go to one repo with their sweep "
+                         "(`kick bench --methods gguf --push ORG`, --keep-variants all: hub.gguf_repo)")
     if not (variant_dir / "config.json").exists():
         raise ValueError(f"variant: {variant_dir} is not a saved model directory (no config.json)")
     manifest = load_manifest(variant_dir)
@@ -110,7 +113,8 @@ def repo_name(model: str, label: str) -> str:
 
 
 def push_sweep(run_dir: str | Path, org: str, private: bool = False) -> dict[str, str]:
-    """Every compressed variant of a sweep's run dir to ``org/<model>-<label>``; label -> commit URL."""
+    """Every compressed variant of a sweep's run dir to ``org/<model>-<label>``, its gguf variants together to
+    ``org/<model>-GGUF`` (``hub.gguf_repo``: one file per quant type); label -> commit URL."""
     from kick_hub.bench.store import Store
 
     check_org(org)
@@ -120,7 +124,15 @@ def push_sweep(run_dir: str | Path, org: str, private: bool = False) -> dict[str
     store.close()
     if not variants:
         raise HubError(f"run-dir: {run_dir} has no compressed variants to push")
+    gguf = [v for v in variants if v["method"] == "gguf"]
+    variants = [v for v in variants if v["method"] != "gguf"]
     repos = {v["label"]: f"{org}/{repo_name(model, v['label'])}" for v in variants}
     for repo_id in repos.values():
         check_repo_id(repo_id)
-    return {v["label"]: push_variant(v["path"], repos[v["label"]], private, run_dir) for v in variants}
+    urls = {v["label"]: push_variant(v["path"], repos[v["label"]], private, run_dir) for v in variants}
+    if gguf:
+        from kick_hub.hub.gguf_repo import push_gguf, repo_name as gguf_repo_name
+
+        url = push_gguf(run_dir, f"{org}/{gguf_repo_name(model)}", private)
+        urls.update({v["label"]: url for v in gguf})
+    return urls

@@ -55,8 +55,8 @@ class Reference:
     """Dense's next-token distributions over ``n`` scored positions of a list of texts.
 
     ``logprobs [n, K]`` float32: the whole log-distribution (``indices`` None, ``K = vocab``) or its ``K`` largest
-    entries in descending order at ``indices [n, K]`` (int64); ``rest [n]``: log of the probability mass outside the
-    stored entries (``-inf`` when whole); ``targets [n]``: the true next token at each position;
+    entries in descending order at ``indices [n, K]`` (int64); ``rest [n]`` (float64): log of the probability mass
+    outside the stored entries (``-inf`` when whole); ``targets [n]``: the true next token at each position;
     ``target_logprobs [n]``: dense's log-prob of it; ``offsets``: text ``j``'s positions are
     ``offsets[j]:offsets[j + 1]``; ``meta``: what determines the numbers (model, texts digest, dtype, ...)."""
 
@@ -91,29 +91,51 @@ def reference(dists: Sequence[torch.Tensor], token_ids: Sequence[Sequence[int]],
     ``Backend.next_token_logprobs`` returns) of texts read as ``token_ids`` (``T_j`` ids each). ``top_k``: keep
     that many entries per position; None: whole when ``V <= FULL_VOCAB``, else ``TOP_K``. Raises ValueError when
     a tensor's rows do not match its ids."""
-    rows, targets, offsets = [], [], [0]
-    for j, (d, ids) in enumerate(zip(dists, token_ids, strict=True)):
-        if d.ndim != 2 or d.shape[0] != len(ids):
-            raise ValueError(f"dists: text #{j} has {tuple(d.shape)} for {len(ids)} token ids")
-        n, t = positions(ids)
-        rows.append(d[:n].float())
-        targets.extend(t)
-        offsets.append(offsets[-1] + n)
-    if not rows:
+    if not dists:
         raise ValueError("dists: no texts")
-    lp = torch.cat(rows)
-    vocab = lp.shape[1]
-    tgt = torch.tensor(targets, dtype=torch.long)
-    target_lp = lp.gather(1, tgt[:, None])[:, 0] if len(tgt) else torch.empty(0)
+    vocab = dists[0].shape[-1]
+    k = _stored_k(vocab, top_k)
+    return _assemble([_reduce(j, d, ids, k) for j, (d, ids) in enumerate(zip(dists, token_ids, strict=True))],
+                     vocab, k, meta)
+
+
+def _stored_k(vocab: int, top_k: int | None) -> int:
+    """Entries kept per position for a vocabulary of ``vocab`` tokens (``reference``'s rule); ValueError when
+    ``top_k`` is not between 1 and ``vocab``."""
     k = top_k if top_k is not None else (vocab if vocab <= FULL_VOCAB else TOP_K)
     if not 1 <= k <= vocab:
         raise ValueError(f"top_k: must be between 1 and the vocabulary ({vocab}), got {k}")
-    if k == vocab:
-        return Reference(lp.contiguous(), None, torch.full((len(lp),), -math.inf), tgt, target_lp, offsets, vocab,
-                         dict(meta or {}))
+    return k
+
+
+def _reduce(j: int, d: torch.Tensor, ids: Sequence[int], k: int) -> tuple[torch.Tensor, ...]:
+    """Text ``j``'s stored rows: ``(logprobs [n, k], indices [n, k] or None, rest [n], targets [n],
+    target_logprobs [n])`` of its ``[T, V]`` log-distributions ``d`` (one text at a time, so a caller never holds
+    more than one batch of full distributions)."""
+    if d.ndim != 2 or d.shape[0] != len(ids):
+        raise ValueError(f"dists: text #{j} has {tuple(d.shape)} for {len(ids)} token ids")
+    n, t = positions(ids)
+    lp = d[:n].float()
+    tgt = torch.tensor(t, dtype=torch.long)
+    target_lp = lp.gather(1, tgt[:, None])[:, 0] if n else torch.empty(0)
+    if k == lp.shape[1]:
+        return lp.contiguous(), None, torch.full((n,), -math.inf, dtype=torch.float64), tgt, target_lp
     values, idx = lp.topk(k, dim=1)
-    rest = torch.log1p(-values.exp().sum(1).clamp(max=1.0 - 1e-7))  # log of the mass outside the top k
-    return Reference(values.contiguous(), idx.contiguous(), rest, tgt, target_lp, offsets, vocab, dict(meta or {}))
+    # log of the mass outside the top k, summed over those tokens themselves in float64 (1 - the top k's mass
+    # would cancel to float32 noise where little is left, and the KL bounds would no longer hold at that noise)
+    rest = lp.double().scatter(1, idx, -math.inf).logsumexp(1)
+    return values.contiguous(), idx.contiguous(), rest, tgt, target_lp
+
+
+def _assemble(parts: list[tuple[torch.Tensor, ...]], vocab: int, k: int, meta: dict | None) -> Reference:
+    """A ``Reference`` of texts whose rows ``_reduce`` gave, in text order."""
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + len(p[3]))
+    lp = torch.cat([p[0] for p in parts]) if parts else torch.empty(0, k)
+    idx = None if k == vocab else torch.cat([p[1] for p in parts])
+    return Reference(lp, idx, torch.cat([p[2] for p in parts]), torch.cat([p[3] for p in parts]),
+                     torch.cat([p[4] for p in parts]), offsets, vocab, dict(meta or {}))
 
 
 @dataclass
@@ -139,44 +161,50 @@ def compare(ref: Reference, dists: Sequence[torch.Tensor], token_ids: Sequence[S
     as other tokens (another tokenizer: the positions would not pair) or the vocabularies differ."""
     if len(dists) != len(ref.offsets) - 1:
         raise ValueError(f"dists: {len(dists)} texts, the dense reference has {len(ref.offsets) - 1}")
-    kl, upper, same, dp, nll, nll_d = [], [], [], [], [], []
-    for j, (d, ids) in enumerate(zip(dists, token_ids, strict=True)):
-        rows = ref.text_rows(j)
-        n, targets = positions(ids)
-        if n != rows.stop - rows.start or targets != ref.targets[rows].tolist():
-            raise ValueError(f"token ids: text #{j} is read as other tokens than the dense reference's (another "
-                             f"tokenizer?); its positions would not pair")
-        if d.shape[-1] != ref.vocab:
-            raise ValueError(f"vocabulary: the variant has {d.shape[-1]} tokens, the dense reference {ref.vocab}")
-        q = d[:n].double()
-        p_lp = ref.logprobs[rows].double()
-        if ref.truncated:
-            idx = ref.indices[rows]
-            q_k = q.gather(1, idx)
-            p_r, q_r = ref.rest[rows].double(), torch.log1p(-q_k.exp().sum(1).clamp(max=1.0 - 1e-12))
-            head = (p_lp.exp() * (p_lp - q_k)).sum(1)
-            tail = torch.where(p_r > -math.inf, p_r.exp() * (p_r - q_r), torch.zeros_like(p_r))
-            outside = q.scatter(1, idx, math.inf).min(1).values  # min log Q over the tokens outside the top k
-            kl.append(head + tail)
-            upper.append(head + torch.where(p_r > -math.inf, p_r.exp() * (p_r - outside), torch.zeros_like(p_r)))
-            top_p = idx[:, 0]
-        else:
-            # 0 * log 0 terms (P_i = 0) contribute nothing; a -inf in Q where P > 0 gives +inf, as it should
-            p = p_lp.exp()
-            terms = torch.where(p > 0, p * (p_lp - q), torch.zeros_like(p))
-            kl.append(terms.sum(1))
-            upper.append(kl[-1])
-            top_p = p_lp.argmax(1)
-        same.append(top_p == q.argmax(1))
-        tgt = ref.targets[rows]
-        q_y = q.gather(1, tgt[:, None])[:, 0]
-        p_y = ref.target_logprobs[rows].double()
-        dp.append(q_y.exp() - p_y.exp())
-        nll.append(-q_y)
-        nll_d.append(-p_y)
-    cat = lambda xs: torch.cat(xs).numpy() if xs else np.zeros(0)  # noqa: E731
-    return Comparison(cat(kl), cat(upper), cat(same).astype(bool), cat(dp), cat(nll), cat(nll_d), list(ref.offsets),
-                      ref.truncated)
+    pairs = enumerate(zip(dists, token_ids, strict=True))
+    return _join(ref, [_compare_text(ref, j, d, ids) for j, (d, ids) in pairs])
+
+
+def _compare_text(ref: Reference, j: int, d: torch.Tensor, ids: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Text ``j``'s per-position ``(kl, kl_upper, same_top, delta_p, nll, nll_dense)`` against ``ref`` (``compare``
+    for one text, so a caller holds one batch of full distributions at a time)."""
+    rows = ref.text_rows(j)
+    n, targets = positions(ids)
+    if n != rows.stop - rows.start or targets != ref.targets[rows].tolist():
+        raise ValueError(f"token ids: text #{j} is read as other tokens than the dense reference's (another "
+                         f"tokenizer?); its positions would not pair")
+    if d.shape[-1] != ref.vocab:
+        raise ValueError(f"vocabulary: the variant has {d.shape[-1]} tokens, the dense reference {ref.vocab}")
+    q = d[:n].double()
+    p_lp = ref.logprobs[rows].double()
+    if ref.truncated:
+        idx = ref.indices[rows]
+        q_k = q.gather(1, idx)
+        p_r, q_r = ref.rest[rows].double(), q.scatter(1, idx, -math.inf).logsumexp(1)  # masses outside the top k
+        head = (p_lp.exp() * (p_lp - q_k)).sum(1)
+        tail = torch.where(p_r > -math.inf, p_r.exp() * (p_r - q_r), torch.zeros_like(p_r))
+        outside = q.scatter(1, idx, math.inf).min(1).values  # min log Q over the tokens outside the top k
+        kl = head + tail
+        upper = head + torch.where(p_r > -math.inf, p_r.exp() * (p_r - outside), torch.zeros_like(p_r))
+        top_p = idx[:, 0]
+    else:
+        # 0 * log 0 terms (P_i = 0) contribute nothing; a -inf in Q where P > 0 gives +inf, as it should
+        p = p_lp.exp()
+        kl = torch.where(p > 0, p * (p_lp - q), torch.zeros_like(p)).sum(1)
+        upper = kl
+        top_p = p_lp.argmax(1)
+    tgt = ref.targets[rows]
+    q_y = q.gather(1, tgt[:, None])[:, 0]
+    p_y = ref.target_logprobs[rows].double()
+    return kl, upper, top_p == q.argmax(1), q_y.exp() - p_y.exp(), -q_y, -p_y
+
+
+def _join(ref: Reference, parts: list[tuple[torch.Tensor, ...]]) -> Comparison:
+    """The ``Comparison`` of every text of ``ref`` from ``_compare_text``'s parts, in text order."""
+    def cat(i: int) -> np.ndarray:
+        return torch.cat([p[i] for p in parts]).numpy() if parts else np.zeros(0)
+
+    return Comparison(cat(0), cat(1), cat(2).astype(bool), cat(3), cat(4), cat(5), list(ref.offsets), ref.truncated)
 
 
 def summary(c: Comparison) -> tuple[dict[str, float], list[dict]]:
@@ -248,14 +276,38 @@ def texts_digest(texts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode()).hexdigest()
 
 
+def _passes(engine: "Backend", texts: Sequence[str], progress: str | None):
+    """``(j, ids, dists)`` for every text, one ``next_token_logprobs`` call per ``engine.batch_size`` texts taken
+    longest first: the engine's own batches (``left_padded_batches``), so the numbers equal one call over all the
+    texts, while at most one batch of ``[T, V]`` distributions is held (a 150 k vocabulary's would not fit)."""
+    from tqdm.auto import tqdm
+
+    ids = [engine.token_ids(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+    size = max(int(getattr(engine, "batch_size", 1) or 1), 1)
+    for start in tqdm(range(0, len(order), size), desc=progress or "fidelity", unit="batch",
+                      disable=progress is None):
+        chunk = order[start:start + size]
+        for j, d in zip(chunk, engine.next_token_logprobs([texts[i] for i in chunk]), strict=True):
+            yield j, ids[j], d
+
+
 def measure_reference(engine: "Backend", texts: Sequence[str], meta: dict | None = None, top_k: int | None = None,
                       progress: str | None = None) -> Reference:
-    """Dense's ``Reference`` on ``texts`` (fitted by ``fit_texts``), one ``next_token_logprobs`` pass, with
-    ``meta`` plus ``texts`` (their digest), ``texts_cut``, ``top_k``, ``vocab`` and ``format``."""
+    """Dense's ``Reference`` on ``texts`` (fitted by ``fit_texts``), one ``next_token_logprobs`` pass (in batches,
+    ``_passes``), with ``meta`` plus ``texts`` (their digest), ``texts_cut``, ``top_k``, ``vocab`` and
+    ``format``. Raises ValueError for no texts."""
     fitted, cut = fit_texts(engine, texts)
-    ids = [engine.token_ids(t) for t in fitted]
-    dists = engine.next_token_logprobs(fitted, progress=progress)
-    ref = reference(dists, ids, top_k=top_k)
+    if not fitted:
+        raise ValueError("texts: no texts to measure the dense distributions on")
+    parts: dict[int, tuple] = {}
+    vocab = k = None
+    for j, ids, d in _passes(engine, fitted, progress):
+        if k is None:
+            vocab = d.shape[-1]
+            k = _stored_k(vocab, top_k)
+        parts[j] = _reduce(j, d, ids, k)
+    ref = _assemble([parts[j] for j in range(len(fitted))], vocab, k, None)
     ref.meta = {**(meta or {}), "texts": texts_digest(texts), "texts_cut": cut, "format": FORMAT,
                 "top_k": ref.logprobs.shape[1], "vocab": ref.vocab, "truncated": ref.truncated}
     return ref
@@ -264,13 +316,15 @@ def measure_reference(engine: "Backend", texts: Sequence[str], meta: dict | None
 def measure(engine: "Backend", texts: Sequence[str], ref: Reference,
             progress: str | None = None) -> tuple[dict[str, float], list[dict]]:
     """``summary`` of ``engine`` against ``ref`` on the ``texts`` it was measured on (ValueError when they are other
-    texts: the digest differs). One ``next_token_logprobs`` pass; the engine's non-finite logits are counted in its
-    ``checked`` as for every pass."""
-    if ref.meta.get("texts") not in (None, texts_digest(texts)):
+    texts: the digest differs, or the count). One ``next_token_logprobs`` pass (in batches, ``_passes``); the
+    engine's non-finite logits are counted in its ``checked`` as for every pass."""
+    if ref.meta.get("texts") not in (None, texts_digest(texts)) or len(texts) != len(ref.offsets) - 1:
         raise ValueError("texts: not the texts the dense reference was measured on")
     fitted, _ = fit_texts(engine, texts)
-    ids = [engine.token_ids(t) for t in fitted]
-    return summary(compare(ref, engine.next_token_logprobs(fitted, progress=progress), ids))
+    parts: dict[int, tuple] = {}
+    for j, ids, d in _passes(engine, fitted, progress):
+        parts[j] = _compare_text(ref, j, d, ids)
+    return summary(_join(ref, [parts[j] for j in range(len(fitted))]))
 
 
 # ------------------------------------------------------------------ storage
@@ -291,10 +345,28 @@ def save_reference(ref: Reference, path: str | Path) -> Path:
     return path
 
 
+def stored_meta(path: str | Path) -> dict | None:
+    """The ``meta`` of the dense distributions stored at ``path`` without reading its tensors; None when there is no
+    such file or it is not one (``save_reference``)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, RuntimeError, ValueError, SafetensorError):
+        return None
+    if meta.get("format") != FORMAT:
+        return None
+    try:
+        return json.loads(meta.get("meta", "{}"))
+    except ValueError:
+        return None
+
+
 def load_reference(path: str | Path) -> Reference:
     """The ``Reference`` stored at ``path`` (``save_reference``). Raises ValueError naming the file when it is not
     one."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -302,7 +374,7 @@ def load_reference(path: str | Path) -> Reference:
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{path}: not a kick-hub dense-distributions file")
             t = {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, RuntimeError) as e:  # safetensors raises these for a missing or corrupt file
+    except (OSError, RuntimeError, SafetensorError) as e:  # a missing, unreadable or corrupt file
         raise ValueError(f"{path}: cannot read the dense distributions ({e})") from e
     idx = t.get("indices")
     return Reference(t["logprobs"], None if idx is None else idx.long(), t["rest"], t["targets"],
