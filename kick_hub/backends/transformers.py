@@ -23,6 +23,16 @@ Padding rule: padded positions are masked, so the pad id only has to be one the 
 the same at every batch size. A real prompt token the model cannot embed is a ``ValueError`` naming it, raised before
 the forward pass (``kick_hub.scoring.perplexity.check_embeddable``).
 
+Shared-prefix rule: prompts of one ``generate`` or ``choice_logprobs`` call that share a long run of leading token ids
+(an MCQ subject's header and shots, one passage asked several questions, one system text) are grouped
+(``shared_prefix_groups``, on token ids, so the boundary is a token boundary of every member's own tokenization); the
+group's shared prefix runs once into a key/value cache (``transformers.DynamicCache``), copied for each batch of the
+group's suffixes, and only the suffixes run (padded between prefix and suffix, masked, positions counted from the
+mask). Outputs equal the plain path's (greedy texts equal, log-likelihoods to float32 rounding). Where the cache
+cannot be shared (``prefix_blocker``: sliding-window or chunked attention reaching the call's sequences, an attention
+implementation other than sdpa / eager, a stateful or non-standard cache, a generation config with its own cache
+implementation) the call runs plain and the engine logs one line, once. ``share_prefix=False`` runs every call plain.
+
 Non-finite rule: every forward pass's logits are checked with one ``torch.isfinite(...).all()`` (greedy generation
 steps, option log-probs, perplexity windows, next-token distributions). An input (prompt or text) with a NaN / inf
 logit where it is read is counted in ``checked`` (``LogitCheck``: inputs run, inputs with non-finite logits); the
@@ -32,6 +42,8 @@ the task invalid, the judge's local backend raises, ``stream`` raises ``NonFinit
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -40,7 +52,16 @@ from kick_hub.backends import LogitCheck, NonFiniteLogits, cut_at_stop, until_st
 from kick_hub.models import load_model
 from kick_hub.scoring import perplexity as _ppl
 
-__all__ = ["TransformersEngine", "stop_token_ids", "choose_pad_token_id", "until_stop_streamer", "GREEDY"]
+__all__ = ["TransformersEngine", "stop_token_ids", "choose_pad_token_id", "until_stop_streamer", "GREEDY",
+           "shared_prefix_groups", "prefix_blocker", "MIN_SHARED_PREFIX"]
+
+log = logging.getLogger(__name__)
+
+# A group must share at least this many leading tokens, and at least half of its shortest member's tokens (the
+# copies of the cache and the extra forward pass cost more than a short prefix saves).
+MIN_SHARED_PREFIX = 16
+# Attention implementations whose masks follow a 2-D padding mask with holes (padding between prefix and suffix).
+_SHAREABLE_ATTENTION = ("sdpa", "eager")
 
 # Passed to every ``model.generate`` call, above the model's generation config: plain greedy decoding, one sequence.
 GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0,
@@ -96,15 +117,92 @@ def choose_pad_token_id(model, tokenizer, stop_ids: Sequence[int]) -> int:
     return next((i for i in stop_ids if 0 <= i < vocab), 0)
 
 
+def shared_prefix_groups(encoded: Sequence[Sequence[int]], min_prefix: int = MIN_SHARED_PREFIX
+                         ) -> tuple[list[tuple[list[int], int]], list[int]]:
+    """Prompts (token ids each) grouped by shared leading token ids: ``(groups, rest)``, ``groups`` a list of
+    ``(members, prefix_length)`` (member indices in ascending order; every member starts with the same
+    ``prefix_length`` ids and has at least one id after them) and ``rest`` the indices that share with none (ascending).
+
+    The prompts are sorted by their ids, so prompts with long common prefixes are neighbours; a group is a run of
+    neighbours whose common prefix is at least ``min_prefix`` ids and at least half of the shorter neighbour, and its
+    prefix is the run's common prefix (cut so each member keeps one id of its own). Deterministic: the result depends
+    only on the ids, not on their order. Pure Python, no model."""
+    import os.path
+
+    order = sorted(range(len(encoded)), key=lambda i: (list(encoded[i]), i))
+    groups: list[tuple[list[int], int]] = []
+    rest: list[int] = []
+
+    def close(run: list[int], prefix: int) -> None:
+        prefix = min([prefix] + [len(encoded[i]) - 1 for i in run])
+        if len(run) >= 2 and prefix >= max(min_prefix, 1):
+            groups.append((sorted(run), prefix))
+        else:
+            rest.extend(run)
+
+    run: list[int] = order[:1]
+    prefix = len(encoded[order[0]]) if order else 0
+    for a, b in zip(order, order[1:]):
+        shared = len(os.path.commonprefix([list(encoded[a]), list(encoded[b])]))
+        if shared >= min_prefix and 2 * shared >= min(len(encoded[a]), len(encoded[b])):
+            run.append(b)
+            prefix = min(prefix, shared)
+        else:
+            close(run, prefix)
+            run, prefix = [b], len(encoded[b])
+    if run:
+        close(run, prefix)
+    return groups, sorted(rest)
+
+
+def prefix_blocker(model, width: int) -> str | None:
+    """Why ``model`` cannot run prompt suffixes on a copied prefix key/value cache when its sequences reach ``width``
+    tokens (prompt plus new tokens), or None when it can: an attention implementation other than sdpa / eager
+    (the padding between prefix and suffix needs a mask with holes), sliding-window or chunked attention whose window
+    the sequences reach (the window counts cache slots, padding included, so it would cover other tokens than in one
+    pass), a stateful (recurrent) model or one without transformers' dynamic cache, an encoder-decoder, or a
+    generation config naming its own cache implementation."""
+    import inspect
+
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(config, "is_encoder_decoder", False):
+        return "an encoder-decoder model"
+    if getattr(model, "_is_stateful", False) or not getattr(model, "_supports_default_dynamic_cache",
+                                                             lambda: False)():
+        return f"{type(model).__name__} keeps no standard key/value cache"
+    if "cache" not in inspect.signature(model.forward).parameters:
+        return f"{type(model).__name__}.forward takes no key/value cache"
+    impl = getattr(config, "_attn_implementation", None) or "eager"
+    if impl not in _SHAREABLE_ATTENTION:
+        return f"attention implementation {impl!r} (shared prefixes need one of {list(_SHAREABLE_ATTENTION)})"
+    cache_impl = getattr(getattr(model, "generation_config", None), "cache_implementation", None)
+    if cache_impl:
+        return f"the generation config's cache implementation {cache_impl!r}"
+    types = set(getattr(text, "layer_types", None) or [])  # per-layer kinds where the config lists them
+    if types:
+        windowed = bool(types & {"sliding_attention", "chunked_attention"})
+    else:  # one kind for every layer: a window applies unless the config switches it off (Qwen2)
+        windowed = getattr(text, "use_sliding_window", True) is not False
+    for attr in ("sliding_window", "attention_chunk_size"):
+        window = getattr(text, attr, None)
+        if isinstance(window, int) and window > 0 and windowed and width >= window:
+            return f"{attr.replace('_', ' ')} {window} reached by {width}-token sequences"
+    return None
+
+
 class TransformersEngine:
     """Batched inference over one causal LM (CPU or whatever device the model sits on; inputs go to the device of
     its input embeddings, so a model spread over several devices by accelerate's device map works too): the
     transformers implementation of ``kick_hub.backends.Backend``."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None) -> None:
+    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None,
+                 share_prefix: bool = True) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size: must be positive, got {batch_size}")
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.share_prefix = share_prefix  # shared-prefix rule (module docstring); False: every call runs plain
+        self._prefix_logged = False  # the fallback line is logged once per engine
         self.stop_token_ids = stop_token_ids(model, tokenizer)
         self.pad_token_id = choose_pad_token_id(model, tokenizer, self.stop_token_ids)
         tokenizer.padding_side = "left"
@@ -208,6 +306,62 @@ class TransformersEngine:
         """``(indices, ids, mask)`` batches, longest first, left-padded with the pad id (masked)."""
         return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device)
 
+    # ------------------------------------------------------ shared prefixes
+    def _plan(self, encoded: list[list[int]], reserve: int) -> tuple[list[tuple[list[int], int]], list[int]]:
+        """``(groups, rest)`` for one call (``shared_prefix_groups``): every prompt in ``rest`` when prefix sharing is
+        off or blocked for this model at these widths (``prefix_blocker``; logged once per engine)."""
+        everything = ([], list(range(len(encoded))))
+        if not self.share_prefix or len(encoded) < 2:
+            return everything
+        groups, rest = shared_prefix_groups(encoded)
+        if not groups:
+            return everything
+        reason = prefix_blocker(self.model, max(len(e) for e in encoded) + reserve)
+        if reason is not None:
+            if not self._prefix_logged:
+                self._prefix_logged = True
+                log.warning("kick: shared-prefix evaluation off for this model (%s): prompts run whole (same "
+                            "results, slower)", reason)
+            return everything
+        return groups, rest
+
+    @torch.inference_mode()
+    def _prefix_cache(self, prefix: list[int]):
+        """A ``DynamicCache`` (batch 1) holding the keys and values of ``prefix`` (token ids)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=torch.tensor([prefix], device=self.device), cache=cache, use_cache=True,
+                   logits_to_keep=1)
+        return cache
+
+    def _planned_batches(self, encoded: list[list[int]], reserve: int):
+        """``(count, batches)``: how many batches, and a generator of ``(indices, ids, mask, prefix, cache)`` over
+        every prompt once. Plain batches (``prefix`` None, ``cache`` None) hold whole prompts, longest first and
+        left-padded; a shared group's batches hold its members' suffixes (longest first, left-padded: the padding
+        sits between prefix and suffix), ``prefix`` its ids ``[1, P]`` and ``cache`` a fresh copy of its key/value
+        cache repeated for the batch's rows. A group's cache is computed when its first batch is reached and dropped
+        after its last, so one group's cache is held at a time."""
+        groups, rest = self._plan(encoded, reserve)
+        size = self.batch_size
+        count = -(-len(rest) // size) + sum(-(-len(m) // size) for m, _ in groups)
+
+        def batches():
+            if rest:
+                for idx, ids, mask in self._batches([encoded[i] for i in rest]):
+                    yield [rest[j] for j in idx], ids, mask, None, None
+            for members, length in groups:
+                prefix = encoded[members[0]][:length]
+                cache = self._prefix_cache(prefix)
+                prefix_ids = torch.tensor([prefix], device=self.device)
+                suffixes = [encoded[i][length:] for i in members]
+                for idx, ids, mask in self._batches(suffixes):
+                    copied = copy.deepcopy(cache)
+                    copied.batch_repeat_interleave(len(idx))
+                    yield [members[j] for j in idx], ids, mask, prefix_ids, copied
+                del cache
+        return count, batches()
+
     # --------------------------------------------------------- generation
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, stop: Sequence[str] = (),
@@ -215,17 +369,24 @@ class TransformersEngine:
         """Greedy continuations (prompt excluded), each ended at the model's stop token ids (``stop_token_ids``) and
         cut at its first stop string, in input order. Each prompt plus ``max_new_tokens`` must fit the context
         (``ValueError`` otherwise). Prompts whose logits were non-finite at a step before their stop are counted in
-        ``checked``."""
+        ``checked``. Prompts sharing a long prefix run on one copied prefix cache (shared-prefix rule, module
+        docstring), with the same texts."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
         encoded = self.encode(texts, self.room(max_new_tokens))
         outputs: list[str] = [""] * len(texts)
         bad = [False] * len(texts)
-        batches = list(self._batches(encoded))
-        for idx, ids, mask in tqdm(batches, desc=progress or "generate", unit="batch", disable=progress is None):
+        count, batches = self._planned_batches(encoded, max_new_tokens)
+        for idx, ids, mask, prefix, cache in tqdm(batches, total=count, desc=progress or "generate", unit="batch",
+                                                  disable=progress is None):
+            extra = {}
+            if prefix is not None:  # whole rows (prefix + padded suffix); generate runs only what the cache lacks
+                ids = torch.cat([prefix.expand(len(idx), -1), ids], dim=1)
+                mask = torch.cat([torch.ones_like(prefix).expand(len(idx), -1), mask], dim=1)
+                extra = {"cache": cache}
             check = _FiniteCheck(len(idx), ids.shape[1], self.stop_token_ids, ids.device)
-            gen = self.model.generate(input_ids=ids, attention_mask=mask,
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, **extra,
                                       **self._generate_kwargs(max_new_tokens, stop, check))
             for i, flag in zip(idx, check.bad.tolist()):
                 bad[i] = flag
@@ -274,12 +435,19 @@ class TransformersEngine:
 
     # ----------------------------------------------------- log-likelihood
     @torch.inference_mode()
-    def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, list[bool]]:
-        """Log-probs ``[batch, vocab]`` of the token after each row, and per row whether its logits were non-finite."""
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    def _last_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor | None = None,
+                       cache=None) -> tuple[torch.Tensor, list[bool]]:
+        """Log-probs ``[batch, vocab]`` of the token after each row, and per row whether its logits were non-finite.
+        With ``prefix`` (ids ``[1, P]``) and ``cache`` (its keys and values, repeated for the rows), ``ids`` and
+        ``mask`` are the rows' suffixes only."""
+        extra = {}
+        if prefix is not None:
+            mask = torch.cat([torch.ones_like(prefix).expand(ids.shape[0], -1), mask], dim=1)
+            extra = {"cache": cache, "use_cache": True}
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, mask.shape[1] - ids.shape[1]:]
         # only the last position's logits: a 49 k vocabulary over 2 k-token MMLU prompts would otherwise take GBs
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                            logits_to_keep=1).logits[:, -1, :].float()
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1,
+                            **extra).logits[:, -1, :].float()
         bad = [False] * ids.shape[0]
         if not bool(torch.isfinite(logits).all()):
             bad = (~torch.isfinite(logits).all(-1)).tolist()
@@ -290,7 +458,8 @@ class TransformersEngine:
         """log P(choice | prompt) for each prompt and each choice. When every choice is one token after the prompt
         (option letters) this is one forward pass per prompt; otherwise each option is scored by its own pass.
         Prompt plus choice must fit the context (``ValueError`` otherwise). A prompt with non-finite logits gets NaN
-        log-probs and is counted in ``checked``."""
+        log-probs and is counted in ``checked``. In the one-pass case, prompts sharing a long prefix run on one copied
+        prefix cache (shared-prefix rule, module docstring), with the same log-probs to float32 rounding."""
         from tqdm.auto import tqdm
 
         texts = [self.render(p, chat) for p in prompts]
@@ -304,9 +473,10 @@ class TransformersEngine:
         encoded = self.encode(texts, self.room(1))
         out: list[list[float]] = [[] for _ in texts]
         bad = [False] * len(texts)
-        for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "score", unit="batch",
-                                   disable=progress is None):
-            logprobs, rows_bad = self._last_logprobs(ids, mask)
+        count, batches = self._planned_batches(encoded, 1)
+        for idx, ids, mask, prefix, cache in tqdm(batches, total=count, desc=progress or "score", unit="batch",
+                                                  disable=progress is None):
+            logprobs, rows_bad = self._last_logprobs(ids, mask, prefix, cache)
             logprobs = logprobs[:, token_ids]
             for row, i in enumerate(idx):
                 bad[i] = rows_bad[row]
