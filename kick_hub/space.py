@@ -2,8 +2,8 @@
 
 A client of the library: prompts and scores come from the task modules, generation from ``Backend.stream`` (greedy,
 the same settings for every model, the prompt as typed or in the chat template as chosen: ``PROMPT_FORMATS``, a
-task's own format by default), the sweep table (with its significance marks) and figures from ``bench.report``, the
-leaderboard from ``hub.results``; the variants offered first are those where the loss shows
+task's own format by default), the sweep table (with its significance marks) from ``bench.report`` and its figures
+from ``bench.plots``, the leaderboard from ``hub.results``; the variants offered first are those where the loss shows
 (``featured_variants``). Tables wrap their cells and size their columns to fit a 1024 px window (``CSS``,
 ``fit_widths``, ``BROWSE_WIDTHS``); the per-example browser shows the question, not the whole prompt
 (``question_text``).
@@ -468,13 +468,13 @@ def display_frame(frame):
 def results_sections(run_dir: str | Path | None) -> dict[str, tuple[str, list[str], list[list[str]]]]:
     """The report's own tables of a run dir (``bench.report.sections``: the same cells, significance marks and
     notes as report.md), title -> (note, header, rows of cells); empty without a run dir."""
-    from kick_hub.bench import report
+    from kick_hub.bench import analysis, report
 
     if not run_dir or not (Path(run_dir) / FILENAME).exists():
         return {}
     rows, dense = _table_data(run_dir)
-    names = [t for t in report.HEADLINE if t in dense]
-    losses, significant = report.first_loss(rows, names), report.first_significant_loss(rows, names)
+    names = [t for t in analysis.HEADLINE if t in dense]
+    losses, significant = analysis.first_loss(rows, names), analysis.first_significant_loss(rows, names)
     return {title: (note, header, body) for title, note, header, body
             in report.sections(rows, dense, losses, significant)}
 
@@ -499,23 +499,23 @@ def results_frame(run_dir: str | Path | None):
 
 
 def sweep_figures(run_dir: str | Path | None) -> dict[str, object]:
-    """The sweep report's figures of a run dir (``bench.report.figures``: file name -> matplotlib Figure, the same
+    """The sweep report's figures of a run dir (``bench.plots.figures``: file name -> matplotlib Figure, the same
     drawing as its sparsity.png and nm_quant.png); empty without a run dir. Close each with ``close_figure``."""
-    from kick_hub.bench import report
+    from kick_hub.bench import plots
 
     if not run_dir or not (Path(run_dir) / FILENAME).exists():
         return {}
-    return report.figures(_table_data(run_dir)[0])
+    return plots.figures(_table_data(run_dir)[0])
 
 
 def _table_data(run_dir: str | Path) -> tuple[list[dict], dict]:
-    """``bench.report.table_data`` of the run dir's store, opened read-only."""
-    from kick_hub.bench import report
+    """``bench.analysis.table_data`` of the run dir's store, opened read-only."""
+    from kick_hub.bench import analysis
     from kick_hub.bench.store import Store
 
     store = Store.open_readonly(run_dir)
     try:
-        return report.table_data(store)
+        return analysis.table_data(store)
     finally:
         store.close()
 
@@ -846,7 +846,7 @@ def build(run_dir: str | Path | None = None, allow: list[str] = (), data_sources
                     gr.Markdown(f"**{title}**: {note}")
                     gr.Dataframe(display_frame(pd.DataFrame(body, columns=header)), interactive=False, wrap=True,
                                  elem_classes="kick-table", elem_id=f"results-{BEYOND_ACCURACY[title]}")
-            # the report's own figures (``report.figures``): the same markers, bands, colours and legends as
+            # the report's own figures (``plots.figures``): the same markers, bands, colours and legends as
             # sparsity.png and nm_quant.png, each drawn whole at its column's width
             for name, fig in sweep_figures(run_dir).items():
                 gr.Plot(fig, show_label=False, elem_id=f"plot-{Path(name).stem}", elem_classes="kick-plot")

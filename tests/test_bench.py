@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kick_hub.bench import report
+from kick_hub.bench import analysis, report
 from kick_hub.bench.store import FILENAME, Store, StoreError
 from tests.kick_runner import kick
 
@@ -124,19 +124,19 @@ def test_findings_on_constructed_numbers():
         _row("wanda-2of4", "wanda", 0.5, "2:4", None, k(0.3, 0.4, 0.7, 0.8, 0.8)),
         _row("gptq-4bit", "gptq", None, None, 4, k(0.95, 0.97, 1, 1, 0.99)),
     ]
-    verdicts = {f["claim"].split()[0]: f["verdict"] for f in report.findings(rows)}
+    verdicts = {f["claim"].split()[0]: f["verdict"] for f in analysis.findings(rows)}
     assert verdicts == {"Knowledge": "confirmed", "N:M": "confirmed", "Quantization": "confirmed",
                         "In-context": "confirmed", "Pruned": "confirmed"}
     # flip the numbers: perplexity collapses as fast as knowledge, N:M better than unstructured
     rows[1]["rel"]["perplexity"] = 0.8
     rows[3]["rel"].update({"factoid-qa": 0.9, "mcq-reasoning": 0.9})
     rows[4]["rel"].update({"factoid-qa": 0.1, "mcq-reasoning": 0.1})
-    verdicts = {f["claim"].split()[0]: f["verdict"] for f in report.findings(rows)}
+    verdicts = {f["claim"].split()[0]: f["verdict"] for f in analysis.findings(rows)}
     assert verdicts["Knowledge"] == "not confirmed" and verdicts["N:M"] == "not confirmed"
     assert verdicts["Quantization"] == "not confirmed"
-    losses = report.first_loss(rows, ["factoid-qa", "icra-qa"])
+    losses = analysis.first_loss(rows, ["factoid-qa", "icra-qa"])
     assert losses == {"factoid-qa": {"wanda": 0.3}, "icra-qa": {"wanda": 0.5}}
-    assert report.findings(rows[:1])[1]["verdict"] == "not measured"
+    assert analysis.findings(rows[:1])[1]["verdict"] == "not measured"
 
 
 @pytest.mark.unit

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from kick_hub import data
-from kick_hub.bench import report
+from kick_hub.bench import analysis, report
 from kick_hub.bench.cell import dense_distributions
 from kick_hub.bench.store import Store
 from kick_hub.evaluation import evaluate
@@ -124,7 +124,7 @@ def test_invalid_logits_void_the_fidelity_numbers(world_engine):
     out = evaluate(engine, ["perplexity"], limit=LIMIT, task_options={"perplexity": {"reference": ref}})
     ppl = out["results"]["perplexity"]
     assert ppl["non_finite_logits"] > 0
-    assert all(ppl[k] is None for k in report.FIDELITY if k in ppl and k != "kl_positions")
+    assert all(ppl[k] is None for k in analysis.FIDELITY if k in ppl and k != "kl_positions")
     assert ppl["kl_mean"] is None and ppl["top1_agreement"] is None and ppl.get("kl_mean_stderr") is None
     for s in out["samples"]["perplexity"]:
         assert s["invalid"] and "kl" not in s and "top1_same" not in s
@@ -257,7 +257,7 @@ def test_sweep_computes_dense_once_and_every_cell_reuses_it(tmp_path, passes):
     store = Store.open_readonly(run_dir)
     try:
         scores = store.scores()
-        rows, _ = report.table_data(store)
+        rows, _ = analysis.table_data(store)
     finally:
         store.close()
     dense, variant = scores["dense"]["perplexity"], scores["magnitude-50"]["perplexity"]

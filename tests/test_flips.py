@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from kick_hub.bench import report
+from kick_hub.bench import analysis, report
 from kick_hub.bench.store import Store
 from kick_hub.hub import card
 from kick_hub.scoring import stats
@@ -155,7 +155,7 @@ def balanced_run(tmp_path):
     _cell(store, "wanda-50", {"method": "wanda", "sparsity": 0.5, "pattern": None, "bits": None}, run, BALANCED,
           MCQ_VARIANT, SUM_VARIANT)
     report.write(store, tmp_path)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     store.close()
     return tmp_path, rows
 
@@ -167,7 +167,9 @@ def test_report_findings_and_lm_eval_json_carry_the_flips(balanced_run):
     f = w["flips"]["factoid-qa"]["exact_match"]
     p = w["paired"]["factoid-qa"]
     assert (f.right_to_wrong, f.wrong_to_right) == (p.b, p.c) == (15, 15)
-    assert set(w["flips"]["mcq-reasoning"]) == {"accuracy", "accuracy_loglik", "accuracy_generate"}
+    # accuracy_loglik is accuracy itself under the default protocol (the same predictions): its flips count once
+    assert set(w["flips"]["mcq-reasoning"]) == {"accuracy", "accuracy_generate"}
+    assert "accuracy_loglik" not in (run_dir / "report.md").read_text().split("## Flips against dense")[1]
     gen = w["flips"]["mcq-reasoning"]["accuracy_generate"]
     assert (gen.right_to_wrong, gen.wrong_to_right, gen.n) == (2, 0, 6)
     assert set(w["changes"]["icsum"]) == {"rougeL", "rouge1"} and "icsum" not in w["flips"]
@@ -264,7 +266,7 @@ def test_a_real_sweep_records_ranks_and_reports_the_two_by_two_table(tmp_path):
     store = sweep.run("world", tmp_path, plan(["magnitude"], [0.7], [], []), ["mcq-reasoning"], limit=12,
                       progress=False, mcq_protocols=["loglik", "generate"])
     report.write(store, tmp_path)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     samples = {r["label"]: store.samples(r["label"], "mcq-reasoning") for r in rows}
     store.close()
     md = (tmp_path / "report.md").read_text()
@@ -281,7 +283,8 @@ def test_a_real_sweep_records_ranks_and_reports_the_two_by_two_table(tmp_path):
                 f"{rec.neither} |") in md
     w = next(r for r in rows if r["label"] == "magnitude-70")
     dense_scored = {s["id"]: s for s in samples["dense"] if "skipped" not in s}
-    for metric, field in (("accuracy_loglik", "score_loglik"), ("accuracy_generate", "score_generate")):
+    assert "accuracy_loglik" not in w["flips"]["mcq-reasoning"]  # the default protocol's: accuracy's own flips
+    for metric, field in (("accuracy", "score_loglik"), ("accuracy_generate", "score_generate")):
         f = w["flips"]["mcq-reasoning"][metric]
         pairs = [(dense_scored[s["id"]][field], s[field]) for s in samples["magnitude-70"] if s["id"] in dense_scored]
         assert (f.right_to_wrong, f.wrong_to_right) == (sum(1 for a, b in pairs if a == 1 and b == 0),
@@ -335,7 +338,7 @@ def test_a_real_variant_card_carries_its_flips(small_run):
     """The card of a real sweep's variant (``card.variant_card`` with its run dir) lists each 0/1 metric's flips,
     the same counts as the report's table_data (McNemar's b and c)."""
     store = Store(small_run, None)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     store.close()
     w = next(r for r in rows if r["label"] == "magnitude-70")
     text = card.variant_card(small_run / "variants" / "magnitude-70", "test-org/world-magnitude-70", small_run).text

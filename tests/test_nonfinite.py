@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kick_hub import io
-from kick_hub.bench import report
+from kick_hub.bench import analysis, report
 from kick_hub.bench.store import FILENAME, Store
 
 pytestmark = pytest.mark.unit  # needs no model: the fast tier (`pytest -m unit`)
@@ -64,7 +64,7 @@ def test_evaluate_table_prints_inf():
     ("factoid-qa", 0.25, 0.5, 0.5),
 ])
 def test_relative_is_finite_or_none(task, value, dense, rel):
-    assert report.relative(task, value, dense) == rel
+    assert analysis.relative(task, value, dense) == rel
 
 
 # ----------------------------------------------------------------- writers, with synthetic results

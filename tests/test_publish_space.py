@@ -189,7 +189,8 @@ def test_published_space_runs_from_its_download(hub, tmp_path):
     got = client(hub, RUN_SPACE.format(space=SPACE, local=str(tmp_path / "space"), fake=str(fake),
                                        variables=hub.space_variables(SPACE)))
     assert got["package"] == "kick_hub/__init__.py"  # the Space's own copy, not this checkout
-    assert got["applied"] == [["build.<locals>.generate", 120]]  # the generation, not the whole handler
+    # the forward passes (the comparison's generation, the KL strip's teacher forcing), not the whole handlers
+    assert got["applied"] == [["build.<locals>.generate", 120], ["build.<locals>.teacher_force", 120]]
     assert got["handler"] == "build.<locals>.compare"
     assert got["allow"] == ["org/model-a"]
     from kick_hub.engine import Engine

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from kick_hub.bench import report
+from kick_hub.bench import analysis, plots, report
 from kick_hub.bench.store import Store
 from kick_hub.hub import card
 from kick_hub.scoring import stats
@@ -240,7 +240,7 @@ def test_the_issue_input_through_report_findings_and_card(tmp_path):
     _write(store, "dense", None, [1] * 100, nll, run)
     _write(store, "wanda-50", _spec(0.5), [0] * 4 + [1] * 96, nll, run)
     report.write(store, tmp_path)
-    rows, dense = report.table_data(store)
+    rows, dense = analysis.table_data(store)
     facts = json.loads((tmp_path / "findings.json").read_text())
     md = (tmp_path / "report.md").read_text()
     w50 = next(r for r in rows if r["label"] == "wanda-50")
@@ -256,7 +256,7 @@ def test_the_issue_input_through_report_findings_and_card(tmp_path):
 
     _write(store, "wanda-60", _spec(0.6), [0] * 15 + [1] * 85, [a + 0.5 for a in nll], run)
     report.write(store, tmp_path)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     store.close()
     facts = json.loads((tmp_path / "findings.json").read_text())
     md = (tmp_path / "report.md").read_text()
@@ -267,7 +267,7 @@ def test_the_issue_input_through_report_findings_and_card(tmp_path):
     assert card._noise({"row": w60, "dense_se": {}}, "factoid-qa").endswith("(significant)")
     # perplexity: every one of the 8 texts worse by 0.5 nats: p = 2 / 2^8 (all 256 sign vectors enumerated)
     assert w60["paired"]["perplexity"].p == pytest.approx(2 / 256) and w60["paired"]["perplexity"].low > 0
-    assert report._band(w60, "factoid-qa")[1] < 1 and report._band(w50, "factoid-qa")[1] > 1
+    assert plots._band(w60, "factoid-qa")[1] < 1 and plots._band(w50, "factoid-qa")[1] > 1
 
 
 def test_a_corpus_statistic_gets_the_swap_test_and_no_interval():

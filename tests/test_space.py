@@ -206,14 +206,14 @@ def test_sources_are_named_in_words():
 
 def test_sweep_figures_are_the_reports(app):
     """The Results tab shows the report's own figures: the same axes and legend entries as sparsity.png."""
-    from kick_hub.bench import report
+    from kick_hub.bench import analysis, plots
     from kick_hub.bench.store import Store
 
     figs = space.sweep_figures(app[1])
     store = Store(app[1], None)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     store.close()
-    again = report.figures(rows)
+    again = plots.figures(rows)
     assert list(figs) == list(again) == ["sparsity.png"]
     legend = [t.get_text() for t in figs["sparsity.png"].legends[0].get_texts()]
     assert legend == [t.get_text() for t in again["sparsity.png"].legends[0].get_texts()]
@@ -307,7 +307,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
 
         page.get_by_role("tab", name="Results").click()
         page.wait_for_function("[...document.querySelectorAll('.kick-plot img')].filter(i => i.naturalWidth)"
-                               ".length >= 2", timeout=HANG_MS)
+                               ".length >= 3", timeout=HANG_MS)
         plots, cropped = page.evaluate(PLOTS_WHOLE), page.evaluate(IMAGES_CROPPED)
         browse_variant = page.locator("#browse-variant input").input_value()
         note = page.locator("#browse-note").inner_text()
@@ -332,7 +332,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
     assert source == "the synthetic world (built in)" and any(o.startswith("local files: ") for o in options)
     for text in (compare_text, results_text, *options):
         assert "../" not in text and "./" not in text  # no path as typed
-    assert {p["id"] for p in plots} == {"plot-sparsity", "plot-nm_quant"}
+    assert {p["id"] for p in plots} == {"plot-sparsity", "plot-nm_quant", "plot-signals"}  # signals: 4+ variants
     for plot in plots:
         assert plot["drawn"] and plot["inBox"] and plot["contentInside"] and plot["width"] > 300, plot
     assert cropped == []

@@ -11,7 +11,7 @@ import pytest
 gr = pytest.importorskip("gradio")
 
 from kick_hub import data, space, tasks  # noqa: E402
-from kick_hub.bench import report  # noqa: E402
+from kick_hub.bench import analysis, plots, report  # noqa: E402
 from kick_hub.bench.store import Store  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
 from tests.conftest import HANG_MS  # noqa: E402
@@ -72,10 +72,10 @@ def test_sweep_table_is_the_reports_score_table_with_its_marks(small_run):
     comparison (``stats.Paired.significant``) says so."""
     frame = space.results_frame(small_run)
     store = Store(small_run, None)
-    rows, dense = report.table_data(store)
+    rows, dense = analysis.table_data(store)
     store.close()
-    names = [t for t in report.HEADLINE if t in dense]
-    assert list(frame.columns) == ["variant"] + [f"{t} ({report.HEADLINE[t]})" for t in names] + list(
+    names = [t for t in analysis.HEADLINE if t in dense]
+    assert list(frame.columns) == ["variant"] + [f"{t} ({analysis.HEADLINE[t]})" for t in names] + list(
         report.FIDELITY_COLUMNS)  # the sweep ran perplexity: KL from dense and top-1 agreement beside the scores
     for row, cells in zip(rows, frame.itertuples(index=False)):
         assert cells[0] == row["label"]
@@ -190,7 +190,7 @@ def _overlaps(a, b) -> bool:
 def test_figures_keep_legends_off_the_data_and_say_what_they_show():
     import matplotlib.pyplot as plt
 
-    figs = report.figures(ROWS)
+    figs = plots.figures(ROWS)
     try:
         for name, fig in figs.items():
             fig.canvas.draw()
@@ -203,15 +203,15 @@ def test_figures_keep_legends_off_the_data_and_say_what_they_show():
         assert labels == ["factoid-qa", "perplexity (dense / variant)", "0.95 of dense (a 5% loss)"]
         assert "hides" not in sparsity._suptitle.get_text()
         colours = {line.get_label(): line.get_color() for ax in sparsity.axes for line in ax.get_lines()}
-        assert colours["factoid-qa"] == report.TASK_COLOURS["factoid-qa"]
+        assert colours["factoid-qa"] == plots.TASK_COLOURS["factoid-qa"]
         assert [line.get_marker() for line in sparsity.axes[0].get_lines()[:2]] == ["o", "o"]
         bars = figs["nm_quant.png"].axes[0]
         assert bars.get_title().startswith("N:M sparsity and quantization")
     finally:
         for fig in figs.values():
             plt.close(fig)
-    only_quant = report.figures([r for r in ROWS if r["pattern"] is None])
-    only_nm = report.figures([r for r in ROWS if r["bits"] is None])
+    only_quant = plots.figures([r for r in ROWS if r["pattern"] is None])
+    only_nm = plots.figures([r for r in ROWS if r["bits"] is None])
     try:
         assert only_quant["nm_quant.png"].axes[0].get_title().startswith("quantization")
         assert only_nm["nm_quant.png"].axes[0].get_title().startswith("N:M sparsity:")

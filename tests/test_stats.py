@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from kick_hub.bench import report, sweep
+from kick_hub.bench import analysis, report, sweep
 from kick_hub.bench.plan import plan
 from kick_hub.bench.store import Store, StoreError
 from kick_hub.scoring import stats
@@ -141,11 +141,11 @@ def test_a_drop_within_noise_is_inconclusive(tmp_path):
     _write(store, "wanda-30", _spec(0.3), [1] * 16 + [0] * 4, nll, run)  # -5.9 %: past the 5 % line
     _write(store, "wanda-50", _spec(0.5), [1] * 15 + [0] * 5, [a + 0.01 for a in nll], run)
     report.write(store, tmp_path)
-    rows, _ = report.table_data(store)
+    rows, _ = analysis.table_data(store)
     store.close()
     w30 = next(r for r in rows if r["label"] == "wanda-30")
     assert w30["se"]["factoid-qa"] == pytest.approx(math.sqrt(0.8 * 0.2 / 19))  # stored exact_match_stderr
-    assert w30["rel"]["factoid-qa"] < 1 - report.LOSS  # the 5 % rule alone would call it a loss
+    assert w30["rel"]["factoid-qa"] < 1 - analysis.LOSS  # the 5 % rule alone would call it a loss
     assert not w30["paired"]["factoid-qa"].significant and w30["paired"]["factoid-qa"].b == 1
     facts = json.loads((tmp_path / "findings.json").read_text())
     first = facts["findings"][0]

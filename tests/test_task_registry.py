@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kick_hub import tasks
-from kick_hub.bench import report
+from kick_hub.bench import analysis
 from kick_hub.harness import functions
 from kick_hub.hub.tasks import MODULES_DIR, task_id
 from kick_hub.scoring import judge, stats
@@ -71,7 +71,7 @@ def test_standard_error_tables_cover_every_reported_metric():
 
 
 def test_judge_tables_are_the_judged_tasks():
-    assert stats.JUDGED == JUDGED == report.JUDGED
+    assert stats.JUDGED == JUDGED == analysis.JUDGED
     assert tuple(judge.TASK_PROMPTS) == JUDGED
     assert judge.TASK_PROMPTS == {"icsum": ("summary-v1",), "instruction-following": ("pairwise-v1", "single-v1")}
     names = set(judge.prompt_names())
@@ -101,8 +101,8 @@ def test_lm_eval_metrics_per_task_and_protocol():
 
 def test_report_roles():
     """The report's headline per task and the findings' roles: one closed-book task, in-context tasks with claims."""
-    assert tuple(report.HEADLINE) == TASK_NAMES
-    assert report.KNOWLEDGE == ("factoid-qa", "mcq-reasoning")
+    assert tuple(analysis.HEADLINE) == TASK_NAMES
+    assert analysis.KNOWLEDGE == ("factoid-qa", "mcq-reasoning")
     roles = {t: s.finding.role for t, s in SPECS.items() if s.finding}
     assert roles == {"factoid-qa": "closed-book", "icra-qa": "in-context", "icsum": "in-context"}
     for t, s in SPECS.items():

@@ -74,12 +74,12 @@ def dataset_for(task: str, data: str | None) -> tuple[str, str | None, str]:
 
 def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
     """This variant's row and the dense baseline from a sweep's results store, matched by label."""
-    from kick_hub.bench import report
+    from kick_hub.bench import analysis
     from kick_hub.bench.store import Store
 
     store = Store(run_dir, None)
     try:
-        rows, dense = report.table_data(store)
+        rows, dense = analysis.table_data(store)
         meta = store.meta()
     finally:
         store.close()
@@ -93,7 +93,7 @@ def results_from_run(run_dir: str | Path, manifest: dict) -> dict | None:
     dense_row = next((r for r in rows if r["method"] == "dense"), {})
     return {"row": row, "dense": dense, "dense_se": dense_row.get("se", {}), "data": meta.get("data"),
             "limit": meta.get("limit"), "protocol": meta.get("protocol") or "default",
-            "warning": report.knowledge_collapse(row)}
+            "warning": analysis.knowledge_collapse(row)}
 
 
 def _external_table(run_dir: str | Path) -> str:
@@ -124,7 +124,7 @@ def _pm(se: float | None) -> str:
 def _noise(results: dict, task: str) -> str:
     """The card's noise cells of one task: standard errors (dense / variant) and the paired 95 % interval of the
     change against dense on the same examples, the inversion of the test behind ``stats.Paired.significant``
-    (``(significant)`` exactly when it excludes 0; ``report.table_data``)."""
+    (``(significant)`` exactly when it excludes 0; ``analysis.table_data``)."""
     row = results["row"]
     se = f"{_pm(results.get('dense_se', {}).get(task))} / {_pm(row.get('se', {}).get(task))}"
     p = row.get("paired", {}).get(task)
@@ -152,7 +152,7 @@ def _results_table(results: dict) -> str:
         lines.append(f"| {task} ({group}) | {spec.metric}{arrow} | {format_number(dense)} | {format_number(value)} | "
                      f"{change} |" if dense is not None else
                      f"| {task} | {spec.metric} | - | {format_number(value)} | |")
-    for task, count in results["row"].get("invalid", {}).items():  # NaN / inf logits: no score (report.table_data)
+    for task, count in results["row"].get("invalid", {}).items():  # NaN / inf logits: no score (analysis.table_data)
         lines.append(f"| {task} | {tasks.get(task).SPEC.metric} | {format_number(results['dense'].get(task))} | "
                      f"invalid: non-finite logits for {count} inputs | |")
     lines += ["", "How sure these numbers are (kick-hub's docs/statistics.md): each score's standard error, and the "
@@ -167,7 +167,7 @@ def _results_table(results: dict) -> str:
 
 
 def _fidelity_lines(fidelity: dict) -> list[str]:
-    """The card's distribution-fidelity table (``report.table_data``'s ``row["fidelity"]``, ``report.FIDELITY``
+    """The card's distribution-fidelity table (``analysis.table_data``'s ``row["fidelity"]``, ``analysis.FIDELITY``
     names): this variant's next-token distributions against dense's on the perplexity texts, llama.cpp's
     definitions; empty when not measured."""
     from kick_hub.bench.report import fidelity_header, fidelity_rows
@@ -186,7 +186,7 @@ def _fidelity_lines(fidelity: dict) -> list[str]:
 
 
 def _flip_lines(flips: dict) -> list[str]:
-    """The card's flips table (``report.table_data``'s ``row["flips"]``, task -> 0/1 metric -> ``stats.Flips``):
+    """The card's flips table (``analysis.table_data``'s ``row["flips"]``, task -> 0/1 metric -> ``stats.Flips``):
     answers right -> wrong and wrong -> right against dense, and the share that flipped with its exact interval;
     empty without flips."""
     if not flips:
@@ -265,7 +265,7 @@ WORLD_MODEL_TEXT = (
 
 
 def plot_for(spec: dict) -> str:
-    """The sweep plot (``bench.report.figures``) that shows a variant of ``spec`` (its manifest's): ``nm_quant.png``
+    """The sweep plot (``bench.plots.figures``) that shows a variant of ``spec`` (its manifest's): ``nm_quant.png``
     for an N:M pattern or a quantization method, ``sparsity.png`` for unstructured pruning. Raises KeyError when
     ``spec`` has no ``method``."""
     return "nm_quant.png" if spec.get("pattern") or spec["method"] in QUANT_METHODS else "sparsity.png"

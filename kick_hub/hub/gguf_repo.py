@@ -39,12 +39,12 @@ def gguf_card(run_dir: str | Path, repo_id: str, variants: list[dict]) -> str:
     quant type (headline score per task and its share of dense) with the distribution-fidelity table, and how the
     importance matrix was made. ``variants``: ``gguf_variants`` rows."""
     from kick_hub import tasks
-    from kick_hub.bench import report
+    from kick_hub.bench import analysis, report
     from kick_hub.bench.store import Store
 
     store = Store(run_dir, None)
     try:
-        rows, dense = report.table_data(store)
+        rows, dense = analysis.table_data(store)
         meta = store.meta()
         model = public_name(store.model)
     finally:

@@ -30,13 +30,13 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
     """(path in the dataset repo, record) for a run dir's results store: ``results/<model>/run_<run id>.json``, the
     same path for every push of the run (``Store.run_identity``); reads the store only (read-only media too)."""
     from kick_hub import tasks
-    from kick_hub.bench import report
+    from kick_hub.bench import analysis
     from kick_hub.bench.store import Store
     from kick_hub import versions
 
     store = Store.open_readonly(run_dir)
     try:
-        rows, _ = report.table_data(store)
+        rows, _ = analysis.table_data(store)
         meta, scores, run = store.meta(), store.scores(), store.run_identity()
         finished = store.db.execute("SELECT MAX(finished) FROM variants").fetchone()[0]
     finally:
@@ -50,8 +50,8 @@ def run_record(run_dir: str | Path) -> tuple[str, dict]:
         for task in tasks.TASK_NAMES:
             out[task] = row["abs"].get(task)
             out[f"{task}_rel"] = row["rel"].get(task)
-        out["knowledge_rel"] = report.knowledge(row)
-        out["knowledge_collapse"] = report.knowledge_collapse(row) is not None
+        out["knowledge_rel"] = analysis.knowledge(row)
+        out["knowledge_collapse"] = analysis.knowledge_collapse(row) is not None
         flat.append(out)
     record = {"config": {"model": model, "data": public_name(meta.get("data")), "limit": meta.get("limit"),
                          "protocol": meta.get("protocol"), "batch_size": meta.get("batch_size"),

@@ -5,7 +5,7 @@ metrics, its role in the report's findings, card and Space details); its module 
 the one scorer that ``run``, the lm-eval export and importer, and the Space call) and ``run(engine, records,
 protocol, **task_options)`` (fit the prompts into the context, run the engine, ``score``, build the samples). The per-task tables other
 modules keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
-``harness.functions.METRICS``, ``bench.report``'s headline, knowledge and judged tasks and findings) are derived
+``harness.functions.METRICS``, ``bench.analysis``' headline, knowledge and judged tasks and findings) are derived
 from the declarations; ``tests/test_task_registry.py`` checks that every per-task registry has exactly the tasks.
 
 Adding a task touches:

@@ -49,7 +49,7 @@ class Sources:
 
 @dataclass(frozen=True)
 class Finding:
-    """A task's part in the sweep report's findings (``kick_hub.bench.report.findings``) that compare tasks.
+    """A task's part in the sweep report's findings (``kick_hub.bench.analysis.findings``) that compare tasks.
 
     ``role`` ``closed-book``: the closed-book recall the in-context tasks are compared with (exactly one task);
     ``in-context``: a finding ``claim`` checking that the task keeps more of dense than the closed-book task at 50 %
