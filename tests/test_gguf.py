@@ -74,11 +74,38 @@ def test_half_precision_gguf_close_to_f32(world_gguf, tmp_path, outtype):
     assert float((a - b).abs().max()) < 0.1
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen3", "mistral", "llama"])
+# the per-family settings of test_other_families_convert_with_matching_logits (tiny random models, world vocabulary)
+FAMILY_CONFIGS = {
+    "qwen2": dict(tie_word_embeddings=True),
+    "qwen3": dict(head_dim=32, tie_word_embeddings=False),
+    "mistral": dict(sliding_window=128),
+    "llama": dict(head_dim=32),
+    # Gemma: a sliding window of 4 tokens (the text is 16), soft-caps low enough to bind on weights of std 0.2
+    # (Gemma 2's |logits| reach the final cap), the attention scale llama.cpp uses (head_dim)
+    "gemma2": dict(head_dim=32, query_pre_attn_scalar=32, sliding_window=4, attn_logit_softcapping=5.0,
+                   final_logit_softcapping=3.0, initializer_range=0.2, attn_implementation="eager"),
+    # 6 layers: llama.cpp's fixed Gemma 3 pattern, layers 0-4 sliding (local RoPE base 1e4), layer 5 global (1e6)
+    "gemma3_text": dict(num_hidden_layers=6, head_dim=32, query_pre_attn_scalar=32, sliding_window=4,
+                        initializer_range=0.2),
+    # fused qkv / gate_up, half the head rotated, a window past the context (written as the context)
+    "phi3": dict(sliding_window=128, original_max_position_embeddings=256, pad_token_id=0,
+                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+}
+# a tensor only each family's GGUF has, under llama.cpp's name
+FAMILY_TENSORS = {"qwen2": "blk.0.attn_q.bias", "qwen3": "blk.0.attn_q_norm.weight", "mistral": "blk.0.ffn_gate.weight",
+                  "llama": "blk.0.ffn_gate.weight", "gemma2": "blk.0.post_ffw_norm.weight",
+                  "gemma3_text": "blk.5.attn_k_norm.weight", "phi3": "blk.1.attn_qkv.weight"}
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CONFIGS))
 def test_other_families_convert_with_matching_logits(tmp_path, family):
-    """The other families kick converts, on random weights (biases too) and the world's tokenizer: Qwen2 (q/k/v
-    biases, tied output), Qwen3 (q/k norms, explicit head_dim), Mistral (llama arch, sliding window past the
-    context), Llama with head_dim != hidden / heads. llama.cpp's logits equal transformers' within LOGIT_TOL."""
+    """The other families kick converts, on random weights (biases and norm weights too) and the world's tokenizer:
+    Qwen2 (q/k/v biases, tied output), Qwen3 (q/k norms, explicit head_dim), Mistral (llama arch, sliding window past
+    the context), Llama with head_dim != hidden / heads, Gemma 2 (norms + 1, pre/post norms, both soft-caps, sliding
+    layers), Gemma 3 (q/k norms, sliding and global layers with their RoPE bases), Phi-3 (fused projections, partial
+    rotary, window past the context). llama.cpp's logits equal transformers' within LOGIT_TOL at every position, and
+    so do the greedy tokens; for Gemma the sliding window changes transformers' logits by far more than that, so the
+    match shows llama.cpp applies it."""
     import transformers
     from transformers import AutoTokenizer
 
@@ -86,23 +113,38 @@ def test_other_families_convert_with_matching_logits(tmp_path, family):
 
     common = dict(vocab_size=2048, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
-    extra = {"qwen2": dict(tie_word_embeddings=True), "qwen3": dict(head_dim=32, tie_word_embeddings=False),
-             "mistral": dict(sliding_window=128), "llama": dict(head_dim=32)}[family]
-    config = transformers.AutoConfig.for_model(family, **common, **extra)
+    config = transformers.AutoConfig.for_model(family, **{**common, **FAMILY_CONFIGS[family]})
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
-    for name, param in model.named_parameters():
-        if name.endswith("bias"):
-            torch.nn.init.normal_(param, std=0.5)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                torch.nn.init.normal_(param, std=0.5)
+            elif name.endswith("norm.weight"):  # Gemma stores w for x * (1 + w): a +1 missed would show
+                param.add_(torch.randn_like(param) * 0.5)
     tokenizer = AutoTokenizer.from_pretrained(WORLD_MODEL_DIR)
-    info = gguf_writer.write_gguf(model, tokenizer, tmp_path / "m.gguf", "f32", name=f"tiny-{family}")
+    if family == "phi3":  # llama.cpp would not load a GGUF named like Phi-3 without Phi-3's <unk> ... tokens
+        with pytest.raises(ValueError, match=r"named like Phi-3 \('tiny-phi3'\) and this vocabulary "
+                                             r"lacks \['<unk>', '<\|endoftext\|>'\]"):
+            gguf_writer.write_gguf(model, tokenizer, tmp_path / "m.gguf", "f32", name="tiny-phi3")
+        assert not list(tmp_path.iterdir())
+    name = "tiny-phi" if family == "phi3" else f"tiny-{family}"
+    info = gguf_writer.write_gguf(model, tokenizer, tmp_path / "m.gguf", "f32", name=name)
     assert info["arch"] == gguf_writer.FAMILIES[family][0] and info["pre"] == "gpt-2"
+    assert FAMILY_TENSORS[family] in {t.name for t in gguf.GGUFReader(str(tmp_path / "m.gguf")).tensors}
     engine = LlamaCppEngine(tmp_path / "m.gguf", threads=1)
-    assert engine.max_length == (128 if family == "mistral" else 256)  # never past a sliding window
+    assert engine.max_length == (128 if family in ("mistral", "phi3") else 256)  # never past an unapplied window
     ids = engine.token_ids(TEXTS[0])
     with torch.inference_mode():
         theirs = model(input_ids=torch.tensor([ids])).logits[0].numpy()
-    assert float(np.abs(engine._decode(ids, 0, True) - theirs).max()) < LOGIT_TOL
+    ours = engine._decode(ids, 0, True)
+    assert float(np.abs(ours - theirs).max()) < LOGIT_TOL
+    assert (ours.argmax(-1) == theirs.argmax(-1)).all()
+    if family.startswith("gemma"):
+        model.config.sliding_window = 1024  # the same model attending to the whole text
+        with torch.inference_mode():
+            unwindowed = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+        assert len(ids) > 4 and float(np.abs(unwindowed - theirs).max()) > 4 * LOGIT_TOL
 
 
 def test_converter_refuses_what_it_does_not_write():
@@ -114,6 +156,29 @@ def test_converter_refuses_what_it_does_not_write():
         gguf_writer.check_family(LlamaConfig(rope_scaling={"rope_type": "llama3", "factor": 8.0,
                                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                            "original_max_position_embeddings": 8192}))
+    from transformers import Gemma2Config, Gemma3TextConfig, Phi3Config
+
+    # Gemma: what llama.cpp fixes instead of reading it from the file must be what the config says
+    assert gguf_writer.check_family(Gemma3TextConfig()) == ("gemma3", "GEMMA3", False)  # transformers' defaults
+    assert gguf_writer.check_family(Gemma2Config()) == ("gemma2", "GEMMA2", False)
+    with pytest.raises(ValueError, match=r"gemma3_text layer_types .* differ from llama.cpp's fixed sliding-window "
+                                         r"pattern \(every 6th layer global\)"):
+        gguf_writer.check_family(Gemma3TextConfig(num_hidden_layers=2,
+                                                  layer_types=["sliding_attention", "full_attention"]))
+    with pytest.raises(ValueError, match=r"query_pre_attn_scalar 256 is not the attention scale llama.cpp uses for "
+                                         r"26 layers \(128\)"):
+        gguf_writer.check_family(Gemma2Config(head_dim=128))
+    with pytest.raises(ValueError, match="gemma2 with an untied output embedding"):
+        gguf_writer.check_family(Gemma2Config(tie_word_embeddings=False))
+    with pytest.raises(ValueError, match="gemma2 without attention and final logit soft-capping"):
+        gguf_writer.check_family(Gemma2Config(final_logit_softcapping=None))
+    with pytest.raises(ValueError, match="gemma3 local RoPE base 20000.0; llama.cpp fixes it at 10000.0"):
+        gguf_writer.check_family(Gemma3TextConfig(rope_local_base_freq=20000.0))
+    with pytest.raises(ValueError, match="RoPE scaling 'linear'"):  # Gemma 3 4B+'s global layers
+        gguf_writer.check_family(Gemma3TextConfig(rope_scaling={"rope_type": "linear", "factor": 8.0}))
+    with pytest.raises(ValueError, match="RoPE scaling 'longrope'"):  # Phi-3 128k, Phi-3.5, Phi-4-mini
+        gguf_writer.check_family(Phi3Config(rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 48,
+                                                          "long_factor": [1.0] * 48}))
     spm = {"model": {"type": "Unigram"}, "decoder": {"type": "Metaspace"}}
     with pytest.raises(ValueError, match="tokenizer: kick writes byte-level BPE"):
         gguf_writer.pre_tokenizer_name(spm)

@@ -1,6 +1,7 @@
 """Hugging Face causal LM -> GGUF (F32 / F16 / BF16), written with the ``gguf`` package (``GGUFWriter``,
 ``get_tensor_name_map``, ``SpecialVocab``) the way llama.cpp's ``convert_hf_to_gguf.py`` writes it, for the families
-kick converts itself (``FAMILIES``): Llama and Mistral (llama.cpp arch ``llama``), Qwen2 and Qwen3.
+kick converts itself (``FAMILIES``): Llama and Mistral (llama.cpp arch ``llama``), Qwen2, Qwen3, Gemma 2, Gemma 3
+(text, ``Gemma3ForCausalLM``) and Phi-3.
 
 Why not llama.cpp's converter: it ships in llama-cpp-python's sdist but is not installed, and it recognises a
 tokenizer's pre-tokenizer only by hashing its output on a test string, so small or custom byte-level BPE tokenizers
@@ -18,7 +19,16 @@ What llama.cpp expects and this writes:
   tokens CONTROL, other added tokens USER_DEFINED, embedding rows past the tokenizer UNUSED), special token ids, the
   add-BOS flag and the chat template (``SpecialVocab`` reads them from the saved tokenizer);
 - ``general.name`` the model's public name (``io.public_name``: never a local path);
-- the context length (Mistral: at most its sliding window, which llama.cpp's ``llama`` arch does not apply).
+- the context length (Mistral and Phi-3: at most their sliding window, which llama.cpp's ``llama`` and ``phi3``
+  archs do not apply);
+- Gemma 2 / 3 (``_gemma_rules``): every ``*norm.weight`` stored + 1 (Hugging Face's Gemma RMSNorm scales by
+  ``1 + weight``, llama.cpp's by ``weight``: ``Gemma2Model`` / ``Gemma3Model.modify_tensors``), key / value length,
+  Gemma 2's attention and final logit soft-capping, the sliding window; the rules llama.cpp fixes rather than reads
+  (sliding-window layer pattern, Gemma 3's local RoPE base, the attention scale) are checked against the config and
+  a checkpoint that differs is refused;
+- Phi-3: the fused ``qkv_proj`` written as ``attn_qkv`` and the fused ``gate_up_proj`` as ``ffn_up`` (llama.cpp splits
+  them itself; gate first, as Hugging Face's ``Phi3MLP`` chunks it), the RoPE dimensions of a partial rotary factor
+  (``Phi3MiniModel.set_gguf_parameters``).
 
 Checked by next-token logits against transformers on the world model (tests/test_gguf.py; docs/gguf.md gives the
 tolerance). The file is written to a temp file beside ``output`` and renamed, so a failure leaves nothing behind.
@@ -35,9 +45,17 @@ import numpy as np
 
 __all__ = ["FAMILIES", "OUTTYPES", "convert", "write_gguf", "pre_tokenizer_name", "permute", "check_family"]
 
-# transformers model_type -> (llama.cpp arch, gguf MODEL_ARCH member, q/k rows permuted for interleaved RoPE)
+# transformers model_type -> (llama.cpp arch, gguf MODEL_ARCH member, q/k rows permuted for interleaved RoPE); the
+# archs without permutation run rotate-half ("NEOX") RoPE in llama.cpp (llama-model.cpp, llama_model_rope_type)
 FAMILIES = {"llama": ("llama", "LLAMA", True), "mistral": ("llama", "LLAMA", True),
-            "qwen2": ("qwen2", "QWEN2", False), "qwen3": ("qwen3", "QWEN3", False)}
+            "qwen2": ("qwen2", "QWEN2", False), "qwen3": ("qwen3", "QWEN3", False),
+            "gemma2": ("gemma2", "GEMMA2", False), "gemma3_text": ("gemma3", "GEMMA3", False),
+            "phi3": ("phi3", "PHI3", False)}
+# llama.cpp's sliding-window layer pattern n (llama_hparams::set_swa_pattern: layer i slides iff i % n < n - 1), its
+# layer count of the 27B models (whose attention scale is 1 / sqrt(hidden / heads), else 1 / sqrt(head_dim)), and
+# Gemma 3's local RoPE base, all fixed in llama-model.cpp's load_hparams rather than read from the file
+_GEMMA = {"gemma2": {"pattern": 2, "layers_27b": 46}, "gemma3_text": {"pattern": 6, "layers_27b": 62}}
+_GEMMA3_LOCAL_ROPE_BASE = 10000.0
 OUTTYPES = ("f32", "f16", "bf16")
 INSTALL = 'pip install -e ".[gguf]"'
 
@@ -50,18 +68,87 @@ _SPLIT_REGEXES = {
 }
 
 
+def _ropes(config) -> dict[str, dict]:
+    """The RoPE parameters of ``config`` by layer type: ``{"full_attention": {...}, "sliding_attention": {...}}`` for
+    Gemma 3 (transformers keeps one dict per layer type there), ``{"full_attention": {...}}`` for the others."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if not isinstance(rope, dict):
+        return {"full_attention": {}}
+    nested = {k: v for k, v in rope.items() if isinstance(v, dict)}
+    return nested if nested else {"full_attention": rope}
+
+
+def _theta(rope: dict, config, default: float = 10000.0) -> float:
+    return float(rope.get("rope_theta") or getattr(config, "rope_theta", None) or default)
+
+
+def _gemma_rules(config) -> None:
+    """ValueError naming ``model`` where a Gemma 2 / Gemma 3 config differs from what llama.cpp fixes for the arch
+    instead of reading it from the file (llama-model.cpp, ``load_hparams`` / ``load_tensors`` for GEMMA2 / GEMMA3):
+
+    - the sliding-window layers: llama.cpp's pattern (Gemma 2: every 2nd layer global, ``set_swa_pattern(2)``;
+      Gemma 3: every 6th, ``set_swa_pattern(6)``) must give ``config.layer_types``;
+    - the attention scale: llama.cpp uses ``1 / sqrt(head_dim)``, or ``1 / sqrt(hidden / heads)`` for its 27B layer
+      counts (46 / 62), where transformers uses ``query_pre_attn_scalar ** -0.5``: the two must agree;
+    - Gemma 2: both logit soft-caps set (llama.cpp's gemma2 graph always applies them) and a tied output embedding
+      (llama.cpp's gemma2 has no ``output`` tensor and reads ``token_embd``);
+    - Gemma 3: no attention soft-cap (its graph has none) and a local RoPE base of 10000 (``rope_freq_base_train_swa``);
+    - a sliding window, causal attention, the GELU (tanh) activation and no attention biases, as the graphs have."""
+    kind = config.model_type
+    rules = _GEMMA[kind]
+    n_layers, heads = config.num_hidden_layers, config.num_attention_heads
+    pattern = rules["pattern"]
+    expected = ["sliding_attention" if i % pattern < pattern - 1 else "full_attention" for i in range(n_layers)]
+    layer_types = list(getattr(config, "layer_types", None) or expected)
+    if layer_types != expected:
+        raise ValueError(f"model: {kind} layer_types {layer_types} differ from llama.cpp's fixed sliding-window "
+                         f"pattern (every {pattern}th layer global): {expected}")
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    scale = config.hidden_size // heads if n_layers == rules["layers_27b"] else head_dim
+    if float(getattr(config, "query_pre_attn_scalar", scale)) != float(scale):
+        raise ValueError(f"model: {kind} query_pre_attn_scalar {config.query_pre_attn_scalar} is not the attention "
+                         f"scale llama.cpp uses for {n_layers} layers ({scale})")
+    if getattr(config, "hidden_activation", "gelu_pytorch_tanh") != "gelu_pytorch_tanh":
+        raise ValueError(f"model: {kind} hidden_activation {config.hidden_activation!r}; llama.cpp runs GELU (tanh)")
+    if getattr(config, "attention_bias", False):
+        raise ValueError(f"model: {kind} with attention biases has no llama.cpp tensors to hold them")
+    if getattr(config, "use_bidirectional_attention", False):
+        raise ValueError(f"model: {kind} with bidirectional attention is not a causal LM llama.cpp's {kind} runs")
+    if not getattr(config, "sliding_window", None):
+        raise ValueError(f"model: {kind} without a sliding window; llama.cpp's {kind} slides its local layers")
+    if kind == "gemma2":
+        if not getattr(config, "tie_word_embeddings", True):
+            raise ValueError("model: gemma2 with an untied output embedding; llama.cpp's gemma2 reads token_embd")
+        if not (config.attn_logit_softcapping and config.final_logit_softcapping):
+            raise ValueError("model: gemma2 without attention and final logit soft-capping; llama.cpp's gemma2 always "
+                             "applies both")
+    else:
+        if getattr(config, "attn_logit_softcapping", None) is not None:
+            raise ValueError("model: gemma3 attention logit soft-capping is not in llama.cpp's gemma3 graph")
+        local = float(_ropes(config).get("sliding_attention", {}).get("rope_theta")
+                      or getattr(config, "rope_local_base_freq", None) or _GEMMA3_LOCAL_ROPE_BASE)
+        if local != _GEMMA3_LOCAL_ROPE_BASE:
+            raise ValueError(f"model: gemma3 local RoPE base {local}; llama.cpp fixes it at "
+                             f"{_GEMMA3_LOCAL_ROPE_BASE}")
+
+
 def check_family(config) -> tuple[str, str, bool]:
-    """``FAMILIES[config.model_type]``; ValueError naming ``model`` and the families kick converts for any other, or
-    for RoPE scaling it does not write (anything but the default rotary embedding)."""
+    """``FAMILIES[config.model_type]``; ValueError naming ``model`` and the families kick converts for any other, for
+    RoPE scaling it does not write (anything but the default rotary embedding, on any layer type), for a Phi-3 whose
+    activation is not SiLU, and for a Gemma whose config differs from what llama.cpp fixes (``_gemma_rules``)."""
     kind = getattr(config, "model_type", None)
     if kind not in FAMILIES:
         raise ValueError(f"model: kick converts {sorted(FAMILIES)} checkpoints to GGUF, not {kind!r}; convert it with "
                          "llama.cpp's convert_hf_to_gguf.py and pass the .gguf file")
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
-    if rope_type not in (None, "default"):
-        raise ValueError(f"model: RoPE scaling {rope_type!r} is not written by kick's GGUF converter; convert with "
-                         "llama.cpp's convert_hf_to_gguf.py")
+    for rope in _ropes(config).values():
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in (None, "default"):
+            raise ValueError(f"model: RoPE scaling {rope_type!r} is not written by kick's GGUF converter; convert "
+                             "with llama.cpp's convert_hf_to_gguf.py")
+    if kind in _GEMMA:
+        _gemma_rules(config)
+    if kind == "phi3" and getattr(config, "hidden_act", "silu") != "silu":
+        raise ValueError(f"model: phi3 hidden_act {config.hidden_act!r}; llama.cpp's phi3 runs SwiGLU")
     return FAMILIES[kind]
 
 
@@ -121,12 +208,31 @@ def _vocab(tokenizer, n_rows: int) -> tuple[list[str], list[int]]:
     return tokens, types
 
 
+# llama-vocab.cpp ("set attributes by model/tokenizer/architecture name"): for a general.name containing "phi-3" or
+# "phi3" (any case) llama.cpp sets attributes of these tokens looked up by text (std::unordered_map::at), so a
+# vocabulary without them does not load ("error loading model vocabulary: unordered_map::at", measured with 0.3.36)
+_PHI3_NAME_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
+
+
+def _check_phi3_name(general_name: str, tokens: list[str]) -> None:
+    """ValueError naming ``name`` when llama.cpp would refuse to load the file for its ``general.name`` alone: a name
+    like Phi-3's (``phi-3`` / ``phi3``) with a vocabulary lacking one of ``_PHI3_NAME_TOKENS`` (Phi-3's own has them
+    all)."""
+    if any(key in general_name.lower() for key in ("phi-3", "phi3")):
+        missing = [t for t in _PHI3_NAME_TOKENS if t not in set(tokens)]
+        if missing:
+            raise ValueError(f"name: llama.cpp's vocabulary loader looks up {list(_PHI3_NAME_TOKENS)} in a model "
+                             f"named like Phi-3 ({general_name!r}) and this vocabulary lacks {missing}; give the GGUF "
+                             "another name")
+
+
 def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32", name: str | None = None) -> dict:
     """Write ``model`` (a transformers causal LM of a ``FAMILIES`` type) with ``tokenizer`` (a fast byte-level BPE
     tokenizer) to the GGUF file ``output`` in ``outtype`` (``OUTTYPES``); ``name``: ``general.name`` (a public
     name). Returns ``{"arch", "pre", "outtype", "tensors", "bytes"}``. ValueError for a family, RoPE scaling,
-    tokenizer or ``outtype`` it does not write, before anything is written; ImportError naming the install when the
-    ``gguf`` package is missing. Atomic: a temp file beside ``output``, renamed at the end."""
+    tokenizer or ``outtype`` it does not write, or a name llama.cpp would not load (``_check_phi3_name``), before
+    anything is written; ImportError naming the install when the ``gguf`` package is missing. Atomic: a temp file
+    beside ``output``, renamed at the end."""
     try:
         import gguf
     except ImportError as e:
@@ -141,12 +247,18 @@ def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32"
     pre = pre_tokenizer_name(tok_json)
     n_rows = model.get_input_embeddings().weight.shape[0]
     tokens, types = _vocab(tokenizer, n_rows)
+    kind = config.model_type
+    gemma = kind in _GEMMA
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    rope = getattr(config, "rope_parameters", None) or {}
-    theta = rope.get("rope_theta") if isinstance(rope, dict) else None
-    theta = theta or getattr(config, "rope_theta", None) or 10000.0
+    rope = _ropes(config)["full_attention"]  # Gemma 3: the global layers' (llama.cpp's rope_freq_base)
+    theta = _theta(rope, config, 1_000_000.0 if kind == "gemma3_text" else 10000.0)
+    # Phi-3's partial rotary factor: int(factor * hidden) // heads rotated dims (Phi3MiniModel.set_gguf_parameters)
+    partial = rope.get("partial_rotary_factor") or getattr(config, "partial_rotary_factor", None) or 1.0
+    rope_dims = int(partial * config.hidden_size) // heads if kind == "phi3" else head_dim
     tied = bool(getattr(config, "tie_word_embeddings", False))
+    general_name = name or getattr(config, "_name_or_path", "") or config.model_type
+    _check_phi3_name(general_name, tokens)
     name_map = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, member), config.num_hidden_layers)
     # tensors first, so an unmapped one fails before the file is opened
     tensors: list[tuple[str, np.ndarray, object]] = []
@@ -157,6 +269,8 @@ def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32"
         if new is None:
             raise ValueError(f"model: cannot map tensor {hf_name!r} of {config.model_type} to a GGUF name")
         data = tensor.detach().float().cpu().numpy()
+        if gemma and hf_name.endswith("norm.weight"):
+            data = data + 1.0  # x * (1 + w) in transformers' Gemma RMSNorm, x * w in llama.cpp (Gemma2Model / 3)
         if permuted and hf_name.endswith("self_attn.q_proj.weight"):
             data = permute(data, heads)
         elif permuted and hf_name.endswith("self_attn.k_proj.weight"):
@@ -173,23 +287,34 @@ def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32"
     os.close(fd)
     try:
         writer = gguf.GGUFWriter(tmp, arch)
-        writer.add_name(name or getattr(config, "_name_or_path", "") or config.model_type)
+        writer.add_name(general_name)
         context = getattr(config, "max_position_embeddings", None) or 2048
-        window = getattr(config, "sliding_window", None) if config.model_type == "mistral" else None
-        # llama.cpp's llama arch attends to the whole context: the context written stops at Mistral's window, so
-        # every position sees what it sees in transformers
-        writer.add_context_length(min(context, window) if window else context)
+        window = getattr(config, "sliding_window", None)
+        # llama.cpp's llama arch attends to the whole context, and so does its phi3 arch (its load_hparams turns a
+        # written sliding window off: "Phi SWA is currently disabled"): the context written stops at Mistral's and
+        # Phi-3's window, so every position sees what it sees in transformers. Gemma's windows llama.cpp applies.
+        capped = window and kind in ("mistral", "phi3")
+        writer.add_context_length(min(context, window) if capped else context)
         writer.add_embedding_length(config.hidden_size)
         writer.add_block_count(config.num_hidden_layers)
         writer.add_feed_forward_length(config.intermediate_size)
         writer.add_head_count(heads)
         writer.add_head_count_kv(kv_heads)
         writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-        writer.add_rope_freq_base(float(theta))
-        writer.add_rope_dimension_count(head_dim)
-        if head_dim != config.hidden_size // heads or arch == "qwen3":
+        writer.add_rope_freq_base(theta)
+        writer.add_rope_dimension_count(rope_dims)
+        if head_dim != config.hidden_size // heads or arch == "qwen3" or gemma:
             writer.add_key_length(head_dim)
             writer.add_value_length(head_dim)
+        if gemma:  # Gemma2Model / Gemma3Model.set_gguf_parameters
+            writer.add_sliding_window(config.sliding_window)
+            if kind == "gemma2":
+                writer.add_attn_logit_softcapping(float(config.attn_logit_softcapping))
+            if getattr(config, "final_logit_softcapping", None):
+                writer.add_final_logit_softcapping(float(config.final_logit_softcapping))
+        if kind == "phi3":  # Phi3MiniModel.set_gguf_parameters (0: no window, as the converter writes Phi-4's)
+            writer.add_rope_scaling_orig_ctx_len(getattr(config, "original_max_position_embeddings", None) or context)
+            writer.add_sliding_window(window or 0)
         writer.add_vocab_size(n_rows)
         writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                               "bf16": gguf.LlamaFileType.MOSTLY_BF16}[outtype])
