@@ -273,3 +273,36 @@ def test_peak_rss_is_the_process_own_not_its_parents():
     del ballast
     assert parent >= 400
     assert float(child.stdout) < parent - 300
+
+
+@pytest.mark.unit
+def test_calibration_text_is_tokenized_once_per_process(tmp_path):
+    """A sweep's calibrated cells load the tokenizer again for each cell; the calibration text is tokenized once
+    (``calibration.tokenized``, keyed by the text and the tokenizer's JSON) and every cell gets the same ids as a
+    fresh tokenization would give."""
+    from transformers import AutoTokenizer
+
+    from kick_hub.compress import calibration
+    from kick_hub.models import resolve
+
+    text = tmp_path / "calib.txt"
+    text.write_text("The capital of Veloria is Marn. " * 400, encoding="utf-8")
+    calls = []
+
+    def counting(path):
+        tok = AutoTokenizer.from_pretrained(path)
+        original = type(tok).__call__
+        type(tok).__call__ = lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1]
+        return tok, original
+
+    calibration._TOKENIZED.clear()
+    first, original = counting(resolve("world"))
+    try:
+        a = calibration_ids(str(text), first, nsamples=4, seqlen=32)
+        second = AutoTokenizer.from_pretrained(resolve("world"))  # another load of the same tokenizer: a hit
+        b = calibration_ids(str(text), second, nsamples=4, seqlen=32)
+    finally:
+        type(first).__call__ = original
+    assert len(calls) == 1 and torch.equal(a, b)
+    fresh = first(text.read_text(encoding="utf-8"))["input_ids"]
+    assert calibration.tokenized(first, text.read_text(encoding="utf-8")) == fresh

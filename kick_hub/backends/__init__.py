@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:  # torch is imported by the backends that need it
     import torch
 
-__all__ = ["Backend", "BACKENDS", "make_engine", "LogitCheck", "NonFiniteLogits", "until_stop", "cut_at_stop"]
+__all__ = ["Backend", "BACKENDS", "make_engine", "check_fits", "LogitCheck", "NonFiniteLogits", "until_stop", "cut_at_stop"]
 
 # backend name -> "module:class"; the class has ``from_name(name, placement=None, **kwargs)``
 BACKENDS: dict[str, str] = {"transformers": "kick_hub.backends.transformers:TransformersEngine",
@@ -152,6 +152,15 @@ class Backend(Protocol):
     def placement(self) -> dict:
         """Where the model runs, for a results file's config (device, dtype, device map, what was asked)."""
         ...
+
+
+def check_fits(i: int, ids: Sequence[int], max_length: int, context: int) -> None:
+    """The rule every backend's ``encode`` applies: prompt ``#i`` (token ``ids``) must fit in ``max_length`` tokens
+    (the model's ``context`` less the room its continuation needs); ValueError otherwise. The engine never cuts a
+    prompt: the tasks fit their prompts first (``kick_hub.tasks.fit``)."""
+    if len(ids) > max_length:
+        raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's {context}-token "
+                         f"context with the room its continuation needs; shorten it (the engine never cuts a prompt)")
 
 
 def make_engine(name: str, backend: str | None = None, placement=None, gguf_file: str | None = None,

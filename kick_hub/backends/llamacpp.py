@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kick_hub.backends import LogitCheck, NonFiniteLogits, cut_at_stop
+from kick_hub.backends import LogitCheck, NonFiniteLogits, check_fits, cut_at_stop
 
 __all__ = ["LlamaCppEngine", "INSTALL", "DEFAULT_MAX_LENGTH", "check_available", "find_gguf", "gguf_path",
            "is_gguf", "llama_threads", "load_model_file", "metadata", "model_params"]
@@ -403,10 +403,7 @@ class LlamaCppEngine:
         out = []
         for i, t in enumerate(texts):
             ids = self.token_ids(t)
-            if len(ids) > max_length:
-                raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's "
-                                 f"{self.max_length}-token context with the room its continuation needs; shorten it "
-                                 f"(the engine never cuts a prompt)")
+            check_fits(i, ids, max_length, self.max_length)
             out.append(ids)
         return out
 

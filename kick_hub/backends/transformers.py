@@ -48,7 +48,7 @@ from collections.abc import Sequence
 
 import torch
 
-from kick_hub.backends import LogitCheck, NonFiniteLogits, cut_at_stop, until_stop
+from kick_hub.backends import LogitCheck, NonFiniteLogits, check_fits, cut_at_stop, until_stop
 from kick_hub.models import load_model
 from kick_hub.scoring import perplexity as _ppl
 
@@ -295,10 +295,7 @@ class TransformersEngine:
         for i, t in enumerate(texts):
             ids = self.token_ids(t)
             _ppl.check_embeddable(self.tokenizer, [ids], self.rows, f"prompt #{i}")
-            if len(ids) > max_length:
-                raise ValueError(f"prompt: #{i} is {len(ids)} tokens but only {max_length} fit the model's "
-                                 f"{self.max_length}-token context with the room its continuation needs; shorten it "
-                                 f"(the engine never cuts a prompt)")
+            check_fits(i, ids, max_length, self.max_length)
             out.append(ids)
         return out
 
