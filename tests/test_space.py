@@ -332,7 +332,7 @@ def test_browser_shows_the_sweep_whole_and_in_words(sweep_app, tmp_path):
     assert source == "the synthetic world (built in)" and any(o.startswith("local files: ") for o in options)
     for text in (compare_text, results_text, *options):
         assert "../" not in text and "./" not in text  # no path as typed
-    assert {p["id"] for p in plots} == {"plot-sparsity", "plot-nm_quant", "plot-signals"}  # signals: 4+ variants
+    assert {p["id"] for p in plots} == {"plot-sparsity", "plot-nm_quant", "plot-signals"}  # signals: 2+ variants
     for plot in plots:
         assert plot["drawn"] and plot["inBox"] and plot["contentInside"] and plot["width"] > 300, plot
     assert cropped == []
