@@ -1,7 +1,7 @@
 """External variants: checkpoints kick-hub did not make, evaluated in a sweep beside the built-in cells
 (``kick bench --variant LABEL=SOURCE`` / ``--variants FILE``; docs/playground.md).
 
-A source is a local model directory or a Hub model id with an optional revision (``ORG/NAME@REV``, or the variants
+A source is a local model directory, a local GGUF file (run in llama.cpp) or a Hub model id with an optional revision (``ORG/NAME@REV``, or the variants
 file's ``revision``), resolved to a local snapshot and a commit sha with ``huggingface_hub.snapshot_download`` (which
 honours ``HF_HUB_OFFLINE``: offline, only what is cached). Each becomes an ``ExternalSource``: what the sweep's
 identity records of it (``identity``: the public source, the commit, a digest of its weight files), so a resumed
@@ -20,7 +20,7 @@ import hashlib
 import importlib.util
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -168,12 +168,21 @@ def weights_digest(files: Sequence[Path]) -> str:
     return outer.hexdigest()
 
 
-def _gguf(label: str, source: str) -> ExternalSource:
-    """Where a ``.gguf`` source is accepted once the llama.cpp backend (``kick_hub.backends.llamacpp``) evaluates
-    one in a sweep; until then it is refused naming the ``gguf`` extra."""
-    raise _refuse(label, source, "is a GGUF file, which the sweep evaluates only through the llama.cpp backend",
-                  f"install it ({GGUF_EXTRA}) and give a GGUF file once that backend takes sweep cells, or convert "
-                  "the file to a transformers checkpoint")
+def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
+    """The ``ExternalSource`` of a local ``.gguf`` file, run in llama.cpp (``kick_hub.backends.llamacpp``): its
+    ``path`` is the file, its digest the file's (``weights_digest``). A Hub id is refused (download the file and
+    give its path), and so are a revision, a file that is not there, and a missing llama-cpp-python."""
+    local = Path(source).expanduser()
+    if revision is not None:
+        raise _refuse(label, source, f"is a local GGUF file, which has no revision ({revision!r})", "drop the revision")
+    if not local.is_file():
+        where = ("download it (huggingface-cli download ORG/NAME FILE.gguf) and give its path"
+                 if HUB_ID.match(str(Path(source).parent)) and not local.parent.exists() else "give an existing file")
+        raise _refuse(label, source, "is not a GGUF file on this machine", where)
+    if not _importable("llama_cpp"):
+        raise _refuse(label, source, "is a GGUF file, which runs in llama.cpp (llama-cpp-python, not installed)",
+                      f"install it: {GGUF_EXTRA}")
+    return ExternalSource(label, source, None, None, str(local.resolve()), None, weights_digest([local]))
 
 
 def _hub_snapshot(label: str, source: str, repo_id: str, revision: str | None) -> tuple[str, str]:
@@ -208,7 +217,7 @@ def resolve(label: str, source: str, revision: str | None = None, notes: str | N
                          f"with a letter or digit; got {label!r}")
     local = Path(source).expanduser()
     if source.lower().endswith(".gguf"):
-        return _gguf(label, source)
+        return replace(_gguf(label, source, revision), notes=notes)
     if local.is_dir():
         if revision is not None:
             raise _refuse(label, source, f"is a local directory, which has no revision ({revision!r})",
@@ -368,26 +377,45 @@ def tokenizer_difference(dense, other, texts: Sequence[str]) -> str | None:
     return None
 
 
-def check_sources(model: str, sources: Sequence[ExternalSource], tasks: Sequence[str], data: str) -> None:
-    """Refuse (ValueError naming the variant label, the source and the remedy), before any cell runs: a source
-    that is not a causal LM (``_causal_lm``), whose format needs a package that is not installed (``_packages``), or
-    whose tokenizer differs from ``model``'s (``tokenizer_difference`` on a few prompts of ``tasks`` from
-    ``data``)."""
-    if not sources:
-        return
+def _tokenizer(path: str):
+    """The tokenizer of the model at ``path``: a GGUF file's vocabulary (``llamacpp.GGUFTokenizer``), else
+    transformers' ``AutoTokenizer``."""
+    from kick_hub.backends.llamacpp import find_gguf
+
+    gguf = find_gguf(path)
+    if gguf is not None:
+        from kick_hub.backends.llamacpp import GGUFTokenizer
+
+        return GGUFTokenizer(gguf)
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(path)
+
+
+def is_gguf_source(source: ExternalSource) -> bool:
+    """Whether ``source`` is a GGUF file (run in llama.cpp) rather than a transformers checkpoint."""
+    return source.path.lower().endswith(".gguf")
+
+
+def check_sources(model: str, sources: Sequence[ExternalSource], tasks: Sequence[str], data: str) -> None:
+    """Refuse (ValueError naming the variant label, the source and the remedy), before any cell runs: a checkpoint
+    that is not a causal LM (``_causal_lm``), whose format needs a package that is not installed (``_packages``), or
+    any source whose tokenizer differs from ``model``'s (``tokenizer_difference`` on a few prompts of ``tasks`` from
+    ``data``; a GGUF file's vocabulary is read by llama.cpp, so a GGUF and a checkpoint of one model compare)."""
+    if not sources:
+        return
     from kick_hub.models import resolve as resolve_model
 
-    dense = AutoTokenizer.from_pretrained(resolve_model(model))
+    dense = _tokenizer(resolve_model(model))
     texts = prompts(tasks, data)
     for s in sources:
-        _causal_lm(s)
-        _packages(s)
+        if not is_gguf_source(s):
+            _causal_lm(s)
+            _packages(s)
         try:
-            other = AutoTokenizer.from_pretrained(s.path)
+            other = _tokenizer(s.path)
         except (OSError, ValueError) as e:
-            raise _refuse(s.label, s.source, f"has no tokenizer transformers can load ({e})",
+            raise _refuse(s.label, s.source, f"has no tokenizer that can be loaded ({e})",
                           "save the tokenizer with the checkpoint") from e
         diff = tokenizer_difference(dense, other, texts)
         if diff:
@@ -429,6 +457,8 @@ def provenance(source: ExternalSource) -> dict:
 
     from kick_hub.variant import storage_summary
 
+    if is_gguf_source(source):
+        return _gguf_provenance(source)
     fmt, quant = checkpoint_format(source.path)
     sparsity = layer_sparsity(source.path)
     sizes = {}
@@ -451,6 +481,33 @@ def provenance(source: ExternalSource) -> dict:
                              if sparsity else {"layers": 0, "min": None, "max": None}),
         "bits_per_weight": stored["bits_per_weight"], "weight_bytes": stored["weight_bytes"],
         "file_bytes": stored["file_bytes"], "parameters": stored["parameters"],
+    }
+
+
+def _gguf_provenance(source: ExternalSource) -> dict:
+    """``provenance`` of a GGUF file, from its headers (``compress.methods.gguf.read_tensor_types``): format
+    ``gguf``, its file type as the quant type, the count of each tensor type, bits per weight over every tensor; no
+    sparsity is measured (block-quantized tensors)."""
+    import gguf
+
+    from kick_hub.compress.methods.gguf import read_tensor_types
+
+    info = read_tensor_types(source.path)
+    try:
+        ftype = gguf.LlamaFileType(int(info["file_type"])).name.removeprefix("MOSTLY_")
+    except (TypeError, ValueError):
+        ftype = str(info["file_type"])
+    size = Path(source.path).stat().st_size
+    return {
+        "label": source.label, "method": "external",
+        "external": {"source": source.public_source, "revision": None, "commit": None, "notes": source.notes,
+                     "weights_sha256": source.weights_sha256, "format": "gguf",
+                     "quantization_config": {"quant_type": ftype, "tensor_types": info["tensor_types"],
+                                             "architecture": info["architecture"]},
+                     "files": [Path(source.path).name]},
+        "layer_sparsity": {}, "sparsity": None, "sparsity_summary": {"layers": 0, "min": None, "max": None},
+        "bits_per_weight": info["bits_per_weight"], "weight_bytes": info["tensor_bytes"], "file_bytes": size,
+        "parameters": info["parameters"],
     }
 
 

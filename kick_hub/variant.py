@@ -151,12 +151,20 @@ def variant_bytes(model: str, placement=None, spec=None, storage: str = "dense",
     the meta device: ``device.empty_model``) take what the method stores: ``spec.bits`` per weight for a quantizer,
     whose other tensors are in ``UNQUANTIZED_DTYPE`` where it has one (scales and zero points, a few per cent, are
     not counted), and under ``storage="sparse"`` one mask bit plus the kept values. Without ``spec``, or when the
-    config cannot be read, every parameter counts at the saved element size (an upper bound for quantizers). None
+    config cannot be read, every parameter counts at the saved element size (an upper bound for quantizers). A GGUF
+    file's requantized variant counts every parameter at 4 bytes (F32, the largest type). None
     when the size cannot be known (a Hub model offline, weights without safetensors)."""
     from kick_hub.engine import resolve_model
 
     counts: dict[str, int] = {}  # safetensors dtype -> parameters
     path = Path(resolve_model(model))
+    if path.is_file() and path.suffix.lower() == ".gguf":  # requantized: at most F32 (tensor headers only)
+        try:
+            from kick_hub.compress.methods.gguf import read_tensor_types
+
+            return read_tensor_types(path)["parameters"] * 4 + extra_bytes
+        except Exception:  # noqa: BLE001 - no gguf package, or not a readable GGUF: loading says why
+            return None
     if path.is_dir():
         files = weight_files(path)
         if not files:

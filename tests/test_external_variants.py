@@ -217,7 +217,7 @@ def test_refusals_before_any_cell_runs(tmp_path, checkpoints):
                   f"magnitude-50={checkpoints['torchao']}")
     assert "variant magnitude-50: the label is a built-in cell" in err
     err = refused("--variant", f"g={tmp_path / 'model.gguf'}")
-    assert "variant g:" in err and "pip install 'kick-hub[gguf]'" in err
+    assert f"variant g: source {tmp_path / 'model.gguf'} is not a GGUF file on this machine" in err
     # not a causal LM: a BERT encoder with the world tokenizer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -252,6 +252,32 @@ def test_refusals_before_any_cell_runs(tmp_path, checkpoints):
     file.write_text('[[variant]]\nlabel = "x"\nsorce = "y"\n')
     err = refused("--variants", str(file))
     assert "unknown sorce" in err and "needs source" in err
+
+
+def test_a_gguf_source_needs_llama_cpp(tmp_path, monkeypatch):
+    """A GGUF file as a variant without llama-cpp-python: refused naming the extra that installs it."""
+    from kick_hub import external
+
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    monkeypatch.setattr(external, "_importable", lambda module: module != "llama_cpp")
+    with pytest.raises(ValueError, match=r"variant g: source .*m\.gguf is a GGUF file, which runs in llama\.cpp "
+                                         r"\(llama-cpp-python, not installed\); install it: pip install "
+                                         r"'kick-hub\[gguf\]'"):
+        external.resolve("g", str(tmp_path / "m.gguf"))
+    with pytest.raises(ValueError, match="variant g: .* is a local GGUF file, which has no revision"):
+        external.resolve("g", str(tmp_path / "m.gguf"), revision="main")
+
+
+def test_push_uploads_what_the_sweep_made_not_the_external_checkpoints(sweep, hub):
+    from tests.kick_runner import client
+
+    urls = client(hub, f"""
+        from kick_hub.hub.push import push_sweep
+        emit(push_sweep({str(sweep)!r}, "test-org"))
+    """)
+    assert set(urls) == {"magnitude-50"}  # five external cells in the run dir, none uploaded again
+    card = hub.files("test-org/world-magnitude-50")["README.md"].decode()
+    assert "gptqmodel" in card and "bnb-nf4" in card  # named on the card, with their provenance
 
 
 def test_variants_file_with_a_hub_source(hub, tmp_path, checkpoints):

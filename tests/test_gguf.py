@@ -365,3 +365,62 @@ def test_sweep_plans_one_cell_per_quant_type(tmp_path, hub):
     assert str(tmp_path) not in card and str(tmp_path) not in files["manifests/Q2_K.json"].decode()
     code, _, stderr = kick("push", str(sorted(run.rglob("world-Q8_0.gguf"))[0].parent), "--repo-id", "test-org/x")
     assert code == 2 and "is a gguf variant; GGUF quant types go to one repo with their sweep" in stderr
+
+
+def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
+    """``kick bench --model FILE.gguf --methods gguf``: the quant types pair with their F32 GGUF (dense, run in
+    llama.cpp); the transformers checkpoint as an external cell shows the runtime's own difference (same answers, KL
+    within float rounding), and a GGUF file as an external cell is measured as the sweep's own cell of that type is
+    (same bytes: same numbers), with its provenance read from the file's headers. Methods that need a transformers
+    checkpoint, and GGUF sources that cannot be, are refused before the run dir is written."""
+    from kick_hub.models import resolve
+
+    code, _, stderr = kick("bench", "--model", str(world_gguf), "--run-dir", str(tmp_path / "x"), "--methods", "gguf",
+                           "wanda", "--quant-types", "Q8_0")
+    assert code == 2 and "methods: the dense model" in stderr and "cannot prune or quantize with wanda" in stderr
+    for source, why in ((str(tmp_path / "missing.gguf"), "is not a GGUF file on this machine"),
+                        ("org/repo/file.gguf", "download it")):
+        code, _, stderr = kick("bench", "--model", str(world_gguf), "--run-dir", str(tmp_path / "x"), "--methods",
+                               "gguf", "--variant", f"ext={source}")
+        assert code == 2 and f"variant ext: source {source} " in stderr and why in stderr, stderr
+    assert not (tmp_path / "x").exists()
+    made = tmp_path / "q4"
+    code, _, stderr = kick("compress", "--model", str(world_gguf), "--method", "gguf", "--quant-type", "Q4_K_M",
+                           "--nsamples", "4", "--seqlen", "64", "--threads", "1", "--output", str(made))
+    assert code == 0, stderr
+    external = next(made.glob("*.gguf"))
+    run = tmp_path / "run"
+    code, stdout, stderr = kick("bench", "--model", str(world_gguf), "--run-dir", str(run), "--methods", "gguf",
+                                "--quant-types", "Q4_K_M", "--variant", f"hf={resolve('world')}", "--variant",
+                                f"q4={external}", "--tasks", "factoid-qa", "perplexity", "--limit", "10",
+                                "--nsamples", "4", "--seqlen", "64", "--threads", "1")
+    assert code == 0, stderr
+    from kick_hub.bench.store import Store
+
+    store = Store(run, None)
+    try:
+        scores, variants = store.scores(), {v["label"]: v for v in store.variants()}
+    finally:
+        store.close()
+    assert set(scores) == {"dense", "gguf-Q4_K_M", "hf", "q4"}
+    fid = {label: scores[label]["perplexity"] for label in scores}
+    assert fid["hf"]["top1_agreement"] == 1.0 and abs(fid["hf"]["kl_mean"]) < 1e-5  # the runtime's own difference
+    assert scores["hf"]["factoid-qa"]["exact_match"] == scores["dense"]["factoid-qa"]["exact_match"]
+    assert scores["q4"] == scores["gguf-Q4_K_M"] and fid["q4"]["kl_mean"] > 10 * abs(fid["hf"]["kl_mean"])
+    manifest = json.loads(variants["q4"]["manifest"])
+    assert manifest["external"]["format"] == "gguf" and manifest["external"]["quantization_config"]["quant_type"] \
+        == "Q4_K_M"
+    assert manifest["bits_per_weight"] == pytest.approx(
+        json.loads((made / "kick_manifest.json").read_text())["bits_per_weight"], rel=1e-3)
+    report = (run / "report.md").read_text()
+    assert "| q4 | q4.gguf" not in report and "world-F32-Q4_K_M.gguf" in report and str(tmp_path) not in report
+    from tests.kick_runner import client
+
+    urls = client(hub, f"""
+        from kick_hub.hub.push import push_sweep
+        emit(push_sweep({str(run)!r}, "test-org"))
+    """)
+    assert set(urls) == {"gguf-Q4_K_M"}
+    files = hub.files("test-org/world-F32-GGUF")
+    assert "world-F32-Q4_K_M.gguf" in files or any(f.endswith("Q4_K_M.gguf") for f in files)
+    assert str(tmp_path) not in files["README.md"].decode()

@@ -41,8 +41,8 @@ import numpy as np
 
 from kick_hub.backends import LogitCheck, NonFiniteLogits, check_fits, cut_at_stop
 
-__all__ = ["LlamaCppEngine", "INSTALL", "DEFAULT_MAX_LENGTH", "check_available", "find_gguf", "gguf_path",
-           "is_gguf", "llama_threads", "load_model_file", "metadata", "model_params"]
+__all__ = ["LlamaCppEngine", "GGUFTokenizer", "INSTALL", "DEFAULT_MAX_LENGTH", "check_available", "find_gguf", "gguf_path",
+           "is_gguf", "llama_threads", "load_model_file", "metadata", "model_params", "tokenize_text"]
 
 INSTALL = ('pip install -e ".[gguf]"   (llama-cpp-python builds from source, about 6 min of CPU; '
            "see docs/gguf.md)")
@@ -161,6 +161,65 @@ def load_model_file(path: Path, n_gpu_layers: int = 0, vocab_only: bool = False)
         errors = [line.strip() for line in "".join(_LOG).splitlines() if "error" in line.lower()]
         raise ValueError(f"model: llama.cpp cannot load {path.name} ({errors[-1] if errors else 'no reason logged'})")
     return model
+
+
+def tokenize_text(vocab, text: str, add_special: bool) -> list[int]:
+    """Token ids of ``text`` in the llama.cpp vocabulary ``vocab``, special tokens in the text parsed, BOS / EOS
+    added as the GGUF says when ``add_special``."""
+    import llama_cpp
+
+    data = text.encode("utf-8")
+    size = len(data) + 8
+    buf = (llama_cpp.llama_token * size)()
+    n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, size, add_special, True)
+    if n < 0:
+        size = -n
+        buf = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, size, add_special, True)
+    return list(buf[:n])
+
+
+class GGUFTokenizer:
+    """The vocabulary of a GGUF file read alone (llama.cpp ``vocab_only``: no weights), with the members of a
+    transformers tokenizer that ``kick_hub.external.tokenizer_difference`` compares: ``get_vocab()`` (token text ->
+    id), ``bos_token_id`` / ``eos_token_id`` / ``pad_token_id`` (None where the GGUF has none) and ``encode(text)``
+    (BOS / EOS added as the GGUF says, as ``LlamaCppEngine.token_ids`` encodes a prompt). ValueError naming
+    ``model`` when llama.cpp cannot read the file; ImportError without llama-cpp-python."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        check_available()
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.model = load_model_file(Path(path), vocab_only=True)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+
+        def valid(token: int) -> int | None:
+            return token if 0 <= token < self.n_vocab else None
+
+        self.bos_token_id = valid(llama_cpp.llama_vocab_bos(self.vocab))
+        self.eos_token_id = valid(llama_cpp.llama_vocab_eos(self.vocab))
+        self.pad_token_id = valid(llama_cpp.llama_vocab_pad(self.vocab))
+
+    def get_vocab(self) -> dict[str, int]:
+        """Token text -> id over the whole vocabulary (the first id of a text stored twice)."""
+        out: dict[str, int] = {}
+        for i in range(self.n_vocab):
+            out.setdefault(self._lib.llama_vocab_get_text(self.vocab, i).decode("utf-8", errors="replace"), i)
+        return out
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with BOS / EOS added as the GGUF says."""
+        return tokenize_text(self.vocab, text, True)
+
+    def __del__(self) -> None:
+        if getattr(self, "model", None):
+            try:
+                self._lib.llama_model_free(self.model)
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
+            self.model = None
 
 
 def _meta(model, key: str) -> str | None:
@@ -319,16 +378,7 @@ class LlamaCppEngine:
         return rendered[0]
 
     def _tokenize(self, text: str, add_special: bool) -> list[int]:
-        lib = self._lib
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        buf = (lib.llama_token * size)()
-        n = lib.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, True)
-        if n < 0:
-            size = -n
-            buf = (lib.llama_token * size)()
-            n = lib.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, True)
-        return list(buf[:n])
+        return tokenize_text(self.vocab, text, add_special)
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids of an already rendered text, special tokens in it parsed, with BOS where the GGUF adds one

@@ -46,7 +46,8 @@ def check_ready(config: SweepConfig) -> None:
     """What the sweep of ``config`` needs beyond its values, checked before the run dir is locked or written: Ray
     installed under ``executor="ray"`` (ImportError with the install command), the ``push`` org, the
     ``results_repo`` id and a Hub token when something is pushed (ValueError / ``hub.HubError``), and a model that
-    can be read (``models.load_config``: ValueError naming ``model``)."""
+    can be read (``models.load_config``: ValueError naming ``model``; for a GGUF file, llama-cpp-python installed
+    and the file there)."""
     if config.executor == "ray":
         from kick_hub.bench.ray_executor import import_ray
 
@@ -58,6 +59,14 @@ def check_ready(config: SweepConfig) -> None:
         if config.results_repo:
             check_repo_id(config.results_repo, "results-repo")
         token()
+    from kick_hub.backends.llamacpp import find_gguf
+
+    if find_gguf(config.model) is not None:  # a GGUF dense model: llama.cpp installed, the file there
+        from kick_hub.backends.llamacpp import check_available, gguf_path
+
+        check_available()
+        gguf_path(config.model)
+        return
     from kick_hub.models import load_config
 
     load_config(config.model)  # a model that cannot be read fails here, before the run dir or its store is written

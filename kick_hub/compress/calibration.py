@@ -170,14 +170,22 @@ def check_ids(ids, vocab_size: int | None, context: int | None, source: str = "c
 
 
 def check_calibration(source: str, model_name: str, nsamples: int | None = None, seqlen: int | None = None) -> None:
-    """Check calibration options against ``model_name``'s config alone (no weights loaded), for runs that would
+    """Check calibration options against ``model_name``'s config (a GGUF file's headers) alone (no weights loaded), for runs that would
     otherwise meet a bad option only at their first calibrated variant: ``seqlen`` within the context, a PATH
     source that exists, and an id file that holds ``nsamples x seqlen`` ids within the vocabulary and context."""
-    from transformers import AutoConfig
+    from kick_hub.backends.llamacpp import find_gguf
 
-    from kick_hub.engine import resolve_model
+    gguf = find_gguf(model_name)
+    if gguf is not None:  # a GGUF file (requantized by the gguf method): its headers
+        from kick_hub.compress.methods.gguf import gguf_limits
 
-    vocab, context = model_limits(AutoConfig.from_pretrained(resolve_model(model_name)))
+        vocab, context = gguf_limits(gguf)
+    else:
+        from transformers import AutoConfig
+
+        from kick_hub.engine import resolve_model
+
+        vocab, context = model_limits(AutoConfig.from_pretrained(resolve_model(model_name)))
     if seqlen is not None and context and seqlen > context:
         raise ValueError(f"seqlen: {seqlen} exceeds the model's context ({context})")
     if (nsamples is not None and nsamples <= 0) or (seqlen is not None and seqlen <= 0):

@@ -130,9 +130,24 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
     from kick_hub.compress.calibration import check_calibration
     from kick_hub.device import resolve as resolve_placement
     from kick_hub.engine import resolve_model
+    from kick_hub.io import public_name
 
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
+    from kick_hub.backends.llamacpp import find_gguf
+
+    if find_gguf(model_name) is not None:  # a GGUF file: requantized by llama.cpp (gguf specs only), no config
+        from kick_hub.compress.methods.gguf import check_quant_type
+
+        others = sorted({s.method for s in specs if s.method != "gguf"})
+        if others:
+            raise ValueError(f"methods: {public_name(model_name)} is a GGUF file, which kick requantizes (gguf) but "
+                             f"cannot compress with {', '.join(others)}; give a transformers checkpoint for those")
+        for spec in specs:
+            check_quant_type(spec.quant_type)
+        if any(s.calibrated for s in specs):
+            check_calibration(calibration, model_name, nsamples, seqlen)
+        return
     config = AutoConfig.from_pretrained(resolve_model(model_name))
     device = resolve_placement(placement, config, "compress").device
     for spec in specs:

@@ -113,14 +113,15 @@ def repo_name(model: str, label: str) -> str:
 
 
 def push_sweep(run_dir: str | Path, org: str, private: bool = False) -> dict[str, str]:
-    """Every compressed variant of a sweep's run dir to ``org/<model>-<label>``, its gguf variants together to
-    ``org/<model>-GGUF`` (``hub.gguf_repo``: one file per quant type); label -> commit URL."""
+    """Every variant the sweep made in its run dir to ``org/<model>-<label>``, its gguf variants together to
+    ``org/<model>-GGUF`` (``hub.gguf_repo``: one file per quant type); label -> commit URL. External checkpoints
+    (``--variant``) are not uploaded again: the cards name them by source and commit."""
     from kick_hub.bench.store import Store
 
     check_org(org)
     store = Store(run_dir, None)
     model = store.model
-    variants = [v for v in store.variants() if v["label"] != "dense" and v["path"]]
+    variants = [v for v in store.variants() if v["method"] not in ("dense", "external") and v["path"]]
     store.close()
     if not variants:
         raise HubError(f"run-dir: {run_dir} has no compressed variants to push")

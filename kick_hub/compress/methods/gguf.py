@@ -232,6 +232,19 @@ def read_tensor_types(path: str | Path) -> dict:
             "architecture": field("general.architecture"), "file_type": field("general.file_type")}
 
 
+def gguf_limits(path: str | Path) -> tuple[int | None, int | None]:
+    """(vocabulary size, training context) of a GGUF file from its headers (``tokenizer.ggml.tokens``,
+    ``<architecture>.context_length``), as ``calibration.model_limits`` gives them for a config; None where absent."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    arch = reader.fields.get("general.architecture")
+    arch = arch.contents() if arch is not None else None
+    context = reader.fields.get(f"{arch}.context_length") if arch else None
+    return (len(tokens.data) if tokens is not None else None, int(context.contents()) if context is not None else None)
+
+
 # ----------------------------------------------------------------- the variant
 def _transformers_source(name: str, gguf: Path | None):
     """``(model, tokenizer, GGUF arch member)`` in transformers for the imatrix: the checkpoint ``name`` (float32,
