@@ -50,7 +50,7 @@ def test_publish_space_round_trip(hub):
     assert "hardware requested: t4-small" in out.stdout
     files = hub.files(SPACE, "space")
     package = package_files()
-    assert "kick_hub/space.py" in package and "kick_hub/world/model/model.safetensors" in package
+    assert "kick_hub/space/app.py" in package and "kick_hub/world/model/model.safetensors" in package
     assert not [p for p in package if "__pycache__" in p or p.endswith(".pyc") or "space_app" in p]
     assert set(files) == {".gitattributes", "app.py", "README.md", "requirements.txt", *package}
     assert files["app.py"] == (APP / "app.py").read_bytes()

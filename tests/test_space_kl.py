@@ -1,4 +1,4 @@
-"""The Space's per-token KL strip (kick_hub/space.py): ``token_pieces`` gives each token's text; ``output_kl`` is 0
+"""The Space's per-token KL strip (kick_hub/space/kl.py): ``token_pieces`` gives each token's text; ``output_kl`` is 0
 at every token for a model against itself and equals ``scoring.fidelity.token_kl`` of the two engines'
 ``next_token_logprobs`` (and the KL formula by hand) for a magnitude-50 % world variant; ``kl_strip_html`` escapes
 every text and colours by ``min(KL / KL_FULL, 1)``; ``kl_strips`` checks its inputs in kick's words before any model
