@@ -1,7 +1,8 @@
 """External variants: checkpoints kick-hub did not make, evaluated in a sweep beside the built-in cells
 (``kick bench --variant LABEL=SOURCE`` / ``--variants FILE``; docs/playground.md).
 
-A source is a local model directory, a local GGUF file (run in llama.cpp) or a Hub model id with an optional revision (``ORG/NAME@REV``, or the variants
+A source is a local model directory, a GGUF file (run in llama.cpp: local, or ``ORG/NAME/FILE.gguf`` in a Hub
+repo) or a Hub model id with an optional revision (``ORG/NAME@REV``, or the variants
 file's ``revision``), resolved to a local snapshot and a commit sha with ``huggingface_hub.snapshot_download`` (which
 honours ``HF_HUB_OFFLINE``: offline, only what is cached). Each becomes an ``ExternalSource``: what the sweep's
 identity records of it (``identity``: the public source, the commit, a digest of its weight files), so a resumed
@@ -168,42 +169,82 @@ def weights_digest(files: Sequence[Path]) -> str:
     return outer.hexdigest()
 
 
+HUB_GGUF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[^/]+))?/(?P<file>.+\.gguf)$", re.IGNORECASE)
+
+
 def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
-    """The ``ExternalSource`` of a local ``.gguf`` file, run in llama.cpp (``kick_hub.backends.llamacpp``): its
-    ``path`` is the file, its digest the file's (``weights_digest``). A Hub id is refused (download the file and
-    give its path), and so are a revision, a file that is not there, and a missing llama-cpp-python."""
+    """The ``ExternalSource`` of a ``.gguf`` source, run in llama.cpp (``kick_hub.backends.llamacpp``): a local
+    file (no revision), or a file in a Hub repo, ``ORG/NAME/FILE.gguf`` (``ORG/NAME@REV/FILE.gguf``, or the
+    variants file's ``revision``), downloaded with ``huggingface_hub.hf_hub_download`` and pinned to the commit it
+    resolved to. Its ``path`` is the local file, its digest the file's (``weights_digest``). Refused: a local path
+    that is not a file, a Hub file that cannot be had (the reasons of ``_hub_snapshot``), a missing
+    llama-cpp-python."""
     local = Path(source).expanduser()
-    if revision is not None:
-        raise _refuse(label, source, f"is a local GGUF file, which has no revision ({revision!r})", "drop the revision")
-    if not local.is_file():
-        where = ("download it (huggingface-cli download ORG/NAME FILE.gguf) and give its path"
-                 if HUB_ID.match(str(Path(source).parent)) and not local.parent.exists() else "give an existing file")
-        raise _refuse(label, source, "is not a GGUF file on this machine", where)
+    hub = HUB_GGUF.match(source) if not local.exists() and not source.startswith((".", "/", "~")) else None
     if not _importable("llama_cpp"):
         raise _refuse(label, source, "is a GGUF file, which runs in llama.cpp (llama-cpp-python, not installed)",
                       f"install it: {GGUF_EXTRA}")
-    return ExternalSource(label, source, None, None, str(local.resolve()), None, weights_digest([local]))
+    if hub is None:
+        if revision is not None:
+            raise _refuse(label, source, f"is a local GGUF file, which has no revision ({revision!r})",
+                          "drop the revision, or give a Hub file ORG/NAME/FILE.gguf")
+        if not local.is_file():
+            raise _refuse(label, source, "is not a GGUF file on this machine",
+                          "give an existing file, or a file in a Hub repo as ORG/NAME/FILE.gguf")
+        return ExternalSource(label, source, None, None, str(local.resolve()), None, weights_digest([local]))
+    repo_id, rev, filename = hub["repo"], hub["rev"], hub["file"]
+    if rev and revision and rev != revision:
+        raise _refuse(label, source, f"names revision {rev!r} but the variants file says {revision!r}",
+                      "give one of them")
+    path, commit = _hub_download(label, source, repo_id, rev or revision, filename)
+    return ExternalSource(label, f"{repo_id}/{filename}", rev or revision, None, path, commit,
+                          weights_digest([Path(path)]))
+
+
+def _hub_errors(label: str, source: str, revision: str | None):
+    """A context manager turning huggingface_hub's download errors into ``_refuse`` lines naming the remedy."""
+    from contextlib import contextmanager
+
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    @contextmanager
+    def mapped():
+        try:
+            yield
+        except RevisionNotFoundError as e:
+            raise _refuse(label, source, f"has no revision {revision!r} on the Hub",
+                          "give a branch, tag or commit sha it has") from e
+        except GatedRepoError as e:
+            raise _refuse(label, source, "is a gated Hub repo", "accept its terms on the Hub and set HF_TOKEN") from e
+        except RepositoryNotFoundError as e:
+            raise _refuse(label, source, "does not exist (no local directory, and no Hub model repo of that id)",
+                          "give an existing directory or Hub id (set HF_TOKEN for a private repo)") from e
+        except LocalEntryNotFoundError as e:
+            raise _refuse(label, source, "is not in the local Hugging Face cache and the Hub cannot be reached "
+                          "(offline)", "download it once online, unset HF_HUB_OFFLINE, or give a local path") from e
+        except EntryNotFoundError as e:
+            raise _refuse(label, source, "names a file the Hub repo does not have",
+                          "give a file of the repo (its Files tab lists them)") from e
+
+    return mapped()
+
+
+def _hub_download(label: str, source: str, repo_id: str, revision: str | None, filename: str) -> tuple[str, str]:
+    """(local path, commit sha) of ``filename`` in ``repo_id`` at ``revision`` (None: the default branch)."""
+    from huggingface_hub import hf_hub_download
+
+    with _hub_errors(label, source, revision):
+        path = hf_hub_download(repo_id, filename, revision=revision)
+    return path, Path(path).parents[len(Path(filename).parts) - 1].name  # .../snapshots/<commit>/<filename>
 
 
 def _hub_snapshot(label: str, source: str, repo_id: str, revision: str | None) -> tuple[str, str]:
     """(local snapshot directory, commit sha) of ``repo_id`` at ``revision`` (None: the default branch)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
 
-    try:
+    with _hub_errors(label, source, revision):
         path = snapshot_download(repo_id, revision=revision)
-    except RevisionNotFoundError as e:
-        raise _refuse(label, source, f"has no revision {revision!r} on the Hub",
-                      "give a branch, tag or commit sha it has") from e
-    except GatedRepoError as e:
-        raise _refuse(label, source, "is a gated Hub repo", "accept its terms on the Hub and set HF_TOKEN") from e
-    except RepositoryNotFoundError as e:
-        raise _refuse(label, source, "does not exist (no local directory, and no Hub model repo of that id)",
-                      "give an existing directory or Hub id (set HF_TOKEN for a private repo)") from e
-    except LocalEntryNotFoundError as e:
-        raise _refuse(label, source, "is not in the local Hugging Face cache and the Hub cannot be reached "
-                      "(offline)", "download it once online, unset HF_HUB_OFFLINE, or give a local directory") from e
     return path, Path(path).name
 
 
@@ -500,7 +541,8 @@ def _gguf_provenance(source: ExternalSource) -> dict:
     size = Path(source.path).stat().st_size
     return {
         "label": source.label, "method": "external",
-        "external": {"source": source.public_source, "revision": None, "commit": None, "notes": source.notes,
+        "external": {"source": source.public_source, "revision": source.revision, "commit": source.commit,
+                     "notes": source.notes,
                      "weights_sha256": source.weights_sha256, "format": "gguf",
                      "quantization_config": {"quant_type": ftype, "tensor_types": info["tensor_types"],
                                              "architecture": info["architecture"]},

@@ -264,6 +264,7 @@ def test_a_gguf_source_needs_llama_cpp(tmp_path, monkeypatch):
                                          r"\(llama-cpp-python, not installed\); install it: pip install "
                                          r"'kick-hub\[gguf\]'"):
         external.resolve("g", str(tmp_path / "m.gguf"))
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="variant g: .* is a local GGUF file, which has no revision"):
         external.resolve("g", str(tmp_path / "m.gguf"), revision="main")
 

@@ -452,7 +452,8 @@ def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
                            "wanda", "--quant-types", "Q8_0")
     assert code == 2 and "methods: the dense model" in stderr and "cannot prune or quantize with wanda" in stderr
     for source, why in ((str(tmp_path / "missing.gguf"), "is not a GGUF file on this machine"),
-                        ("org/repo/file.gguf", "download it")):
+                        ("org/repo/file.gguf", "is not in the local Hugging Face cache and the Hub cannot be "
+                                               "reached (offline)")):
         code, _, stderr = kick("bench", "--model", str(world_gguf), "--run-dir", str(tmp_path / "x"), "--methods",
                                "gguf", "--variant", f"ext={source}")
         assert code == 2 and f"variant ext: source {source} " in stderr and why in stderr, stderr
@@ -487,13 +488,32 @@ def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
         json.loads((made / "kick_manifest.json").read_text())["bits_per_weight"], rel=1e-3)
     report = (run / "report.md").read_text()
     assert "| q4 | q4.gguf" not in report and "world-F32-Q4_K_M.gguf" in report and str(tmp_path) not in report
-    from tests.kick_runner import client
+    from tests.kick_runner import client, hub_kick
 
     urls = client(hub, f"""
         from kick_hub.hub.push import push_sweep
         emit(push_sweep({str(run)!r}, "test-org"))
     """)
     assert set(urls) == {"gguf-Q4_K_M"}
+    # a GGUF file in a Hub repo as a cell: downloaded, pinned to its commit, the same numbers as the local file
+    hub.create_repo("other-org/world-GGUF")
+    first = hub.commit_files("other-org/world-GGUF", {"world-Q4_K_M.gguf": external.read_bytes()}, lfs=True)
+    hub.commit_files("other-org/world-GGUF", {"README.md": b"# later\n"})
+    again = tmp_path / "run-hub"
+    hub_kick(hub, "bench", "--model", str(world_gguf), "--run-dir", str(again), "--variant",
+             f"hubq4=other-org/world-GGUF@{first}/world-Q4_K_M.gguf", "--variant", f"q4={external}", "--tasks",
+             "factoid-qa", "perplexity", "--limit", "10", "--threads", "1")
+    store = Store(again, None)
+    try:
+        scores, variants = store.scores(), {v["label"]: v for v in store.variants()}
+    finally:
+        store.close()
+    assert scores["hubq4"] == scores["q4"]
+    e = json.loads(variants["hubq4"]["manifest"])["external"]
+    assert (e["source"], e["commit"], e["revision"]) == ("other-org/world-GGUF/world-Q4_K_M.gguf", first, first)
+    out = hub_kick(hub, "bench", "--model", str(world_gguf), "--run-dir", str(tmp_path / "y"), "--variant",
+                   "gone=other-org/world-GGUF/nope.gguf", expect=2)
+    assert "variant gone: source other-org/world-GGUF/nope.gguf names a file the Hub repo does not have" in out.stderr
     files = hub.files("test-org/world-F32-GGUF")
     assert "world-F32-Q4_K_M.gguf" in files or any(f.endswith("Q4_K_M.gguf") for f in files)
     assert str(tmp_path) not in files["README.md"].decode()
