@@ -169,9 +169,6 @@ def weights_digest(files: Sequence[Path]) -> str:
     return outer.hexdigest()
 
 
-HUB_GGUF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[^/]+))?/(?P<file>.+\.gguf)$", re.IGNORECASE)
-
-
 def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
     """The ``ExternalSource`` of a ``.gguf`` source, run in llama.cpp (``kick_hub.backends.llamacpp``): a local
     file (no revision), or a file in a Hub repo, ``ORG/NAME/FILE.gguf`` (``ORG/NAME@REV/FILE.gguf``, or the
@@ -179,8 +176,10 @@ def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
     resolved to. Its ``path`` is the local file, its digest the file's (``weights_digest``). Refused: a local path
     that is not a file, a Hub file that cannot be had (the reasons of ``_hub_snapshot``), a missing
     llama-cpp-python."""
+    from kick_hub.backends.llamacpp import hub_gguf
+
     local = Path(source).expanduser()
-    hub = HUB_GGUF.match(source) if not local.exists() and not source.startswith((".", "/", "~")) else None
+    hub = hub_gguf(source)
     if not _importable("llama_cpp"):
         raise _refuse(label, source, "is a GGUF file, which runs in llama.cpp (llama-cpp-python, not installed)",
                       f"install it: {GGUF_EXTRA}")
@@ -192,7 +191,7 @@ def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
             raise _refuse(label, source, "is not a GGUF file on this machine",
                           "give an existing file, or a file in a Hub repo as ORG/NAME/FILE.gguf")
         return ExternalSource(label, source, None, None, str(local.resolve()), None, weights_digest([local]))
-    repo_id, rev, filename = hub["repo"], hub["rev"], hub["file"]
+    repo_id, rev, filename = hub
     if rev and revision and rev != revision:
         raise _refuse(label, source, f"names revision {rev!r} but the variants file says {revision!r}",
                       "give one of them")

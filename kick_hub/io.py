@@ -253,10 +253,15 @@ def format_number(value, spec: str = ".4g", infinity: str = "∞") -> str:
 def public_name(name: str | None) -> str | None:
     """How a model or data source given on the command line appears in anything published: a local path (absolute,
     relative, ``~``, or an existing file or directory) becomes its last component; an alias (``world``), a Hub id
-    (``ORG/NAME``) or a source name (``c4``) stays as it is."""
+    (``ORG/NAME``), a GGUF file in a Hub repo (``ORG/NAME[@REV]/FILE.gguf``, ``backends.llamacpp.hub_gguf``) or a
+    source name (``c4``) stays as it is."""
     if not name:
         return name
     text = str(name)
+    from kick_hub.backends.llamacpp import hub_gguf
+
+    if hub_gguf(text) is not None:
+        return text
     path = Path(text).expanduser()
     local = (path.is_absolute() or text.startswith(("~", ".")) or text.count("/") > 1 or "\\" in text
              or path.exists())

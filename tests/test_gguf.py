@@ -511,6 +511,20 @@ def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
     assert scores["hubq4"] == scores["q4"]
     e = json.loads(variants["hubq4"]["manifest"])["external"]
     assert (e["source"], e["commit"], e["revision"]) == ("other-org/world-GGUF/world-Q4_K_M.gguf", first, first)
+    # and as the dense model: the sweep's model is the Hub reference, its quant types paired with it
+    hub_run = tmp_path / "run-hub-dense"
+    hub_kick(hub, "bench", "--model", f"other-org/world-GGUF@{first}/world-Q4_K_M.gguf", "--run-dir", str(hub_run),
+             "--methods", "gguf", "--quant-types", "Q8_0", "--tasks", "perplexity", "--limit", "5", "--threads", "1")
+    store = Store(hub_run, None)
+    try:
+        assert store.model == f"other-org/world-GGUF@{first}/world-Q4_K_M.gguf"
+        assert set(store.scores()) == {"dense", "gguf-Q8_0"}
+        q8 = json.loads({v["label"]: v for v in store.variants()}["gguf-Q8_0"]["manifest"])
+    finally:
+        store.close()
+    assert q8["source"]["kind"] == "gguf" and str(tmp_path) not in json.dumps(q8)
+    assert (hub_run / "report.md").read_text().startswith(f"# LLM-KICK sweep: other-org/world-GGUF@{first}/world-"
+                                                         "Q4_K_M.gguf\n")
     out = hub_kick(hub, "bench", "--model", str(world_gguf), "--run-dir", str(tmp_path / "y"), "--variant",
                    "gone=other-org/world-GGUF/nope.gguf", expect=2)
     assert "variant gone: source other-org/world-GGUF/nope.gguf names a file the Hub repo does not have" in out.stderr

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,8 +42,9 @@ import numpy as np
 
 from kick_hub.backends import LogitCheck, NonFiniteLogits, check_fits, cut_at_stop
 
-__all__ = ["LlamaCppEngine", "GGUFTokenizer", "INSTALL", "DEFAULT_MAX_LENGTH", "check_available", "find_gguf", "gguf_path",
-           "is_gguf", "llama_threads", "load_model_file", "metadata", "model_params", "tokenize_text"]
+__all__ = ["LlamaCppEngine", "GGUFTokenizer", "HUB_GGUF", "INSTALL", "DEFAULT_MAX_LENGTH", "check_available",
+           "find_gguf", "gguf_path", "hub_gguf", "is_gguf", "llama_threads", "load_model_file", "metadata",
+           "model_params", "tokenize_text"]
 
 INSTALL = ('pip install -e ".[gguf]"   (llama-cpp-python builds from source, about 6 min of CPU; '
            "see docs/gguf.md)")
@@ -63,10 +65,29 @@ def is_gguf(name: str | os.PathLike) -> bool:
     return str(name).lower().endswith(".gguf")
 
 
+# a GGUF file in a Hub repo: ORG/NAME/FILE.gguf or ORG/NAME@REV/FILE.gguf (FILE may sit in a folder of the repo)
+HUB_GGUF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[^/]+))?/(?P<file>.+\.gguf)$", re.IGNORECASE)
+
+
+def hub_gguf(name: str | os.PathLike) -> tuple[str, str | None, str] | None:
+    """``(repo id, revision or None, file)`` when ``name`` is a Hub GGUF reference (``HUB_GGUF``) and no local path of
+    that name exists; None otherwise."""
+    text = str(name)
+    match = HUB_GGUF.match(text)
+    if match is None or text.startswith((".", "/", "~")) or Path(text).expanduser().exists():
+        return None
+    return match["repo"], match["rev"], match["file"]
+
+
 def find_gguf(name: str | os.PathLike) -> Path | None:
     """The GGUF file ``name`` stands for, without reading it: a name ending in ``.gguf`` (existing or not: the engine
-    says which), or a directory without ``config.json`` holding exactly one ``.gguf`` file (a ``kick compress
-    --method gguf`` variant); None for anything else (a checkpoint directory, an alias, a Hub id)."""
+    says which; a Hub reference ``ORG/NAME[@REV]/FILE.gguf`` is fetched with ``hf_hub_download``, from the cache
+    when offline: ``gguf_path``), or a directory without ``config.json`` holding exactly one ``.gguf`` file (a ``kick
+    compress --method gguf`` variant); None for anything else (a checkpoint directory, an alias, a Hub id)."""
+    hub = hub_gguf(name)
+    if hub is not None:
+        repo, rev, file = hub
+        return gguf_path(repo, file, rev)
     if is_gguf(name):
         return Path(name).expanduser()
     path = Path(str(name)).expanduser()
