@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -200,33 +201,29 @@ def _gguf(label: str, source: str, revision: str | None) -> ExternalSource:
                           weights_digest([Path(path)]))
 
 
-def _hub_errors(label: str, source: str, revision: str | None):
-    """A context manager turning huggingface_hub's download errors into ``_refuse`` lines naming the remedy."""
-    from contextlib import contextmanager
-
+@contextmanager
+def _hub_errors(label: str, source: str, revision: str | None) -> Iterator[None]:
+    """huggingface_hub's download errors inside the block, as ``_refuse`` lines naming the remedy (a gated repo is
+    a missing repo to huggingface_hub, and a missing local entry a missing entry: the narrower ones first)."""
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
-    @contextmanager
-    def mapped():
-        try:
-            yield
-        except RevisionNotFoundError as e:
-            raise _refuse(label, source, f"has no revision {revision!r} on the Hub",
-                          "give a branch, tag or commit sha it has") from e
-        except GatedRepoError as e:
-            raise _refuse(label, source, "is a gated Hub repo", "accept its terms on the Hub and set HF_TOKEN") from e
-        except RepositoryNotFoundError as e:
-            raise _refuse(label, source, "does not exist (no local directory, and no Hub model repo of that id)",
-                          "give an existing directory or Hub id (set HF_TOKEN for a private repo)") from e
-        except LocalEntryNotFoundError as e:
-            raise _refuse(label, source, "is not in the local Hugging Face cache and the Hub cannot be reached "
-                          "(offline)", "download it once online, unset HF_HUB_OFFLINE, or give a local path") from e
-        except EntryNotFoundError as e:
-            raise _refuse(label, source, "names a file the Hub repo does not have",
-                          "give a file of the repo (its Files tab lists them)") from e
-
-    return mapped()
+    try:
+        yield
+    except RevisionNotFoundError as e:
+        raise _refuse(label, source, f"has no revision {revision!r} on the Hub",
+                      "give a branch, tag or commit sha it has") from e
+    except GatedRepoError as e:
+        raise _refuse(label, source, "is a gated Hub repo", "accept its terms on the Hub and set HF_TOKEN") from e
+    except RepositoryNotFoundError as e:
+        raise _refuse(label, source, "does not exist (no local directory, and no Hub model repo of that id)",
+                      "give an existing directory or Hub id (set HF_TOKEN for a private repo)") from e
+    except LocalEntryNotFoundError as e:
+        raise _refuse(label, source, "is not in the local Hugging Face cache and the Hub cannot be reached "
+                      "(offline)", "download it once online, unset HF_HUB_OFFLINE, or give a local path") from e
+    except EntryNotFoundError as e:
+        raise _refuse(label, source, "names a file the Hub repo does not have",
+                      "give a file of the repo (its Files tab lists them)") from e
 
 
 def _hub_download(label: str, source: str, repo_id: str, revision: str | None, filename: str) -> tuple[str, str]:
