@@ -123,14 +123,9 @@ class SweepConfig:
         if self.keep_variants == "pushed" and any(c.spec is not None and c.spec.method == "gguf" for c in self.cells):
             raise ValueError("keep-variants: 'pushed' pushes each variant alone, but gguf quant types go to one GGUF "
                              "repo together (docs/gguf.md); use --keep-variants all with --push")
-        from kick_hub.backends.llamacpp import find_gguf
+        from kick_hub.compress.pipeline import check_gguf_model
 
-        if find_gguf(self.model) is not None:
-            others = sorted({c.spec.method for c in self.cells if c.spec is not None and c.spec.method != "gguf"})
-            if others:
-                raise ValueError(f"methods: the dense model {self.model} is a GGUF file, which kick requantizes "
-                                 f"(--methods gguf) but cannot prune or quantize with {', '.join(others)}; give "
-                                 "the transformers checkpoint as --model for those (docs/gguf.md)")
+        check_gguf_model(self.model, [c.spec.method for c in self.cells if c.spec is not None])
         check_executor(self.executor, self.threads, {k: getattr(self, k) for k in RAY_DEFAULTS})
         check_mcq_protocols(self.mcq_protocols, self.tasks)
         from kick_hub.data import check_source

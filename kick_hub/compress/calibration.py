@@ -170,9 +170,10 @@ def check_ids(ids, vocab_size: int | None, context: int | None, source: str = "c
 
 
 def check_calibration(source: str, model_name: str, nsamples: int | None = None, seqlen: int | None = None) -> None:
-    """Check calibration options against ``model_name``'s config (a GGUF file's headers) alone (no weights loaded), for runs that would
-    otherwise meet a bad option only at their first calibrated variant: ``seqlen`` within the context, a PATH
-    source that exists, and an id file that holds ``nsamples x seqlen`` ids within the vocabulary and context."""
+    """Check calibration options against ``model_name``'s config (a GGUF file's headers) alone (no weights loaded),
+    for runs that would otherwise meet a bad option only at their first calibrated variant: ``seqlen`` within the
+    context, a PATH source that exists, and an id file that holds ``nsamples x seqlen`` ids within the vocabulary and
+    context."""
     from kick_hub.backends.llamacpp import find_gguf
 
     gguf = find_gguf(model_name)

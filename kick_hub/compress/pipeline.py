@@ -7,6 +7,8 @@ method's name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from kick_hub.compress import registry
 from kick_hub.compress.spec import CompressSpec
 
@@ -116,6 +118,23 @@ def check_calibration_options(specs: list[CompressSpec], calibration: str = "wor
                          f"calibrate); drop {', '.join(given)}")
 
 
+def check_gguf_model(model_name: str, methods: Sequence[str]) -> bool:
+    """Whether ``model_name`` is a GGUF file (``backends.llamacpp.find_gguf``); for one, ValueError naming
+    ``methods`` when any of ``methods`` is not ``gguf``: llama.cpp requantizes a GGUF, the other methods need a
+    transformers checkpoint."""
+    from kick_hub.backends.llamacpp import find_gguf
+    from kick_hub.io import public_name
+
+    if find_gguf(model_name) is None:
+        return False
+    others = sorted({m for m in methods if m != "gguf"})
+    if others:
+        raise ValueError(f"methods: {public_name(model_name)} is a GGUF file, which kick requantizes (--methods gguf) "
+                         f"but cannot compress with {', '.join(others)}; give the transformers checkpoint as the "
+                         "model for those (docs/gguf.md)")
+    return True
+
+
 def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "world", nsamples: int | None = None,
                seqlen: int | None = None, placement=None) -> None:
     """Check every spec against ``model_name``, ``placement`` and the calibration options before any of them
@@ -130,19 +149,12 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
     from kick_hub.compress.calibration import check_calibration
     from kick_hub.device import resolve as resolve_placement
     from kick_hub.engine import resolve_model
-    from kick_hub.io import public_name
 
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
-    from kick_hub.backends.llamacpp import find_gguf
-
-    if find_gguf(model_name) is not None:  # a GGUF file: requantized by llama.cpp (gguf specs only), no config
+    if check_gguf_model(model_name, [s.method for s in specs]):  # requantized by llama.cpp, no config to read
         from kick_hub.compress.methods.gguf import check_quant_type
 
-        others = sorted({s.method for s in specs if s.method != "gguf"})
-        if others:
-            raise ValueError(f"methods: {public_name(model_name)} is a GGUF file, which kick requantizes (gguf) but "
-                             f"cannot compress with {', '.join(others)}; give a transformers checkpoint for those")
         for spec in specs:
             check_quant_type(spec.quant_type)
         if any(s.calibrated for s in specs):
