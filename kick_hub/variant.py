@@ -154,7 +154,7 @@ def variant_bytes(model: str, placement=None, spec=None, storage: str = "dense",
     config cannot be read, every parameter counts at the saved element size (an upper bound for quantizers). A GGUF
     file's requantized variant counts every parameter at 4 bytes (F32, the largest type). None
     when the size cannot be known (a Hub model offline, weights without safetensors)."""
-    from kick_hub.engine import resolve_model
+    from kick_hub.models import resolve as resolve_model
 
     counts: dict[str, int] = {}  # safetensors dtype -> parameters
     path = Path(resolve_model(model))

@@ -184,7 +184,7 @@ def check_calibration(source: str, model_name: str, nsamples: int | None = None,
     else:
         from transformers import AutoConfig
 
-        from kick_hub.engine import resolve_model
+        from kick_hub.models import resolve as resolve_model
 
         vocab, context = model_limits(AutoConfig.from_pretrained(resolve_model(model_name)))
     if seqlen is not None and context and seqlen > context:

@@ -148,7 +148,7 @@ def check_plan(model_name: str, specs: list[CompressSpec], calibration: str = "w
 
     from kick_hub.compress.calibration import check_calibration
     from kick_hub.device import resolve as resolve_placement
-    from kick_hub.engine import resolve_model
+    from kick_hub.models import resolve as resolve_model
 
     for method in sorted({s.method for s in specs}):
         registry.check_available(method)
@@ -189,7 +189,7 @@ def _calibration_bytes(model_name: str, spec: CompressSpec, calibration: str, ns
         try:
             from transformers import AutoConfig
 
-            from kick_hub.engine import resolve_model
+            from kick_hub.models import resolve as resolve_model
 
             seqlen = min(2048, calib.model_limits(AutoConfig.from_pretrained(resolve_model(model_name)))[1] or 2048)
         except Exception:  # noqa: BLE001 - the config is read (and its errors reported) when the model loads
@@ -226,7 +226,7 @@ def make_variant(model_name: str, spec: CompressSpec, output, calibration: str =
     from kick_hub import variant, versions
     from kick_hub.compress import calibration as calib
     from kick_hub.compress.memory import peak_rss_mb, release_freed_memory
-    from kick_hub.engine import load_model
+    from kick_hub.models import load_model
     from kick_hub.io import public_name
 
     own = getattr(registry.method(spec.method), "make_variant", None)

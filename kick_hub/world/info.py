@@ -16,7 +16,7 @@ TARGETS = {"factoid-qa": ("exact_match", 0.90), "mcq-reasoning": ("accuracy", 0.
 def model_dir() -> Path:
     """The shipped world model's directory (``kick_hub/world/model``, ``models.WORLD_MODEL_DIR``); it may not
     exist yet (before ``kick world train``)."""
-    from kick_hub.engine import WORLD_MODEL_DIR
+    from kick_hub.models import WORLD_MODEL_DIR
 
     return WORLD_MODEL_DIR
 
