@@ -19,9 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from kick_hub import data, tasks  # noqa: E402
+from kick_hub import tasks  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
 from kick_hub.tasks import factoid_qa  # noqa: E402
+from kick_hub.tasks import records as task_records  # noqa: E402
 from kick_hub.tasks.mcq_reasoning import build_prompt  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def per_task(engine: Engine, limit: int, source: str = "world") -> list[tuple]:
     for name in tasks.TASK_NAMES:
         module = tasks.get(name)
         try:
-            records = data.load(name, source, limit)
+            records = task_records.load(name, source, limit)
         except ValueError:  # the source has no set for this task
             continue
         (scores, samples), secs = timed(lambda: module.run(engine, records))
@@ -64,13 +65,13 @@ def naive_mcq(engine: Engine, prompts: list[str]) -> None:
 
 
 def compare(engine: Engine, label: str, limit: int) -> list[tuple]:
-    prompts = [factoid_qa.prompt(r) for r in data.load("factoid-qa", "world", limit)]
+    prompts = [factoid_qa.prompt(r) for r in task_records.load("factoid-qa", "world", limit)]
     max_new = factoid_qa.SPEC.max_new_tokens
     for _ in range(2):  # warm-up
         engine.generate(prompts[:4], max_new)
     _, t_engine = timed(lambda: engine.generate(prompts, max_new))
     _, t_plain = timed(lambda: plain_generate(engine, prompts, max_new))
-    mcq = [build_prompt(r) for r in data.load("mcq-reasoning", "world", limit)]
+    mcq = [build_prompt(r) for r in task_records.load("mcq-reasoning", "world", limit)]
     _, t_ll = timed(lambda: engine.choice_logprobs(mcq, [" A", " B", " C", " D"]))
     _, t_naive = timed(lambda: naive_mcq(engine, mcq))
     return [(label, "generate (factoid prompts)", t_engine, t_plain, t_plain / t_engine, ">= 0.8"),

@@ -30,12 +30,12 @@ def timed(fn):
 
 
 def sweep_cost(model: str, data_source: str, limit: int) -> None:
-    from kick_hub import data
     from kick_hub.backends import make_engine
     from kick_hub.scoring import fidelity
     from kick_hub.tasks import perplexity
+    from kick_hub.tasks import records as task_records
 
-    records = data.load("perplexity", data_source, limit)
+    records = task_records.load("perplexity", data_source, limit)
     texts = [r["text"] for r in records]
     engine = make_engine(model)
     perplexity.run(engine, records)  # warm-up

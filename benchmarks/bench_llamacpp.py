@@ -39,9 +39,9 @@ def timed(fn):
 
 def prompts(n: int) -> list[str]:
     """``n`` world factoid questions as the factoid-qa task asks them (prompt text only)."""
-    from kick_hub import data
+    from kick_hub.tasks import records as task_records
 
-    records = data.load("factoid-qa", "world", n)
+    records = task_records.load("factoid-qa", "world", n)
     return [f"Question: {r['question']}\nAnswer:" for r in records]
 
 

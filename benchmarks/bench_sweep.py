@@ -6,7 +6,7 @@
     python benchmarks/bench_sweep.py --profile [--full] [--no-share-prefix]
 
 ``--profile`` runs ``kick bench`` in this process (local executor) with a timer around each phase and prints one row
-per cell and one for the run: load (``make_engine``), compress (``make_variant``), data (``data.load``), each task's
+per cell and one for the run: load (``make_engine``), compress (``make_variant``), data (``records.load``), each task's
 ``run``, statistics (per-task standard errors while evaluating; paired tests, flips, intervals in the report), store
 (``Store`` methods), dense reference (dense's next-token distributions, loads included), report (``report.write``,
 its statistics and store reads excluded) and other (the rest: imports, planning, argument checks). Times are
@@ -147,9 +147,9 @@ def install_profile(profile: Profile, share_prefix: bool) -> None:
     import kick_hub.bench.report as report
     import kick_hub.bench.sweep as sweep
     import kick_hub.compress as compress
-    import kick_hub.data as data
     import kick_hub.evaluation as evaluation
     import kick_hub.scoring.stats as stats
+    import kick_hub.tasks.records as records
     from kick_hub import tasks
     from kick_hub.bench.store import Store
 
@@ -162,7 +162,7 @@ def install_profile(profile: Profile, share_prefix: bool) -> None:
 
     backends.make_engine = profile.wrap("load", engine)
     compress.make_variant = profile.wrap("compress", compress.make_variant)
-    data.load = profile.wrap("data", data.load)
+    records.load = profile.wrap("data", records.load)
     for name in tasks.TASK_NAMES:
         module = tasks.get(name)
         module.run = profile.wrap(f"task {name}", module.run)

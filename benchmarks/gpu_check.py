@@ -56,11 +56,11 @@ def step(model: str, what: str, fn):
 
 def prompts(limit: int) -> tuple[list[str], list[str]]:
     """Factoid questions and MCQ prompts (with option letters) from the world's eval data."""
-    from kick_hub import data
+    from kick_hub.tasks import records
 
-    qa = [f"Question: {r['question']}\nAnswer:" for r in data.load("factoid-qa", "world", limit)]
+    qa = [f"Question: {r['question']}\nAnswer:" for r in records.load("factoid-qa", "world", limit)]
     mcq = []
-    for r in data.load("mcq-reasoning", "world", limit):
+    for r in records.load("mcq-reasoning", "world", limit):
         opts = "\n".join(f"{letter}. {o}" for letter, o in zip("ABCD", r["options"]))
         mcq.append(f"{r['question']}\n{opts}\nAnswer:")
     return qa, mcq
@@ -137,9 +137,9 @@ def quantized(model: str, nsamples: int, seqlen: int, tmp: Path) -> None:
     from kick_hub.engine import Engine
     from kick_hub.variant import load_manifest
 
-    from kick_hub import data
+    from kick_hub.tasks import records
 
-    texts = [r["text"] for r in data.load("perplexity", "world", 8)]
+    texts = [r["text"] for r in records.load("perplexity", "world", 8)]
     for spec in (CompressSpec("gptq", bits=4), CompressSpec("awq", bits=4)):
         out = tmp / f"{model}-{spec.label}"
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
-from kick_hub import data, tasks, versions
+from kick_hub import tasks, versions
 from kick_hub.backends import Backend
 from kick_hub.scoring.stats import task_stderrs
+from kick_hub.tasks import records as task_records
 
 def resolve_tasks(names: list[str] | str) -> list[str]:
     """Task ids from a list (``all`` expands to every task); unknown names raise listing the valid ones."""
@@ -63,7 +64,7 @@ def evaluate(engine: Backend, task_names: list[str] | str = "all", source: str =
     for name in names:
         module = tasks.get(name)
         try:
-            records = data.load(name, source, task_limit(limit, name))
+            records = task_records.load(name, source, task_limit(limit, name))
         except ValueError as e:
             if not skip_missing:
                 raise

@@ -371,13 +371,13 @@ def _importable(module: str) -> bool:
 
 def prompts(tasks: Sequence[str], data: str, per_task: int = 3) -> list[str]:
     """A few of the sweep's task prompts: every text field of the first ``per_task`` records of each task that
-    ``data`` has (``data.load``); tasks without data give none."""
-    from kick_hub import data as data_mod
+    ``data`` has (``records.load``); tasks without data give none."""
+    from kick_hub.tasks import records as task_records
 
     out = []
     for task in tasks:
         try:
-            records = data_mod.load(task, data, per_task)
+            records = task_records.load(task, data, per_task)
         except ValueError:
             continue
         for r in records[:per_task]:

@@ -29,9 +29,9 @@ def test_world_build_writes_loadable_sets(tmp_path):
          check=True)
     manifest = json.loads((tmp_path / "w" / "world.json").read_text())
     assert manifest["config"]["seed"] == 5 and manifest["sizes"]["known_people"] == 30
-    from kick_hub import data
+    from kick_hub.tasks import records
 
-    assert len(data.load("factoid-qa", str(tmp_path / "w"))) == manifest["sizes"]["known_facts"]
+    assert len(records.load("factoid-qa", str(tmp_path / "w"))) == manifest["sizes"]["known_facts"]
 
 
 def test_evaluate_reproduces_shipped_scores(tmp_path):

@@ -9,10 +9,10 @@ import warnings
 import pytest
 import torch
 
-from kick_hub import data
 from kick_hub.engine import Engine
 from kick_hub.evaluation import evaluate
 from kick_hub.tasks import factoid_qa, icra_qa, icsum, instruction_following, mcq_reasoning
+from kick_hub.tasks import records as task_records
 from kick_hub.tasks.fit import SKIPPED, ContextWarning
 from kick_hub.tasks.mcq_reasoning import mcq_prompt
 from tests.kick_runner import kick
@@ -67,7 +67,7 @@ def run_recording(module, engine, records, **kwargs):
 @pytest.mark.parametrize("protocol", ["default", "llm-kick"])
 def test_mcq_drops_shots_from_the_end_keeping_header_and_question(world_engine, long_mmlu, protocol):
     engine = world_engine
-    records = data.load("mcq-reasoning", str(long_mmlu))
+    records = task_records.load("mcq-reasoning", str(long_mmlu))
     assert len(records) == 1 and len(records[0]["fewshot"]) == 5
     full = mcq_reasoning.build_prompt(records[0], 5)
     assert engine.count_tokens(full) > engine.max_length  # the 5-shot prompt does not fit 512 tokens

@@ -13,6 +13,7 @@ import pytest
 
 from kick_hub import data
 from kick_hub.bench.store import FILENAME, Store
+from kick_hub.tasks import records as task_records
 from tests.kick_runner import kick
 
 
@@ -28,7 +29,7 @@ def write_fq(path: Path, records: list[dict]) -> None:
 
 
 def test_questions_replaced_under_the_same_path_are_refused(tmp_path):
-    world = data.load("factoid-qa", "world")
+    world = task_records.load("factoid-qa", "world")
     fq, run_dir = tmp_path / "fq.txt", tmp_path / "run"
     write_fq(fq, world[:20])
     args = ["bench", "--run-dir", str(run_dir), "--data", str(fq), "--methods", "magnitude", "--patterns",
@@ -38,7 +39,7 @@ def test_questions_replaced_under_the_same_path_are_refused(tmp_path):
     recorded = store.task_settings()["factoid-qa"]["data"]
     before = store.samples("dense", "factoid-qa")
     store.close()
-    assert recorded == {"digest": data.records_digest(data.load("factoid-qa", str(fq), 20)), "files": {
+    assert recorded == {"digest": data.records_digest(task_records.load("factoid-qa", str(fq), 20)), "files": {
         "fq.txt": __import__("hashlib").sha256(fq.read_bytes()).hexdigest()[:16]}}
 
     write_fq(fq, world[20:40])  # other questions, same path: fq-0 is another question now
@@ -86,17 +87,17 @@ def test_an_edited_few_shot_file_is_refused_naming_it(tmp_path):
 def test_the_identity_is_the_same_in_another_process_and_place(tmp_path):
     from kick_hub.world.export import data_dir
 
-    here = data.identity("icsum", "world", 4)
+    here = task_records.identity("icsum", "world", 4)
     assert here["files"] and all(not name.startswith("/") for name in here["files"])
     moved = tmp_path / "elsewhere"
     shutil.copytree(data_dir(), moved)
-    code = ("import json, sys; from kick_hub.data import identity; "
+    code = ("import json, sys; from kick_hub.tasks.records import identity; "
             "print(json.dumps(identity('icsum', sys.argv[1], 4)))")
     out = subprocess.run([sys.executable, "-c", code, str(moved)], capture_output=True, text=True, check=True,
                          cwd=tmp_path)
     assert json.loads(out.stdout) == here  # content, not path: another folder, another process, the same identity
-    assert data.identity("icsum", "world", 5)["digest"] != here["digest"]
-    assert data.identity("icsum", str(tmp_path / "nothing-here"), 4) is None
+    assert task_records.identity("icsum", "world", 5)["digest"] != here["digest"]
+    assert task_records.identity("icsum", str(tmp_path / "nothing-here"), 4) is None
 
 
 def test_a_store_written_before_data_digests_is_still_resumed(tmp_path):
@@ -129,7 +130,7 @@ def test_another_limit_is_named_as_the_limit_not_as_other_data(tmp_path, limit):
 
 def test_the_same_data_at_another_path_is_the_same_data(tmp_path):
     """A data file moved (or a run dir resumed on another machine, its data elsewhere): the content decides."""
-    world = data.load("factoid-qa", "world")
+    world = task_records.load("factoid-qa", "world")
     fq, run_dir = tmp_path / "fq.txt", tmp_path / "run"
     write_fq(fq, world[:6])
     args = ["bench", "--run-dir", str(run_dir), "--methods", "magnitude", "--patterns", "--tasks", "factoid-qa",

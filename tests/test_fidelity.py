@@ -14,12 +14,12 @@ import time
 import pytest
 import torch
 
-from kick_hub import data
 from kick_hub.bench import analysis, report
 from kick_hub.bench.cell import dense_distributions
 from kick_hub.bench.store import Store
 from kick_hub.evaluation import evaluate
 from kick_hub.scoring import fidelity, stats
+from kick_hub.tasks import records
 from tests.kick_runner import kick
 
 LIMIT = 6  # perplexity texts of the world in the tests' sweeps
@@ -28,7 +28,7 @@ SWEEP = ["--methods", "magnitude", "--sparsities", "0.5", "--patterns", "--bits"
 
 
 def _texts(n: int = LIMIT) -> list[str]:
-    return [r["text"] for r in data.load("perplexity", "world", n)]
+    return [r["text"] for r in records.load("perplexity", "world", n)]
 
 
 # ----------------------------------------------------------------- the numbers

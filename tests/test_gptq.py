@@ -19,16 +19,15 @@ def gptq_variant(tmp_path_factory):
 
 
 def test_gptq_4bit_world_model_loads_and_answers(gptq_variant):
-    from kick_hub import data
     from kick_hub.engine import Engine
-    from kick_hub.tasks import factoid_qa
+    from kick_hub.tasks import factoid_qa, records
 
     config = json.loads((gptq_variant / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "gptq" and config["bits"] == 4 and config["format"] == "gptq"
     assert config.get("dataset") is None  # calibration data never left in config.json
     engine = Engine.from_name(str(gptq_variant))
     assert type(engine.model.model.layers[0].mlp.down_proj).__name__ != "Linear"
-    scores, _ = factoid_qa.run(engine, data.load("factoid-qa", "world", limit=64))
+    scores, _ = factoid_qa.run(engine, records.load("factoid-qa", "world", limit=64))
     assert scores["exact_match"] >= 0.8
 
 

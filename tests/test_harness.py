@@ -340,8 +340,9 @@ def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path):
     `kick world build` writes) give lm-eval kick's records and prompts: every record, in kick's order."""
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    from kick_hub import data, tasks
+    from kick_hub import tasks
     from kick_hub.harness import by_name
+    from kick_hub.tasks import records as task_records
 
     root = shared_data
     if source == "world-build":
@@ -355,7 +356,7 @@ def test_local_data_formats_load_in_lm_eval(source, shared_data, tmp_path):
     task_dict = get_task_dict(names, TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False))
     for name in names:
         t, task = by_name()[name], task_dict[name]
-        records = data.load(t.task, str(root))
+        records = task_records.load(t.task, str(root))
         docs = list(task.test_docs())
         assert [json.loads(d["record"]) for d in docs] == json.loads(json.dumps(records))
         module = tasks.get(t.task)

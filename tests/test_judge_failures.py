@@ -87,10 +87,10 @@ def test_kick_judge_on_lm_eval_samples_asks_again_for_failed_replies(tmp_path, m
     """``kick judge`` on an lm-eval icsum samples file (kick's world records, lm-eval's sample layout): the same
     rule: replies with no content are not cached, the rerun asks again and parses 7 / 6 / 8 / 7; an HTTP 200 error
     body is one judge error line."""
-    from kick_hub import data
+    from kick_hub.tasks import records as task_records
 
     monkeypatch.setenv("KICK_HUB_CACHE", str(tmp_path / "cache"))
-    records = data.load("icsum", "world", limit=2)
+    records = task_records.load("icsum", "world", limit=2)
     samples = tmp_path / "samples_llmkick_icsum_2025-01-01T00-00-00.jsonl"
     samples.write_text("".join(json.dumps({"doc_id": i, "doc": {"record": json.dumps(r), "task": "icsum"},
                                            "filtered_resps": [f"summary {i}"]}) + "\n" for i, r in enumerate(records)))

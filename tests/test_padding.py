@@ -61,7 +61,7 @@ def test_factoid_same_at_every_batch_size(padded, tmp_path, batch_size):
 
 def test_engine_scores_equal_world_at_batch_32(padded, world_engine):
     """Option log-probs, perplexity and generation of several prompts in one padded batch."""
-    from kick_hub.data import load
+    from kick_hub.tasks.records import load
     from kick_hub.engine import Engine
     from kick_hub.tasks.mcq_reasoning import prompt
 
@@ -80,7 +80,7 @@ def test_engine_scores_equal_world_at_batch_32(padded, world_engine):
 
 
 def test_perplexity_module_equals_unpadded(padded):
-    from kick_hub.data import load
+    from kick_hub.tasks.records import load
 
     texts = [r["text"] for r in load("perplexity", "world", 6)]
     module = evaluate.load(str(MODULES / "perplexity"))

@@ -12,10 +12,10 @@ import pytest
 import torch
 import transformers as T
 
-from kick_hub import data
 from kick_hub.backends.transformers import (MIN_SHARED_PREFIX, TransformersEngine, prefix_blocker,
                                             shared_prefix_groups)
 from kick_hub.tasks import icra_qa, mcq_reasoning
+from kick_hub.tasks import records as task_records
 from tests.test_architectures import FAMILIES, SMALL, tiny
 
 LETTERS = [" A", " B", " C", " D"]
@@ -37,7 +37,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def mcq_prompts():
     """The 100-question world MCQ set's 5-shot prompts (6 subjects: 6 groups of shared header and shots)."""
-    return [mcq_reasoning.build_prompt(r) for r in data.load("mcq-reasoning", "world", 100)]
+    return [mcq_reasoning.build_prompt(r) for r in task_records.load("mcq-reasoning", "world", 100)]
 
 
 @contextmanager
@@ -120,7 +120,7 @@ def test_world_results_same_at_every_batch_size(world_engine, mcq_prompts, batch
 def test_world_mcq_task_identical_both_protocols(world_engine):
     """The task as `kick evaluate --tasks mcq-reasoning --mcq-protocols loglik generate` runs it: same accuracy,
     same outputs and ranks in every sample."""
-    records = data.load("mcq-reasoning", "world", 100)
+    records = task_records.load("mcq-reasoning", "world", 100)
     runs = [mcq_reasoning.run(TransformersEngine(world_engine.model, world_engine.tokenizer, share_prefix=flag),
                               records, protocols=["loglik", "generate"]) for flag in (False, True)]
     (s0, samples0), (s1, samples1) = runs
@@ -131,7 +131,7 @@ def test_world_mcq_task_identical_both_protocols(world_engine):
 def test_world_one_passage_many_questions_and_system_text(world_engine):
     """In-context QA (one passage asked several questions, questions of different lengths: padding between prefix
     and suffix) and prompts under one system text (suffixes of equal length: no padding at all)."""
-    record = data.load("icra-qa", "world", 1)[0]
+    record = task_records.load("icra-qa", "world", 1)[0]
     questions = ["Who is it about?", "Where?", "When was it founded and by whom, according to the passage?",
                  "What is the name of the place mentioned first in the text above?"]
     open_book = [icra_qa.prompt({**record, "question": q}) for q in questions]

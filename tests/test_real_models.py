@@ -52,7 +52,7 @@ def real_text(limit: int = 24) -> list[str]:
 
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
-    from kick_hub.data import load
+    from kick_hub.tasks.records import load
 
     return [r["text"] for r in load("perplexity", str(SHARED_DATA), limit)]
 

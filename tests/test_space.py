@@ -11,15 +11,16 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from kick_hub import data, space, tasks  # noqa: E402
+from kick_hub import space, tasks  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
+from kick_hub.tasks import records  # noqa: E402
 from tests.conftest import HANG_MS, HANG_S  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_compare_streams_identical_greedy_outputs_with_scores(client, app):
-    record = data.load("factoid-qa", "world", space.EXAMPLES_PER_TASK)[2]
+    record = records.load("factoid-qa", "world", space.EXAMPLES_PER_TASK)[2]
     prompt, reference = client.predict("world", "factoid-qa", 2, api_name="/example")
     assert prompt == tasks.get("factoid-qa").prompt(record) and "answer" in prompt
     assert record["answers"][0] in reference

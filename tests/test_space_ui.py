@@ -10,10 +10,11 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from kick_hub import data, space, tasks  # noqa: E402
+from kick_hub import space, tasks  # noqa: E402
 from kick_hub.bench import analysis, plots, report  # noqa: E402
 from kick_hub.bench.store import Store  # noqa: E402
 from kick_hub.engine import Engine  # noqa: E402
+from kick_hub.tasks import records as task_records  # noqa: E402
 from tests.conftest import HANG_MS  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -29,7 +30,7 @@ def test_question_text_is_the_question_not_the_prompt(task):
     no solved examples, the in-context tasks' passage head and question or instruction."""
     from kick_hub.tasks.mcq_reasoning import mcq_prompt
 
-    records = data.load(task, "world", 3)
+    records = task_records.load(task, "world", 3)
     for record in records:
         prompt = tasks.get(task).prompt(record)
         shown = space.question_text(task, prompt)
@@ -93,7 +94,7 @@ def test_pasted_task_prompt_gives_kick_evaluates_output():
     gives exactly what ``kick evaluate`` (the task's ``run``) generated for it, and the chat template only when
     chosen."""
     models, examples = space.Models(None), space.load_examples(["world"])
-    record = data.load("factoid-qa", "world", 1)[0]
+    record = task_records.load("factoid-qa", "world", 1)[0]
     prompt = tasks.get("factoid-qa").prompt(record)
     engine = models.engine("world")[0]
     _, samples = tasks.get("factoid-qa").run(engine, [record])
@@ -114,7 +115,7 @@ def test_pasted_task_prompt_gives_kick_evaluates_output():
 
 def test_format_in_the_app_says_what_each_model_read(client, app):
     """Through the endpoint: the pane says the format its model read; without a prompt format the task's own."""
-    record = data.load("factoid-qa", "world", 1)[0]
+    record = task_records.load("factoid-qa", "world", 1)[0]
     prompt = tasks.get("factoid-qa").prompt(record)
     typed = client.predict("dense", [], prompt, 16, "world", "factoid-qa", 0, False, space.AS_TYPED,
                            api_name="/compare")

@@ -15,9 +15,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from kick_hub import data
 from kick_hub.engine import Engine, choose_pad_token_id, load_model, stop_token_ids, until_stop
 from kick_hub.tasks import instruction_following
+from kick_hub.tasks import records as task_records
 
 END_OF_TURN = "<|assistant|>"  # id 4 in the world tokenizer
 MAX_NEW = 64
@@ -52,7 +52,7 @@ def instruct_engine(instruct_dir) -> Engine:
 
 @pytest.fixture(scope="module")
 def prompts() -> list[str]:
-    return [instruction_following.prompt(r) for r in data.load("instruction-following", "world", 6)]
+    return [instruction_following.prompt(r) for r in task_records.load("instruction-following", "world", 6)]
 
 
 def plain_generate(model, tokenizer, prompt: str) -> str:

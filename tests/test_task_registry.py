@@ -87,11 +87,11 @@ def test_judge_tables_are_the_judged_tasks():
 def test_lm_eval_metrics_per_task_and_protocol():
     """``harness.functions.METRICS`` has every protocol of every generated task (perplexity is exported as lm-eval's
     own loglikelihood_rolling task), and each metric is one ``score`` reports per document."""
-    from kick_hub import data
+    from kick_hub.tasks import records as task_records
 
     assert set(functions.METRICS) == {(t, p) for t in GENERATED for p in SPECS[t].protocols}
     for (t, p), metrics in functions.METRICS.items():
-        records = data.load(t, "world")[:3]
+        records = task_records.load(t, "world")[:3]
         outputs = [r["answer"] if t == "mcq-reasoning" else "the answer" for r in records]
         _, per_example = functions.score(t, p, "main", records, outputs)
         assert len(per_example) == 3

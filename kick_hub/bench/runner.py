@@ -74,12 +74,12 @@ def check_ready(config: SweepConfig) -> None:
 
 def judge_estimate(config: SweepConfig) -> str:
     """``scoring.judge.format_estimate`` for the sweep of ``config`` (which has a judge): per judged task, the cells
-    not yet evaluated on it (from the run dir's store) and its examples (``data.load`` with the task's limit;
+    not yet evaluated on it (from the run dir's store) and its examples (``records.load`` with the task's limit;
     prompts that will not fit the model's context are still counted)."""
-    from kick_hub import data as data_mod
     from kick_hub.bench.store import FILENAME, Store
     from kick_hub.evaluation import task_limit
     from kick_hub.scoring.judge import format_estimate
+    from kick_hub.tasks import records
 
     done: dict = {}
     if (config.run_dir / FILENAME).exists():
@@ -91,7 +91,7 @@ def judge_estimate(config: SweepConfig) -> str:
     examples, todo = {}, {}
     for t in config.judge:
         try:
-            examples[t] = len(data_mod.load(t, config.data, task_limit(config.limit, t)))
+            examples[t] = len(records.load(t, config.data, task_limit(config.limit, t)))
         except ValueError:  # no data for it: the sweep skips it
             examples[t] = 0
         todo[t] = sum(t not in done.get(c.label, ()) for c in config.cells)

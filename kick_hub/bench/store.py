@@ -9,9 +9,9 @@ Settings: every number in a store was measured with the settings the store recor
 is refused (``differences`` lists them). ``meta.settings`` holds the run-wide ones (model, data, protocol, batch
 size, calibration source / nsamples / seqlen, the device type and dtype the models ran in), recorded when a run starts and fixed once the store holds a result;
 ``meta.task_settings`` holds each task's (examples limit, judge, and ``data``: the identity of its data by content,
-``kick_hub.data.identity``, whose ``digest`` is compared and whose ``files`` name what changed), recorded with the
-first cell evaluated on it; the compression spec of each cell (including its seed) is ``variants.spec``. A store of
-schema 1 recorded none of this; task settings recorded before ``data`` existed are compared on what they hold.
+``kick_hub.tasks.records.identity``, whose ``digest`` is compared and whose ``files`` name what changed), recorded
+with the first cell evaluated on it; the compression spec of each cell (including its seed) is ``variants.spec``. A
+store of schema 1 recorded none of this; task settings recorded before ``data`` existed are compared on what they hold.
 
 Paths: ``variants.path`` of a model inside the run dir is stored relative to it (``./variants/<label>``) and read back
 as a path of the run dir wherever it now is (``variants``), so a run dir can be copied or moved; an older store's

@@ -120,8 +120,8 @@ def task_settings(task: str, limit: int | dict[str, int] | None, judge=None,
                   mcq_protocols: list[str] | None = None, data: str | None = None) -> dict:
     """One task's settings (``store.TASK_SETTINGS``): its examples limit and its judge (backend and prompt), for
     mcq-reasoning scored under several protocols (``--mcq-protocols``) their names as ``mcq_protocols``, and, given
-    the ``data`` source, the identity of the task's data by content (``kick_hub.data.identity``: a digest of the
-    records used and of every file read; None where the source has none of the task's data)."""
+    the ``data`` source, the identity of the task's data by content (``kick_hub.tasks.records.identity``: a digest of
+    the records used and of every file read; None where the source has none of the task's data)."""
     from kick_hub.evaluation import task_limit
     from kick_hub.tasks.mcq_reasoning import check_mcq_protocols
 
@@ -134,7 +134,7 @@ def task_settings(task: str, limit: int | dict[str, int] | None, judge=None,
     if task == "mcq-reasoning" and protocols:
         out["mcq_protocols"] = protocols
     if data is not None:
-        from kick_hub.data import identity
+        from kick_hub.tasks.records import identity
 
         out["data"] = identity(task, data, out["limit"])
     return out
@@ -172,7 +172,7 @@ def describe_differences(run_dir: str | Path, diffs: list[tuple[str, object, obj
 
 
 def _data_change(stored: dict | None, asked: dict | None) -> str:
-    """What differs between two ``data.identity`` values of a task, by file: the files changed, added or gone."""
+    """What differs between two ``records.identity`` values of a task, by file: the files changed, added or gone."""
     if stored is None or asked is None:
         return "it had no data then" if stored is None else "this data source has none of it"
     have, want = stored.get("files") or {}, asked.get("files") or {}
@@ -444,14 +444,14 @@ def dense_reference(config: SweepConfig, settings: dict, todo: list[tuple[Cell, 
     the cells then measure no fidelity). Raises what loading the data or the model raises."""
     if "perplexity" not in config.tasks or not any("perplexity" in missing for _, missing in todo):
         return None
-    from kick_hub import data
     from kick_hub.backends import make_engine
     from kick_hub.evaluation import task_limit
     from kick_hub.models import resolve as resolve_model
     from kick_hub.scoring import fidelity
+    from kick_hub.tasks import records as task_records
 
     try:
-        records = data.load("perplexity", config.data, task_limit(config.limit, "perplexity"))
+        records = task_records.load("perplexity", config.data, task_limit(config.limit, "perplexity"))
     except ValueError:
         if len(config.tasks) > 1:
             return None

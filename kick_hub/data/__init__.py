@@ -1,6 +1,7 @@
-"""Dataset loaders, each named after the dataset it reads, and ``load(task, source)``, which picks a task's loader
-and files from its declaration (``kick_hub.tasks.specs``): local files in the real datasets' original formats, Hub
-ids, and the embedded world.
+"""Dataset readers, each named after the dataset it reads: local files in the real datasets' original formats and
+Hub rows (``*_hub_records``, ``hub_dataset``). They know no task: ``tasks.records.load(task, source)`` (the tasks
+layer) picks a task's reader and files from its declaration (``tasks.specs``) and builds the embedded world's files;
+this package imports nothing from the tasks or world packages.
 
 Every loader returns plain ``dict`` records in the schema of the task it feeds:
 
@@ -56,7 +57,8 @@ def _missing(path: Path, field: str, what: str) -> ValueError:
     return ValueError(f"{field}: {path} holds no {what}")
 
 
-# path -> SHA-256 of its bytes for every file read while ``identity`` loads a task (None: not recording)
+# path -> SHA-256 of its bytes for every file read while ``tasks.records.identity`` loads a task (None: not
+# recording)
 _files_read: contextvars.ContextVar[dict[Path, str] | None] = contextvars.ContextVar("kick_files_read", default=None)
 
 
@@ -499,24 +501,7 @@ def wikitext_hub_records(rows, name: str, split: str, dev_rows=None) -> list[dic
     return records
 
 
-# ------------------------------------------------------------------ by task id
-def _sources(task: str):
-    """The ``Sources`` of task ``task`` from its declaration (ValueError naming ``task`` otherwise)."""
-    from kick_hub.tasks.specs import spec
-
-    return spec(task).sources
-
-
-def hub_records(task: str, rows, name: str, split: str, dev_rows=None) -> list[dict]:
-    """Hub rows (any iterable of dicts, e.g. a ``datasets.Dataset``) of dataset ``name`` -> records of ``task``,
-    each row checked like a local file's (errors name the dataset, split and row index); ``dev_rows`` are the
-    few-shot rows of a task that has them (mcq-reasoning)."""
-    hub = _sources(task).hub
-    if hub is None:
-        raise ValueError(f"data: no Hub source for {task!r} (use a local path)")
-    return hub.records(rows, name, split, dev_rows)
-
-
+# ------------------------------------------------- Hub datasets, source names, digests
 def hub_dataset(name: str, config: str | None = None, field: str = "data", **kwargs):
     """``datasets.load_dataset(name, config, **kwargs)``, with what the environment decides turned into a
     ValueError naming ``field`` (``kick`` prints one line and exits 2): the offline flag set (``HF_DATASETS_OFFLINE``
@@ -540,50 +525,14 @@ def hub_dataset(name: str, config: str | None = None, field: str = "data", **kwa
                          f"({str(e).splitlines()[0][:200]})") from None
 
 
-def load_hub(task: str, dataset_id: str | None = None) -> list[dict]:
-    """The real dataset of ``task`` from the Hub (needs network; honours HF_DATASETS_OFFLINE: offline without a
-    cached copy, or an unreachable Hub, is a ValueError naming ``data``, see ``hub_dataset``)."""
-    hub = _sources(task).hub
-    if hub is None:
-        from kick_hub.tasks.specs import SPECS
-
-        allowed = sorted(t for t, s in SPECS.items() if s.sources.hub)
-        raise ValueError(f"data: no Hub source for {task!r}; allowed: {allowed} (use a local path)")
-    name = dataset_id or hub.dataset
-    rows = hub_dataset(name, hub.config, split=hub.split)
-    dev = hub_dataset(name, hub.config, split=hub.fewshot_split) if hub.fewshot_split else None
-    return hub.records(rows, name, hub.split, dev)
-
-
 def check_source(source: str) -> str:
-    """``source`` when it names a data source ``load`` can read (``world`` / ``world-heldout``, ``hub`` /
-    ``hub:<dataset id>``, an existing path); a ValueError naming ``data`` otherwise, so a typo fails before any
-    model is loaded."""
+    """``source`` when it names a data source ``tasks.records.load`` can read (``world`` / ``world-heldout``,
+    ``hub`` / ``hub:<dataset id>``, an existing path); a ValueError naming ``data`` otherwise, so a typo fails before
+    any model is loaded."""
     if source in WORLD_SOURCES or source == "hub" or source.startswith("hub:") or os.path.exists(source):
         return source
     raise ValueError(f"data: {source!r} is neither {list(WORLD_SOURCES)}, 'hub', 'hub:<dataset id>' nor an "
                      f"existing path")
-
-
-def load(task: str, source: str = "world", limit: int | None = None) -> list[dict]:
-    """Records of task ``task`` (its id, e.g. ``factoid-qa``) from ``source``: ``world`` / ``world-heldout``, a
-    local path (a dataset's file or folder, or a data root holding the task's folder), ``hub`` (the task's Hub
-    dataset) or ``hub:<dataset id>``."""
-    sources = _sources(task)
-    if limit is not None and (not isinstance(limit, int) or limit <= 0):
-        raise ValueError(f"limit: must be a positive integer, got {limit!r}")
-    check_source(source)
-    if source in WORLD_SOURCES:
-        from kick_hub.world.export import data_dir
-
-        sub = sources.folders[0] + ("-heldout" if source == "world-heldout" and sources.heldout else "")
-        records = sources.load(data_dir() / sub)
-    elif source == "hub" or source.startswith("hub:"):
-        records = load_hub(task, source[4:] or None)
-    else:
-        sub = next((Path(source) / d for d in sources.folders if (Path(source) / d).is_dir()), None)
-        records = sources.load(sub or source)
-    return records[:limit] if limit else records
 
 
 def records_digest(records: list[dict]) -> str:
@@ -591,35 +540,3 @@ def records_digest(records: list[dict]) -> str:
     process on any machine, whatever file or order of keys they were read from."""
     text = json.dumps(records, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def identity(task: str, source: str = "world", limit: int | None = None) -> dict | None:
-    """The identity of the data a run of ``task`` on ``source`` with ``limit`` examples is measured on, by content,
-    not by path: ``{"digest": records_digest of the records used (each record carries everything its prompt is
-    built from: question, context, few-shot examples), "files": {name: SHA-256 prefix (16 hex digits)} of every
-    file the loader read}`` (the files name what changed when the digest does),
-    file names relative to the source (the world's data folder for ``world``), never absolute. None when ``source``
-    holds no data of ``task`` (``load``'s ValueError; the sweep skips such a task)."""
-    token = _files_read.set({})
-    try:
-        records = load(task, source, limit)
-        files = _files_read.get() or {}
-    except ValueError:
-        return None
-    finally:
-        _files_read.reset(token)
-    if source in WORLD_SOURCES:
-        from kick_hub.world.export import data_dir
-
-        root = data_dir()
-    else:
-        root = Path(source) if os.path.exists(source) else None
-        root = root.parent if root is not None and root.is_file() else root
-    names = {}
-    for path, digest in files.items():
-        try:
-            name = path.resolve().relative_to(root.resolve()).as_posix() if root is not None else path.name
-        except ValueError:
-            name = path.name
-        names[name] = digest
-    return {"digest": records_digest(records), "files": dict(sorted(names.items()))}

@@ -69,14 +69,14 @@ def check_tasks(data: str) -> dict[str, str]:
     single dataset's file or folder holding another task's data) is left out when some other task loads. ValueError
     naming ``--data`` when no task loads, and for a task whose own folder in the data root does not load (bad data,
     not missing data). ``hub`` sources are not loaded here (that downloads each whole dataset): lm-eval loads them."""
-    from kick_hub import data as datasets
+    from kick_hub.tasks import records
 
     if data == "hub" or data.startswith("hub:"):
         return {}
     skipped = {}
     for task, spec in SPECS.items():
         try:
-            datasets.load(task, data, limit=1)
+            records.load(task, data, limit=1)
         except (ValueError, OSError) as e:
             own = [d for d in spec.sources.folders if (Path(data) / d).is_dir()] if os.path.isdir(data) else []
             if own:

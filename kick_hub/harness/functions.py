@@ -1,9 +1,9 @@
 """The functions the exported lm-eval task YAMLs reference (through the ``utils.py`` written beside them), and the
 scoring the importer shares with them: records, prompts and scores all come from kick's own code.
 
-- ``load`` (``custom_dataset``): a task's records from ``kick_hub.data.load`` (the world's sets, a local file or
-  data root in a real dataset's format, or the Hub), as a ``datasets.DatasetDict`` with one ``test`` split whose
-  rows are ``{id, task, protocol, part, record}``: ``record`` is the kick record as JSON, so every field (alias
+- ``load`` (``custom_dataset``): a task's records from ``kick_hub.tasks.records.load`` (the world's sets, a local
+  file or data root in a real dataset's format, or the Hub), as a ``datasets.DatasetDict`` with one ``test`` split
+  whose rows are ``{id, task, protocol, part, record}``: ``record`` is the kick record as JSON, so every field (alias
   lists, few-shot examples) reaches the prompt and the scorer exactly as ``kick evaluate`` reads it.
 - ``doc_to_text``: the prompt from the task module's prompt builder (``kick_hub.tasks.<task>``); mcq-reasoning
   carries its solved examples itself (``num_fewshot: 0`` in lm-eval).
@@ -33,13 +33,14 @@ METRICS: dict[tuple[str, str], tuple[str, ...]] = {
 
 def load(kick_task: str, kick_data: str, kick_protocol: str = "default", kick_part: str = "main", **_) -> dict:
     """``{"test": datasets.Dataset}`` of task ``kick_task``'s records from ``kick_data`` (any source
-    ``kick_hub.data.load`` takes), each row ``{id, task, protocol, part, record}``. lm-eval calls it with the task's
-    ``dataset_kwargs`` (and its ``metadata``, ignored). Raises ValueError as ``kick_hub.data.load`` does."""
+    ``kick_hub.tasks.records.load`` takes), each row ``{id, task, protocol, part, record}``. lm-eval calls it with the
+    task's ``dataset_kwargs`` (and its ``metadata``, ignored). Raises ValueError as ``kick_hub.tasks.records.load``
+    does."""
     import datasets
 
-    from kick_hub import data
+    from kick_hub.tasks import records as task_records
 
-    records = data.load(kick_task, kick_data)
+    records = task_records.load(kick_task, kick_data)
     rows = [{"id": str(r["id"]), "task": kick_task, "protocol": kick_protocol, "part": kick_part,
              "record": json.dumps(r)}
             for r in records]

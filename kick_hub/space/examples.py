@@ -25,13 +25,13 @@ def source_label(source: str) -> str:
 
 def load_examples(sources: list[str], per_task: int = EXAMPLES_PER_TASK) -> dict[str, dict[str, list[dict]]]:
     """source -> task -> records, for every comparable task a source has (missing sets are skipped)."""
-    from kick_hub import data
+    from kick_hub.tasks import records
 
     out: dict = {}
     for source in sources:
         for name in COMPARE_TASKS:
             try:
-                out.setdefault(source, {})[name] = data.load(name, source, per_task)
+                out.setdefault(source, {})[name] = records.load(name, source, per_task)
             except (ValueError, FileNotFoundError):
                 continue
     return out

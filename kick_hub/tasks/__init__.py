@@ -7,12 +7,15 @@ protocol, **task_options)`` (fit the prompts into the context, run the engine, `
 modules keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
 ``harness.functions.METRICS``, ``bench.analysis``' headline, knowledge and judged tasks and findings) are derived
 from the declarations; ``tests/test_task_registry.py`` checks that every per-task registry has exactly the tasks.
+``records`` (``load``, ``identity``, ``hub_records``, ``load_hub``) reads a task's records by its id with the reader
+and files its declaration names; the readers in ``kick_hub.data`` know no task.
 
 Adding a task touches:
 
 1. ``specs.py``: its ``TaskSpec``.
 2. ``tasks/<id>.py`` (``-`` as ``_``, as Python module names must be): ``SPEC``, ``prompt``, ``score``, ``run``.
-3. ``kick_hub/data``: a loader for its dataset's file format and Hub rows, unless an existing one reads it.
+3. ``kick_hub/data``: a reader for its dataset's file format and Hub rows, unless an existing one reads it
+   (named in its ``Sources``; ``records.load`` needs no change).
 4. ``kick_hub/evaluate_metrics/<id>/``: its evaluate module.
 5. ``kick_hub/world/export.py`` (and ``world/corpus.py`` for the training text): its set in the embedded world.
 6. ``kick_hub/harness/functions.py``: only when its prompt, target or logged output is not the generic one (a branch

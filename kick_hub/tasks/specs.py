@@ -2,7 +2,7 @@
 reported (and which sample fields give each metric's standard error), how it is judged, exported to lm-eval and
 used in the report's findings, and how the card and the Space show it.
 
-One name per task everywhere: its id (``factoid-qa``). Data loading (``kick_hub.data``), evaluation, the sweep
+One name per task everywhere: its id (``factoid-qa``). Data loading (``kick_hub.tasks.records``), evaluation, the sweep
 report, the model card, the results dataset and the Space all read these declarations; the task modules
 (``kick_hub.tasks.<task>``) hold only what cannot be data: how prompts are fitted into the context, and scoring.
 
