@@ -1,10 +1,10 @@
 """The LLM-KICK tasks. Each task is declared once in ``kick_hub.tasks.specs`` (``TaskSpec``: data sources, prompts,
-generation, reported metrics, the sample fields behind each metric's standard error, judge prompts, lm-eval
-metrics, its role in the report's findings, card and Space details); its module here holds only the code:
-``prompt(record)``, ``score(records, outputs, protocol)`` (results and per-example scores of the model's outputs:
-the one scorer that ``run``, the lm-eval export and importer, and the Space call) and ``run(engine, records,
-protocol, **task_options)`` (fit the prompts into the context, run the engine, ``score``, build the samples). The per-task tables other
-modules keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
+generation, reported metrics, the sample fields behind each metric's standard error, judge prompts, lm-eval metrics,
+its role in the report's findings, card and Space details); its module here holds only the code: ``prompt(record)``,
+``score(records, outputs, protocol)`` (results and per-example scores of the model's outputs: the one scorer that
+``run``, the lm-eval export and importer, and the Space call) and ``run(engine, records, protocol, **task_options)``
+(fit the prompts into the context, run the engine, ``score``, build the samples). The per-task tables other modules
+keep (``scoring.stats.FIELDS`` / ``DIFFERENCES`` / ``JUDGED``, ``scoring.judge.TASK_PROMPTS``,
 ``harness.functions.METRICS``, ``bench.analysis``' headline, knowledge and judged tasks and findings) are derived
 from the declarations; ``tests/test_task_registry.py`` checks that every per-task registry has exactly the tasks.
 ``records`` (``load``, ``identity``, ``hub_records``, ``load_hub``) reads a task's records by its id with the reader
