@@ -5,9 +5,10 @@ one sweep beside kick's built-in methods.
 
 Makes, in a temporary folder, the checkpoints ``tests/test_external_variants.py`` makes (a kick magnitude 50 %
 variant, a 4-bit GPTQ checkpoint made directly with GPTQModel, an int8 compressed-tensors checkpoint, torchao int8
-weight-only and bitsandbytes NF4 checkpoints saved by transformers; an external GGUF file is not a sweep cell), then
-runs ``kick bench --methods magnitude wanda gptq --sparsities 0.5 --patterns --bits 4`` with each checkpoint as ``--variant LABEL=PATH`` (default tasks, ``--limit`` examples per task) and prints the report's Scores
-and External checkpoints tables.
+weight-only and bitsandbytes NF4 checkpoints saved by transformers), then runs ``kick bench --methods magnitude wanda
+gptq --sparsities 0.5 --patterns --bits 4`` with each checkpoint as ``--variant LABEL=PATH`` (default tasks,
+``--limit`` examples per task) and prints the report's Scores and External checkpoints tables. GGUF files are cells
+too; they run in llama.cpp and are best paired with a GGUF dense model (docs/gguf.md, tests/test_gguf.py).
 """
 
 from __future__ import annotations
