@@ -82,6 +82,13 @@ class ExternalSource:
         return {"external": self.public_source, "revision": self.commit, "weights_sha256": self.weights_sha256}
 
     @property
+    def gguf(self) -> bool:
+        """Whether the source is a GGUF file (run in llama.cpp) rather than a transformers checkpoint."""
+        from kick_hub.backends.llamacpp import is_gguf
+
+        return is_gguf(self.path)
+
+    @property
     def model(self) -> str:
         """What the evaluation loads: the local directory."""
         return self.path
@@ -253,7 +260,9 @@ def resolve(label: str, source: str, revision: str | None = None, notes: str | N
         raise ValueError(f"variant {label}: a label is letters, digits, '.', '_' and '-' (not 'dense'), starting "
                          f"with a letter or digit; got {label!r}")
     local = Path(source).expanduser()
-    if source.lower().endswith(".gguf"):
+    from kick_hub.backends.llamacpp import is_gguf
+
+    if is_gguf(source):
         return replace(_gguf(label, source, revision), notes=notes)
     if local.is_dir():
         if revision is not None:
@@ -429,11 +438,6 @@ def _tokenizer(path: str):
     return AutoTokenizer.from_pretrained(path)
 
 
-def is_gguf_source(source: ExternalSource) -> bool:
-    """Whether ``source`` is a GGUF file (run in llama.cpp) rather than a transformers checkpoint."""
-    return source.path.lower().endswith(".gguf")
-
-
 def check_sources(model: str, sources: Sequence[ExternalSource], tasks: Sequence[str], data: str) -> None:
     """Refuse (ValueError naming the variant label, the source and the remedy), before any cell runs: a checkpoint
     that is not a causal LM (``_causal_lm``), whose format needs a package that is not installed (``_packages``), or
@@ -446,7 +450,7 @@ def check_sources(model: str, sources: Sequence[ExternalSource], tasks: Sequence
     dense = _tokenizer(resolve_model(model))
     texts = prompts(tasks, data)
     for s in sources:
-        if not is_gguf_source(s):
+        if not s.gguf:
             _causal_lm(s)
             _packages(s)
         try:
@@ -494,7 +498,7 @@ def provenance(source: ExternalSource) -> dict:
 
     from kick_hub.variant import storage_summary
 
-    if is_gguf_source(source):
+    if source.gguf:
         return _gguf_provenance(source)
     fmt, quant = checkpoint_format(source.path)
     sparsity = layer_sparsity(source.path)

@@ -190,8 +190,9 @@ def test_converter_refuses_what_it_does_not_write():
         gguf_writer.pre_tokenizer_name(odd)
 
 
-SPM_TEXTS = ["Once upon a time, there was a little girl named Lily.", "two  spaces\nand\ttabs", "Ünïcödé ☃ 123 4567",
-             "Lily's dog, Max, said: \"Hi!\"", "Question: Which company did Ada Lovelace found?\nAnswer:", "trailing  "]
+SPM_TEXTS = ["Once upon a time, there was a little girl named Lily.", "two  spaces\nand\ttabs",
+             "Ünïcödé ☃ 123 4567", "Lily's dog, Max, said: \"Hi!\"",
+             "Question: Which company did Ada Lovelace found?\nAnswer:", "trailing  "]
 
 
 def test_sentencepiece_vocabulary_converts_stories260k(stories260k, tmp_path):
@@ -488,7 +489,7 @@ def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
     assert manifest["bits_per_weight"] == pytest.approx(
         json.loads((made / "kick_manifest.json").read_text())["bits_per_weight"], rel=1e-3)
     report = (run / "report.md").read_text()
-    assert "| q4 | q4.gguf" not in report and "world-F32-Q4_K_M.gguf" in report and str(tmp_path) not in report
+    assert "world-F32-Q4_K_M.gguf" in report and str(tmp_path) not in report  # the external file, by its name
     from tests.kick_runner import client, hub_kick
 
     urls = client(hub, f"""
@@ -530,5 +531,5 @@ def test_sweep_over_a_gguf_dense_model(world_gguf, tmp_path, hub):
                    "gone=other-org/world-GGUF/nope.gguf", expect=2)
     assert "variant gone: source other-org/world-GGUF/nope.gguf names a file the Hub repo does not have" in out.stderr
     files = hub.files("test-org/world-F32-GGUF")
-    assert "world-F32-Q4_K_M.gguf" in files or any(f.endswith("Q4_K_M.gguf") for f in files)
+    assert [f for f in files if f.endswith(".gguf")] == ["world-F32-Q4_K_M.gguf"]
     assert str(tmp_path) not in files["README.md"].decode()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kick_hub.cli.options import (_add_device_options, _add_judge_options, _add_mcq_protocols, _add_threads_option,
                                   _dir_problem, _judges, _method_arg, _method_args, _nonneg_float, _nonneg_int,
-                                  _placement, _positive_int, _ratio, _task_limit)
+                                  _placement, _positive_int, _ratio, _task_limit, add_private_option)
 
 
 def cmd_bench(args) -> int:
@@ -149,8 +149,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--push", default=None, metavar="ORG", help="push every variant to ORG/<model>-<label>")
     p.add_argument("--results-repo", default=None, metavar="ORG/NAME", help="also add the run to this results "
                    "dataset repo")
-    p.add_argument("--private", action="store_true", help="make pushed repos private (an existing public one "
-                   "is switched before any upload; exit 2 if it cannot be)")
+    add_private_option(p, "pushed repos")
     p.add_argument("--keep-variants", choices=["all", "none", "pushed"], default="all", help="all (default): keep "
                    "every variant under RUN_DIR/variants/; none: delete a cell's variant once its scores are "
                    "committed; pushed: delete it once --push has uploaded it (pushed per cell during the sweep)")

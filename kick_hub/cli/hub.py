@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from kick_hub.cli.options import add_private_option
+
 
 def cmd_push(args) -> int:
     """``kick push``: upload a variant with its model card to ``--repo-id`` in one commit
@@ -63,9 +65,7 @@ def add_push(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push", help="upload a variant with its model card to a Hub model repo (one commit)")
     p.add_argument("variant", help="variant directory written by kick compress or kick bench")
     p.add_argument("--repo-id", required=True, help="ORG/NAME")
-    p.add_argument("--private", action="store_true",
-                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
-                        "if it cannot be)")
+    add_private_option(p)
     p.add_argument("--run-dir", default=None, help="a kick bench run dir: adds results vs dense and plots to the card")
     p.add_argument("--base-model", default=None, help="Hub id of the base model for the card (default: manifest's)")
     p.set_defaults(func=cmd_push)
@@ -78,9 +78,7 @@ def add_publish_tasks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("publish-tasks", help="publish every evaluate module as a Space (evaluate.load('ORG/task'))")
     p.add_argument("--org", default="llmkick")
     p.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"subset of {', '.join(TASK_NAMES)}")
-    p.add_argument("--private", action="store_true",
-                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
-                        "if it cannot be)")
+    add_private_option(p)
     p.set_defaults(func=cmd_publish_tasks)
 
 
@@ -95,9 +93,7 @@ def add_publish_space(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hardware", default=None, metavar="FLAVOR",
                    help="Space hardware to request: cpu-basic, zero-a10g, t4-small, a10g-small, ... (huggingface_hub's "
                    "SpaceHardware)")
-    p.add_argument("--private", action="store_true",
-                   help="make the Space private (an existing public one is switched before any upload; exit 2 "
-                        "if it cannot be)")
+    add_private_option(p, "the Space")
     p.set_defaults(func=cmd_publish_space)
 
 
@@ -106,7 +102,5 @@ def add_push_results(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("push-results", help="add a run's results to a Hub dataset repo (one JSON per run)")
     p.add_argument("run_dir", help="a kick bench run dir")
     p.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repo")
-    p.add_argument("--private", action="store_true",
-                   help="make the repo private (an existing public one is switched before any upload; exit 2 "
-                        "if it cannot be)")
+    add_private_option(p)
     p.set_defaults(func=cmd_push_results)

@@ -281,3 +281,10 @@ def _add_judge_options(p: argparse.ArgumentParser) -> None:
                    "verdicts (the fresh ones replace them in the cache)")
     p.add_argument("--judge-max-unparsable", type=_share, default=d["judge_max_unparsable"], help="fail a judged "
                    "task when more than this share of the judge's replies cannot be parsed (default 0.5)")
+
+
+def add_private_option(p: argparse.ArgumentParser, what: str = "the repo") -> None:
+    """``--private``: make ``what`` private on the Hub; an existing public repo is switched before any upload, and
+    the command exits 2 when it cannot be."""
+    p.add_argument("--private", action="store_true", help=f"make {what} private (an existing public one is switched "
+                   "before any upload; exit 2 if it cannot be)")

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -232,8 +233,6 @@ def _vocab(tokenizer, n_rows: int, spm: bool = False) -> tuple[list[str], list[i
     """Token strings by id and their llama.cpp token types, padded to the embedding's ``n_rows``; with ``spm`` (a
     SentencePiece vocabulary) ``<0xXX>`` tokens are BYTE and the unknown token UNKNOWN, as llama.cpp's converter
     types them."""
-    import re
-
     import gguf
 
     vocab = tokenizer.get_vocab()
@@ -282,11 +281,11 @@ def _check_phi3_name(general_name: str, tokens: list[str]) -> None:
 
 def write_gguf(model, tokenizer, output: str | os.PathLike, outtype: str = "f32", name: str | None = None) -> dict:
     """Write ``model`` (a transformers causal LM of a ``FAMILIES`` type) with ``tokenizer`` (a fast byte-level or
-    SentencePiece BPE tokenizer) to the GGUF file ``output`` in ``outtype`` (``OUTTYPES``); ``name``: ``general.name`` (a public
-    name). Returns ``{"arch", "pre", "outtype", "tensors", "bytes"}``. ValueError for a family, RoPE scaling,
-    tokenizer or ``outtype`` it does not write, or a name llama.cpp would not load (``_check_phi3_name``), before
-    anything is written; ImportError naming the install when the ``gguf`` package is missing. Atomic: a temp file
-    beside ``output``, renamed at the end."""
+    SentencePiece BPE tokenizer) to the GGUF file ``output`` in ``outtype`` (``OUTTYPES``); ``name``:
+    ``general.name`` (a public name). Returns ``{"arch", "pre", "outtype", "tensors", "bytes"}``. ValueError for a
+    family, RoPE scaling, tokenizer or ``outtype`` it does not write, or a name llama.cpp would not load
+    (``_check_phi3_name``), before anything is written; ImportError naming the install when the ``gguf`` package is
+    missing. Atomic: a temp file beside ``output``, renamed at the end."""
     try:
         import gguf
     except ImportError as e:
