@@ -3,7 +3,7 @@
 
     python benchmarks/bench_sweep.py            # a reduced world sweep (8 cells, 3 tasks, 16 examples each)
     python benchmarks/bench_sweep.py --full     # the default world sweep (31 cells, 100 examples per task)
-    python benchmarks/bench_sweep.py --profile [--full] [--no-share-prefix]
+    python benchmarks/bench_sweep.py --profile [--full] [--no-share-prefix] [--keep RUN_DIR]
 
 ``--profile`` runs ``kick bench`` in this process (local executor) with a timer around each phase and prints one row
 per cell and one for the run: load (``make_engine``), compress (``make_variant``), data (``records.load``), each task's
@@ -182,17 +182,21 @@ def install_profile(profile: Profile, share_prefix: bool) -> None:
     report.write = profile.wrap("report", report.write)
 
 
-def profile_main(full: bool, share_prefix: bool) -> None:
-    """``--profile``: one in-process ``kick bench`` in a fresh run dir, then the table (module docstring)."""
+def profile_main(full: bool, share_prefix: bool, keep: Path | None = None) -> None:
+    """``--profile``: one in-process ``kick bench`` in a fresh run dir (``keep``: in that dir, left in place so its
+    report can be compared with another run's), then the table (module docstring)."""
     from kick_hub.cli import main as kick
 
     sweep_args = [] if full else PROFILE_SUBSET
     profile = Profile()
     install_profile(profile, share_prefix)
+    if keep is not None and keep.exists():
+        raise SystemExit(f"--keep: {keep} exists; give a new directory")
     root = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    run_dir = keep or root / "run"
     try:
         start = time.perf_counter()
-        code = profile.wrap("other", kick)(["bench", "--run-dir", str(root / "run"), *sweep_args])
+        code = profile.wrap("other", kick)(["bench", "--run-dir", str(run_dir), *sweep_args])
         wall = time.perf_counter() - start
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -222,9 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip-ray", action="store_true", help="only the local rows")
     p.add_argument("--profile", action="store_true", help="where the sweep's time goes, per cell and phase")
     p.add_argument("--no-share-prefix", action="store_true", help="with --profile: engines without shared prefixes")
+    p.add_argument("--keep", type=Path, metavar="RUN_DIR",
+                   help="with --profile: run in this new directory and keep it (its report.md, findings.json)")
     args = p.parse_args(argv)
     if args.profile:
-        profile_main(args.full, not args.no_share_prefix)
+        profile_main(args.full, not args.no_share_prefix, args.keep)
         return
     sweep_args = [] if args.full else REDUCED
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
