@@ -21,8 +21,9 @@ from transformers.pytorch_utils import Conv1D
 
 from kick_hub.cli import main as kick
 from kick_hub.compress import CompressSpec, check_model, compress, make_variant
-from kick_hub.compress.blockwise import capture_inputs, decoder_layers, linear_layers
+from kick_hub.compress.blockwise import capture_inputs, collect_statistics, decoder_layers, linear_layers
 from kick_hub.compress.methods.sparsegpt import Hessian, fasterprune
+from kick_hub.compress.methods.wanda import InputNorm
 from kick_hub.variant import check_sparsity, load_manifest
 
 V = 2048  # the world tokenizer's vocabulary
@@ -142,6 +143,115 @@ def test_calibration_replays_every_block_exactly(family):
             inputs = [x[0] if isinstance(x, tuple) else x for x in inputs]
             for got, want in zip(inputs, seen[i]):
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def plain_statistics(block: nn.Module, inputs: list, kwargs: dict, make_stats) -> dict:
+    """Every layer's statistics the plain way: a forward hook on every layer, the whole block run on every row."""
+    linears = linear_layers(block)
+    stats = {name: make_stats(lin) for name, lin in linears.items()}
+    hooks = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
+             for name, lin in linears.items()]
+    with torch.no_grad():
+        for x in inputs:
+            block(x, **kwargs)
+    for h in hooks:
+        h.remove()
+    return stats
+
+
+def assert_same_statistics(got: dict, want: dict) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        a, b = vars(got[name]), vars(want[name])
+        assert a.keys() == b.keys()
+        for key in b:
+            assert (torch.equal(a[key], b[key]) if isinstance(b[key], torch.Tensor) else a[key] == b[key]), (name, key)
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "gpt2-eager", "opt-eager", "gemma3-eager"])
+def test_statistics_equal_the_plain_passes_bit_for_bit(family):
+    """``collect_statistics`` shares one accumulator among layers fed the very same input and stops each pass after
+    the last layer's input; Wanda's norms and SparseGPT's Hessians must still be exactly the plain passes', in every
+    block of every family (fused q/k/v, Conv1D, parallel attention and MLP in Phi / NeoX, Gemma 3's two kinds)."""
+    model = tiny(family)
+    ids = torch.randint(0, V, (3, 32), generator=torch.Generator().manual_seed(1))
+    inputs, kwargs = capture_inputs(model, ids)
+    for index, block in enumerate(decoder_layers(model)):
+        for make_stats in (InputNorm, Hessian):
+            want = plain_statistics(block, inputs, kwargs[index], make_stats)
+            assert_same_statistics(collect_statistics(block, linear_layers(block), inputs, kwargs[index], make_stats),
+                                   want)
+        with torch.no_grad():
+            inputs = [block(x, **kwargs[index]) for x in inputs]
+        inputs = [x[0] if isinstance(x, tuple) else x for x in inputs]
+
+
+def test_statistics_share_inputs_and_stop_at_the_last_layer():
+    """On a Llama block: after the first row, q/k/v feed one accumulator and gate/up another (4 additions per row
+    instead of 7), and down_proj (called last) never runs its matmul again."""
+    model = tiny("llama")
+    ids = torch.randint(0, V, (3, 32), generator=torch.Generator().manual_seed(1))
+    inputs, kwargs = capture_inputs(model, ids)
+    block = decoder_layers(model)[0]
+    added: list[str] = []
+
+    names = {lin: name for name, lin in linear_layers(block).items()}
+    owner: dict[int, str] = {}  # id of an accumulator -> its layer (not an attribute: it would make them unequal)
+
+    class Counted(InputNorm):
+        def add_batch(self, inp):
+            added.append(owner[id(self)])
+            super().add_batch(inp)
+
+    def make(lin):
+        stats = Counted(lin)
+        owner[id(stats)] = names[lin]
+        return stats
+
+    ran = []
+    hook = block.mlp.down_proj.register_forward_hook(lambda *_: ran.append(1))
+    try:
+        got = collect_statistics(block, linear_layers(block), inputs, kwargs[0], make)
+    finally:
+        hook.remove()
+    assert len(added) == 7 + 2 * 4 and sorted(set(added[7:])) == ["mlp.down_proj", "mlp.gate_proj", "self_attn.o_proj",
+                                                                    "self_attn.q_proj"]
+    assert ran == [1]  # the first row only
+    assert got["self_attn.k_proj"] is not got["self_attn.q_proj"]  # each layer owns its statistics
+    assert torch.equal(got["self_attn.k_proj"].scaler_row, got["self_attn.q_proj"].scaler_row)
+
+
+def test_statistics_of_a_layer_called_twice_take_every_call():
+    """A layer called twice in one pass (weights shared) gets both inputs on every row: no sharing, no early stop."""
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.a(self.b(self.a(x)))
+
+    torch.manual_seed(0)
+    block = Twice()
+    inputs = [torch.randn(1, 5, 8) for _ in range(3)]
+    got = collect_statistics(block, linear_layers(block), inputs, {}, InputNorm)
+    assert got["a"].nsamples == 6 and got["b"].nsamples == 3
+    assert_same_statistics(got, plain_statistics(block, inputs, {}, InputNorm))
+
+
+@pytest.mark.parametrize("spec", [CompressSpec("wanda", sparsity=0.5), CompressSpec("sparsegpt", pattern="2:4")])
+def test_pruned_weights_equal_the_plain_calibration_loop(spec, monkeypatch):
+    """End to end: the weights Wanda and SparseGPT write with ``collect_statistics`` (and no output pass after the
+    last block) are bit for bit those of the plain loop (every hook on every whole pass)."""
+    import kick_hub.compress.blockwise as blockwise
+
+    ids = torch.randint(0, V, (4, 32), generator=torch.Generator().manual_seed(2))
+    ours = compress(tiny("llama"), spec, ids, progress=False).state_dict()
+    monkeypatch.setattr(blockwise, "collect_statistics",
+                        lambda block, linears, inputs, kwargs, make: plain_statistics(block, inputs, kwargs, make))
+    plain = compress(tiny("llama"), spec, ids, progress=False).state_dict()
+    assert ours.keys() == plain.keys() and all(torch.equal(ours[k], plain[k]) for k in ours)
+    assert any(bool((v == 0).any()) for k, v in ours.items() if "layers" in k and k.endswith("proj.weight"))
 
 
 def test_gemma3_blocks_get_their_own_arguments():

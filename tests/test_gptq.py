@@ -50,8 +50,9 @@ def test_missing_gptqmodel_is_a_clear_error(tmp_path):
 
 def test_in_memory_quantization_matches_the_checkpoint_reload():
     """``hf_quantize`` quantizes the loaded tensors (cast to the working dtype one by one, originals' pages dropped)
-    instead of reloading a written checkpoint with the GPTQConfig; the packed weights must be the reload path's, bit
-    for bit, and the result fp16 like a GPTQ checkpoint."""
+    instead of reloading a written checkpoint with the GPTQConfig, and groups the layers that share an input
+    (``shared_input_groups``) where the reload runs optimum's default, one layer per forward pass; the packed
+    weights must be the reload path's, bit for bit, and the result fp16 like a GPTQ checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPTQConfig
 
@@ -74,6 +75,43 @@ def test_in_memory_quantization_matches_the_checkpoint_reload():
     assert ours.keys() == theirs.keys() and any(k.endswith("qweight") for k in ours)
     assert {v.dtype for v in ours.values() if v.is_floating_point()} == {torch.float16}
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_layers_sharing_an_input_share_a_forward_pass(monkeypatch):
+    """optimum runs one forward pass of the block per group of ``modules_in_block_to_quantize``: q/k/v and gate/up
+    share theirs on the world model (5 passes per block and row instead of 8). Blocks whose layers are called more
+    than once, and GPT-2's four distinct inputs, keep optimum's default."""
+    import torch
+    import transformers as T
+    from torch import nn
+
+    from kick_hub.compress import CompressSpec, compress
+    from kick_hub.compress.methods.gptq import shared_input_groups
+    from kick_hub.engine import load_model
+
+    model, _ = load_model("world")
+    ids = torch.randint(5, 2000, (2, 32), generator=torch.Generator().manual_seed(0))
+    assert shared_input_groups(model, ids[0]) == [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+                                                  ["self_attn.o_proj"], ["mlp.gate_proj", "mlp.up_proj"],
+                                                  ["mlp.down_proj"]]
+    passes: dict[int, int] = {}  # block -> forward passes (the quantized model's blocks are new modules)
+    block_forward = type(model.model.layers[0]).forward
+
+    def counted(self, *args, **kwargs):
+        passes[id(self)] = passes.get(id(self), 0) + 1
+        return block_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model.model.layers[0]), "forward", counted)
+    compress(model, CompressSpec("gptq", bits=4), ids, progress=False)
+    # the probe's one pass through the input model's first block; then per block, 2 rows x (4 groups + the outputs)
+    assert sorted(passes.values()) == [1] + [2 * 5] * 4
+    gpt2 = T.GPT2LMHeadModel(T.GPT2Config(vocab_size=2048, n_positions=64, n_embd=64, n_layer=2, n_head=2)).eval()
+    assert shared_input_groups(gpt2, ids[0]) == [["attn.c_attn"], ["attn.c_proj"], ["mlp.c_fc"], ["mlp.c_proj"]]
+    twice = T.LlamaForCausalLM(T.LlamaConfig(vocab_size=2048, hidden_size=64, intermediate_size=128,
+                                             num_hidden_layers=1, num_attention_heads=4)).eval()
+    mlp = twice.model.layers[0].mlp
+    monkeypatch.setattr(type(mlp), "forward", lambda self, x: self.down_proj(self.up_proj(x) * self.up_proj(x)))
+    assert shared_input_groups(twice, ids[0]) is None
 
 
 def test_gptq_keeps_one_copy_of_each_weight(monkeypatch):

@@ -258,6 +258,27 @@ def test_scripts_without_spaces_are_split_into_characters():
     assert text.split_words("我爱Python和C") == qa.split_words("我爱Python和C") == ["我", "爱", "Python", "和", "C"]
 
 
+def test_no_space_test_takes_every_range_and_nothing_else():
+    """``_no_space`` skips the range scan below the first range; it must agree with the scan on every code point."""
+    for module in (text, qa):
+        scan = {cp for lo, hi in module.NO_SPACE_RANGES for cp in range(lo, hi + 1)}
+        assert all(module._no_space(chr(cp)) == (cp in scan) for cp in range(0x40010))
+
+
+def test_rouge_tokens_are_computed_once_and_never_shared():
+    """Tokens are cached per text (``_tokens``): a caller changing its list changes neither the cache nor the
+    next caller's list, and the cache gives what an uncached tokenizer gives."""
+    tokenizer = text.UnicodeTokenizer()
+    first = tokenizer.tokenize(ENGLISH[0][0])
+    first.append("changed")
+    again = text.UnicodeTokenizer().tokenize(ENGLISH[0][0])
+    assert "changed" not in again and again == first[:-1]
+    text._tokens.cache_clear()
+    assert text.UnicodeTokenizer().tokenize(ENGLISH[0][0]) == again
+    assert text.UnicodeTokenizer(use_stemmer=False).tokenize("Running jumps") == ["running", "jumps"]
+    assert text.UnicodeTokenizer().tokenize("Running jumps") == ["run", "jump"]
+
+
 ENGLISH = [
     ("The quick brown foxes were jumping over 3 lazy dogs' kennels, didn't they? Running_fast (and) well-known.",
      "A quick brown fox jumped over the lazy dog's kennel; it runs fast."),

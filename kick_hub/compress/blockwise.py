@@ -8,8 +8,9 @@ groups run along the input dimension for both.
 
 Capture the first decoder block's inputs and every block's own call arguments (attention mask, position ids, rotary
 ``position_embeddings``; models with sliding-window and full-attention layers pass each kind its own), then for each
-block: collect statistics on its layers' inputs with forward hooks, let the method rewrite the weights, recompute the
-block's outputs with the new weights and feed them to the next block. Peak memory is one model copy plus one block's
+block: collect statistics on its layers' inputs with hooks (``collect_statistics``), let the method rewrite the
+weights, recompute the block's outputs with the new weights and feed them to the next block (the last block's
+outputs feed nothing and are not computed). Peak memory is one model copy plus one block's
 activations for the calibration set. With a ``device`` (block offload), the model stays in CPU memory and one block
 at a time moves to the device: device memory is one block plus the calibration activations.
 """
@@ -96,8 +97,8 @@ def unprunable_weights(block: nn.Module) -> dict[str, str]:
     return out
 
 
-class _Captured(Exception):
-    pass
+class StopForward(Exception):
+    """Raised by a hook to end a forward pass once it has taken what it needs (the rest of the pass is not run)."""
 
 
 def _call_kwargs(block: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Tensor, dict]:
@@ -230,7 +231,7 @@ def capture_inputs(model, ids: torch.Tensor, device: torch.device | str | None =
 
         def first_only(module, args, kw):
             inputs.append(_call_kwargs(module, args, kw)[0])
-            raise _Captured
+            raise StopForward
 
         # registered first, so it stops the call before blocks_visit would move block 0
         handle = layers[0].register_forward_pre_hook(first_only, with_kwargs=True, prepend=True)
@@ -238,7 +239,7 @@ def capture_inputs(model, ids: torch.Tensor, device: torch.device | str | None =
             for row in ids[1:]:
                 try:
                     model(input_ids=row[None].to(device), use_cache=False)
-                except _Captured:
+                except StopForward:
                     pass
         finally:
             handle.remove()
@@ -253,6 +254,83 @@ def check_finite(stats: object, name: str, desc: str) -> None:
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
             raise ValueError(f"calibration: {name}'s {desc} statistics ({key}) hold NaN or inf: its inputs on the "
                              "calibration text are not finite or overflow float32 when squared")
+
+
+def _same_statistics(a: object, b: object) -> bool:
+    """Whether two statistics objects hold equal values in every attribute (tensors bit for bit)."""
+    va, vb = vars(a), vars(b)
+    return va.keys() == vb.keys() and all(
+        torch.equal(x, y) if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) else
+        (not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor) and x == y) for x, y in
+        ((va[k], vb[k]) for k in va))
+
+
+@torch.no_grad()
+def collect_statistics(block: nn.Module, linears: dict[str, nn.Module], inputs: list[torch.Tensor], kwargs: dict,
+                       make_stats: Callable[[nn.Module], object]) -> dict[str, object]:
+    """Each prunable layer's statistics (``make_stats(layer)``, fed ``add_batch(inp)`` with the layer's input
+    ``[1, seqlen, in]``) over the calibration rows ``inputs``, one forward pass of ``block`` per row; returns
+    name -> statistics for every name of ``linears``.
+
+    Every statistic equals, bit for bit, what feeding every layer on every full forward pass gives; two savings make
+    it cheaper, both decided from the first row, on which every layer feeds its own statistics:
+
+    - layers called with the very same input tensor (q/k/v on one normalised input, gate/up on another) whose
+      statistics after the first row are equal keep one accumulator for the other rows, and each gets its own copy
+      at the end (SparseGPT's Hessians and Wanda's norms are computed once instead of three times);
+    - the forward pass of the other rows stops at the last layer to be called, once its input is taken (the rest of
+      the block, e.g. ``down_proj``'s matmul, feeds no statistic).
+
+    Both need each layer called exactly once per forward pass (a layer called twice, or not at all, as an MoE
+    expert the row does not route to, keeps the plain path: every layer fed on every whole pass)."""
+    import copy
+
+    stats = {name: make_stats(lin) for name, lin in linears.items()}
+    calls: list[tuple[str, torch.Tensor]] = []  # the first row's calls, in order, with their input tensors
+
+    def first_row(name):
+        def hook(module, args):
+            calls.append((name, args[0]))
+            stats[name].add_batch(args[0].data)
+        return hook
+
+    handles = [lin.register_forward_pre_hook(first_row(name)) for name, lin in linears.items()]
+    try:
+        block(inputs[0], **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    names = [name for name, _ in calls]
+    leader = {name: name for name in linears}  # whose accumulator a layer's statistics come from
+    last = None
+    if sorted(names) == sorted(linears):  # each layer called exactly once
+        last = names[-1]
+        for i, (name, x) in enumerate(calls):
+            for earlier, y in calls[:i]:
+                if leader[earlier] == earlier and x is y and _same_statistics(stats[earlier], stats[name]):
+                    leader[name] = earlier
+                    break
+    calls.clear()
+
+    def later_row(name):
+        def hook(module, args):
+            if leader[name] == name:
+                stats[name].add_batch(args[0].data)
+            if name == last:
+                raise StopForward
+        return hook
+
+    handles = [lin.register_forward_pre_hook(later_row(name)) for name, lin in linears.items()]
+    try:
+        for x in inputs[1:]:
+            try:
+                block(x, **kwargs)
+            except StopForward:
+                pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: stats[name] if leader[name] == name else copy.deepcopy(stats[leader[name]]) for name in linears}
 
 
 def _block_out(out):
@@ -287,20 +365,13 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], ob
         if offload:
             block.to(device)
         linears = linear_layers(block)
-        stats = {name: make_stats(lin) for name, lin in linears.items()}
-        handles = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
-                   for name, lin in linears.items()]
-        try:
-            for x in inputs:
-                block(x, **kwargs)
-        finally:
-            for h in handles:
-                h.remove()
+        stats = collect_statistics(block, linears, inputs, kwargs, make_stats)
         for name, lin in linears.items():
             check_finite(stats[name], f"layers.{index}.{name}", desc)
             rewrite(name, lin, stats.pop(name))
             release_freed_memory(collect=False)
-        inputs = [_block_out(block(x, **kwargs)) for x in inputs]
+        if index + 1 < len(layers):  # the last block's outputs feed nothing
+            inputs = [_block_out(block(x, **kwargs)) for x in inputs]
         if offload:
             block.to(home)
             empty_cache()

@@ -48,10 +48,12 @@ NO_SPACE_RANGES = (
     (0x20000, 0x3FFFF),  # CJK extensions B and later
 )
 
+_NO_SPACE_FROM = min(lo for lo, _ in NO_SPACE_RANGES)  # every code point below is in no range (the common case)
+
 
 def _no_space(ch: str) -> bool:
     cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in NO_SPACE_RANGES)
+    return cp >= _NO_SPACE_FROM and any(lo <= cp <= hi for lo, hi in NO_SPACE_RANGES)
 
 
 def split_words(text: str) -> list[str]:

@@ -16,6 +16,7 @@ Rules every scorer here shares:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -45,10 +46,12 @@ _ASCII_WORD = re.compile(r"^[a-z0-9]+$")
 # Sentence ends for rougeLsum: . ! ? … (closing quotes/brackets may follow) before whitespace; 。！？｡ anywhere.
 _SENTENCE_END = re.compile(r"([.!?…][\"'”’)\]]*)\s+|([。！？｡])")
 
+_NO_SPACE_FROM = min(lo for lo, _ in NO_SPACE_RANGES)  # every code point below is in no range (the common case)
+
 
 def _no_space(ch: str) -> bool:
     cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in NO_SPACE_RANGES)
+    return cp >= _NO_SPACE_FROM and any(lo <= cp <= hi for lo, hi in NO_SPACE_RANGES)
 
 
 def split_words(text: str) -> list[str]:
@@ -82,21 +85,39 @@ class UnicodeTokenizer:
 
     NFKC, lowercase, every character that is not a letter, digit or combining mark becomes a space, then
     ``split_words``; ASCII tokens longer than 3 characters are Porter-stemmed, as rouge-score's default tokenizer does
-    (which keeps only [a-z0-9] and so drops every non-Latin word)."""
+    (which keeps only [a-z0-9] and so drops every non-Latin word). Tokens are a pure function of the text, so they
+    are computed once per process for each text (``_tokens``): ROUGE scores each reference once per ROUGE type, and
+    a sweep scores the same references for every model."""
 
     def __init__(self, use_stemmer: bool = True):
-        from nltk.stem import porter
-
-        self._stemmer = porter.PorterStemmer() if use_stemmer else None
+        self._use_stemmer = use_stemmer
 
     def tokenize(self, text: str) -> list[str]:
         """The tokens of ``text``."""
-        text = unicodedata.normalize("NFKC", text).lower()
-        text = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text)
-        tokens = split_words(text)
-        if self._stemmer is not None:
-            tokens = [self._stemmer.stem(t) if len(t) > 3 and _ASCII_WORD.match(t) else t for t in tokens]
-        return tokens
+        return list(_tokens(text, self._use_stemmer))
+
+
+@functools.lru_cache(maxsize=8192)
+def _tokens(text: str, use_stemmer: bool) -> tuple[str, ...]:
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text)
+    tokens = split_words(text)
+    if use_stemmer:
+        tokens = [_stem(t) if len(t) > 3 and _ASCII_WORD.match(t) else t for t in tokens]
+    return tuple(tokens)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """nltk's Porter stemmer (its default mode, as rouge-score's tokenizer uses it) on one word."""
+    return _porter().stem(word)
+
+
+@functools.lru_cache(maxsize=1)
+def _porter():
+    from nltk.stem import porter
+
+    return porter.PorterStemmer()
 
 
 def split_sentences(text: str) -> str:

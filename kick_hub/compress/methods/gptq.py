@@ -196,7 +196,8 @@ def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSp
     # exists only for grouped, non-desc_act quantization and GPTQModel refuses it otherwise
     config = GPTQConfig(bits=spec.bits, dataset=dataset, group_size=spec.group_size, desc_act=spec.desc_act,
                         act_group_aware=spec.group_size != -1 and not spec.desc_act, sym=spec.sym,
-                        damp_percent=spec.damp, model_seqlen=calibration.shape[1], batch_size=1)
+                        damp_percent=spec.damp, model_seqlen=calibration.shape[1], batch_size=1,
+                        modules_in_block_to_quantize=shared_input_groups(model, calibration[0]))
     raised: dict[str, float] = {}
     floor: dict[str, float] = {}
     try:
@@ -207,10 +208,58 @@ def quantize(model: torch.nn.Module, calibration: torch.Tensor, spec: CompressSp
     quantized.kick_damp_raised, quantized.kick_hessian_floor = raised, floor
     _to_fp16(quantized)
     quantized.config.quantization_config.dataset = None  # never ship calibration data in config.json
+    # the grouping only saved forward passes; without it a loader converts the same layers (every one in the blocks)
+    quantized.config.quantization_config.modules_in_block_to_quantize = None
     quantized.config.quantization_config.tokenizer = None  # transformers fills in the model's path
     quantized.eval()
     keep_checkpoint_state(quantized)
     return quantized
+
+
+@torch.no_grad()
+def shared_input_groups(model: torch.nn.Module, row: torch.Tensor) -> list[list[str]] | None:
+    """optimum's ``modules_in_block_to_quantize`` that quantizes exactly as its default (one layer at a time, in
+    ``get_layers`` order, each after a forward pass over the calibration set with the layers before it quantized)
+    with fewer forward passes: consecutive layers that take the very same input tensor share one pass, e.g.
+    ``[[q, k, v], [o], [gate, up], [down]]`` for a Llama block (5 passes per block instead of 8). Their inputs do not
+    depend on each other's weights, so every Hessian, and so every quantized weight, is unchanged.
+
+    Found from one forward pass of the model over the first 16 ids of ``row`` (``[seqlen]``), stopped after the first
+    block. None (optimum's default) when a layer of that block is called other than exactly once, or when the blocks
+    do not all hold the same layer names."""
+    from optimum.gptq.utils import get_block_name_with_pattern, get_layers
+
+    from kick_hub.compress.blockwise import StopForward
+
+    blocks = model.get_submodule(get_block_name_with_pattern(model))
+    names = list(get_layers(blocks[0]))
+    if not names or any(list(get_layers(b)) != names for b in blocks):
+        return None
+    calls: list[tuple[str, torch.Tensor]] = []
+    layers = get_layers(blocks[0])
+    handles = [layers[n].register_forward_pre_hook(lambda m, args, n=n: calls.append((n, args[0]))) for n in names]
+
+    def stop(*_):
+        raise StopForward
+
+    handles.append(blocks[0].register_forward_hook(stop))
+    try:
+        model(input_ids=row[None, :16], use_cache=False)
+    except StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    if sorted(n for n, _ in calls) != sorted(names):
+        return None
+    inputs = dict(calls)
+    groups = [[names[0]]]
+    for name in names[1:]:
+        if inputs[name] is inputs[groups[-1][-1]]:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups
 
 
 @contextlib.contextmanager
