@@ -254,6 +254,41 @@ def test_pruned_weights_equal_the_plain_calibration_loop(spec, monkeypatch):
     assert any(bool((v == 0).any()) for k, v in ours.items() if "layers" in k and k.endswith("proj.weight"))
 
 
+def test_first_block_statistics_are_reused_by_the_next_variant(monkeypatch):
+    """Wanda's and SparseGPT's first-block statistics are computed once per process for a model and calibration
+    (``run_blockwise(memo=True)``): the next variant at another sparsity reuses them and gets exactly the weights
+    it gets without the memo; other calibration ids, another method's statistics or a changed first block miss."""
+    import kick_hub.compress.blockwise as blockwise
+
+    collected = []
+    plain = blockwise.collect_statistics
+    monkeypatch.setattr(blockwise, "collect_statistics",
+                        lambda block, *a: (collected.append(block), plain(block, *a))[1])
+    ids = torch.randint(0, V, (4, 32), generator=torch.Generator().manual_seed(3))
+    blockwise._FIRST_BLOCK.clear()
+    compress(tiny("llama"), CompressSpec("wanda", sparsity=0.5), ids, progress=False)
+    assert len(collected) == 2  # both blocks
+    collected.clear()
+    model = tiny("llama")
+    reused = compress(model, CompressSpec("wanda", sparsity=0.3), ids, progress=False).state_dict()
+    assert collected == [decoder_layers(model)[1]]  # the first block's statistics came from the memo
+    blockwise._FIRST_BLOCK.clear()
+    fresh = compress(tiny("llama"), CompressSpec("wanda", sparsity=0.3), ids, progress=False).state_dict()
+    assert all(torch.equal(reused[k], fresh[k]) for k in fresh)
+    collected.clear()
+    compress(tiny("llama"), CompressSpec("sparsegpt", sparsity=0.5), ids, progress=False)  # Hessians, not norms
+    compress(tiny("llama"), CompressSpec("wanda", sparsity=0.5), ids.flip(0), progress=False)  # other rows
+    changed = tiny("llama")
+    with torch.no_grad():
+        decoder_layers(changed)[0].mlp.up_proj.weight[0, 0] += 1
+    compress(changed, CompressSpec("wanda", sparsity=0.5), ids, progress=False)
+    assert len(collected) == 3 * 2
+    monkeypatch.setattr(blockwise, "MEMO_MAX_BYTES", 0)  # statistics over the bound are not kept
+    blockwise._FIRST_BLOCK.clear()
+    compress(tiny("llama"), CompressSpec("wanda", sparsity=0.5), ids, progress=False)
+    assert not blockwise._FIRST_BLOCK
+
+
 def test_gemma3_blocks_get_their_own_arguments():
     model = tiny("gemma3")
     _, kwargs = capture_inputs(model, torch.randint(0, V, (1, 32)))

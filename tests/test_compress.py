@@ -276,6 +276,36 @@ def test_peak_rss_is_the_process_own_not_its_parents():
 
 
 @pytest.mark.unit
+def test_collections_skip_what_lives_at_the_start_and_free_it_after():
+    """Inside ``collections_skip_what_lives_now`` a full collection leaves the objects alive at its start alone (the
+    sweep's cells do not rescan the imports' objects); an object of those that becomes cyclic garbage inside is
+    freed after the block, and nothing stays frozen."""
+    import gc
+    import weakref
+
+    from kick_hub.compress.memory import collections_skip_what_lives_now
+
+    class Node:
+        pass
+
+    before = gc.get_freeze_count()
+    old = Node()
+    old.self = old  # a cycle: only the collector frees it
+    alive = weakref.ref(old)
+    with collections_skip_what_lives_now():
+        assert gc.get_freeze_count() > before
+        del old
+        young = Node()
+        young.self = young
+        gone = weakref.ref(young)
+        del young
+        gc.collect()
+        assert gone() is None and alive() is not None  # new garbage freed, the frozen cycle left alone
+    gc.collect()
+    assert alive() is None and gc.get_freeze_count() == before
+
+
+@pytest.mark.unit
 def test_calibration_text_is_tokenized_once_per_process(tmp_path):
     """A sweep's calibrated cells load the tokenizer again for each cell; the calibration text is tokenized once
     (``calibration.tokenized``, keyed by the text and the tokenizer's JSON) and every cell gets the same ids as a

@@ -351,6 +351,7 @@ def _execute(config: SweepConfig, slots: int) -> Store:
     from tqdm.auto import tqdm
 
     from kick_hub.compress import check_plan
+    from kick_hub.compress.memory import collections_skip_what_lives_now
     from kick_hub.compress.registry import PluginError
 
     c, run_dir = config, config.run_dir
@@ -416,17 +417,18 @@ def _execute(config: SweepConfig, slots: int) -> Store:
             # on a terminal one "cells" bar above each cell's own bars; in a log (stderr not a terminal) one line
             # per cell phase instead, since nested bars write cursor-movement codes that a log keeps as garbage
             terminal = c.progress and sys.stderr.isatty()
-            for k, (cell, missing) in enumerate(tqdm(todo, desc="cells", unit="cell", disable=not terminal)):
-                log = None if terminal or not c.progress else (
-                    lambda line, k=k, cell=cell: print(f"cell {k + 1}/{len(todo)} {cell.label}: {line}",
-                                                       file=sys.stderr, flush=True))
-                try:
-                    out = run_cell(c, cell, missing, log=log)
-                except PluginError as e:  # a method plugin's failure is its cell's: recorded, the sweep goes on
-                    print(f"cell {cell.label} failed: {e}", file=sys.stderr, flush=True)
-                    store.record_failure(cell.label, missing, str(e), 1, run_id)
-                    continue
-                commit(cell, out)
+            with collections_skip_what_lives_now():  # the imports' objects: not rescanned at every collection
+                for k, (cell, missing) in enumerate(tqdm(todo, desc="cells", unit="cell", disable=not terminal)):
+                    log = None if terminal or not c.progress else (
+                        lambda line, k=k, cell=cell: print(f"cell {k + 1}/{len(todo)} {cell.label}: {line}",
+                                                           file=sys.stderr, flush=True))
+                    try:
+                        out = run_cell(c, cell, missing, log=log)
+                    except PluginError as e:  # a method plugin's failure is its cell's: recorded, the sweep goes on
+                        print(f"cell {cell.label} failed: {e}", file=sys.stderr, flush=True)
+                        store.record_failure(cell.label, missing, str(e), 1, run_id)
+                        continue
+                    commit(cell, out)
     except BaseException:
         store.close()
         raise

@@ -18,6 +18,8 @@ at a time moves to the device: device memory is one block plus the calibration a
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import inspect
 from collections.abc import Callable, Iterator
 
@@ -283,8 +285,6 @@ def collect_statistics(block: nn.Module, linears: dict[str, nn.Module], inputs: 
 
     Both need each layer called exactly once per forward pass (a layer called twice, or not at all, as an MoE
     expert the row does not route to, keeps the plain path: every layer fed on every whole pass)."""
-    import copy
-
     stats = {name: make_stats(lin) for name, lin in linears.items()}
     calls: list[tuple[str, torch.Tensor]] = []  # the first row's calls, in order, with their input tensors
 
@@ -333,6 +333,48 @@ def collect_statistics(block: nn.Module, linears: dict[str, nn.Module], inputs: 
     return {name: stats[name] if leader[name] == name else copy.deepcopy(stats[leader[name]]) for name in linears}
 
 
+# The first block's statistics depend on nothing a method changes (its weights are still the model's, its inputs the
+# embeddings of the calibration ids): the next variant of the same model and calibration reuses them (a sweep's 9
+# Wanda cells, then its 9 SparseGPT cells). Keyed by ``_first_block_key``; the last two kept, each at most
+# ``MEMO_MAX_BYTES`` (Wanda's norms always, SparseGPT's Hessians up to about a 3B model's).
+_FIRST_BLOCK: dict[str, dict[str, object]] = {}
+MEMO_MAX_BYTES = 256 * 2**20
+
+
+def _first_block_key(block: nn.Module, inputs: list[torch.Tensor], kwargs: dict, make_stats) -> str | None:
+    """A digest (BLAKE2b) of everything the first block's statistics depend on: ``make_stats``'s module and name,
+    torch's thread count, the block's parameters and buffers, its calibration inputs and its call arguments (a value
+    that is not a tensor enters as its ``repr``, so an object without a stable one never matches). None off the CPU,
+    where copying the inputs to hash them would cost more than the pass it saves."""
+    if inputs[0].device.type != "cpu":
+        return None
+    digest = hashlib.blake2b(digest_size=32)
+
+    def add(name: str, value) -> None:
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.detach().contiguous().reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                add(f"{name}[{i}]", item)
+        else:
+            digest.update(repr(value).encode())
+
+    add("stats", f"{make_stats.__module__}.{make_stats.__qualname__} threads {torch.get_num_threads()}")
+    for name, tensor in block.state_dict().items():
+        add(name, tensor)
+    for i, x in enumerate(inputs):
+        add(f"input {i}", x)
+    for name in sorted(kwargs):
+        add(name, kwargs[name])
+    return digest.hexdigest()
+
+
+def _statistics_bytes(stats: dict[str, object]) -> int:
+    return sum(v.nbytes for s in stats.values() for v in vars(s).values() if isinstance(v, torch.Tensor))
+
+
 def _block_out(out):
     return out[0] if isinstance(out, tuple) else out
 
@@ -340,7 +382,7 @@ def _block_out(out):
 @torch.no_grad()
 def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], object],
                   rewrite: Callable[[str, nn.Module, object], None], desc: str = "blocks",
-                  progress: bool = True, device: torch.device | str | None = None) -> None:
+                  progress: bool = True, device: torch.device | str | None = None, memo: bool = False) -> None:
     """Drive ``make_stats`` (one accumulator per prunable layer, fed with ``add_batch(inp)``, ``inp`` the layer's
     input ``[1, seqlen, in]``; it must keep its statistics on the layer's device) and ``rewrite`` (changes the
     layer's weight from its statistics) over every decoder block in order. ``ids``: calibration token ids
@@ -351,7 +393,12 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], ob
     is (CPU memory), the calibration inputs are caught on ``device`` (``capture_inputs``), then each block moves to
     ``device`` for its statistics, its rewrite and the forward pass that makes the next block's inputs, and goes
     back. Device memory: one block plus the calibration activations. With ``device`` equal to the model's own
-    device the same code path runs (the moves are no-ops), which is how it is tested on CPU."""
+    device the same code path runs (the moves are no-ops), which is how it is tested on CPU.
+
+    ``memo``: ``make_stats`` is a class whose statistics are a pure function of the layer and its inputs (Wanda's,
+    SparseGPT's), so the first block's may be reused from an earlier call in this process with the same block,
+    inputs and arguments (``_first_block_key``), and kept for a later one (copies both ways: ``rewrite`` may consume
+    them). Off by default: a plugin's ``make_stats`` may hold state of its own."""
     from tqdm.auto import tqdm
 
     was_training = model.training
@@ -365,7 +412,15 @@ def run_blockwise(model, ids: torch.Tensor, make_stats: Callable[[nn.Module], ob
         if offload:
             block.to(device)
         linears = linear_layers(block)
-        stats = collect_statistics(block, linears, inputs, kwargs, make_stats)
+        key = _first_block_key(block, inputs, kwargs, make_stats) if memo and index == 0 else None
+        if key in _FIRST_BLOCK:
+            stats = copy.deepcopy(_FIRST_BLOCK[key])
+        else:
+            stats = collect_statistics(block, linears, inputs, kwargs, make_stats)
+            if key is not None and _statistics_bytes(stats) <= MEMO_MAX_BYTES:
+                while len(_FIRST_BLOCK) >= 2:
+                    _FIRST_BLOCK.pop(next(iter(_FIRST_BLOCK)))
+                _FIRST_BLOCK[key] = copy.deepcopy(stats)
         for name, lin in linears.items():
             check_finite(stats[name], f"layers.{index}.{name}", desc)
             rewrite(name, lin, stats.pop(name))

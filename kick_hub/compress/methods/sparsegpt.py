@@ -190,7 +190,7 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True,
             tqdm.write(f"sparsegpt: {full}: Hessian not positive definite with damp={spec.damp:g}; used "
                        f"damp={damp:g}", file=sys.stderr)  # between progress bar updates, not through one
 
-    run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress, device=device)
+    run_blockwise(model, calibration, Hessian, rewrite, desc="sparsegpt", progress=progress, device=device, memo=True)
     return raised
 
 

@@ -55,7 +55,7 @@ def prune(model, calibration: torch.Tensor, spec, progress: bool = True,
         mask = nm_mask(metric, *spec.pattern) if spec.pattern else row_mask(metric, spec.sparsity)
         W[mask] = 0
 
-    run_blockwise(model, calibration, InputNorm, rewrite, desc="wanda", progress=progress, device=device)
+    run_blockwise(model, calibration, InputNorm, rewrite, desc="wanda", progress=progress, device=device, memo=True)
 
 
 def apply(model, spec, calibration, progress: bool = True, device: torch.device | str | None = None):
