@@ -62,7 +62,8 @@ def test_single_token_choices_one_pass_matches_naive(world_engine):
     tok = engine.tokenizer
     if not all(len(tok(c, add_special_tokens=False)["input_ids"]) == 1 for c in letters):
         pytest.skip("letters are not single tokens for this tokenizer")
-    prompts = ["Question: which?\nA. x\nB. y\nC. z\nD. w\nAnswer:", "Pick one.\nAnswer:"]
+    # two prompts of about one length (batch_plan would run a much shorter one in its own batch)
+    prompts = ["Question: which?\nA. x\nB. y\nC. z\nD. w\nAnswer:", "Question: what?\nA. p\nB. q\nC. r\nD. s\nAnswer:"]
     calls = []
     handle = engine.model.register_forward_hook(lambda *a: calls.append(1))
     got = engine.choice_logprobs(prompts, letters)

@@ -307,3 +307,42 @@ def test_english_distinct_n_uses_whitespace_tokens():
     texts = ["Hello, World  foo", "hello world"]
     assert text.words(texts[0]) == ["hello,", "world", "foo"]
     assert text.distinct_n(texts, 1) == 4 / 5
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 32])
+def test_batch_plan_bounds_padding_and_takes_every_sequence_once(batch_size):
+    """``batch_plan``: longest first, each sequence once, at most ``batch_size`` a batch, and a batch of several is
+    never padded past ``1 + PAD_SLACK`` times its own tokens. Equal lengths give plain chunks of ``batch_size``."""
+    import random
+
+    from kick_hub.scoring.perplexity import PAD_SLACK, batch_plan
+
+    rng = random.Random(batch_size)
+    for lengths in ([rng.randint(1, 3000) for _ in range(97)], [rng.choice([10, 11, 500]) for _ in range(40)],
+                    [64] * 70, [5], []):
+        plan = batch_plan(lengths, batch_size)
+        flat = [i for batch in plan for i in batch]
+        assert sorted(flat) == list(range(len(lengths)))
+        assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+        for batch in plan:
+            assert 1 <= len(batch) <= batch_size
+            own = sum(lengths[i] for i in batch)
+            assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= (1 + PAD_SLACK) * own
+        if lengths == [64] * 70:
+            assert [len(b) for b in plan] == [batch_size] * (70 // batch_size) + ([70 % batch_size] if 70 % batch_size
+                                                                                   else [])
+
+
+def test_batch_plan_keeps_a_long_mmlu_prompt_from_padding_short_ones():
+    """SmolLM2's 40 five-shot MMLU prompts: batch size 8 padded them to 1.52x their tokens (the 2,724-token prompt
+    padded seven of 682 to 2,207); the plan pads them to 1.12x."""
+    from kick_hub.scoring.perplexity import batch_plan
+
+    lengths = [274, 304, 305, 326, 358, 360, 367, 382, 389, 393, 402, 403, 415, 420, 436, 479, 487, 487, 500, 502, 523,
+               543, 550, 553, 563, 573, 584, 594, 597, 603, 641, 655, 682, 720, 826, 848, 899, 1293, 2207, 2724]
+    plan = batch_plan(lengths, 8)
+    assert [[lengths[i] for i in b] for b in plan[:2]] == [[2724, 2207], [1293, 899]]
+    padded = sum(len(b) * lengths[b[0]] for b in plan)
+    assert round(padded / sum(lengths), 2) == 1.12
+    fixed = sum(8 * sorted(lengths, reverse=True)[k] for k in range(0, 40, 8))
+    assert fixed / sum(lengths) > 1.5

@@ -300,7 +300,8 @@ class TransformersEngine:
         return out
 
     def _batches(self, encoded: list[list[int]]):
-        """``(indices, ids, mask)`` batches, longest first, left-padded with the pad id (masked)."""
+        """``(indices, ids, mask)`` batches, longest first and padding bounded (``scoring.perplexity.batch_plan``),
+        left-padded with the pad id (masked)."""
         return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device)
 
     # ------------------------------------------------------ shared prefixes
@@ -340,8 +341,9 @@ class TransformersEngine:
         cache repeated for the batch's rows. A group's cache is computed when its first batch is reached and dropped
         after its last, so one group's cache is held at a time."""
         groups, rest = self._plan(encoded, reserve)
-        size = self.batch_size
-        count = -(-len(rest) // size) + sum(-(-len(m) // size) for m, _ in groups)
+        count = len(_ppl.batch_plan([len(encoded[i]) for i in rest], self.batch_size)) + sum(
+            len(_ppl.batch_plan([len(encoded[i]) - length for i in members], self.batch_size))
+            for members, length in groups)
 
         def batches():
             if rest:

@@ -277,17 +277,17 @@ def texts_digest(texts: Sequence[str]) -> str:
 
 
 def _passes(engine: "Backend", texts: Sequence[str], progress: str | None):
-    """``(j, ids, dists)`` for every text, one ``next_token_logprobs`` call per ``engine.batch_size`` texts taken
-    longest first: the engine's own batches (``left_padded_batches``), so the numbers equal one call over all the
+    """``(j, ids, dists)`` for every text, one ``next_token_logprobs`` call per batch of the engine's own plan
+    (``perplexity.batch_plan``, as ``left_padded_batches`` batches them), so the numbers equal one call over all the
     texts, while at most one batch of ``[T, V]`` distributions is held (a 150 k vocabulary's would not fit)."""
     from tqdm.auto import tqdm
 
+    from kick_hub.scoring.perplexity import batch_plan
+
     ids = [engine.token_ids(t) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
     size = max(int(getattr(engine, "batch_size", 1) or 1), 1)
-    for start in tqdm(range(0, len(order), size), desc=progress or "fidelity", unit="batch",
+    for chunk in tqdm(batch_plan([len(i) for i in ids], size), desc=progress or "fidelity", unit="batch",
                       disable=progress is None):
-        chunk = order[start:start + size]
         for j, d in zip(chunk, engine.next_token_logprobs([texts[i] for i in chunk]), strict=True):
             yield j, ids[j], d
 

@@ -78,12 +78,35 @@ def check_embeddable(tokenizer, encoded: Sequence[Sequence[int]], rows: int, wha
                              f"the model embeds only ids 0 to {rows - 1}: its tokenizer does not match the model")
 
 
+PAD_SLACK = 0.25  # a batch's padding adds at most this fraction to the positions its own tokens fill
+
+
+def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK) -> list[list[int]]:
+    """Indices into ``lengths`` (tokens per sequence) grouped into batches, longest first: at most ``batch_size`` per
+    batch, and a shorter sequence joins a batch only while left-padding every member to the batch's longest costs at
+    most ``slack`` times the batch's own tokens in extra positions. Without that bound one long prompt pads the short
+    ones it is batched with: SmolLM2's 40 five-shot MMLU prompts (274 to 2,724 tokens) ran 1.52x their tokens at batch
+    size 8, and attention grows with the square of the padded width."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    plan: list[list[int]] = []
+    own = 0
+    for i in order:
+        batch = plan[-1] if plan else None
+        if batch is None or len(batch) == batch_size or \
+                (len(batch) + 1) * lengths[batch[0]] > (1 + slack) * (own + lengths[i]):
+            plan.append([i])
+            own = lengths[i]
+        else:
+            batch.append(i)
+            own += lengths[i]
+    return plan
+
+
 def left_padded_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad_token_id: int, device):
-    """``(indices, ids, mask)`` batches of ``encoded``, longest first, left-padded with ``pad_token_id`` (masked)."""
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
+    """``(indices, ids, mask)`` batches of ``encoded`` as ``batch_plan`` groups them (longest first, padding
+    bounded), left-padded with ``pad_token_id`` (masked)."""
+    for idx in batch_plan([len(e) for e in encoded], batch_size):
+        width = len(encoded[idx[0]])
         ids = torch.tensor([[pad_token_id] * (width - len(encoded[i])) + list(encoded[i]) for i in idx],
                            device=device)
         mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx], device=device)
