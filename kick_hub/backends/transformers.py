@@ -3,8 +3,9 @@ greedy generation, option log-likelihoods, perplexity and next-token distributio
 protocol).
 
 One ``TransformersEngine`` (``kick_hub.engine.Engine``) wraps a loaded ``(model, tokenizer)``. Prompts are sorted by
-length into batches (left padding) and results come back in the caller's order; decoding is greedy, so runs are
-deterministic. Tokenizing, the context length and left-padded batching come from ``kick_hub.scoring.perplexity``,
+length into batches of at most ``batch_size`` whose padding stays within ``PAD_SLACK`` of their own tokens
+(``scoring.perplexity.batch_plan``; left padding) and results come back in the caller's order; decoding is greedy,
+so runs are deterministic. Tokenizing, the context length and left-padded batching come from ``kick_hub.scoring.perplexity``,
 which the perplexity evaluate module ships alone (it may import only torch), so the engine and that module batch and
 count tokens the same way.
 

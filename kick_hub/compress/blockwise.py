@@ -336,7 +336,7 @@ def collect_statistics(block: nn.Module, linears: dict[str, nn.Module], inputs: 
 # The first block's statistics depend on nothing a method changes (its weights are still the model's, its inputs the
 # embeddings of the calibration ids): the next variant of the same model and calibration reuses them (a sweep's 9
 # Wanda cells, then its 9 SparseGPT cells). Keyed by ``_first_block_key``; the last two kept, each at most
-# ``MEMO_MAX_BYTES`` (Wanda's norms always, SparseGPT's Hessians up to about a 3B model's).
+# ``MEMO_MAX_BYTES`` (Wanda's norms always, SparseGPT's Hessians up to about a 1B Llama's: 228 MB for TinyLlama).
 _FIRST_BLOCK: dict[str, dict[str, object]] = {}
 MEMO_MAX_BYTES = 256 * 2**20
 
