@@ -5,9 +5,9 @@ protocol).
 One ``TransformersEngine`` (``kick_hub.engine.Engine``) wraps a loaded ``(model, tokenizer)``. Prompts are sorted by
 length into batches of at most ``batch_size`` whose padding stays within ``PAD_SLACK`` of their own tokens
 (``scoring.perplexity.batch_plan``; left padding) and results come back in the caller's order; decoding is greedy,
-so runs are deterministic. Tokenizing, the context length and left-padded batching come from ``kick_hub.scoring.perplexity``,
-which the perplexity evaluate module ships alone (it may import only torch), so the engine and that module batch and
-count tokens the same way.
+so runs are deterministic. Tokenizing, the context length and left-padded batching come from
+``kick_hub.scoring.perplexity``, which the perplexity evaluate module ships alone (it may import only torch), so the
+engine and that module batch and count tokens the same way.
 
 Stop rule: generation ends where the model's own generation config says, at any id in
 ``generation_config.eos_token_id`` (an int or a list, as Llama-3-style instruct models write it); only when the
