@@ -328,6 +328,8 @@ def test_batch_plan_bounds_padding_and_takes_every_sequence_once(batch_size):
             assert 1 <= len(batch) <= batch_size
             own = sum(lengths[i] for i in batch)
             assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= (1 + PAD_SLACK) * own
+        with pytest.raises(ValueError, match="batch_size"):
+            batch_plan(lengths, 0)
         if lengths == [64] * 70:
             assert [len(b) for b in plan] == [batch_size] * (70 // batch_size) + ([70 % batch_size] if 70 % batch_size
                                                                                    else [])

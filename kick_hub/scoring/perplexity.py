@@ -86,7 +86,10 @@ def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK
     batch, and a shorter sequence joins a batch only while left-padding every member to the batch's longest costs at
     most ``slack`` times the batch's own tokens in extra positions. Without that bound one long prompt pads the short
     ones it is batched with: SmolLM2's 40 five-shot MMLU prompts (274 to 2,724 tokens) ran 1.52x their tokens at batch
-    size 8, and attention grows with the square of the padded width."""
+    size 8, and attention grows with the square of the padded width. ValueError for a ``batch_size`` below 1 or a
+    negative ``slack``."""
+    if batch_size < 1 or slack < 0:
+        raise ValueError(f"batch_size / slack: must be at least 1 / 0, got {batch_size} / {slack}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     plan: list[list[int]] = []
     own = 0
