@@ -25,6 +25,7 @@ from kick_hub.compress.blockwise import capture_inputs, collect_statistics, deco
 from kick_hub.compress.methods.sparsegpt import Hessian, fasterprune
 from kick_hub.compress.methods.wanda import InputNorm
 from kick_hub.variant import check_sparsity, load_manifest
+from tests.plain_calibration import feed_layer_inputs
 
 V = 2048  # the world tokenizer's vocabulary
 SMALL = dict(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
@@ -147,15 +148,8 @@ def test_calibration_replays_every_block_exactly(family):
 
 def plain_statistics(block: nn.Module, inputs: list, kwargs: dict, make_stats) -> dict:
     """Every layer's statistics the plain way: a forward hook on every layer, the whole block run on every row."""
-    linears = linear_layers(block)
-    stats = {name: make_stats(lin) for name, lin in linears.items()}
-    hooks = [lin.register_forward_hook(lambda m, inp, out, s=stats[name]: s.add_batch(inp[0].data))
-             for name, lin in linears.items()]
-    with torch.no_grad():
-        for x in inputs:
-            block(x, **kwargs)
-    for h in hooks:
-        h.remove()
+    stats = {name: make_stats(lin) for name, lin in linear_layers(block).items()}
+    feed_layer_inputs(block, inputs, kwargs, lambda name, x: stats[name].add_batch(x))
     return stats
 
 

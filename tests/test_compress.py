@@ -13,6 +13,7 @@ from kick_hub.compress.calibration import calibration_ids
 from kick_hub.compress.methods.magnitude import global_threshold
 from kick_hub.engine import load_model
 from kick_hub.variant import check_sparsity, layer_sparsity
+from tests.plain_calibration import feed_layer_inputs
 
 
 @pytest.fixture()
@@ -95,13 +96,7 @@ def test_wanda_matches_direct_score_on_first_block(model_tok, calib):
     inputs, block_kwargs = capture_inputs(model, calib)
     kwargs = block_kwargs[0]
     seen = {name: [] for name in linears}
-    hooks = [lin.register_forward_hook(lambda m, i, o, n=name: seen[n].append(i[0].reshape(-1, i[0].shape[-1])))
-             for name, lin in linears.items()]
-    with torch.no_grad():
-        for x in inputs:
-            block(x, **kwargs)
-    for h in hooks:
-        h.remove()
+    feed_layer_inputs(block, inputs, kwargs, lambda name, x: seen[name].append(x.reshape(-1, x.shape[-1])))
     expected = {}
     for name, lin in linears.items():
         X = torch.cat(seen[name])  # every calibration token

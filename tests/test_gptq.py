@@ -79,11 +79,10 @@ def test_in_memory_quantization_matches_the_checkpoint_reload():
 
 def test_layers_sharing_an_input_share_a_forward_pass(monkeypatch):
     """optimum runs one forward pass of the block per group of ``modules_in_block_to_quantize``: q/k/v and gate/up
-    share theirs on the world model (5 passes per block and row instead of 8). Blocks whose layers are called more
-    than once, and GPT-2's four distinct inputs, keep optimum's default."""
+    share theirs on the world model (5 passes per block and row instead of 8). GPT-2's four layers, each on an input
+    of its own, keep a pass each; a block whose layer is called twice keeps optimum's default (None)."""
     import torch
     import transformers as T
-    from torch import nn
 
     from kick_hub.compress import CompressSpec, compress
     from kick_hub.compress.methods.gptq import shared_input_groups
