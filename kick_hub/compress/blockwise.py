@@ -261,10 +261,16 @@ def check_finite(stats: object, name: str, desc: str) -> None:
 def _same_statistics(a: object, b: object) -> bool:
     """Whether two statistics objects hold equal values in every attribute (tensors bit for bit)."""
     va, vb = vars(a), vars(b)
-    return va.keys() == vb.keys() and all(
-        torch.equal(x, y) if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) else
-        (not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor) and x == y) for x, y in
-        ((va[k], vb[k]) for k in va))
+    if va.keys() != vb.keys():
+        return False
+    for key, x in va.items():
+        y = vb[key]
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and torch.equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
 
 
 @torch.no_grad()

@@ -232,11 +232,11 @@ def shared_input_groups(model: torch.nn.Module, row: torch.Tensor) -> list[list[
     from kick_hub.compress.blockwise import StopForward
 
     blocks = model.get_submodule(get_block_name_with_pattern(model))
-    names = list(get_layers(blocks[0]))
-    if not names or any(list(get_layers(b)) != names for b in blocks):
+    layers = get_layers(blocks[0])
+    names = list(layers)
+    if not names or any(list(get_layers(b)) != names for b in blocks[1:]):
         return None
     calls: list[tuple[str, torch.Tensor]] = []
-    layers = get_layers(blocks[0])
     handles = [layers[n].register_forward_pre_hook(lambda m, args, n=n: calls.append((n, args[0]))) for n in names]
 
     def stop(*_):
