@@ -161,6 +161,26 @@ def test_next_token_logprobs_equal_a_direct_forward(world_engine):
         assert torch.allclose(lp.exp().sum(-1), torch.ones(len(ids)), atol=1e-5)
 
 
+def test_long_inputs_run_alone_on_a_cpu_with_the_unpadded_results(world_engine):
+    """On a CPU, prompts and texts of at least ``CPU_SOLO_TOKENS`` tokens batch only with their own length
+    (``perplexity.solo_from``), so their option log-probs and distributions are exactly those of one at a time,
+    while the padding bound alone would have batched them; generation still batches them."""
+    from kick_hub.scoring.perplexity import CPU_SOLO_TOKENS, batch_plan
+
+    sentence = " Sada Holhar works in Kelford, near the harbour."
+    texts = [start + sentence * n for start, n in (("Alpha.", 30), ("Beta.", 33), ("Gamma.", 36))]  # no shared prefix
+    lengths = [len(world_engine.token_ids(t)) for t in texts]
+    assert min(lengths) >= CPU_SOLO_TOKENS and len(set(lengths)) == 3 and max(lengths) <= world_engine.max_length - 1
+    assert batch_plan(lengths, 8) == [[2, 1, 0]]  # without the rule: one padded batch
+    batched = TransformersEngine(world_engine.model, world_engine.tokenizer, batch_size=8)
+    single = TransformersEngine(world_engine.model, world_engine.tokenizer, batch_size=1)
+    encoded = [world_engine.token_ids(t) for t in texts]
+    assert batched._planned_batches(encoded, 1, prefill_only=False)[0] == 1
+    for a, b in zip(batched.next_token_logprobs(texts), single.next_token_logprobs(texts), strict=True):
+        assert torch.equal(a, b)
+    assert batched.choice_logprobs(texts, [" A", " B"]) == single.choice_logprobs(texts, [" A", " B"])
+
+
 def test_next_token_logprobs_refuse_a_text_longer_than_the_context(world_engine):
     text = " ".join(["Kelford"] * (world_engine.max_length + 1))
     before = world_engine.checked.copy()

@@ -349,3 +349,21 @@ def test_batch_plan_keeps_a_long_mmlu_prompt_from_padding_short_ones():
     fixed = batch_plan(lengths, 8, slack=float("inf"))  # no bound: plain chunks of 8, longest first
     assert [len(b) for b in fixed] == [8] * 5
     assert round(sum(len(b) * lengths[b[0]] for b in fixed) / sum(lengths), 2) == 1.52
+
+
+def test_batch_plan_runs_long_sequences_alone_on_a_cpu():
+    """With ``solo_from`` a batch whose longest sequence reaches it holds only that length (no padding); shorter
+    sequences batch under the padding bound as before. ``solo_from`` is ``CPU_SOLO_TOKENS`` on a CPU only."""
+    import torch
+
+    from kick_hub.scoring.perplexity import CPU_SOLO_TOKENS, batch_plan, solo_from
+
+    lengths = [900, 300, 300, 300, 280, 255, 250, 240, 20, 20]
+    plan = batch_plan(lengths, 8, solo_from=256)
+    assert [[lengths[i] for i in b] for b in plan] == [[900], [300, 300, 300], [280], [255, 250, 240], [20, 20]]
+    assert batch_plan(lengths, 8)[0] == [0] and batch_plan(lengths, 8)[1] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert batch_plan([512] * 10, 4, solo_from=256) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # equal windows batch
+    assert solo_from(torch.device("cpu")) == solo_from("cpu") == CPU_SOLO_TOKENS == 256
+    assert solo_from(torch.device("cuda", 0)) is None and solo_from("meta") is None
+    with pytest.raises(ValueError, match="solo_from: must be at least 1 or None, got 0"):
+        batch_plan(lengths, 8, solo_from=0)

@@ -4,10 +4,11 @@ protocol).
 
 One ``TransformersEngine`` (``kick_hub.engine.Engine``) wraps a loaded ``(model, tokenizer)``. Prompts are sorted by
 length into batches of at most ``batch_size`` whose padding stays within ``PAD_SLACK`` of their own tokens
-(``scoring.perplexity.batch_plan``; left padding) and results come back in the caller's order; decoding is greedy,
-so runs are deterministic. Tokenizing, the context length and left-padded batching come from
-``kick_hub.scoring.perplexity``, which the perplexity evaluate module ships alone (it may import only torch), so the
-engine and that module batch and count tokens the same way.
+(``scoring.perplexity.batch_plan``; left padding; on a CPU, passes that only read logits run prompts of 256 tokens
+or more only with prompts of their own length, ``scoring.perplexity.solo_from``) and results come back in the caller's
+order; decoding is greedy, so runs are deterministic. Tokenizing, the context length and left-padded batching come
+from ``kick_hub.scoring.perplexity``, which the perplexity evaluate module ships alone (it may import only torch), so
+the engine and that module batch and count tokens the same way.
 
 Stop rule: generation ends where the model's own generation config says, at any id in
 ``generation_config.eos_token_id`` (an int or a list, as Llama-3-style instruct models write it); only when the
@@ -43,9 +44,14 @@ the task invalid, the judge's local backend raises, ``stream`` raises ``NonFinit
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import logging
-from collections.abc import Sequence
+import tempfile
+from array import array
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
@@ -54,7 +60,7 @@ from kick_hub.models import load_model
 from kick_hub.scoring import perplexity as _ppl
 
 __all__ = ["TransformersEngine", "stop_token_ids", "choose_pad_token_id", "until_stop_streamer", "GREEDY",
-           "shared_prefix_groups", "prefix_blocker", "MIN_SHARED_PREFIX"]
+           "shared_prefix_groups", "prefix_blocker", "MIN_SHARED_PREFIX", "token_ids_shared", "tokenizer_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +75,49 @@ GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repeti
           "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None, "bad_words_ids": None,
           "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
           "forced_eos_token_id": None, "sequence_bias": None, "exponential_decay_length_penalty": None}
+
+
+# While ``token_ids_shared`` is open: tokenizer fingerprint -> text -> its token ids (``token_ids``), for the
+# ``_MEMO_TOKENIZERS`` tokenizers used last.
+_TOKEN_MEMO: dict[str, dict[str, array]] | None = None
+_MEMO_TOKENIZERS = 2
+_memo_blocks = 0  # blocks opened so far: an engine's fingerprint is taken once per block
+
+
+def tokenizer_fingerprint(tokenizer) -> str | None:
+    """sha256 of the tokenizer's class and of the files ``tokenizer.save_pretrained`` writes: everything a reload
+    reads (vocabulary, merges, normalizer and post-processor, added and special tokens, flags such as
+    ``add_bos_token``, the chat template), so two tokenizers with one fingerprint turn a text into the same ids in
+    this process. None when the tokenizer cannot be saved (then nothing is shared)."""
+    with tempfile.TemporaryDirectory(prefix="kick-tokenizer-") as tmp:
+        try:
+            tokenizer.save_pretrained(tmp)
+        except Exception:  # noqa: BLE001 - any tokenizer that cannot say what it is shares nothing
+            return None
+        digest = hashlib.sha256(f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}".encode())
+        for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+            digest.update(path.relative_to(tmp).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def token_ids_shared() -> Iterator[None]:
+    """While in the block, engines whose tokenizers have the same ``tokenizer_fingerprint`` share their texts' token
+    ids (``TransformersEngine.token_ids``): a sweep's cells load the dense tokenizer again from every variant's
+    directory and tokenize the same prompts, the same fitting candidates (``kick_hub.tasks.fit``) and the same
+    perplexity texts. Ids are kept as int arrays for the last two tokenizers and dropped at the end. An engine takes
+    its tokenizer's fingerprint once per block, at its first text, so code in the block must not change a tokenizer
+    after that (the sweep's cells do not). Nested blocks share the outer one's ids."""
+    global _TOKEN_MEMO, _memo_blocks
+    if _TOKEN_MEMO is not None:
+        yield
+        return
+    _TOKEN_MEMO, _memo_blocks = {}, _memo_blocks + 1
+    try:
+        yield
+    finally:
+        _TOKEN_MEMO = None
 
 
 class _FiniteCheck:
@@ -213,6 +262,7 @@ class TransformersEngine:
         from kick_hub.device import input_device
 
         self.device = input_device(model)  # the embeddings' device: the first one under a device map
+        self._fingerprint: tuple[int, str | None] = (0, None)  # (block, tokenizer's fingerprint); ``_shared_ids``
 
     @classmethod
     def from_name(cls, name: str, placement=None, **kwargs) -> "TransformersEngine":
@@ -259,8 +309,31 @@ class TransformersEngine:
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids of an already rendered text, with the tokenizer's special tokens (BOS) unless the text already
-        starts with BOS (chat templates that write it themselves)."""
-        return _ppl.token_ids(self.tokenizer, text)
+        starts with BOS (chat templates that write it themselves). Inside ``token_ids_shared``, a text another engine
+        with the same tokenizer already tokenized is not tokenized again (a fresh list each call)."""
+        memo = self._shared_ids()
+        if memo is None:
+            return _ppl.token_ids(self.tokenizer, text)
+        ids = memo.get(text)
+        if ids is None:
+            ids = memo[text] = array("q", _ppl.token_ids(self.tokenizer, text))
+        return ids.tolist()
+
+    def _shared_ids(self) -> dict[str, array] | None:
+        """This tokenizer's ids in ``_TOKEN_MEMO`` (None outside ``token_ids_shared`` or for a tokenizer without a
+        fingerprint); the most recently used tokenizers are kept."""
+        if _TOKEN_MEMO is None:
+            return None
+        if self._fingerprint[0] != _memo_blocks:  # once per engine and block
+            self._fingerprint = (_memo_blocks, tokenizer_fingerprint(self.tokenizer))
+        key = self._fingerprint[1]
+        if key is None:
+            return None
+        memo = _TOKEN_MEMO.pop(key, None)
+        memo = _TOKEN_MEMO[key] = {} if memo is None else memo  # the last used goes to the end
+        while len(_TOKEN_MEMO) > _MEMO_TOKENIZERS:
+            del _TOKEN_MEMO[next(iter(_TOKEN_MEMO))]
+        return memo
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` alone, without special tokens (a continuation, an option, a reply)."""
@@ -300,10 +373,17 @@ class TransformersEngine:
             out.append(ids)
         return out
 
-    def _batches(self, encoded: list[list[int]]):
+    def _solo_from(self, prefill_only: bool) -> int | None:
+        """``batch_plan``'s ``solo_from``: ``scoring.perplexity.solo_from`` of the device for passes that only read
+        logits (option log-probs, next-token distributions; perplexity applies it in ``scoring.perplexity``), None
+        for generation."""
+        return _ppl.solo_from(self.device) if prefill_only else None
+
+    def _batches(self, encoded: list[list[int]], prefill_only: bool):
         """``(indices, ids, mask)`` batches, longest first and padding bounded (``scoring.perplexity.batch_plan``),
         left-padded with the pad id (masked)."""
-        return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device)
+        return _ppl.left_padded_batches(encoded, self.batch_size, self.pad_token_id, self.device,
+                                        self._solo_from(prefill_only))
 
     # ------------------------------------------------------ shared prefixes
     def _plan(self, encoded: list[list[int]], reserve: int) -> tuple[list[tuple[list[int], int]], list[int]]:
@@ -334,7 +414,7 @@ class TransformersEngine:
                    logits_to_keep=1)
         return cache
 
-    def _planned_batches(self, encoded: list[list[int]], reserve: int):
+    def _planned_batches(self, encoded: list[list[int]], reserve: int, prefill_only: bool):
         """``(count, batches)``: how many batches, and a generator of ``(indices, ids, mask, prefix, cache)`` over
         every prompt once. Plain batches (``prefix`` None, ``cache`` None) hold whole prompts, longest first and
         left-padded; a shared group's batches hold its members' suffixes (longest first, left-padded: the padding
@@ -342,20 +422,21 @@ class TransformersEngine:
         cache repeated for the batch's rows. A group's cache is computed when its first batch is reached and dropped
         after its last, so one group's cache is held at a time."""
         groups, rest = self._plan(encoded, reserve)
-        count = len(_ppl.batch_plan([len(encoded[i]) for i in rest], self.batch_size)) + sum(
-            len(_ppl.batch_plan([len(encoded[i]) - length for i in members], self.batch_size))
+        solo = self._solo_from(prefill_only)
+        count = len(_ppl.batch_plan([len(encoded[i]) for i in rest], self.batch_size, solo_from=solo)) + sum(
+            len(_ppl.batch_plan([len(encoded[i]) - length for i in members], self.batch_size, solo_from=solo))
             for members, length in groups)
 
         def batches():
             if rest:
-                for idx, ids, mask in self._batches([encoded[i] for i in rest]):
+                for idx, ids, mask in self._batches([encoded[i] for i in rest], prefill_only):
                     yield [rest[j] for j in idx], ids, mask, None, None
             for members, length in groups:
                 prefix = encoded[members[0]][:length]
                 cache = self._prefix_cache(prefix)
                 prefix_ids = torch.tensor([prefix], device=self.device)
                 suffixes = [encoded[i][length:] for i in members]
-                for idx, ids, mask in self._batches(suffixes):
+                for idx, ids, mask in self._batches(suffixes, prefill_only):
                     copied = copy.deepcopy(cache)
                     copied.batch_repeat_interleave(len(idx))
                     yield [members[j] for j in idx], ids, mask, prefix_ids, copied
@@ -377,7 +458,7 @@ class TransformersEngine:
         encoded = self.encode(texts, self.room(max_new_tokens))
         outputs: list[str] = [""] * len(texts)
         bad = [False] * len(texts)
-        count, batches = self._planned_batches(encoded, max_new_tokens)
+        count, batches = self._planned_batches(encoded, max_new_tokens, prefill_only=False)
         for idx, ids, mask, prefix, cache in tqdm(batches, total=count, desc=progress or "generate", unit="batch",
                                                   disable=progress is None):
             extra = {}
@@ -473,7 +554,7 @@ class TransformersEngine:
         encoded = self.encode(texts, self.room(1))
         out: list[list[float]] = [[] for _ in texts]
         bad = [False] * len(texts)
-        count, batches = self._planned_batches(encoded, 1)
+        count, batches = self._planned_batches(encoded, 1, prefill_only=True)
         for idx, ids, mask, prefix, cache in tqdm(batches, total=count, desc=progress or "score", unit="batch",
                                                   disable=progress is None):
             logprobs, rows_bad = self._last_logprobs(ids, mask, prefix, cache)
@@ -526,8 +607,8 @@ class TransformersEngine:
                              f"is no position to predict from")
         out: list[torch.Tensor] = [torch.empty(0)] * len(texts)
         bad = [False] * len(texts)
-        for idx, ids, mask in tqdm(list(self._batches(encoded)), desc=progress or "logprobs", unit="batch",
-                                   disable=progress is None):
+        for idx, ids, mask in tqdm(list(self._batches(encoded, prefill_only=True)), desc=progress or "logprobs",
+                                   unit="batch", disable=progress is None):
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
             for row, i in enumerate(idx):

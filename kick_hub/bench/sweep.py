@@ -331,19 +331,23 @@ def execute(config: SweepConfig) -> Store:
     ``keep_variants``: ``all`` keeps every variant under ``variants/``; ``none`` deletes a cell's variant once its
     scores are committed; ``pushed`` pushes it to ``push``/<model>-<label> once committed, then deletes it.
 
-    ``executor``: ``local`` runs the cells (``cell.run_cell``) one after another in this process; ``ray`` runs
+    ``executor``: ``local`` runs the cells (``cell.run_cell``) one after another in this process, each text
+    tokenized once for all of them (``backends.transformers.token_ids_shared``); ``ray`` runs
     each as a Ray task on the cluster at ``ray_address`` (``kick_hub.bench.ray_executor``: connected here, and
     disconnected on return, when this process is not connected already; ``cell_cpus`` / ``cell_gpus`` per cell, a
     cell whose worker dies retried up to ``cell_retries`` times, then recorded as failed: ``Store.failed``).
     Returns the store, open for reading."""
     if str(config.run_dir.resolve()) not in _held:
         raise RuntimeError(f"sweep.execute: call it inside sweep.hold({str(config.run_dir)!r})")
+    from kick_hub.backends.transformers import token_ids_shared
+
     if config.executor == "ray":  # a cluster that is not there, or has no node for a cell, is refused first
         from kick_hub.bench import ray_executor
 
         with ray_executor.session(config) as slots:
             return _execute(config, slots)
-    return _execute(config, 1)
+    with token_ids_shared():  # the local cells' tokenizers: dense's, saved with each variant
+        return _execute(config, 1)
 
 
 def _execute(config: SweepConfig, slots: int) -> Store:

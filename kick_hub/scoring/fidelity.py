@@ -278,16 +278,19 @@ def texts_digest(texts: Sequence[str]) -> str:
 
 def _passes(engine: "Backend", texts: Sequence[str], progress: str | None):
     """``(j, ids, dists)`` for every text, one ``next_token_logprobs`` call per batch of the engine's own plan
-    (``perplexity.batch_plan``, as ``left_padded_batches`` batches them), so the numbers equal one call over all the
-    texts, while at most one batch of ``[T, V]`` distributions is held (a 150 k vocabulary's would not fit)."""
+    (``perplexity.batch_plan`` with the device's ``solo_from``, as the engine batches them), so the numbers equal one
+    call over all the texts, while at most one batch of ``[T, V]`` distributions is held (a 150 k vocabulary's would
+    not fit)."""
     from tqdm.auto import tqdm
 
-    from kick_hub.scoring.perplexity import batch_plan
+    from kick_hub.scoring.perplexity import batch_plan, solo_from
 
     ids = [engine.token_ids(t) for t in texts]
     size = max(int(getattr(engine, "batch_size", 1) or 1), 1)
-    for chunk in tqdm(batch_plan([len(i) for i in ids], size), desc=progress or "fidelity", unit="batch",
-                      disable=progress is None):
+    device = getattr(engine, "device", None)
+    solo = solo_from(device) if device is not None else None
+    for chunk in tqdm(batch_plan([len(i) for i in ids], size, solo_from=solo), desc=progress or "fidelity",
+                      unit="batch", disable=progress is None):
         for j, d in zip(chunk, engine.next_token_logprobs([texts[i] for i in chunk]), strict=True):
             yield j, ids[j], d
 

@@ -79,24 +79,41 @@ def check_embeddable(tokenizer, encoded: Sequence[Sequence[int]], rows: int, wha
 
 
 PAD_SLACK = 0.25  # a batch's padding adds at most this fraction to the positions its own tokens fill
+CPU_SOLO_TOKENS = 256  # on a CPU, a prefill-only sequence this long batches only with sequences of its own length
 
 
-def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK) -> list[list[int]]:
+def solo_from(device) -> int | None:
+    """``batch_plan``'s ``solo_from`` for prefill-only passes (no generation) on ``device``: ``CPU_SOLO_TOKENS`` on
+    a CPU, else None. On 2 CPU cores a float32 matmul of SmolLM2's widths runs at 188 GFLOP/s with 256 rows and
+    199 with 512 (175 with 128), so a sequence of 256 tokens fills the matmuls alone, and padding it would cost twice
+    over: the padded positions' compute, and the mask that padding needs makes attention compute every key for every
+    query where causal attention without a mask skips the future half. Generation keeps batching: each decoding
+    step's matmuls read every weight for a few rows, so more rows are nearly free. Not measured on accelerators,
+    where batching long sequences still fills matmuls that one sequence does not."""
+    return CPU_SOLO_TOKENS if torch.device(device).type == "cpu" else None
+
+
+def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK,
+               solo_from: int | None = None) -> list[list[int]]:
     """Indices into ``lengths`` (tokens per sequence) grouped into batches, longest first: at most ``batch_size`` per
     batch, and a shorter sequence joins a batch only while left-padding every member to the batch's longest costs at
     most ``slack`` times the batch's own tokens in extra positions. Without that bound one long prompt pads the short
     ones it is batched with: SmolLM2's 40 five-shot MMLU prompts (274 to 2,724 tokens) ran 1.52x their tokens at batch
-    size 8, and attention grows with the square of the padded width. ValueError for a ``batch_size`` below 1 or a
-    negative ``slack``."""
+    size 8, and attention grows with the square of the padded width. With ``solo_from``, a batch whose longest
+    sequence has at least that many tokens takes only sequences of the same length (no padding; ``solo_from``
+    above). ValueError for a ``batch_size`` below 1, a negative ``slack`` or a ``solo_from`` below 1."""
     if batch_size < 1 or slack < 0:
         raise ValueError(f"batch_size / slack: must be at least 1 / 0, got {batch_size} / {slack}")
+    if solo_from is not None and solo_from < 1:
+        raise ValueError(f"solo_from: must be at least 1 or None, got {solo_from}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     plan: list[list[int]] = []
     own = 0
     for i in order:
         batch = plan[-1] if plan else None
         if batch is None or len(batch) == batch_size or \
-                (len(batch) + 1) * lengths[batch[0]] > (1 + slack) * (own + lengths[i]):
+                (len(batch) + 1) * lengths[batch[0]] > (1 + slack) * (own + lengths[i]) or \
+                (solo_from is not None and lengths[batch[0]] >= solo_from and lengths[i] != lengths[batch[0]]):
             plan.append([i])
             own = lengths[i]
         else:
@@ -105,10 +122,11 @@ def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK
     return plan
 
 
-def left_padded_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad_token_id: int, device):
+def left_padded_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad_token_id: int, device,
+                        solo_from: int | None = None):
     """``(indices, ids, mask)`` batches of ``encoded`` as ``batch_plan`` groups them (longest first, padding
-    bounded), left-padded with ``pad_token_id`` (masked)."""
-    for idx in batch_plan([len(e) for e in encoded], batch_size):
+    bounded, ``solo_from`` passed on), left-padded with ``pad_token_id`` (masked)."""
+    for idx in batch_plan([len(e) for e in encoded], batch_size, solo_from=solo_from):
         width = len(encoded[idx[0]])
         ids = torch.tensor([[pad_token_id] * (width - len(encoded[i])) + list(encoded[i]) for i in idx],
                            device=device)
@@ -156,7 +174,8 @@ def perplexity(model, encoded: Sequence[Sequence[int]], max_length: int, batch_s
     text_nll = [0.0] * len(encoded)
     text_count = [0] * len(encoded)
     text_bad = [False] * len(encoded)
-    batches = list(left_padded_batches(seg_ids, batch_size, pad_token_id, next(model.parameters()).device))
+    device = next(model.parameters()).device
+    batches = list(left_padded_batches(seg_ids, batch_size, pad_token_id, device, solo_from(device)))
     if progress is not None:
         from tqdm.auto import tqdm
 
