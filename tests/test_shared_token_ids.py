@@ -93,13 +93,6 @@ def test_a_sweep_tokenizes_each_text_once_with_the_same_scores(tmp_path, monkeyp
     cells = plan.plan(["magnitude"], [0.3, 0.6], [], [])
     opts = dict(limit=8, progress=False)
 
-    def scores(run_dir):
-        store = Store(run_dir, None)
-        try:
-            return store.scores()
-        finally:
-            store.close()
-
     sweep.run("world", tmp_path / "shared", cells, ["factoid-qa", "mcq-reasoning"], **opts).close()
     assert tokenizations and max(tokenizations.values()) == 1
     once = sum(tokenizations.values())
@@ -107,4 +100,6 @@ def test_a_sweep_tokenizes_each_text_once_with_the_same_scores(tmp_path, monkeyp
     monkeypatch.setattr(backend, "token_ids_shared", contextlib.nullcontext)
     sweep.run("world", tmp_path / "plain", cells, ["factoid-qa", "mcq-reasoning"], **opts).close()
     assert sum(tokenizations.values()) >= 3 * once
-    assert scores(tmp_path / "shared") == scores(tmp_path / "plain")
+    with contextlib.closing(Store(tmp_path / "shared", None)) as shared, \
+            contextlib.closing(Store(tmp_path / "plain", None)) as plain:
+        assert shared.scores() == plain.scores()
