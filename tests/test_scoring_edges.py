@@ -365,5 +365,6 @@ def test_batch_plan_runs_long_sequences_alone_on_a_cpu():
     assert batch_plan([512] * 10, 4, solo_from=256) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # equal windows batch
     assert solo_from(torch.device("cpu")) == solo_from("cpu") == CPU_SOLO_TOKENS == 256
     assert solo_from(torch.device("cuda", 0)) is None and solo_from("meta") is None
-    with pytest.raises(ValueError, match="solo_from: must be at least 1 or None, got 0"):
-        batch_plan(lengths, 8, solo_from=0)
+    for bad in (0, -1, True, 2.5, float("nan"), "256"):
+        with pytest.raises(ValueError, match=r"solo_from: must be an int of at least 1, or None, got "):
+            batch_plan(lengths, 8, solo_from=bad)

@@ -54,6 +54,63 @@ def test_the_fingerprint_is_what_the_tokenizer_does(world_engine, saved_tokenize
     assert perplexity.token_ids(added, TEXT) != ids and perplexity.token_ids(no_bos, TEXT) == ids[1:]
 
 
+def test_state_the_saved_files_miss_is_seen_or_nothing_is_shared(world_engine, saved_tokenizer):
+    """``split_special_tokens`` set on a loaded tokenizer is not saved, but changes ids: another fingerprint, so
+    inside a block each engine keeps its own ids. A tokenizer that saves no file has no fingerprint."""
+    text = "<|user|> " + TEXT + "</s>"
+    split = AutoTokenizer.from_pretrained(saved_tokenizer)
+    split.split_special_tokens = True
+    plain = TransformersEngine(world_engine.model, AutoTokenizer.from_pretrained(saved_tokenizer))
+    other = TransformersEngine(world_engine.model, split)
+    assert tokenizer_fingerprint(split) != tokenizer_fingerprint(plain.tokenizer)
+    with token_ids_shared():
+        assert plain.token_ids(text) == perplexity.token_ids(world_engine.tokenizer, text)
+        assert other.token_ids(text) == perplexity.token_ids(split, text) != plain.token_ids(text)
+
+    class SavesNothing:
+        def __getattr__(self, name):
+            return getattr(world_engine.tokenizer, name)
+
+        def __call__(self, *args, **kwargs):
+            return world_engine.tokenizer(*args, **kwargs)
+
+        def save_pretrained(self, path):
+            pass
+
+    assert tokenizer_fingerprint(SavesNothing()) is None
+
+
+def test_threads_get_the_right_ids_while_blocks_open_and_close(world_engine, saved_tokenizer):
+    """Engines called from threads while blocks open and close (a judge, the Space): the right ids, no error."""
+    import threading
+
+    engines = [TransformersEngine(world_engine.model, AutoTokenizer.from_pretrained(saved_tokenizer))
+               for _ in range(3)]
+    texts = [f"{TEXT} {k}" for k in range(20)]
+    expected = [perplexity.token_ids(world_engine.tokenizer, t) for t in texts]
+    errors, wrong, stop = [], [], threading.Event()
+
+    def work(engine):
+        try:
+            while not stop.is_set():
+                for text, ids in zip(texts, expected):
+                    if engine.token_ids(text) != ids:
+                        wrong.append(text)
+        except Exception as e:  # noqa: BLE001 - the test reports any error
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for _ in range(30):
+        with token_ids_shared():
+            engines[0].token_ids(texts[0])
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == []
+
+
 def test_engines_share_ids_inside_the_block_only(world_engine, saved_tokenizer, tokenizations):
     model = world_engine.model
     first = TransformersEngine(model, AutoTokenizer.from_pretrained(saved_tokenizer))

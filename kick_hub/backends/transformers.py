@@ -5,10 +5,11 @@ protocol).
 One ``TransformersEngine`` (``kick_hub.engine.Engine``) wraps a loaded ``(model, tokenizer)``. Prompts are sorted by
 length into batches of at most ``batch_size`` whose padding stays within ``PAD_SLACK`` of their own tokens
 (``scoring.perplexity.batch_plan``; left padding; on a CPU, passes that only read logits run prompts of 256 tokens
-or more only with prompts of their own length, ``scoring.perplexity.solo_from``) and results come back in the caller's
-order; decoding is greedy, so runs are deterministic. Tokenizing, the context length and left-padded batching come
-from ``kick_hub.scoring.perplexity``, which the perplexity evaluate module ships alone (it may import only torch), so
-the engine and that module batch and count tokens the same way.
+or more, or suffixes that long after a shared prefix, only with ones of their own length,
+``scoring.perplexity.solo_from``) and results come back in the caller's order; decoding is greedy, so runs are
+deterministic. Tokenizing, the context length and left-padded batching come from ``kick_hub.scoring.perplexity``,
+which the perplexity evaluate module ships alone (it may import only torch), so the engine and that module batch and
+count tokens the same way.
 
 Stop rule: generation ends where the model's own generation config says, at any id in
 ``generation_config.eos_token_id`` (an int or a list, as Llama-3-style instruct models write it); only when the
@@ -49,6 +50,7 @@ import copy
 import hashlib
 import logging
 import tempfile
+import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -82,20 +84,32 @@ GREEDY = {"do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repeti
 _TOKEN_MEMO: dict[str, dict[str, array]] | None = None
 _MEMO_TOKENIZERS = 2
 _memo_blocks = 0  # blocks opened so far: an engine's fingerprint is taken once per block
+_memo_lock = threading.Lock()  # the table's order and membership (a judge or the Space may call from threads)
 
 
 def tokenizer_fingerprint(tokenizer) -> str | None:
-    """sha256 of the tokenizer's class and of the files ``tokenizer.save_pretrained`` writes: everything a reload
-    reads (vocabulary, merges, normalizer and post-processor, added and special tokens, flags such as
-    ``add_bos_token``, the chat template), so two tokenizers with one fingerprint turn a text into the same ids in
-    this process. None when the tokenizer cannot be saved (then nothing is shared)."""
+    """sha256 of the tokenizer's class, of the files ``tokenizer.save_pretrained`` writes (vocabulary, merges,
+    normalizer and post-processor, added and special tokens, flags such as ``add_bos_token``, the chat template), of
+    ``split_special_tokens`` (a flag it does not save) and of the ids it gives a probe text made of its special
+    tokens, a BOS and plain words, with and without special tokens added. Two tokenizers with one fingerprint are
+    saved alike and agree on the probe; state that neither shows is not seen, so the fingerprint is only compared
+    inside a block whose code does not change tokenizers (``token_ids_shared``). None when the tokenizer cannot be
+    saved or saves no file (then nothing is shared)."""
     with tempfile.TemporaryDirectory(prefix="kick-tokenizer-") as tmp:
         try:
             tokenizer.save_pretrained(tmp)
+            probe = "".join(map(str, getattr(tokenizer, "all_special_tokens", []) or [])) + \
+                f"{tokenizer.bos_token or ''} Kelford 12 ü\n  x"
+            probed = [tokenizer(text, add_special_tokens=special)["input_ids"]
+                      for text in (probe, probe.lstrip(), "x") for special in (True, False)]
         except Exception:  # noqa: BLE001 - any tokenizer that cannot say what it is shares nothing
             return None
+        files = sorted(p for p in Path(tmp).rglob("*") if p.is_file())
+        if not files:
+            return None
         digest = hashlib.sha256(f"{type(tokenizer).__module__}.{type(tokenizer).__qualname__}".encode())
-        for path in sorted(p for p in Path(tmp).rglob("*") if p.is_file()):
+        digest.update(repr((getattr(tokenizer, "split_special_tokens", None), probed)).encode())
+        for path in files:
             digest.update(path.relative_to(tmp).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
         return digest.hexdigest()
@@ -108,7 +122,8 @@ def token_ids_shared() -> Iterator[None]:
     directory and tokenize the same prompts, the same fitting candidates (``kick_hub.tasks.fit``) and the same
     perplexity texts. Ids are kept as int arrays for the last two tokenizers and dropped at the end. An engine takes
     its tokenizer's fingerprint once per block, at its first text, so code in the block must not change a tokenizer
-    after that (the sweep's cells do not). Nested blocks share the outer one's ids."""
+    after that (the sweep's cells do not). The block is the process's: engines called from other threads meanwhile
+    share its ids too (the table is locked). Nested blocks share the outer one's ids."""
     global _TOKEN_MEMO, _memo_blocks
     if _TOKEN_MEMO is not None:
         yield
@@ -322,17 +337,19 @@ class TransformersEngine:
     def _shared_ids(self) -> dict[str, array] | None:
         """This tokenizer's ids in ``_TOKEN_MEMO`` (None outside ``token_ids_shared`` or for a tokenizer without a
         fingerprint); the most recently used tokenizers are kept."""
-        if _TOKEN_MEMO is None:
+        table, block = _TOKEN_MEMO, _memo_blocks  # this call's block, even if it closes meanwhile
+        if table is None:
             return None
-        if self._fingerprint[0] != _memo_blocks:  # once per engine and block
-            self._fingerprint = (_memo_blocks, tokenizer_fingerprint(self.tokenizer))
+        if self._fingerprint[0] != block:  # once per engine and block
+            self._fingerprint = (block, tokenizer_fingerprint(self.tokenizer))
         key = self._fingerprint[1]
         if key is None:
             return None
-        memo = _TOKEN_MEMO.pop(key, None)
-        memo = _TOKEN_MEMO[key] = {} if memo is None else memo  # the last used goes to the end
-        while len(_TOKEN_MEMO) > _MEMO_TOKENIZERS:
-            del _TOKEN_MEMO[next(iter(_TOKEN_MEMO))]
+        with _memo_lock:
+            memo = table.pop(key, None)
+            memo = table[key] = {} if memo is None else memo  # the last used goes to the end
+            while len(table) > _MEMO_TOKENIZERS:
+                del table[next(iter(table))]
         return memo
 
     def tokenize(self, text: str) -> list[int]:

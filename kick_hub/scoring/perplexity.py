@@ -82,7 +82,7 @@ PAD_SLACK = 0.25  # a batch's padding adds at most this fraction to the position
 CPU_SOLO_TOKENS = 256  # on a CPU, a prefill-only sequence this long batches only with sequences of its own length
 
 
-def solo_from(device) -> int | None:
+def solo_from(device: torch.device | str) -> int | None:
     """``batch_plan``'s ``solo_from`` for prefill-only passes (no generation) on ``device``: ``CPU_SOLO_TOKENS`` on
     a CPU, else None. On 2 CPU cores a float32 matmul of SmolLM2's widths runs at 188 GFLOP/s with 256 rows and
     199 with 512 (175 with 128), so a sequence of 256 tokens fills the matmuls alone, and padding it would cost twice
@@ -101,11 +101,12 @@ def batch_plan(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK
     ones it is batched with: SmolLM2's 40 five-shot MMLU prompts (274 to 2,724 tokens) ran 1.52x their tokens at batch
     size 8, and attention grows with the square of the padded width. With ``solo_from``, a batch whose longest
     sequence has at least that many tokens takes only sequences of the same length (no padding; ``solo_from``
-    above). ValueError for a ``batch_size`` below 1, a negative ``slack`` or a ``solo_from`` below 1."""
+    above). ValueError for a ``batch_size`` below 1, a negative ``slack`` or a ``solo_from`` that is not an int of at
+    least 1."""
     if batch_size < 1 or slack < 0:
         raise ValueError(f"batch_size / slack: must be at least 1 / 0, got {batch_size} / {slack}")
-    if solo_from is not None and solo_from < 1:
-        raise ValueError(f"solo_from: must be at least 1 or None, got {solo_from}")
+    if solo_from is not None and (not isinstance(solo_from, int) or isinstance(solo_from, bool) or solo_from < 1):
+        raise ValueError(f"solo_from: must be an int of at least 1, or None, got {solo_from!r}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     plan: list[list[int]] = []
     own = 0
