@@ -339,13 +339,13 @@ def execute(config: SweepConfig) -> Store:
     Returns the store, open for reading."""
     if str(config.run_dir.resolve()) not in _held:
         raise RuntimeError(f"sweep.execute: call it inside sweep.hold({str(config.run_dir)!r})")
-    from kick_hub.backends.transformers import token_ids_shared
-
     if config.executor == "ray":  # a cluster that is not there, or has no node for a cell, is refused first
         from kick_hub.bench import ray_executor
 
         with ray_executor.session(config) as slots:
             return _execute(config, slots)
+    from kick_hub.backends.transformers import token_ids_shared
+
     with token_ids_shared():  # the local cells' tokenizers: dense's, saved with each variant
         return _execute(config, 1)
 

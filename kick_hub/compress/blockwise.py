@@ -9,10 +9,10 @@ groups run along the input dimension for both.
 Capture the first decoder block's inputs and every block's own call arguments (attention mask, position ids, rotary
 ``position_embeddings``; models with sliding-window and full-attention layers pass each kind its own), then for each
 block: collect statistics on its layers' inputs with hooks (``collect_statistics``), let the method rewrite the
-weights, recompute the block's outputs with the new weights and feed them to the next block (the last block's
-outputs feed nothing and are not computed). Peak memory is one model copy plus one block's
-activations for the calibration set. With a ``device`` (block offload), the model stays in CPU memory and one block
-at a time moves to the device: device memory is one block plus the calibration activations.
+weights, recompute the block's outputs with the new weights and feed them to the next block (the last block's outputs
+feed nothing and are not computed). Peak memory is one model copy plus one block's activations for the calibration
+set. With a ``device`` (block offload), the model stays in CPU memory and one block at a time moves to the device:
+device memory is one block plus the calibration activations.
 """
 
 from __future__ import annotations
